@@ -1,0 +1,3 @@
+//! Integration tests of centralino-proto: the checked-in generated code matches `proto/`.
+
+mod codegen;

@@ -1,0 +1,178 @@
+//! Project automation, run as `cargo xtask <command>`.
+//!
+//! - `test`: checks (and where it can, starts) RabbitMQ and PostgreSQL, installs the
+//!   Python test client's packages if missing, then runs the whole suite with
+//!   cargo-nextest (or `cargo test` when nextest is absent).
+//! - `codegen`: regenerates `crates/centralino-proto/src/gen` from `proto/`.
+//! - `lint`: `cargo fmt --check` and clippy with warnings denied.
+
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test") => test(&args[1..]),
+        Some("codegen") => codegen(),
+        Some("lint") => lint(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 test [ARGS]  start what the suite needs and run every test (ARGS go to nextest)\n  \
+                 codegen      regenerate crates/centralino-proto/src/gen from proto/\n  \
+                 lint         cargo fmt --check and clippy -D warnings"
+            );
+            return ExitCode::from(64);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?} failed with {status}"))
+    }
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+fn reachable(addr: &str) -> bool {
+    addr.parse::<SocketAddr>()
+        .ok()
+        .and_then(|a| TcpStream::connect_timeout(&a, Duration::from_secs(1)).ok())
+        .is_some()
+}
+
+fn wait_for(addr: &str, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if reachable(addr) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    false
+}
+
+struct Service {
+    name: &'static str,
+    addr: &'static str,
+    start: &'static str,
+}
+
+const SERVICES: [Service; 2] = [
+    Service {
+        name: "RabbitMQ",
+        addr: "127.0.0.1:5672",
+        start: "rabbitmq-server -detached",
+    },
+    Service {
+        name: "PostgreSQL",
+        addr: "127.0.0.1:5432",
+        start: "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
+    },
+];
+
+fn ensure_services() -> Result<(), String> {
+    for s in &SERVICES {
+        if reachable(s.addr) {
+            eprintln!("xtask: {} is up on {}", s.name, s.addr);
+            continue;
+        }
+        eprintln!(
+            "xtask: {} is not reachable on {}, starting it with `{}`",
+            s.name, s.addr, s.start
+        );
+        let started = Command::new("sh").arg("-c").arg(s.start).status();
+        if !matches!(started, Ok(st) if st.success()) || !wait_for(s.addr, Duration::from_secs(60))
+        {
+            return Err(format!(
+                "{} is needed on {} and could not be started; start it with `{}` \
+                 (or point CENTRALINO_TEST_AMQP_URL / CENTRALINO_TEST_DATABASE_URL elsewhere)",
+                s.name, s.addr, s.start
+            ));
+        }
+        eprintln!("xtask: {} started", s.name);
+    }
+    Ok(())
+}
+
+fn ensure_python_packages() -> Result<(), String> {
+    let probe = Command::new("python3")
+        .args([
+            "-c",
+            "import grpc, grpc_tools, grpc_health, grpc_reflection",
+        ])
+        .status();
+    if matches!(probe, Ok(s) if s.success()) {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: installing the Python test client's packages (tests/python/requirements.txt)"
+    );
+    run(Command::new("python3").args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "-r",
+        "tests/python/requirements.txt",
+    ]))
+}
+
+fn has_nextest() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn test(extra: &[String]) -> Result<(), String> {
+    ensure_services()?;
+    ensure_python_packages()?;
+    if has_nextest() {
+        run(cargo()
+            .args(["nextest", "run", "--workspace", "--no-fail-fast"])
+            .args(extra))?;
+        // nextest does not run doctests.
+        run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))
+    } else {
+        eprintln!("xtask: cargo-nextest not found (cargo install cargo-nextest), using cargo test");
+        run(cargo().args(["test", "--workspace"]).args(extra))
+    }
+}
+
+fn codegen() -> Result<(), String> {
+    run(cargo()
+        .args(["test", "-p", "centralino-proto", "--test", "it", "codegen"])
+        .env("CENTRALINO_BLESS", "1"))
+}
+
+fn lint() -> Result<(), String> {
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
