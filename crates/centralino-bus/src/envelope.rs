@@ -1,0 +1,86 @@
+//! Building envelopes, with the producer's trace context.
+
+use std::collections::HashMap;
+
+use prost::Message;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::Envelope;
+
+/// A protobuf payload that knows its fully qualified type name.
+pub trait TypedPayload: Message + Default {
+    const TYPE_NAME: &'static str;
+}
+
+macro_rules! typed {
+    ($($ty:ident),* $(,)?) => {
+        $(impl TypedPayload for centralino_proto::v1::$ty {
+            const TYPE_NAME: &'static str = concat!("centralino.v1.", stringify!($ty));
+        })*
+    };
+}
+
+typed!(InteractionCreated, InteractionAbandoned);
+
+/// A new envelope around `payload`, produced by `source`, stamped now and with the
+/// current span's W3C trace context.
+pub fn new_envelope<P: TypedPayload>(source: &str, payload: &P) -> Envelope {
+    let mut carrier: HashMap<String, String> = HashMap::new();
+    let cx = tracing::Span::current().context();
+    opentelemetry::global::get_text_map_propagator(|p| p.inject_context(&cx, &mut carrier));
+    Envelope {
+        message_id: uuid::Uuid::now_v7().to_string(),
+        event_type: P::TYPE_NAME.to_owned(),
+        occurred_at: Some(centralino_proto::timestamp_from_chrono(chrono::Utc::now())),
+        traceparent: carrier.remove("traceparent").unwrap_or_default(),
+        tracestate: carrier.remove("tracestate").unwrap_or_default(),
+        payload: payload.encode_to_vec(),
+        source: source.to_owned(),
+    }
+}
+
+/// Why an envelope's payload could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("envelope holds {found}, not {expected}")]
+    WrongType {
+        found: String,
+        expected: &'static str,
+    },
+    #[error("payload does not decode: {0}")]
+    Payload(prost::DecodeError),
+}
+
+/// Reading an envelope back.
+pub trait EnvelopeExt {
+    /// Decodes the payload as `P`, checking the declared type first.
+    fn decode<P: TypedPayload>(&self) -> Result<P, DecodeError>;
+    /// Makes the producer's span the parent of `span`, so one trace follows the message.
+    fn attach_trace(&self, span: &tracing::Span);
+}
+
+impl EnvelopeExt for Envelope {
+    fn decode<P: TypedPayload>(&self) -> Result<P, DecodeError> {
+        if self.event_type != P::TYPE_NAME {
+            return Err(DecodeError::WrongType {
+                found: self.event_type.clone(),
+                expected: P::TYPE_NAME,
+            });
+        }
+        P::decode(self.payload.as_slice()).map_err(DecodeError::Payload)
+    }
+
+    fn attach_trace(&self, span: &tracing::Span) {
+        if self.traceparent.is_empty() {
+            return;
+        }
+        let mut carrier = HashMap::new();
+        carrier.insert("traceparent".to_owned(), self.traceparent.clone());
+        if !self.tracestate.is_empty() {
+            carrier.insert("tracestate".to_owned(), self.tracestate.clone());
+        }
+        let cx = opentelemetry::global::get_text_map_propagator(|p| p.extract(&carrier));
+        // Fails only when no OpenTelemetry layer is installed; then there is nothing to link.
+        let _ = span.set_parent(cx);
+    }
+}

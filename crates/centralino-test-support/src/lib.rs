@@ -1,0 +1,122 @@
+//! Helpers shared by Centralino's integration tests.
+//!
+//! Tests talk to real services. Their locations come from
+//! `CENTRALINO_TEST_AMQP_URL` and `CENTRALINO_TEST_DATABASE_URL` (defaults: the
+//! local RabbitMQ and PostgreSQL of the project's machines). A test whose service is
+//! missing fails with a message saying how to start it; nothing is skipped.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::process::Command;
+use std::time::Duration;
+
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+/// RabbitMQ for tests; fails the test with instructions when it is not reachable.
+pub fn amqp_url() -> String {
+    let url = std::env::var("CENTRALINO_TEST_AMQP_URL").unwrap_or_else(|_| DEFAULT_AMQP_URL.into());
+    require_reachable(
+        &url,
+        5672,
+        "RabbitMQ",
+        "rabbitmq-server -detached (or set CENTRALINO_TEST_AMQP_URL)",
+    );
+    url
+}
+
+/// PostgreSQL admin database URL for tests (the suite creates a database per test).
+pub fn postgres_admin_url() -> String {
+    let url = std::env::var("CENTRALINO_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| DEFAULT_DATABASE_URL.into());
+    require_reachable(
+        &url,
+        5432,
+        "PostgreSQL",
+        "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start \
+         (or set CENTRALINO_TEST_DATABASE_URL)",
+    );
+    url
+}
+
+/// `host:port` of a URL like `scheme://user:pass@host:port/path`.
+fn host_port(url: &str, default_port: u16) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if hostport.contains(':') {
+        Some(hostport.to_owned())
+    } else {
+        Some(format!("{hostport}:{default_port}"))
+    }
+}
+
+fn require_reachable(url: &str, default_port: u16, what: &str, how: &str) {
+    let addr = host_port(url, default_port)
+        .unwrap_or_else(|| panic!("{what} URL {url:?} has no host; fix the URL"));
+    let reachable = addr
+        .to_socket_addrs()
+        .ok()
+        .into_iter()
+        .flatten()
+        .any(|a: SocketAddr| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    assert!(
+        reachable,
+        "{what} is not reachable at {addr}: this test needs it. Start it with `{how}`, \
+         or run the suite with `cargo xtask test`, which starts it for you."
+    );
+}
+
+/// A name unique to this test run, e.g. `t3f9a1c2b`.
+pub fn unique(prefix: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{prefix}{}", &id[..10])
+}
+
+/// Polls `check` until it returns `Some`, failing the test with `what` after `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Closes, broker side, every RabbitMQ connection whose client-provided name is
+/// `connection_name` (what `rabbitmqctl close_connection` does to a real outage).
+/// Returns how many were closed.
+pub fn close_rabbitmq_connections(connection_name: &str) -> usize {
+    let out = Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output()
+        .expect("rabbitmqctl is needed for broker fault tests (Debian package rabbitmq-server)");
+    assert!(out.status.success(), "rabbitmqctl list_connections failed");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    let mut closed = 0;
+    for line in listing.lines() {
+        if !line.contains(&format!("\"{connection_name}\"")) {
+            continue;
+        }
+        let Some(pid) = line.split('\t').next() else {
+            continue;
+        };
+        let status = Command::new("rabbitmqctl")
+            .args(["-q", "close_connection", pid, "fault injected by test"])
+            .status()
+            .expect("rabbitmqctl close_connection runs");
+        if status.success() {
+            closed += 1;
+        }
+    }
+    closed
+}
