@@ -120,3 +120,71 @@ pub fn close_rabbitmq_connections(connection_name: &str) -> usize {
     }
     closed
 }
+
+/// A database of its own for one test: a fresh PostgreSQL database, or a SQLite
+/// file in a temporary directory. Call [`drop_db`](Self::drop_db) at the end.
+pub struct TestDatabase {
+    pub url: String,
+    admin_url: Option<String>,
+    name: String,
+}
+
+impl TestDatabase {
+    /// A new, empty PostgreSQL database `centralino_test_<random>`.
+    pub async fn postgres() -> Self {
+        use sea_orm::ConnectionTrait as _;
+        let admin_url = postgres_admin_url();
+        let name = unique("centralino_test_");
+        let admin = sea_orm::Database::connect(admin_url.as_str())
+            .await
+            .expect("connect to PostgreSQL admin database");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create test database");
+        let _ = admin.close().await;
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("database URL ends with /<database>");
+        Self {
+            url: format!("{base}/{name}"),
+            admin_url: Some(admin_url),
+            name,
+        }
+    }
+
+    /// A new SQLite database file in the system temp directory.
+    pub fn sqlite() -> Self {
+        let name = unique("centralino-test-");
+        let path = std::env::temp_dir().join(format!("{name}.sqlite"));
+        Self {
+            url: format!("sqlite://{}", path.display()),
+            admin_url: None,
+            name,
+        }
+    }
+
+    /// Removes the database (PostgreSQL) or file (SQLite).
+    pub async fn drop_db(self) {
+        use sea_orm::ConnectionTrait as _;
+        match self.admin_url {
+            Some(admin_url) => {
+                if let Ok(admin) = sea_orm::Database::connect(admin_url.as_str()).await {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                            self.name
+                        ))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            }
+            None => {
+                let path = self.url.trim_start_matches("sqlite://").to_owned();
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Store errors.
+
+/// What can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database url must start with postgres:// or sqlite:")]
+    UnsupportedUrl,
+    #[error("cannot connect to the database: {0}")]
+    Connect(sea_orm::DbErr),
+    #[error("database: {0}")]
+    Db(#[from] sea_orm::DbErr),
+    #[error("bus: {0}")]
+    Bus(#[from] centralino_bus::BusError),
+    #[error("stored outbox row {id} is corrupt: {reason}")]
+    CorruptOutbox { id: i64, reason: String },
+}

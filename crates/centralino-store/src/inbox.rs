@@ -1,0 +1,49 @@
+//! The inbox: exactly-once effects on top of at-least-once delivery.
+//!
+//! ```text
+//! let txn = db.begin().await?;
+//! if !inbox::claim(&txn, "history", &delivery.envelope.message_id).await? {
+//!     txn.rollback().await?;           // already processed: just ack
+//! } else {
+//!     /* apply the change with &txn, outbox::enqueue(&txn, ...) */
+//!     txn.commit().await?;
+//! }
+//! delivery.ack().await?;               // only after the commit
+//! ```
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set, TryInsertResult};
+
+use crate::StoreError;
+use crate::entities::inbox;
+
+/// Records that `consumer` processes `message_id` in the caller's transaction.
+/// Returns `false` when it was processed before (the caller must skip the work).
+/// Two concurrent claims of the same message: the second waits for the first
+/// transaction and then returns `false`.
+pub async fn claim(
+    txn: &impl ConnectionTrait,
+    consumer: &str,
+    message_id: &str,
+) -> Result<bool, StoreError> {
+    let row = inbox::ActiveModel {
+        consumer: Set(consumer.to_owned()),
+        message_id: Set(message_id.to_owned()),
+        processed_at: Set(Utc::now()),
+    };
+    let result = inbox::Entity::insert(row)
+        .on_conflict_do_nothing()
+        .exec_without_returning(txn)
+        .await?;
+    Ok(matches!(result, TryInsertResult::Inserted(n) if n > 0))
+}
+
+/// Forgets inbox entries older than `before` (redeliveries come within minutes;
+/// keep a few days). Returns how many were removed.
+pub async fn purge(db: &impl ConnectionTrait, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    let res = inbox::Entity::delete_many()
+        .filter(inbox::Column::ProcessedAt.lt(before))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}
