@@ -1,0 +1,169 @@
+//! Serving gRPC: listener, auth layer, health, reflection, limits, TLS.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use centralino_auth::AuthLayer;
+use tonic::body::Body;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
+
+/// Certificate and key (PEM files) for TLS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Listener settings every gRPC server takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcSettings {
+    pub listen: SocketAddr,
+    /// Largest request or response message, in bytes.
+    pub max_message_bytes: usize,
+    /// Upper bound on any request's deadline; shorter client deadlines are honoured.
+    pub request_timeout: Duration,
+    pub tls: Option<TlsFiles>,
+}
+
+impl Default for GrpcSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            max_message_bytes: 4 * 1024 * 1024,
+            request_timeout: Duration::from_secs(30),
+            tls: None,
+        }
+    }
+}
+
+/// A gRPC server being assembled: add services, then [`serve`](Self::serve).
+pub struct GrpcServer {
+    settings: GrpcSettings,
+    auth: AuthLayer,
+    routes: RoutesBuilder,
+    names: Vec<&'static str>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("tls: {0}")]
+    Tls(String),
+    #[error("grpc server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+impl GrpcServer {
+    pub fn new(settings: GrpcSettings, auth: AuthLayer) -> Self {
+        Self {
+            settings,
+            auth,
+            routes: RoutesBuilder::default(),
+            names: Vec::new(),
+        }
+    }
+
+    pub fn settings(&self) -> &GrpcSettings {
+        &self.settings
+    }
+
+    /// Adds a generated service (already configured with its message-size limits).
+    pub fn add<S>(&mut self, service: S) -> &mut Self
+    where
+        S: tower_service::Service<
+                http::Request<Body>,
+                Response = http::Response<Body>,
+                Error = Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.names.push(S::NAME);
+        self.routes.add_service(service);
+        self
+    }
+
+    /// Names of the services added so far.
+    pub fn service_names(&self) -> &[&'static str] {
+        &self.names
+    }
+
+    /// Binds the listener (port 0 picks a free one) and returns the bound address and
+    /// the future that serves until `shutdown` resolves.
+    pub async fn bind(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<
+        (
+            SocketAddr,
+            impl std::future::Future<Output = Result<(), ServeError>> + Send,
+        ),
+        ServeError,
+    > {
+        let listener = tokio::net::TcpListener::bind(self.settings.listen)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: self.settings.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+            addr: self.settings.listen,
+            source,
+        })?;
+
+        let (reporter, health) = tonic_health::server::health_reporter();
+        for name in &self.names {
+            reporter
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
+        }
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(centralino_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(centralino_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .map_err(|e| ServeError::Tls(format!("reflection: {e}")))?;
+
+        let mut routes = self.routes;
+        routes
+            .add_service(health)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+
+        let mut builder = Server::builder().timeout(self.settings.request_timeout);
+        if let Some(tls) = &self.settings.tls {
+            let cert = std::fs::read(&tls.cert)
+                .map_err(|e| ServeError::Tls(format!("{}: {e}", tls.cert.display())))?;
+            let key = std::fs::read(&tls.key)
+                .map_err(|e| ServeError::Tls(format!("{}: {e}", tls.key.display())))?;
+            builder = builder
+                .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+                .map_err(|e| ServeError::Tls(e.to_string()))?;
+        }
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        let router = builder.layer(self.auth).add_routes(routes.routes());
+        let fut = async move {
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+                .map_err(ServeError::from)
+        };
+        Ok((addr, fut))
+    }
+}

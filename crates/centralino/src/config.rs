@@ -1,0 +1,440 @@
+//! The typed configuration: a TOML file overlaid with `CENTRALINO_*` environment
+//! variables (`CENTRALINO_BUS__URL` sets `bus.url`), validated before anything starts.
+//! This module never reads the environment itself: `main` passes the variables in.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// Environment variables that configure the test suite or the loader, not a service.
+const NOT_CONFIG: &[&str] = &["CENTRALINO_CONFIG", "CENTRALINO_BLESS"];
+
+/// Everything a Centralino process can be configured with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where the embedded mode keeps its SQLite file and generated secret.
+    pub data_dir: PathBuf,
+    pub bus: BusConfig,
+    pub store: StoreConfig,
+    pub auth: AuthConfig,
+    pub grpc: GrpcConfig,
+    pub telemetry: TelemetryConfig,
+    pub identity: IdentityConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data"),
+            bus: BusConfig::default(),
+            store: StoreConfig::default(),
+            auth: AuthConfig::default(),
+            grpc: GrpcConfig::default(),
+            telemetry: TelemetryConfig::default(),
+            identity: IdentityConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BusConfig {
+    /// `memory` (in-process, embedded mode) or `amqp://user:pass@host:5672/vhost`.
+    pub url: String,
+    /// Prefix of every exchange and queue name.
+    pub prefix: String,
+    #[serde(deserialize_with = "number")]
+    pub delivery_limit: u32,
+    #[serde(deserialize_with = "number")]
+    pub publish_window: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            url: "memory".into(),
+            prefix: "centralino".into(),
+            delivery_limit: 5,
+            publish_window: 512,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgres://...` or `sqlite://path`; empty means `<data_dir>/centralino.sqlite`.
+    pub url: String,
+    #[serde(deserialize_with = "number")]
+    pub max_connections: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Token signing secret (at least 32 bytes); empty means a secret generated once
+    /// and kept in `<data_dir>/auth.secret`.
+    pub secret: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    pub listen: String,
+    #[serde(deserialize_with = "number")]
+    pub max_message_bytes: usize,
+    #[serde(deserialize_with = "number")]
+    pub request_timeout_secs: u64,
+    /// PEM certificate and key; both set turns TLS on.
+    pub tls_cert: String,
+    pub tls_key: String,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            max_message_bytes: 4 * 1024 * 1024,
+            request_timeout_secs: 30,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `human` or `json`.
+    pub format: String,
+    /// `tracing` filter, e.g. `info` or `info,centralino_bus=debug`.
+    pub filter: String,
+    /// OTLP/gRPC collector; empty disables export. `OTEL_EXPORTER_OTLP_ENDPOINT` sets it too.
+    pub otlp_endpoint: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            format: "human".into(),
+            filter: "info".into(),
+            otlp_endpoint: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Region of phone numbers written without an international prefix.
+    pub default_region: String,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            default_region: "IT".into(),
+        }
+    }
+}
+
+/// Accepts a number, or a string holding one (environment overrides are strings).
+fn number<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr + Deserialize<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either<T> {
+        Num(T),
+        Str(String),
+    }
+    match Either::<T>::deserialize(d)? {
+        Either::Num(n) => Ok(n),
+        Either::Str(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("{s:?} is not a valid number"))),
+    }
+}
+
+/// Why the configuration was refused; every line names a key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  {}", .0.join("\n  "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Config {
+    /// Reads `file` (if any), applies `env` overrides and validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut root = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?
+            }
+            None => toml::Table::new(),
+        };
+        for (key, value) in env {
+            let path: Vec<String> = if key == "OTEL_EXPORTER_OTLP_ENDPOINT" {
+                vec!["telemetry".into(), "otlp_endpoint".into()]
+            } else if let Some(rest) = key.strip_prefix("CENTRALINO_") {
+                if NOT_CONFIG.contains(&key.as_str()) || rest.starts_with("TEST_") {
+                    continue;
+                }
+                rest.split("__").map(str::to_ascii_lowercase).collect()
+            } else {
+                continue;
+            };
+            set_path(&mut root, &path, value)
+                .map_err(|e| ConfigError(vec![format!("{key}: {e}")]))?;
+        }
+        let config: Config = toml::Value::Table(root)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError(vec![e.message().trim().to_owned()]))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let mut errors = Vec::new();
+        let bus = self.bus.url.as_str();
+        if bus != "memory" && !bus.starts_with("amqp://") && !bus.starts_with("amqps://") {
+            errors.push("bus.url: must be `memory` or an amqp:// or amqps:// URL".to_owned());
+        }
+        if self.bus.prefix.is_empty()
+            || !self
+                .bus
+                .prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            errors.push("bus.prefix: use letters, digits, '-' or '_'".to_owned());
+        }
+        if self.bus.delivery_limit == 0 {
+            errors.push("bus.delivery_limit: must be at least 1".to_owned());
+        }
+        if !self.store.url.is_empty() && centralino_store::backend_of(&self.store.url).is_err() {
+            errors.push("store.url: must start with postgres:// or sqlite:".to_owned());
+        }
+        if self.listen_addr().is_none() {
+            errors.push(format!(
+                "grpc.listen: {:?} is not an address like 127.0.0.1:50051",
+                self.grpc.listen
+            ));
+        }
+        if !(1024..=64 * 1024 * 1024).contains(&self.grpc.max_message_bytes) {
+            errors.push("grpc.max_message_bytes: must be between 1024 and 67108864".to_owned());
+        }
+        if self.grpc.request_timeout_secs == 0 {
+            errors.push("grpc.request_timeout_secs: must be at least 1".to_owned());
+        }
+        if self.grpc.tls_cert.is_empty() != self.grpc.tls_key.is_empty() {
+            errors.push("grpc.tls_cert and grpc.tls_key: set both or neither".to_owned());
+        }
+        if !self.auth.secret.is_empty() && self.auth.secret.len() < centralino_auth::MIN_SECRET_LEN
+        {
+            errors.push("auth.secret: must be at least 32 bytes".to_owned());
+        }
+        if centralino_telemetry::parse_format(&self.telemetry.format).is_none() {
+            errors.push("telemetry.format: must be `human` or `json`".to_owned());
+        }
+        if centralino_domain::IdentityRules::with_default_region(&self.identity.default_region)
+            .is_err()
+        {
+            errors.push(
+                "identity.default_region: must be an ISO 3166-1 alpha-2 region like IT".to_owned(),
+            );
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError(errors))
+        }
+    }
+
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.grpc.listen.parse().ok()
+    }
+
+    /// The store URL, defaulting to a SQLite file in the data directory.
+    pub fn store_url(&self) -> String {
+        if self.store.url.is_empty() {
+            format!(
+                "sqlite://{}",
+                self.data_dir.join("centralino.sqlite").display()
+            )
+        } else {
+            self.store.url.clone()
+        }
+    }
+
+    pub fn grpc_settings(&self) -> centralino_server::GrpcSettings {
+        centralino_server::GrpcSettings {
+            listen: self
+                .listen_addr()
+                .unwrap_or_else(|| centralino_server::GrpcSettings::default().listen),
+            max_message_bytes: self.grpc.max_message_bytes,
+            request_timeout: Duration::from_secs(self.grpc.request_timeout_secs),
+            tls: (!self.grpc.tls_cert.is_empty()).then(|| centralino_server::TlsFiles {
+                cert: self.grpc.tls_cert.clone().into(),
+                key: self.grpc.tls_key.clone().into(),
+            }),
+        }
+    }
+
+    /// Every environment variable name this configuration reads.
+    pub fn env_names() -> Vec<String> {
+        let value = toml::Value::try_from(Config::default()).unwrap_or(toml::Value::Boolean(false));
+        let mut names = vec![
+            "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+            "CENTRALINO_CONFIG".to_owned(),
+        ];
+        if let toml::Value::Table(t) = value {
+            for (k, v) in t {
+                match v {
+                    toml::Value::Table(inner) => {
+                        for key in inner.keys() {
+                            names.push(format!(
+                                "CENTRALINO_{}__{}",
+                                k.to_ascii_uppercase(),
+                                key.to_ascii_uppercase()
+                            ));
+                        }
+                    }
+                    _ => names.push(format!("CENTRALINO_{}", k.to_ascii_uppercase())),
+                }
+            }
+        }
+        names.sort();
+        names
+    }
+}
+
+fn set_path(root: &mut toml::Table, path: &[String], value: String) -> Result<(), String> {
+    match path {
+        [] => Err("empty key".into()),
+        [last] => {
+            root.insert(last.clone(), toml::Value::String(value));
+            Ok(())
+        }
+        [first, rest @ ..] => {
+            let entry = root
+                .entry(first.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => set_path(t, rest, value),
+                _ => Err(format!("{first} is not a section")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_embedded() {
+        let c = Config::load(None, Vec::new()).expect("defaults load");
+        assert_eq!(c.bus.url, "memory");
+        assert_eq!(c.store_url(), "sqlite://data/centralino.sqlite");
+        assert_eq!(
+            c.listen_addr(),
+            Some("127.0.0.1:50051".parse().expect("addr"))
+        );
+    }
+
+    #[test]
+    fn file_then_env_overrides() {
+        let dir = std::env::temp_dir().join(centralino_test_support::unique("cfg"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "[bus]\nurl = \"amqp://guest:guest@rabbit:5672/%2f\"\ndelivery_limit = 9\n[grpc]\nlisten = \"0.0.0.0:6000\"\n",
+        )
+        .expect("write");
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("CENTRALINO_BUS__DELIVERY_LIMIT", "7"),
+                ("CENTRALINO_STORE__URL", "postgres://pg/centralino"),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4317"),
+                ("CENTRALINO_TEST_AMQP_URL", "ignored"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .expect("valid");
+        assert_eq!(c.bus.url, "amqp://guest:guest@rabbit:5672/%2f");
+        assert_eq!(c.bus.delivery_limit, 7, "env beats file");
+        assert_eq!(c.grpc.listen, "0.0.0.0:6000");
+        assert_eq!(c.store.url, "postgres://pg/centralino");
+        assert_eq!(c.telemetry.otlp_endpoint, "http://otel:4317");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let err = Config::load(
+            None,
+            env(&[
+                ("CENTRALINO_BUS__URL", "redis://x"),
+                ("CENTRALINO_GRPC__LISTEN", "nowhere"),
+                ("CENTRALINO_AUTH__SECRET", "short"),
+                ("CENTRALINO_IDENTITY__DEFAULT_REGION", "ZZ"),
+            ]),
+        )
+        .expect_err("invalid");
+        let text = err.to_string();
+        for key in [
+            "bus.url",
+            "grpc.listen",
+            "auth.secret",
+            "identity.default_region",
+        ] {
+            assert!(text.contains(key), "{key} missing from {text}");
+        }
+        let err = Config::load(None, env(&[("CENTRALINO_BUS__DELIVERY_LIMIT", "many")]))
+            .expect_err("not a number");
+        assert!(err.to_string().contains("not a valid number"), "{err}");
+        let err = Config::load(None, env(&[("CENTRALINO_BUS__URLL", "memory")])).expect_err("typo");
+        assert!(err.to_string().contains("urll"), "{err}");
+    }
+
+    #[test]
+    fn env_names_cover_the_sections() {
+        let names = Config::env_names();
+        for n in [
+            "CENTRALINO_BUS__URL",
+            "CENTRALINO_STORE__URL",
+            "CENTRALINO_DATA_DIR",
+            "CENTRALINO_AUTH__SECRET",
+        ] {
+            assert!(names.contains(&n.to_owned()), "{n}");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The Centralino process: configuration, the `up` all-in-one runner, `migrate`
+//! and `token`. `main.rs` only parses arguments, reads the environment and calls in
+//! here, so tests start the same code in-process with an explicit [`Config`].
+
+pub mod cli;
+pub mod config;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use centralino_auth::{AuthLayer, Policy, TokenKey};
+use centralino_bus::{AmqpBus, AmqpConfig, Bus, MemoryBus, Topology};
+use centralino_server::{GrpcServer, OpsApi, ProcessInfo};
+use centralino_store::sea_orm::DatabaseConnection;
+
+pub use config::{Config, ConfigError};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// A failure that stops a command, with a message for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("bus: {0}")]
+    Bus(#[from] centralino_bus::BusError),
+    #[error("store: {0}")]
+    Store(#[from] centralino_store::StoreError),
+    #[error("grpc: {0}")]
+    Serve(#[from] centralino_server::ServeError),
+    #[error("auth: {0}")]
+    Auth(#[from] centralino_auth::AuthError),
+    #[error("{0}")]
+    Io(String),
+}
+
+/// The signing key: the configured secret, or one generated once into the data dir.
+pub fn token_key(config: &Config) -> Result<TokenKey, RunError> {
+    if !config.auth.secret.is_empty() {
+        return Ok(TokenKey::new(config.auth.secret.as_bytes().to_vec())?);
+    }
+    let path = config.data_dir.join("auth.secret");
+    let secret = match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().to_owned(),
+        Err(_) => {
+            std::fs::create_dir_all(&config.data_dir)
+                .map_err(|e| RunError::Io(format!("{}: {e}", config.data_dir.display())))?;
+            let s = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            write_private(&path, &s)?;
+            s
+        }
+    };
+    Ok(TokenKey::new(secret.into_bytes())?)
+}
+
+fn write_private(path: &Path, content: &str) -> Result<(), RunError> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .map_err(|e| RunError::Io(format!("{}: {e}", path.display())))?;
+    f.write_all(content.as_bytes())
+        .map_err(|e| RunError::Io(format!("{}: {e}", path.display())))
+}
+
+/// Connects the configured bus: in-process, or RabbitMQ.
+pub async fn connect_bus(config: &Config, name: &str) -> Result<Arc<dyn Bus>, RunError> {
+    if config.bus.url == "memory" {
+        return Ok(Arc::new(MemoryBus::new(config.bus.delivery_limit)));
+    }
+    let mut amqp = AmqpConfig::new(config.bus.url.clone());
+    amqp.topology = Topology::new(config.bus.prefix.clone());
+    amqp.delivery_limit = config.bus.delivery_limit;
+    amqp.publish_window = config.bus.publish_window;
+    amqp.connection_name = name.to_owned();
+    Ok(Arc::new(AmqpBus::connect(amqp).await?))
+}
+
+/// Connects the configured store, creating the data dir for SQLite.
+pub async fn connect_store(config: &Config) -> Result<DatabaseConnection, RunError> {
+    let url = config.store_url();
+    if url.starts_with("sqlite:") && config.store.url.is_empty() {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| RunError::Io(format!("{}: {e}", config.data_dir.display())))?;
+    }
+    Ok(centralino_store::connect(&url, config.store.max_connections).await?)
+}
+
+/// Applies every service's migrations, reporting each one through `progress`.
+pub async fn migrate_all(
+    db: &DatabaseConnection,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<String>, RunError> {
+    let applied =
+        centralino_store::migrate::<centralino_store::CoreMigrator>(db, &mut progress).await?;
+    Ok(applied)
+}
+
+/// A running `up`: where it listens, and the task serving it.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub bus_kind: &'static str,
+    pub store_kind: &'static str,
+    pub services: Vec<String>,
+    pub task: tokio::task::JoinHandle<Result<(), RunError>>,
+}
+
+/// Starts every service in this process and returns once all are listening.
+/// Everything stops when `shutdown` resolves.
+pub async fn up(
+    config: &Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, RunError> {
+    let bus = connect_bus(config, "centralino-up").await?;
+    let db = connect_store(config).await?;
+    for name in migrate_all(&db, |name| {
+        tracing::info!(migration = name, "applying migration")
+    })
+    .await?
+    {
+        tracing::debug!(migration = %name, "applied");
+    }
+    let key = token_key(config)?;
+
+    let mut policy = Policy::default();
+    centralino_server::ops_policy(&mut policy);
+    let settings = config.grpc_settings();
+    let max = settings.max_message_bytes;
+    let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
+    let services = vec!["centralino.v1.OpsService".to_owned()];
+    server.add(
+        OpsApi::new(
+            bus.clone(),
+            ProcessInfo {
+                version: VERSION.to_owned(),
+                services: services.clone(),
+                store: centralino_store::backend_name(&db).to_owned(),
+            },
+        )
+        .into_server(max),
+    );
+    let (grpc_addr, serve) = server.bind(shutdown).await?;
+    let store_kind = centralino_store::backend_name(&db);
+    let bus_kind = bus.kind();
+    let task = tokio::spawn(async move {
+        let result = serve.await.map_err(RunError::from);
+        let _ = db.close().await;
+        drop(bus);
+        result
+    });
+    Ok(Running {
+        grpc_addr,
+        bus_kind,
+        store_kind,
+        services,
+        task,
+    })
+}

@@ -1,0 +1,186 @@
+//! `centralino`: parses arguments, reads the environment (the only place that
+//! does), installs telemetry and runs the chosen command.
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use centralino::cli::{Cli, Command, parse_ttl};
+use centralino::{Config, RunError};
+use clap::Parser as _;
+
+/// Exit code for invalid configuration or usage (EX_USAGE / EX_CONFIG style).
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let file = cli
+        .config
+        .clone()
+        .or_else(|| std::env::var_os("CENTRALINO_CONFIG").map(Into::into));
+    let config = match Config::load(file.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("centralino: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        eprintln!("centralino: a TLS crypto provider was already installed");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("centralino: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match run(cli.command, config).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("centralino: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+fn telemetry(config: &Config, service: &str) -> Option<centralino_telemetry::TelemetryGuard> {
+    let tc = centralino_telemetry::TelemetryConfig {
+        service_name: service.to_owned(),
+        format: centralino_telemetry::parse_format(&config.telemetry.format).unwrap_or_default(),
+        filter: config.telemetry.filter.clone(),
+        otlp_endpoint: Some(config.telemetry.otlp_endpoint.clone()).filter(|e| !e.is_empty()),
+    };
+    match centralino_telemetry::init(&tc) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("centralino: telemetry disabled: {e}");
+            None
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
+    match command {
+        Command::Up => {
+            let _guard = telemetry(&config, "centralino");
+            let running = centralino::up(&config, async {
+                shutdown_signal().await;
+                tracing::info!("shutting down");
+            })
+            .await?;
+            let scheme = if config.grpc.tls_cert.is_empty() {
+                "http"
+            } else {
+                "https"
+            };
+            println!("centralino {} is up", centralino::VERSION);
+            println!(
+                "  grpc    {scheme}://{}  ({})",
+                running.grpc_addr,
+                running.services.join(", ")
+            );
+            println!("          + grpc.health.v1.Health, server reflection");
+            println!("  bus     {}", describe_bus(&config));
+            println!(
+                "  store   {} ({})",
+                redact(&config.store_url()),
+                running.store_kind
+            );
+            println!("  tokens  centralino token --role admin --subject you");
+            println!("press Ctrl-C to stop");
+            running
+                .task
+                .await
+                .map_err(|e| RunError::Io(format!("server task: {e}")))??;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate => {
+            let db = centralino::connect_store(&config).await?;
+            println!(
+                "migrate: {} ({})",
+                redact(&config.store_url()),
+                centralino_store::backend_name(&db)
+            );
+            let applied =
+                centralino::migrate_all(&db, |name| println!("migrate: applying {name}")).await?;
+            if applied.is_empty() {
+                println!("migrate: already up to date");
+            } else {
+                println!("migrate: applied {} migration(s)", applied.len());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token { role, subject, ttl } => {
+            let Ok(role) = role.parse::<centralino_auth::Role>() else {
+                eprintln!("centralino: --role must be agent, supervisor, integrator or admin");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let Some(ttl) = parse_ttl(&ttl) else {
+                eprintln!("centralino: --ttl must look like 30m, 8h or 7d");
+                return Ok(ExitCode::from(EXIT_CONFIG));
+            };
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            let key = centralino::token_key(&config)?;
+            println!("{}", key.mint(&subject, role, now, ttl)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn describe_bus(config: &Config) -> String {
+    if config.bus.url == "memory" {
+        "in-process (embedded mode; set CENTRALINO_BUS__URL=amqp://... for RabbitMQ)".to_owned()
+    } else {
+        format!(
+            "{} (exchanges {}.*)",
+            redact(&config.bus.url),
+            config.bus.prefix
+        )
+    }
+}
+
+/// Hides the password in `scheme://user:password@host/...`.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
