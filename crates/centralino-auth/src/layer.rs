@@ -49,10 +49,10 @@ impl Policy {
         if let Some(a) = self.rules.get(path) {
             return a.clone();
         }
-        if let Some((service, _)) = path.rsplit_once('/') {
-            if let Some(a) = self.rules.get(&format!("{service}/")) {
-                return a.clone();
-            }
+        if let Some((service, _)) = path.rsplit_once('/')
+            && let Some(a) = self.rules.get(&format!("{service}/"))
+        {
+            return a.clone();
         }
         Access::Roles(vec![Role::Admin])
     }
@@ -97,13 +97,13 @@ impl AuthLayer {
             .key
             .verify(token, now)
             .map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
-        if let Access::Roles(roles) = access {
-            if !roles.contains(&claims.role) {
-                return Err(tonic::Status::permission_denied(format!(
-                    "role {} may not call {path}",
-                    claims.role
-                )));
-            }
+        if let Access::Roles(roles) = access
+            && !roles.contains(&claims.role)
+        {
+            return Err(tonic::Status::permission_denied(format!(
+                "role {} may not call {path}",
+                claims.role
+            )));
         }
         Ok(Some(claims))
     }

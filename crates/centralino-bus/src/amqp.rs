@@ -217,10 +217,10 @@ impl Inner {
     /// Forgets `link` if it is still the current one, so the next user reconnects.
     async fn invalidate(&self, generation: u64) {
         let mut guard = self.link.lock().await;
-        if guard.as_ref().is_some_and(|l| l.generation == generation) {
-            if let Some(old) = guard.take() {
-                let _ = old.connection.close(200, short("reconnecting")).await;
-            }
+        if guard.as_ref().is_some_and(|l| l.generation == generation)
+            && let Some(old) = guard.take()
+        {
+            let _ = old.connection.close(200, short("reconnecting")).await;
         }
     }
 
@@ -452,10 +452,10 @@ fn properties(envelope: &Envelope, routing_key: &str) -> BasicProperties {
     if !envelope.source.is_empty() {
         props = props.with_app_id(short(&envelope.source));
     }
-    if let Some(ts) = &envelope.occurred_at {
-        if let Ok(secs) = u64::try_from(ts.seconds) {
-            props = props.with_timestamp(secs);
-        }
+    if let Some(ts) = &envelope.occurred_at
+        && let Ok(secs) = u64::try_from(ts.seconds)
+    {
+        props = props.with_timestamp(secs);
     }
     props
 }
@@ -612,12 +612,11 @@ async fn consume_loop(inner: Arc<Inner>, spec: ConsumerSpec, tx: mpsc::Sender<De
                         }
                         item = consumer.next() => match item {
                             Some(Ok(d)) => {
-                                if let Some(delivery) = to_delivery(d).await {
-                                    if tx.send(delivery).await.is_err() {
+                                if let Some(delivery) = to_delivery(d).await
+                                    && tx.send(delivery).await.is_err() {
                                         let _ = channel.close(200, short("subscription dropped")).await;
                                         return;
                                     }
-                                }
                             }
                             Some(Err(e)) => {
                                 tracing::warn!(queue = %queue, error = %e, "consumer failed, resubscribing");

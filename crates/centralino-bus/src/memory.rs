@@ -246,22 +246,22 @@ impl DeliverySource for MemorySource {
                 let tag = state.next_id;
                 let queue = state.queues.get_mut(&self.queue)?;
                 let in_flight = queue.in_flight.get(&self.id).copied().unwrap_or(0);
-                if in_flight < self.prefetch {
-                    if let Some(msg) = queue.ready.pop_front() {
-                        queue.in_flight.insert(self.id, in_flight + 1);
-                        queue.unacked.insert(tag, (self.id, msg.clone()));
-                        return Some(Delivery::new(
-                            msg.envelope,
-                            msg.routing_key,
-                            msg.redelivered,
-                            msg.delivery_count,
-                            Box::new(MemoryAcker {
-                                inner: self.inner.clone(),
-                                queue: self.queue.clone(),
-                                tag,
-                            }),
-                        ));
-                    }
+                if in_flight < self.prefetch
+                    && let Some(msg) = queue.ready.pop_front()
+                {
+                    queue.in_flight.insert(self.id, in_flight + 1);
+                    queue.unacked.insert(tag, (self.id, msg.clone()));
+                    return Some(Delivery::new(
+                        msg.envelope,
+                        msg.routing_key,
+                        msg.redelivered,
+                        msg.delivery_count,
+                        Box::new(MemoryAcker {
+                            inner: self.inner.clone(),
+                            queue: self.queue.clone(),
+                            tag,
+                        }),
+                    ));
                 }
                 queue.notify.clone()
             };

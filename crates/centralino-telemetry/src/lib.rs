@@ -88,10 +88,9 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         if !config
             .filter
             .contains(q.split('=').next().unwrap_or_default())
+            && let Ok(d) = q.parse()
         {
-            if let Ok(d) = q.parse() {
-                filter = filter.add_directive(d);
-            }
+            filter = filter.add_directive(d);
         }
     }
 

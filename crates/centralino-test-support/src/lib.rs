@@ -188,3 +188,41 @@ impl TestDatabase {
         }
     }
 }
+
+/// Deletes queues and exchanges a test declared on RabbitMQ (errors ignored: they
+/// may not exist).
+pub async fn delete_rabbitmq_objects(url: &str, queues: &[String], exchanges: &[String]) {
+    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+    let Ok(conn) = lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await
+    else {
+        return;
+    };
+    let Ok(ch) = conn.create_channel().await else {
+        return;
+    };
+    for q in queues {
+        let _ = ch
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    for ex in exchanges {
+        let _ = ch
+            .exchange_delete(ex.as_str().into(), ExchangeDeleteOptions::default())
+            .await;
+    }
+    let _ = conn.close(200, "cleanup".into()).await;
+}
+
+/// The shared objects every bus with `prefix` declares: (queues, exchanges).
+pub fn rabbitmq_shared_objects(prefix: &str, consumers: &[&str]) -> (Vec<String>, Vec<String>) {
+    let mut queues = vec![format!("{prefix}.unrouted")];
+    for c in consumers {
+        queues.push(format!("{prefix}.{c}"));
+        queues.push(format!("{prefix}.{c}.dead"));
+    }
+    let exchanges = ["events", "commands", "unrouted", "dead-letter"]
+        .iter()
+        .map(|e| format!("{prefix}.{e}"))
+        .collect();
+    (queues, exchanges)
+}

@@ -35,6 +35,16 @@ pub enum Command {
     Up,
     /// Apply every service's database migrations, then exit.
     Migrate,
+    /// Check that a running Centralino answers its gRPC health check (for container
+    /// healthchecks): exit 0 when SERVING, 1 otherwise.
+    Health {
+        /// gRPC address of the process.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        addr: String,
+        /// Service to ask about; empty means the whole server.
+        #[arg(long, default_value = "")]
+        service: String,
+    },
     /// Mint a bearer token for development and integration tests.
     Token {
         /// agent, supervisor, integrator or admin.

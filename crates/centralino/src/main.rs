@@ -140,6 +140,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Health { addr, service } => Ok(health(&addr, &service).await),
         Command::Token { role, subject, ttl } => {
             let Ok(role) = role.parse::<centralino_auth::Role>() else {
                 eprintln!("centralino: --role must be agent, supervisor, integrator or admin");
@@ -155,6 +156,47 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
             let key = centralino::token_key(&config)?;
             println!("{}", key.mint(&subject, role, now, ttl)?);
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn health(addr: &str, service: &str) -> ExitCode {
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_client::HealthClient;
+    let check = async {
+        let endpoint = tonic::transport::Endpoint::from_shared(addr.to_owned())
+            .map_err(|e| format!("bad --addr: {e}"))?
+            .connect_timeout(std::time::Duration::from_secs(3));
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect: {e}"))?;
+        let resp = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .map_err(|s| format!("health check failed: {}", s.message()))?;
+        Ok::<i32, String>(resp.into_inner().status)
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(5), check).await {
+        Ok(Ok(status))
+            if status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32 =>
+        {
+            println!("SERVING");
+            ExitCode::SUCCESS
+        }
+        Ok(Ok(status)) => {
+            println!("NOT SERVING (status {status})");
+            ExitCode::FAILURE
+        }
+        Ok(Err(e)) => {
+            eprintln!("centralino: {e}");
+            ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("centralino: health check timed out");
+            ExitCode::FAILURE
         }
     }
 }

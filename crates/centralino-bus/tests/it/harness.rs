@@ -5,8 +5,6 @@ use std::time::Duration;
 
 use centralino_bus::{AmqpBus, AmqpConfig, Bus, Envelope, MemoryBus, Topology};
 use centralino_proto::v1::InteractionCreated;
-use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-use lapin::{Connection, ConnectionProperties};
 
 /// Delivery limit used by every test bus.
 pub const DELIVERY_LIMIT: u32 = 3;
@@ -64,34 +62,9 @@ impl TestBus {
 }
 
 pub async fn delete_topology(config: &AmqpConfig) {
-    let Ok(conn) = Connection::connect(&config.url, ConnectionProperties::default()).await else {
-        return;
-    };
-    let Ok(ch) = conn.create_channel().await else {
-        return;
-    };
-    let t = &config.topology;
-    let mut queues = vec![t.unrouted_queue()];
-    for c in CONSUMERS {
-        queues.push(t.queue(c));
-        queues.push(t.dead_letter_queue(c));
-    }
-    for q in queues {
-        let _ = ch
-            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    for ex in [
-        t.exchange(centralino_bus::Exchange::Events),
-        t.exchange(centralino_bus::Exchange::Commands),
-        t.unrouted_exchange(),
-        t.dead_letter_exchange(),
-    ] {
-        let _ = ch
-            .exchange_delete(ex.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
-    }
-    let _ = conn.close(200, "cleanup".into()).await;
+    let (queues, exchanges) =
+        centralino_test_support::rabbitmq_shared_objects(config.topology.prefix(), CONSUMERS);
+    centralino_test_support::delete_rabbitmq_objects(&config.url, &queues, &exchanges).await;
 }
 
 /// An `InteractionCreated` envelope whose subject is `label`.

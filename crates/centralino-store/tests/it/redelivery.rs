@@ -129,33 +129,7 @@ async fn consumer_crash_between_commit_and_ack_applies_each_effect_once() {
 }
 
 async fn crate_cleanup(config: &AmqpConfig) {
-    use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
-    let Ok(conn) =
-        lapin::Connection::connect(&config.url, lapin::ConnectionProperties::default()).await
-    else {
-        return;
-    };
-    let Ok(ch) = conn.create_channel().await else {
-        return;
-    };
-    let t = &config.topology;
-    for q in [
-        t.queue("app"),
-        t.dead_letter_queue("app"),
-        t.unrouted_queue(),
-    ] {
-        let _ = ch
-            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
-            .await;
-    }
-    for ex in [
-        t.exchange(Exchange::Events),
-        t.exchange(Exchange::Commands),
-        t.unrouted_exchange(),
-        t.dead_letter_exchange(),
-    ] {
-        let _ = ch
-            .exchange_delete(ex.as_str().into(), ExchangeDeleteOptions::default())
-            .await;
-    }
+    let (queues, exchanges) =
+        centralino_test_support::rabbitmq_shared_objects(config.topology.prefix(), &["app"]);
+    centralino_test_support::delete_rabbitmq_objects(&config.url, &queues, &exchanges).await;
 }

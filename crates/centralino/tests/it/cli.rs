@@ -1,0 +1,108 @@
+//! The real binary, as an operator runs it.
+
+use std::process::Command;
+
+fn centralino(data_dir: &std::path::Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_centralino"));
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("CENTRALINO_DATA_DIR", data_dir);
+    cmd
+}
+
+fn temp() -> std::path::PathBuf {
+    std::env::temp_dir().join(centralino_test_support::unique("centralino-cli-"))
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let out = centralino(&temp()).arg("--help").output().expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["up", "migrate", "token", "health"] {
+        assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");
+    }
+}
+
+#[test]
+fn invalid_configuration_exits_64_naming_the_key() {
+    let out = centralino(&temp())
+        .arg("migrate")
+        .env("CENTRALINO_STORE__URL", "mysql://nope")
+        .env("CENTRALINO_GRPC__LISTEN", "everywhere")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(64));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("store.url") && err.contains("grpc.listen"),
+        "{err}"
+    );
+}
+
+#[test]
+fn migrate_reports_progress_then_is_idempotent() {
+    let dir = temp();
+    let first = centralino(&dir).arg("migrate").output().expect("run");
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(text.contains("applying core_0001_inbox_outbox"), "{text}");
+    let second = centralino(&dir).arg("migrate").output().expect("run");
+    assert!(String::from_utf8_lossy(&second.stdout).contains("already up to date"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn token_mints_a_token_the_data_dir_key_verifies() {
+    let dir = temp();
+    let out = centralino(&dir)
+        .args([
+            "token",
+            "--role",
+            "integrator",
+            "--subject",
+            "crm",
+            "--ttl",
+            "1h",
+        ])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let config = centralino::Config {
+        data_dir: dir.clone(),
+        ..Default::default()
+    };
+    let claims = centralino::token_key(&config)
+        .expect("key")
+        .verify(&token, chrono_now())
+        .expect("valid token");
+    assert_eq!(
+        (claims.sub.as_str(), claims.role),
+        ("crm", centralino_auth::Role::Integrator)
+    );
+    let bad = centralino(&dir)
+        .args(["token", "--role", "root", "--subject", "x"])
+        .output()
+        .expect("run");
+    assert_eq!(bad.status.code(), Some(64));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn chrono_now() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs(),
+    )
+    .expect("fits")
+}

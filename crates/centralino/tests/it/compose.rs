@@ -1,0 +1,205 @@
+//! No Docker engine runs here, so the compose file is checked against the code:
+//! commands are real subcommands, variables are ones the config reads, host ports
+//! do not collide, healthchecks target real endpoints, the Dockerfile builds the
+//! binary the services run.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use clap::{CommandFactory as _, Parser as _};
+use serde_yaml_ng::Value;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn compose() -> Value {
+    let text =
+        std::fs::read_to_string(root().join("docker-compose.yml")).expect("docker-compose.yml");
+    let mut v: Value = serde_yaml_ng::from_str(&text).expect("compose file is valid YAML");
+    v.apply_merge().expect("YAML merge keys resolve");
+    v
+}
+
+fn services(v: &Value) -> BTreeMap<String, Value> {
+    v.get("services")
+        .and_then(Value::as_mapping)
+        .expect("services")
+        .iter()
+        .map(|(k, v)| (k.as_str().expect("service name").to_owned(), v.clone()))
+        .collect()
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_sequence)
+        .map(|s| {
+            s.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_centralino(svc: &Value) -> bool {
+    svc.get("image").and_then(Value::as_str) == Some("centralino:dev")
+}
+
+#[test]
+fn compose_commands_are_real_subcommands() {
+    let cli = centralino::cli::Cli::command();
+    let subcommands: HashSet<String> = cli
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    let all = services(&compose());
+    let ours: Vec<_> = all.iter().filter(|(_, s)| is_centralino(s)).collect();
+    assert!(
+        ours.len() >= 2,
+        "migrate and at least one service run the centralino image"
+    );
+    for (name, svc) in ours {
+        let command = strings(svc.get("command"));
+        let sub = command
+            .first()
+            .unwrap_or_else(|| panic!("{name} has no command"));
+        assert!(
+            subcommands.contains(sub),
+            "{name} runs `centralino {sub}`, which does not exist"
+        );
+        centralino::cli::Cli::try_parse_from(
+            std::iter::once("centralino".to_owned()).chain(command.clone()),
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "{name}: `centralino {}` does not parse: {e}",
+                command.join(" ")
+            )
+        });
+    }
+}
+
+#[test]
+fn compose_environment_is_what_the_config_reads_and_is_valid() {
+    let known: HashSet<String> = centralino::Config::env_names().into_iter().collect();
+    for (name, svc) in services(&compose()) {
+        if !is_centralino(&svc) {
+            continue;
+        }
+        let env = svc
+            .get("environment")
+            .and_then(Value::as_mapping)
+            .unwrap_or_else(|| panic!("{name} has an environment map"));
+        let mut pairs = Vec::new();
+        for (k, v) in env {
+            let k = k.as_str().expect("env name").to_owned();
+            assert!(
+                known.contains(&k),
+                "{name}: {k} is not read by the config (known: {known:?})"
+            );
+            let v = v.as_str().map(str::to_owned).unwrap_or_default();
+            // `${VAR:?msg}` is filled in by compose at run time: use a valid stand-in.
+            let v = if v.starts_with("${") {
+                "s".repeat(40)
+            } else {
+                v
+            };
+            pairs.push((k, v));
+        }
+        centralino::Config::load(None, pairs).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}
+
+#[test]
+fn compose_host_ports_do_not_collide() {
+    let mut seen = HashSet::new();
+    for (name, svc) in services(&compose()) {
+        for p in strings(svc.get("ports")) {
+            let host = p.split(':').next().expect("port mapping").to_owned();
+            assert!(
+                seen.insert(host.clone()),
+                "{name}: host port {host} is published twice"
+            );
+        }
+    }
+}
+
+#[test]
+fn compose_healthchecks_target_real_endpoints() {
+    let all = services(&compose());
+    for (name, svc) in &all {
+        let Some(hc) = svc.get("healthcheck") else {
+            continue;
+        };
+        let test = strings(hc.get("test"));
+        assert_eq!(
+            test.first().map(String::as_str),
+            Some("CMD"),
+            "{name}: exec-form healthcheck"
+        );
+        match test.get(1).map(String::as_str) {
+            Some("centralino") => {
+                assert_eq!(test.get(2).map(String::as_str), Some("health"), "{name}");
+                let addr = test
+                    .iter()
+                    .skip_while(|a| *a != "--addr")
+                    .nth(1)
+                    .expect("--addr");
+                let port = addr.rsplit(':').next().expect("port");
+                let env = svc
+                    .get("environment")
+                    .and_then(Value::as_mapping)
+                    .expect("env");
+                let listen = env
+                    .get("CENTRALINO_GRPC__LISTEN")
+                    .and_then(Value::as_str)
+                    .unwrap_or("127.0.0.1:50051");
+                assert!(
+                    listen.ends_with(&format!(":{port}")),
+                    "{name}: healthcheck port {port} but listens on {listen}"
+                );
+                assert!(
+                    listen.starts_with("0.0.0.0:") || listen.starts_with("127.0.0.1:"),
+                    "{name}: the healthcheck runs inside the container"
+                );
+            }
+            Some("rabbitmq-diagnostics") | Some("pg_isready") => {}
+            other => panic!("{name}: unknown healthcheck command {other:?}"),
+        }
+    }
+    for (name, svc) in &all {
+        if let Some(deps) = svc.get("depends_on").and_then(Value::as_mapping) {
+            for (dep, cond) in deps {
+                let dep = dep.as_str().expect("dep name");
+                let target = all
+                    .get(dep)
+                    .unwrap_or_else(|| panic!("{name} depends on unknown {dep}"));
+                if cond.get("condition").and_then(Value::as_str) == Some("service_healthy") {
+                    assert!(
+                        target.get("healthcheck").is_some(),
+                        "{name} waits for {dep} to be healthy but it has no healthcheck"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn dockerfile_builds_and_runs_the_binary() {
+    let text =
+        std::fs::read_to_string(root().join("deploy/Dockerfile")).expect("deploy/Dockerfile");
+    assert!(text.contains("cargo build --release --locked -p centralino"));
+    assert!(text.contains("ENTRYPOINT [\"centralino\"]"));
+    let from_count = text.lines().filter(|l| l.starts_with("FROM ")).count();
+    assert!(from_count >= 2, "multi-stage build");
+    for (name, svc) in services(&compose()) {
+        if let Some(build) = svc.get("build") {
+            let file = build
+                .get("dockerfile")
+                .and_then(Value::as_str)
+                .expect("dockerfile");
+            assert!(root().join(file).exists(), "{name}: {file} exists");
+        }
+    }
+    assert!(root().join("deploy/otel-collector.yaml").exists());
+}

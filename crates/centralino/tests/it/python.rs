@@ -1,0 +1,98 @@
+//! Starts `up` in-process (embedded mode and against RabbitMQ + PostgreSQL) and
+//! runs the Python grpcio integrator client against it.
+
+use std::path::Path;
+use std::process::Command;
+
+use centralino::Config;
+
+fn tokens(config: &Config) -> [(String, String); 3] {
+    let key = centralino::token_key(config).expect("key");
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs(),
+    )
+    .expect("fits");
+    let mint = |s: &str, r| key.mint(s, r, now, 600).expect("mint");
+    use centralino_auth::Role;
+    [
+        ("--admin-token".into(), mint("py-admin", Role::Admin)),
+        ("--agent-token".into(), mint("py-agent", Role::Agent)),
+        (
+            "--supervisor-token".into(),
+            mint("py-supervisor", Role::Supervisor),
+        ),
+    ]
+}
+
+async fn run_python_client(config: Config) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = centralino::up(&config, async {
+        let _ = stopped.await;
+    })
+    .await
+    .expect("up starts");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/ops_client.py");
+    let addr = running.grpc_addr.to_string();
+    let mut cmd = Command::new("python3");
+    cmd.arg(&script).arg("--addr").arg(&addr);
+    for (flag, token) in tokens(&config) {
+        cmd.arg(flag).arg(token);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("join")
+        .expect(
+            "python3 runs; install the client's packages with \
+             `python3 -m pip install -r tests/python/requirements.txt` (cargo xtask test does it)",
+        );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "python client failed:\n{stdout}\n{stderr}\n(if a module is missing: \
+         python3 -m pip install -r tests/python/requirements.txt)"
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    let _ = stop.send(());
+    running.task.await.expect("join").expect("clean shutdown");
+}
+
+fn base_config(data_dir: &Path) -> Config {
+    let mut config = Config {
+        data_dir: data_dir.to_path_buf(),
+        ..Default::default()
+    };
+    config.grpc.listen = "127.0.0.1:0".into();
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_against_embedded_mode() {
+    let dir = std::env::temp_dir().join(centralino_test_support::unique("centralino-up-"));
+    run_python_client(base_config(&dir)).await;
+    // The generated secret was written privately and reused.
+    assert!(dir.join("auth.secret").exists());
+    assert!(dir.join("centralino.sqlite").exists());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_against_rabbitmq_and_postgres() {
+    let dir = std::env::temp_dir().join(centralino_test_support::unique("centralino-up-"));
+    let db = centralino_test_support::TestDatabase::postgres().await;
+    let mut config = base_config(&dir);
+    config.bus.url = centralino_test_support::amqp_url();
+    config.bus.prefix = centralino_test_support::unique("t");
+    config.store.url = db.url.clone();
+    config.auth.secret = "x".repeat(40);
+    let prefix = config.bus.prefix.clone();
+    let url = config.bus.url.clone();
+    run_python_client(config).await;
+    let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(&prefix, &[]);
+    centralino_test_support::delete_rabbitmq_objects(&url, &queues, &exchanges).await;
+    db.drop_db().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
