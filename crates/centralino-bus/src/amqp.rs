@@ -82,7 +82,10 @@ impl Link {
 struct Inner {
     config: AmqpConfig,
     window: Semaphore,
+    /// Serializes reconnects; holds the link being replaced.
     link: Mutex<Option<Link>>,
+    /// The current link, read by publishers without waiting on a reconnect.
+    current: std::sync::RwLock<Option<Link>>,
     generation: AtomicU64,
     closed: AtomicBool,
 }
@@ -150,6 +153,7 @@ impl AmqpBus {
                 config,
                 window,
                 link: Mutex::new(None),
+                current: std::sync::RwLock::new(None),
                 generation: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
             }),
@@ -166,6 +170,9 @@ impl AmqpBus {
     /// Closes the connection; subscriptions end and later calls fail with [`BusError::Closed`].
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
+        if let Ok(mut current) = self.inner.current.write() {
+            *current = None;
+        }
         if let Some(link) = self.inner.link.lock().await.take() {
             let _ = link.connection.close(200, short("shutdown")).await;
         }
@@ -184,6 +191,14 @@ impl Inner {
     /// The current healthy link, reconnecting (with backoff, until `deadline` or
     /// forever when `None`) if there is none.
     async fn link(&self, deadline: Option<Instant>) -> Result<Link, BusError> {
+        if let Some(link) = self
+            .current
+            .read()
+            .ok()
+            .and_then(|c| c.as_ref().filter(|l| l.healthy()).cloned())
+        {
+            return Ok(link);
+        }
         let mut guard = self.link.lock().await;
         if let Some(link) = guard.as_ref().filter(|l| l.healthy()) {
             return Ok(link.clone());
@@ -199,6 +214,9 @@ impl Inner {
                         tracing::info!(generation = link.generation, "reconnected to rabbitmq");
                     }
                     *guard = Some(link.clone());
+                    if let Ok(mut current) = self.current.write() {
+                        *current = Some(link.clone());
+                    }
                     return Ok(link);
                 }
                 Err(e) => {
@@ -220,6 +238,9 @@ impl Inner {
         if guard.as_ref().is_some_and(|l| l.generation == generation)
             && let Some(old) = guard.take()
         {
+            if let Ok(mut current) = self.current.write() {
+                *current = None;
+            }
             let _ = old.connection.close(200, short("reconnecting")).await;
         }
     }
