@@ -137,6 +137,39 @@ fn ensure_python_packages() -> Result<(), String> {
     ]))
 }
 
+/// Drops test databases left behind by interrupted runs (best effort; needs psql).
+fn drop_stale_test_databases() {
+    let psql = |sql: &str| {
+        Command::new("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-Atqc",
+                sql,
+            ])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    let Some(out) = psql("SELECT datname FROM pg_database WHERE datname LIKE 'centralino_test_%'")
+    else {
+        return;
+    };
+    let names = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stale: Vec<&str> = names.lines().filter(|l| !l.is_empty()).collect();
+    if stale.is_empty() {
+        return;
+    }
+    eprintln!("xtask: dropping {} stale test database(s)", stale.len());
+    for name in stale {
+        let _ = psql(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+    }
+}
+
 fn has_nextest() -> bool {
     cargo()
         .args(["nextest", "--version"])
@@ -146,6 +179,7 @@ fn has_nextest() -> bool {
 
 fn test(extra: &[String]) -> Result<(), String> {
     ensure_services()?;
+    drop_stale_test_databases();
     ensure_python_packages()?;
     if has_nextest() {
         run(cargo()

@@ -53,7 +53,10 @@ async fn raw_lapin(url: &str, n: usize, queue: &str, via: Option<(&str, &str)>) 
         .await
         .expect("confirm mode");
     let mut args = FieldTable::default();
-    args.insert("x-queue-type".into(), AMQPValue::LongString(LongString::from("quorum")));
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString(LongString::from("quorum")),
+    );
     if via.is_none() {
         pub_ch
             .queue_declare(
@@ -213,7 +216,14 @@ async fn main() {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("bus benchmark: {n} messages x {rounds} rounds, window {WINDOW}, prefetch {PREFETCH}");
-    println!("machine: {} cores, load average {}", std::thread::available_parallelism().map_or(0, |p| p.get()), load.split_whitespace().take(3).collect::<Vec<_>>().join(" "));
+    println!(
+        "machine: {} cores, load average {}",
+        std::thread::available_parallelism().map_or(0, |p| p.get()),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
 
     // Warm-up, not counted.
     let prefix = format!("bench{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -231,7 +241,10 @@ async fn main() {
             (raw, ours(&url, n, &prefix).await)
         } else {
             let our = ours(&url, n, &prefix).await;
-            (raw_lapin(&url, n, &format!("{prefix}.raw"), None).await, our)
+            (
+                raw_lapin(&url, n, &format!("{prefix}.raw"), None).await,
+                our,
+            )
         };
         // Raw lapin again, through the bus's own exchange and queue: separates the
         // cost of our topology (topic routing, dead-lettering) from client overhead.
