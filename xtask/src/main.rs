@@ -182,11 +182,12 @@ fn test(extra: &[String]) -> Result<(), String> {
     drop_stale_test_databases();
     ensure_python_packages()?;
     if has_nextest() {
+        // nextest does not run doctests: run them first, so the suite's summary
+        // is the last thing printed.
+        run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
         run(cargo()
             .args(["nextest", "run", "--workspace", "--no-fail-fast"])
-            .args(extra))?;
-        // nextest does not run doctests.
-        run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))
+            .args(extra))
     } else {
         eprintln!("xtask: cargo-nextest not found (cargo install cargo-nextest), using cargo test");
         run(cargo().args(["test", "--workspace"]).args(extra))
