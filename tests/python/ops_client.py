@@ -61,10 +61,16 @@ def main():
     ap.add_argument("--admin-token", required=True)
     ap.add_argument("--agent-token", required=True)
     ap.add_argument("--supervisor-token", required=True)
+    ap.add_argument("--tls-ca", help="PEM CA certificate: connect over TLS and trust it")
+    ap.add_argument("--max-message-bytes", type=int, default=4 * 1024 * 1024)
     args = ap.parse_args()
 
     ops_pb2, ops_grpc = build_stubs()
-    channel = grpc.insecure_channel(args.addr)
+    if args.tls_ca:
+        creds = grpc.ssl_channel_credentials(root_certificates=pathlib.Path(args.tls_ca).read_bytes())
+        channel = grpc.secure_channel(args.addr, creds)
+    else:
+        channel = grpc.insecure_channel(args.addr)
     grpc.channel_ready_future(channel).result(timeout=10)
 
     health = health_pb2_grpc.HealthStub(channel)
@@ -116,7 +122,17 @@ def main():
                                                    metadata=bearer(args.admin_token), timeout=5))
     check("unknown consumer -> NOT_FOUND", code == grpc.StatusCode.NOT_FOUND, str(code))
 
-    print(f"{len(PASSED)} passed, 0 failed")
+    huge = "x" * (args.max_message_bytes + 1024)
+    code, details = code_of(lambda: ops.ListDeadLetters(ops_pb2.ListDeadLettersRequest(queue=huge),
+                                                         metadata=bearer(args.admin_token), timeout=10))
+    # tonic reports an oversized request as OUT_OF_RANGE, naming the limit.
+    check("request over the size limit -> OUT_OF_RANGE naming the limit",
+          code == grpc.StatusCode.OUT_OF_RANGE and "too large" in details, f"{code} {details}")
+    me = ops.WhoAmI(ops_pb2.WhoAmIRequest(), metadata=bearer(args.admin_token), timeout=5)
+    check("server still answers after an oversized request", me.subject == "py-admin", str(me))
+
+
+    print(f"{'tls' if args.tls_ca else 'plaintext'}: {len(PASSED)} passed, 0 failed")
 
 
 if __name__ == "__main__":

@@ -84,3 +84,73 @@ impl EnvelopeExt for Envelope {
         let _ = span.set_parent(cx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    use super::*;
+    use centralino_proto::v1::{InteractionAbandoned, InteractionCreated};
+
+    #[test]
+    fn trace_context_travels_in_the_envelope() {
+        opentelemetry::global::set_text_map_propagator(
+            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
+        );
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let producer = tracing::info_span!("adapter");
+            let envelope =
+                producer.in_scope(|| new_envelope("sms", &InteractionCreated::default()));
+            assert!(
+                envelope.traceparent.starts_with("00-"),
+                "{}",
+                envelope.traceparent
+            );
+            let trace_id = envelope.traceparent[3..35].to_owned();
+            assert_eq!(
+                producer
+                    .context()
+                    .span()
+                    .span_context()
+                    .trace_id()
+                    .to_string(),
+                trace_id
+            );
+
+            let consumer = tracing::info_span!("router");
+            envelope.attach_trace(&consumer);
+            assert_eq!(
+                consumer
+                    .context()
+                    .span()
+                    .span_context()
+                    .trace_id()
+                    .to_string(),
+                trace_id,
+                "the consumer's span joins the producer's trace"
+            );
+        });
+    }
+
+    #[test]
+    fn decode_checks_the_declared_type() {
+        let e = new_envelope("test", &InteractionCreated::default());
+        assert!(e.traceparent.is_empty() || e.traceparent.starts_with("00-"));
+        assert_eq!(e.event_type, "centralino.v1.InteractionCreated");
+        assert!(e.decode::<InteractionCreated>().is_ok());
+        assert!(matches!(
+            e.decode::<InteractionAbandoned>(),
+            Err(DecodeError::WrongType { .. })
+        ));
+        let mut garbage = e.clone();
+        garbage.payload = vec![0xff, 0xff, 0xff];
+        assert!(matches!(
+            garbage.decode::<InteractionCreated>(),
+            Err(DecodeError::Payload(_))
+        ));
+    }
+}

@@ -106,3 +106,84 @@ fn chrono_now() -> i64 {
     )
     .expect("fits")
 }
+
+/// `up` starts even though the OpenTelemetry collector it is told to use is not
+/// there, prints where it listens, answers `centralino health`, and stops cleanly
+/// on SIGTERM.
+#[test]
+fn up_starts_without_a_collector_answers_health_and_stops_on_sigterm() {
+    use std::io::BufRead as _;
+    use std::time::Duration;
+
+    let dir = temp();
+    let mut child = centralino(&dir)
+        .arg("up")
+        .env("CENTRALINO_GRPC__LISTEN", "127.0.0.1:0")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start up");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut grpc = None;
+    while grpc.is_none() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("`up` prints its listeners within 30 s");
+        if let Some(rest) = line.trim().strip_prefix("grpc") {
+            grpc = rest.split_whitespace().next().map(str::to_owned);
+        }
+    }
+    let addr = grpc.expect("grpc address");
+    assert!(addr.starts_with("http://127.0.0.1:"), "{addr}");
+
+    let health = centralino(&dir)
+        .args(["health", "--addr", &addr])
+        .output()
+        .expect("health");
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&health.stdout).trim(), "SERVING");
+
+    let term = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(term.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "up did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "graceful shutdown exits 0, got {status}");
+
+    let unreachable = centralino(&dir)
+        .args(["health", "--addr", &addr])
+        .output()
+        .expect("health");
+    assert!(
+        !unreachable.status.success(),
+        "health fails once the server is gone"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -28,6 +28,10 @@ fn tokens(config: &Config) -> [(String, String); 3] {
 }
 
 async fn run_python_client(config: Config) {
+    run_python_client_with(config, None).await;
+}
+
+async fn run_python_client_with(config: Config, tls_ca: Option<&Path>) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = centralino::up(&config, async {
         let _ = stopped.await;
@@ -40,6 +44,14 @@ async fn run_python_client(config: Config) {
     cmd.arg(&script).arg("--addr").arg(&addr);
     for (flag, token) in tokens(&config) {
         cmd.arg(flag).arg(token);
+    }
+    cmd.arg("--max-message-bytes")
+        .arg(config.grpc.max_message_bytes.to_string());
+    if let Some(ca) = tls_ca {
+        // The certificate names localhost, so connect by name.
+        cmd.arg("--tls-ca").arg(ca);
+        cmd.arg("--addr")
+            .arg(format!("localhost:{}", running.grpc_addr.port()));
     }
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
@@ -94,5 +106,46 @@ async fn python_client_against_rabbitmq_and_postgres() {
     let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(&prefix, &[]);
     centralino_test_support::delete_rabbitmq_objects(&url, &queues, &exchanges).await;
     db.drop_db().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_over_tls() {
+    let dir = std::env::temp_dir().join(centralino_test_support::unique("centralino-tls-"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let status = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+        ])
+        .args([
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl makes the test certificate (Debian package openssl)");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let mut config = base_config(&dir);
+    config.grpc.tls_cert = cert.display().to_string();
+    config.grpc.tls_key = key.display().to_string();
+    run_python_client_with(config, Some(&cert)).await;
     let _ = std::fs::remove_dir_all(dir);
 }
