@@ -170,6 +170,47 @@ fn drop_stale_test_databases() {
     }
 }
 
+/// Is `name` a queue made by a test run (`t` + 10 hex digits) or the bus
+/// benchmark (`bench` + 8 hex digits), followed by `.`?
+fn is_test_queue(name: &str) -> bool {
+    let hex_then_dot = |rest: &str, n: usize| {
+        rest.len() > n
+            && rest[..n].bytes().all(|b| b.is_ascii_hexdigit())
+            && rest.as_bytes()[n] == b'.'
+    };
+    name.strip_prefix("bench")
+        .is_some_and(|r| hex_then_dot(r, 8))
+        || name.strip_prefix('t').is_some_and(|r| hex_then_dot(r, 10))
+}
+
+/// Deletes RabbitMQ queues left behind by interrupted test runs (best effort).
+fn delete_stale_test_queues() {
+    let Ok(out) = Command::new("rabbitmqctl")
+        .args(["-q", "list_queues", "name", "--no-table-headers"])
+        .output()
+    else {
+        return;
+    };
+    let listing = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stale: Vec<&str> = listing
+        .lines()
+        .map(str::trim)
+        .filter(|n| is_test_queue(n))
+        .collect();
+    if stale.is_empty() {
+        return;
+    }
+    eprintln!(
+        "xtask: deleting {} stale test queue(s) from RabbitMQ",
+        stale.len()
+    );
+    for q in stale {
+        let _ = Command::new("rabbitmqctl")
+            .args(["-q", "delete_queue", q])
+            .output();
+    }
+}
+
 fn has_nextest() -> bool {
     cargo()
         .args(["nextest", "--version"])
@@ -180,16 +221,39 @@ fn has_nextest() -> bool {
 fn test(extra: &[String]) -> Result<(), String> {
     ensure_services()?;
     drop_stale_test_databases();
+    delete_stale_test_queues();
     ensure_python_packages()?;
     if has_nextest() {
         // nextest does not run doctests: run them first, so the suite's summary
         // is the last thing printed.
         run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
+        // Tests that restart RabbitMQ run alone, before everything else.
+        eprintln!("xtask: phase 1: broker restart tests (RabbitMQ is stopped and started)");
+        run(cargo().args([
+            "nextest",
+            "run",
+            "-p",
+            "centralino-bus",
+            "--run-ignored",
+            "only",
+            "--no-fail-fast",
+        ]))?;
+        wait_for("127.0.0.1:5672", Duration::from_secs(30));
+        eprintln!("xtask: phase 2: the whole suite");
         run(cargo()
             .args(["nextest", "run", "--workspace", "--no-fail-fast"])
             .args(extra))
     } else {
         eprintln!("xtask: cargo-nextest not found (cargo install cargo-nextest), using cargo test");
+        run(cargo().args([
+            "test",
+            "-p",
+            "centralino-bus",
+            "--test",
+            "it",
+            "--",
+            "--ignored",
+        ]))?;
         run(cargo().args(["test", "--workspace"]).args(extra))
     }
 }
@@ -210,4 +274,16 @@ fn lint() -> Result<(), String> {
         "-D",
         "warnings",
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_test_queues_match() {
+        assert!(super::is_test_queue("t1efd1cfeb1.app.dead"));
+        assert!(super::is_test_queue("bench0a1b2c3d.bench"));
+        assert!(!super::is_test_queue("centralino.history"));
+        assert!(!super::is_test_queue("t1efd1cfeb1"));
+        assert!(!super::is_test_queue("tzzzzzzzzzz.app"));
+    }
 }
