@@ -299,27 +299,26 @@ impl Inner {
         .await?;
         let mut events_args = FieldTable::default();
         events_args.insert(short("alternate-exchange"), long(&t.unrouted_exchange()));
-        ch.exchange_declare(
-            short(&t.exchange(Exchange::Events)),
-            ExchangeKind::Topic,
-            durable,
-            events_args,
-        )
-        .await?;
-        ch.exchange_declare(
-            short(&t.exchange(Exchange::Commands)),
-            ExchangeKind::Topic,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
-        ch.exchange_declare(
-            short(&t.dead_letter_exchange()),
-            ExchangeKind::Direct,
-            durable,
-            FieldTable::default(),
-        )
-        .await?;
+        for (name, kind, args) in [
+            (
+                t.exchange(Exchange::Events),
+                ExchangeKind::Topic,
+                events_args,
+            ),
+            (
+                t.exchange(Exchange::Commands),
+                ExchangeKind::Topic,
+                FieldTable::default(),
+            ),
+            (
+                t.dead_letter_exchange(),
+                ExchangeKind::Direct,
+                FieldTable::default(),
+            ),
+        ] {
+            ch.exchange_declare(short(&name), kind, durable, args)
+                .await?;
+        }
         Ok(())
     }
 

@@ -5,9 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use centralino_bus::{Bus, BusError, ConsumerSpec, Delivery, Exchange, Subscription};
-use futures::StreamExt as _;
 
-use crate::harness::{DELIVERY_LIMIT, event, label};
+use crate::harness::{DELIVERY_LIMIT, event, label, publish_all};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -32,19 +31,7 @@ pub async fn ten_thousand_events_are_all_consumed(bus: Arc<dyn Bus>) {
     let expected: HashSet<String> = envelopes.iter().map(|e| e.message_id.clone()).collect();
     let publisher = {
         let bus = bus.clone();
-        tokio::spawn(async move {
-            futures::stream::iter(envelopes)
-                .map(|e| {
-                    let bus = bus.clone();
-                    async move {
-                        bus.publish(Exchange::Events, "interaction.sms.created", &e)
-                            .await
-                    }
-                })
-                .buffer_unordered(256)
-                .for_each(|r| async move { r.expect("publish confirmed") })
-                .await;
-        })
+        tokio::spawn(async move { publish_all(&bus, "interaction.sms.created", envelopes).await })
     };
     let mut seen = HashSet::new();
     let mut duplicates = 0;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use centralino_bus::{ConsumerSpec, Exchange};
 
-use crate::harness::{TestBus, event};
+use crate::harness::{TestBus, event, publish_all};
 
 /// The broker closes the bus's connection while 2,000 events are being published
 /// and consumed: publishing and consuming resume within 10 s and every event
@@ -158,20 +158,7 @@ async fn broker_restart_with_ten_thousand_in_flight_loses_nothing() {
     let during: Vec<_> = (0..DURING).map(|i| event(&format!("d{i}"))).collect();
     let mut expected: HashSet<String> = queued.iter().map(|e| e.message_id.clone()).collect();
     expected.extend(during.iter().map(|e| e.message_id.clone()));
-    {
-        use futures::StreamExt as _;
-        futures::stream::iter(queued)
-            .map(|e| {
-                let bus = bus.clone();
-                async move {
-                    bus.publish(Exchange::Events, "interaction.email.created", &e)
-                        .await
-                }
-            })
-            .buffer_unordered(256)
-            .for_each(|r| async move { r.expect("confirmed before the restart") })
-            .await;
-    }
+    publish_all(&bus, "interaction.email.created", queued).await;
 
     let mut seen = HashSet::new();
     let mut duplicates = 0;

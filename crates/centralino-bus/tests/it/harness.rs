@@ -89,3 +89,19 @@ pub fn label(envelope: &Envelope) -> String {
         .map(|i| i.subject)
         .unwrap_or_default()
 }
+
+/// Publishes every envelope with up to 256 unconfirmed at once; panics on any failure.
+pub async fn publish_all(bus: &Arc<dyn Bus>, routing_key: &str, envelopes: Vec<Envelope>) {
+    use futures::StreamExt as _;
+    futures::stream::iter(envelopes)
+        .map(|e| {
+            let bus = bus.clone();
+            async move {
+                bus.publish(centralino_bus::Exchange::Events, routing_key, &e)
+                    .await
+            }
+        })
+        .buffer_unordered(256)
+        .for_each(|r| async move { r.expect("publish confirmed") })
+        .await;
+}
