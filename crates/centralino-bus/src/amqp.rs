@@ -248,7 +248,7 @@ impl Inner {
     async fn open(&self) -> Result<Link, lapin::Error> {
         let props = ConnectionProperties::default()
             .with_connection_name(LongString::from(self.config.connection_name.as_str()));
-        let connection = Connection::connect(&self.config.url, props).await?;
+        let connection = Connection::connect(&with_heartbeat(&self.config.url), props).await?;
         let publisher = connection.create_channel().await?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
@@ -446,6 +446,18 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+/// Adds a 10 s heartbeat unless the URL sets one, so a silently dead peer is
+/// noticed within about 20 s instead of the broker's default of minutes.
+fn with_heartbeat(url: &str) -> String {
+    if url.contains("heartbeat=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&heartbeat=10")
+    } else {
+        format!("{url}?heartbeat=10")
     }
 }
 
@@ -741,5 +753,24 @@ impl Acker for AmqpAcker {
             }
         };
         result.map(|_| ()).map_err(|_| BusError::SubscriptionClosed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn heartbeat_is_added_once() {
+        assert_eq!(
+            super::with_heartbeat("amqp://h/%2f"),
+            "amqp://h/%2f?heartbeat=10"
+        );
+        assert_eq!(
+            super::with_heartbeat("amqp://h/%2f?frame_max=8192"),
+            "amqp://h/%2f?frame_max=8192&heartbeat=10"
+        );
+        assert_eq!(
+            super::with_heartbeat("amqp://h/?heartbeat=5"),
+            "amqp://h/?heartbeat=5"
+        );
     }
 }
