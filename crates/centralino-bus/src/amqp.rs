@@ -199,7 +199,14 @@ impl Inner {
         {
             return Ok(link);
         }
-        let mut guard = self.link.lock().await;
+        // Someone else may be reconnecting (a consumer waits without a deadline):
+        // a publisher waits for them only until its own deadline.
+        let mut guard = match deadline {
+            Some(d) => tokio::time::timeout_at(d, self.link.lock())
+                .await
+                .map_err(|_| BusError::Unavailable("still reconnecting to rabbitmq".into()))?,
+            None => self.link.lock().await,
+        };
         if let Some(link) = guard.as_ref().filter(|l| l.healthy()) {
             return Ok(link.clone());
         }
@@ -233,8 +240,11 @@ impl Inner {
     }
 
     /// Forgets `link` if it is still the current one, so the next user reconnects.
+    /// When the reconnect lock is busy, a reconnect is already under way: nothing to do.
     async fn invalidate(&self, generation: u64) {
-        let mut guard = self.link.lock().await;
+        let Ok(mut guard) = self.link.try_lock() else {
+            return;
+        };
         if guard.as_ref().is_some_and(|l| l.generation == generation)
             && let Some(old) = guard.take()
         {

@@ -37,8 +37,11 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         }
         _ => url.to_owned(),
     };
+    // `migrate` holds one PostgreSQL connection for its lock while it migrates on
+    // another, so a pool of one would wait forever.
+    let floor = if backend == DbBackend::Postgres { 2 } else { 1 };
     let mut opts = ConnectOptions::new(url);
-    opts.max_connections(max_connections.max(1))
+    opts.max_connections(max_connections.max(floor))
         .min_connections(0)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
