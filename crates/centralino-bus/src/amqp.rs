@@ -27,6 +27,9 @@ use crate::{
     Outcome, Subscription, Topology,
 };
 
+/// Longest wait for a TCP + AMQP handshake.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Header carrying the original routing key, so replayed dead letters keep it.
 const ROUTING_KEY_HEADER: &str = "x-centralino-routing-key";
 
@@ -79,13 +82,37 @@ impl Link {
     }
 }
 
+/// Which connection a user needs. Publishing and consuming use separate
+/// connections, as RabbitMQ advises: when the broker blocks publishers (memory
+/// or disk alarm) consumers can still ack and drain the queues, and a channel
+/// error on the publisher never takes the consumers' unacked messages with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    Publish = 0,
+    Consume = 1,
+}
+
+impl Purpose {
+    fn suffix(self) -> &'static str {
+        match self {
+            Purpose::Publish => "publish",
+            Purpose::Consume => "consume",
+        }
+    }
+}
+
+#[derive(Default)]
+struct Slot {
+    /// Serializes reconnects; holds the link being replaced.
+    link: Mutex<Option<Link>>,
+    /// The current link, read without waiting on a reconnect.
+    current: std::sync::RwLock<Option<Link>>,
+}
+
 struct Inner {
     config: AmqpConfig,
     window: Semaphore,
-    /// Serializes reconnects; holds the link being replaced.
-    link: Mutex<Option<Link>>,
-    /// The current link, read by publishers without waiting on a reconnect.
-    current: std::sync::RwLock<Option<Link>>,
+    slots: [Slot; 2],
     generation: AtomicU64,
     closed: AtomicBool,
 }
@@ -152,14 +179,13 @@ impl AmqpBus {
             inner: Arc::new(Inner {
                 config,
                 window,
-                link: Mutex::new(None),
-                current: std::sync::RwLock::new(None),
+                slots: [Slot::default(), Slot::default()],
                 generation: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
             }),
         };
         let deadline = Instant::now() + bus.inner.config.publish_timeout;
-        bus.inner.link(Some(deadline)).await?;
+        bus.inner.link(Purpose::Publish, Some(deadline)).await?;
         Ok(bus)
     }
 
@@ -170,11 +196,13 @@ impl AmqpBus {
     /// Closes the connection; subscriptions end and later calls fail with [`BusError::Closed`].
     pub async fn close(&self) {
         self.inner.closed.store(true, Ordering::SeqCst);
-        if let Ok(mut current) = self.inner.current.write() {
-            *current = None;
-        }
-        if let Some(link) = self.inner.link.lock().await.take() {
-            let _ = link.connection.close(200, short("shutdown")).await;
+        for slot in &self.inner.slots {
+            if let Ok(mut current) = slot.current.write() {
+                *current = None;
+            }
+            if let Some(link) = slot.link.lock().await.take() {
+                let _ = link.connection.close(200, short("shutdown")).await;
+            }
         }
     }
 }
@@ -190,8 +218,9 @@ impl Inner {
 
     /// The current healthy link, reconnecting (with backoff, until `deadline` or
     /// forever when `None`) if there is none.
-    async fn link(&self, deadline: Option<Instant>) -> Result<Link, BusError> {
-        if let Some(link) = self
+    async fn link(&self, purpose: Purpose, deadline: Option<Instant>) -> Result<Link, BusError> {
+        let slot = &self.slots[purpose as usize];
+        if let Some(link) = slot
             .current
             .read()
             .ok()
@@ -202,10 +231,10 @@ impl Inner {
         // Someone else may be reconnecting (a consumer waits without a deadline):
         // a publisher waits for them only until its own deadline.
         let mut guard = match deadline {
-            Some(d) => tokio::time::timeout_at(d, self.link.lock())
+            Some(d) => tokio::time::timeout_at(d, slot.link.lock())
                 .await
                 .map_err(|_| BusError::Unavailable("still reconnecting to rabbitmq".into()))?,
-            None => self.link.lock().await,
+            None => slot.link.lock().await,
         };
         if let Some(link) = guard.as_ref().filter(|l| l.healthy()) {
             return Ok(link.clone());
@@ -215,13 +244,17 @@ impl Inner {
             if self.closed.load(Ordering::SeqCst) {
                 return Err(BusError::Closed);
             }
-            match self.open().await {
+            match self.open(purpose).await {
                 Ok(link) => {
                     if attempt > 0 || guard.is_some() {
-                        tracing::info!(generation = link.generation, "reconnected to rabbitmq");
+                        tracing::info!(
+                            generation = link.generation,
+                            connection = purpose.suffix(),
+                            "reconnected to rabbitmq"
+                        );
                     }
                     *guard = Some(link.clone());
-                    if let Ok(mut current) = self.current.write() {
+                    if let Ok(mut current) = slot.current.write() {
                         *current = Some(link.clone());
                     }
                     return Ok(link);
@@ -241,24 +274,32 @@ impl Inner {
 
     /// Forgets `link` if it is still the current one, so the next user reconnects.
     /// When the reconnect lock is busy, a reconnect is already under way: nothing to do.
-    async fn invalidate(&self, generation: u64) {
-        let Ok(mut guard) = self.link.try_lock() else {
+    async fn invalidate(&self, purpose: Purpose, generation: u64) {
+        let slot = &self.slots[purpose as usize];
+        let Ok(mut guard) = slot.link.try_lock() else {
             return;
         };
         if guard.as_ref().is_some_and(|l| l.generation == generation)
             && let Some(old) = guard.take()
         {
-            if let Ok(mut current) = self.current.write() {
+            if let Ok(mut current) = slot.current.write() {
                 *current = None;
             }
             let _ = old.connection.close(200, short("reconnecting")).await;
         }
     }
 
-    async fn open(&self) -> Result<Link, lapin::Error> {
-        let props = ConnectionProperties::default()
-            .with_connection_name(LongString::from(self.config.connection_name.as_str()));
-        let connection = Connection::connect(&with_heartbeat(&self.config.url), props).await?;
+    async fn open(&self, purpose: Purpose) -> Result<Link, BusError> {
+        let name = format!("{}-{}", self.config.connection_name, purpose.suffix());
+        let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
+        // lapin has no connect timeout; a peer that drops packets would hold the
+        // reconnect lock for minutes.
+        let connection = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(&with_heartbeat(&self.config.url), props),
+        )
+        .await
+        .map_err(|_| BusError::Unavailable("connecting to rabbitmq timed out".into()))??;
         let publisher = connection.create_channel().await?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
@@ -435,7 +476,7 @@ impl Inner {
         let deadline = Instant::now() + self.config.publish_timeout;
         let mut attempt = 0;
         loop {
-            let link = self.link(Some(deadline)).await?;
+            let link = self.link(Purpose::Publish, Some(deadline)).await?;
             match self
                 .publish_once(&link, exchange, routing_key, body, props.clone())
                 .await
@@ -444,7 +485,7 @@ impl Inner {
                 Err(Attempt::Fatal(e)) => return Err(e),
                 Err(Attempt::Retry(reason)) => {
                     if !link.healthy() {
-                        self.invalidate(link.generation).await;
+                        self.invalidate(Purpose::Publish, link.generation).await;
                     }
                     let wait = self.backoff(attempt);
                     attempt += 1;
@@ -510,6 +551,7 @@ impl Bus for AmqpBus {
         routing_key: &str,
         envelope: &Envelope,
     ) -> Result<(), BusError> {
+        crate::validate_outgoing(routing_key, envelope)?;
         let body = envelope.encode_to_vec();
         let name = self.inner.config.topology.exchange(exchange);
         self.inner
@@ -521,7 +563,7 @@ impl Bus for AmqpBus {
         spec.validate()?;
         // Declare once up front so configuration errors surface to the caller.
         let deadline = Instant::now() + self.inner.config.publish_timeout;
-        let link = self.inner.link(Some(deadline)).await?;
+        let link = self.inner.link(Purpose::Consume, Some(deadline)).await?;
         let ch = link.connection.create_channel().await?;
         self.inner.declare_consumer(&ch, &spec).await?;
         let _ = ch.close(200, short("declared")).await;
@@ -610,7 +652,7 @@ impl Bus for AmqpBus {
 impl AmqpBus {
     async fn checked_dlq_channel(&self, consumer: &str, queue: &str) -> Result<Channel, BusError> {
         let deadline = Instant::now() + self.inner.config.publish_timeout;
-        let link = self.inner.link(Some(deadline)).await?;
+        let link = self.inner.link(Purpose::Consume, Some(deadline)).await?;
         let ch = link.connection.create_channel().await?;
         let passive = QueueDeclareOptions {
             passive: true,
@@ -635,7 +677,7 @@ async fn consume_loop(inner: Arc<Inner>, spec: ConsumerSpec, tx: mpsc::Sender<De
         if tx.is_closed() || inner.closed.load(Ordering::SeqCst) {
             return;
         }
-        let link = match inner.link(None).await {
+        let link = match inner.link(Purpose::Consume, None).await {
             Ok(link) => link,
             Err(_) => return, // closed
         };
@@ -675,7 +717,7 @@ async fn consume_loop(inner: Arc<Inner>, spec: ConsumerSpec, tx: mpsc::Sender<De
             Err(e) => tracing::warn!(queue = %queue, error = %e, "cannot start consumer"),
         }
         if !link.healthy() {
-            inner.invalidate(link.generation).await;
+            inner.invalidate(Purpose::Consume, link.generation).await;
         }
         let wait = inner.backoff(attempt);
         attempt += 1;
@@ -708,7 +750,7 @@ async fn start_consumer(
 /// dead-lettered at once.
 async fn to_delivery(d: lapin::message::Delivery) -> Option<Delivery> {
     match Envelope::decode(d.data.as_slice()) {
-        Ok(envelope) => {
+        Ok(envelope) if crate::acceptable_incoming(&envelope) => {
             let routing_key = header_str(&d.properties, ROUTING_KEY_HEADER)
                 .unwrap_or_else(|| d.routing_key.as_str().to_owned());
             let count = delivery_count(&d.properties);
@@ -720,8 +762,12 @@ async fn to_delivery(d: lapin::message::Delivery) -> Option<Delivery> {
                 Box::new(AmqpAcker { acker: d.acker }),
             ))
         }
-        Err(e) => {
-            tracing::warn!(error = %e, routing_key = %d.routing_key, "message body is not an envelope, dead-lettering it");
+        outcome => {
+            let reason = match outcome {
+                Err(e) => e.to_string(),
+                Ok(_) => "message id missing or longer than 64 bytes".to_owned(),
+            };
+            tracing::warn!(%reason, routing_key = %d.routing_key, "unusable message, dead-lettering it");
             let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
             None
         }
@@ -762,7 +808,11 @@ impl Acker for AmqpAcker {
                     .await
             }
         };
-        result.map(|_| ()).map_err(|_| BusError::SubscriptionClosed)
+        // lapin answers Ok(false) when the channel is gone or the delivery was settled.
+        match result {
+            Ok(true) => Ok(()),
+            Ok(false) | Err(_) => Err(BusError::SubscriptionClosed),
+        }
     }
 }
 

@@ -24,6 +24,9 @@ pub enum BusError {
     /// No consumer of that name ever declared its queue.
     #[error("no consumer named {0:?} has a queue")]
     UnknownConsumer(String),
+    /// The message cannot be sent as it is (empty or oversized id, type or key).
+    #[error("invalid message: {0}")]
+    InvalidMessage(String),
     /// The delivery's channel or subscription is gone; the message will be redelivered.
     #[error("delivery can no longer be settled: its subscription is closed")]
     SubscriptionClosed,

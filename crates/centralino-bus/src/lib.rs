@@ -95,6 +95,34 @@ impl ConsumerSpec {
     }
 }
 
+/// Longest message id accepted (ids are UUIDs; stores key on them).
+pub const MAX_MESSAGE_ID_LEN: usize = 64;
+/// AMQP short strings (routing keys, type, app id) hold at most 255 bytes.
+const MAX_SHORT: usize = 255;
+
+/// Checks what both implementations need before a message goes out.
+fn validate_outgoing(routing_key: &str, envelope: &Envelope) -> Result<(), BusError> {
+    let invalid = |what: &str| Err(BusError::InvalidMessage(what.to_owned()));
+    if routing_key.is_empty() || routing_key.len() > MAX_SHORT {
+        return invalid("routing key must be 1 to 255 bytes");
+    }
+    if envelope.message_id.is_empty() || envelope.message_id.len() > MAX_MESSAGE_ID_LEN {
+        return invalid("message id must be 1 to 64 bytes");
+    }
+    if envelope.event_type.is_empty() || envelope.event_type.len() > MAX_SHORT {
+        return invalid("event type must be 1 to 255 bytes");
+    }
+    if envelope.source.len() > MAX_SHORT {
+        return invalid("source must be at most 255 bytes");
+    }
+    Ok(())
+}
+
+/// Whether a received envelope can be processed (consumers de-duplicate on its id).
+fn acceptable_incoming(envelope: &Envelope) -> bool {
+    !envelope.message_id.is_empty() && envelope.message_id.len() <= MAX_MESSAGE_ID_LEN
+}
+
 /// A message parked in a consumer's dead-letter queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {

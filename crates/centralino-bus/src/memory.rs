@@ -121,6 +121,7 @@ impl Bus for MemoryBus {
         routing_key: &str,
         envelope: &Envelope,
     ) -> Result<(), BusError> {
+        crate::validate_outgoing(routing_key, envelope)?;
         let mut state = self.inner.lock();
         if state.closed {
             return Err(BusError::Closed);

@@ -92,8 +92,8 @@ where
     }
 }
 
-/// Closes, broker side, every RabbitMQ connection whose client-provided name is
-/// `connection_name` (what `rabbitmqctl close_connection` does to a real outage).
+/// Closes, broker side, every RabbitMQ connection whose client-provided name
+/// starts with `connection_name` (what `rabbitmqctl close_connection` does to a real outage).
 /// Returns how many were closed.
 pub fn close_rabbitmq_connections(connection_name: &str) -> usize {
     let out = Command::new("rabbitmqctl")
@@ -104,7 +104,7 @@ pub fn close_rabbitmq_connections(connection_name: &str) -> usize {
     let listing = String::from_utf8_lossy(&out.stdout);
     let mut closed = 0;
     for line in listing.lines() {
-        if !line.contains(&format!("\"{connection_name}\"")) {
+        if !line.contains(&format!("\"{connection_name}")) {
             continue;
         }
         let Some(pid) = line.split('\t').next() else {

@@ -275,6 +275,28 @@ pub async fn bad_names_and_unknown_consumers_are_errors(bus: Arc<dyn Bus>) {
     assert!(matches!(err, BusError::UnknownConsumer(_)), "{err:?}");
 }
 
+pub async fn malformed_messages_are_refused_before_sending(bus: Arc<dyn Bus>) {
+    let mut no_id = event("x");
+    no_id.message_id.clear();
+    let mut long_id = event("x");
+    long_id.message_id = "m".repeat(65);
+    let mut no_type = event("x");
+    no_type.event_type.clear();
+    for (key, e) in [
+        ("interaction.sms.created", &no_id),
+        ("interaction.sms.created", &long_id),
+        ("interaction.sms.created", &no_type),
+        ("", &event("x")),
+        (&*"k".repeat(256), &event("x")),
+    ] {
+        let err = bus
+            .publish(Exchange::Events, key, e)
+            .await
+            .expect_err("refused");
+        assert!(matches!(err, BusError::InvalidMessage(_)), "{err:?}");
+    }
+}
+
 macro_rules! contract_suite {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -308,4 +330,5 @@ contract_suite!(
     topic_bindings_route_only_matching_keys,
     two_services_each_get_every_event,
     bad_names_and_unknown_consumers_are_errors,
+    malformed_messages_are_refused_before_sending,
 );
