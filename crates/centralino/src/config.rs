@@ -191,13 +191,14 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        // The standard OpenTelemetry variable first, so CENTRALINO_* wins over it.
+        let mut env: Vec<(String, String)> = env.into_iter().collect();
+        env.sort_by_key(|(k, _)| k != "OTEL_EXPORTER_OTLP_ENDPOINT");
         for (key, value) in env {
             let path: Vec<String> = if key == "OTEL_EXPORTER_OTLP_ENDPOINT" {
                 vec!["telemetry".into(), "otlp_endpoint".into()]
-            } else if let Some(rest) = key.strip_prefix("CENTRALINO_") {
-                if NOT_CONFIG.contains(&key.as_str()) || rest.starts_with("TEST_") {
-                    continue;
-                }
+            } else if Self::is_setting(&key) {
+                let rest = key.trim_start_matches("CENTRALINO_");
                 rest.split("__").map(str::to_ascii_lowercase).collect()
             } else {
                 continue;
@@ -210,6 +211,33 @@ impl Config {
             .map_err(|e: toml::de::Error| ConfigError(vec![e.message().trim().to_owned()]))?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Whether an environment variable sets configuration: `CENTRALINO_<SECTION>__<KEY>`
+    /// (an unknown one is an error, so typos are caught) or a known top-level key
+    /// such as `CENTRALINO_DATA_DIR`. Other `CENTRALINO_*` names (a compose
+    /// variable, an orchestrator's injected `CENTRALINO_PORT`) are left alone.
+    fn is_setting(key: &str) -> bool {
+        let Some(rest) = key.strip_prefix("CENTRALINO_") else {
+            return false;
+        };
+        if NOT_CONFIG.contains(&key) || rest.starts_with("TEST_") {
+            return false;
+        }
+        rest.contains("__") || Self::env_names().iter().any(|n| n == key)
+    }
+
+    /// `CENTRALINO_*` variables in `env` that configure nothing (for a startup warning).
+    pub fn ignored_env<'a>(env: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+        env.into_iter()
+            .filter(|k| {
+                k.starts_with("CENTRALINO_")
+                    && !Self::is_setting(k)
+                    && !NOT_CONFIG.contains(k)
+                    && !k.starts_with("CENTRALINO_TEST_")
+            })
+            .map(str::to_owned)
+            .collect()
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

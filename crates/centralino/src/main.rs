@@ -17,7 +17,16 @@ fn main() -> ExitCode {
         .config
         .clone()
         .or_else(|| std::env::var_os("CENTRALINO_CONFIG").map(Into::into));
-    let config = match Config::load(file.as_deref(), std::env::vars()) {
+    // Non-UTF-8 variables cannot be configuration: skip them instead of panicking.
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .collect();
+    for name in Config::ignored_env(env.iter().map(|(k, _)| k.as_str())) {
+        eprintln!(
+            "centralino: ignoring {name}: not a setting (settings look like CENTRALINO_BUS__URL)"
+        );
+    }
+    let config = match Config::load(file.as_deref(), env) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("centralino: {e}");
