@@ -37,6 +37,14 @@ pub mod outbox {
         /// The encoded envelope.
         pub envelope: Vec<u8>,
         pub created_at: DateTimeUtc,
+        /// Failed publish attempts so far.
+        pub attempts: i32,
+        /// Not retried before this time (backoff after a failure).
+        pub next_attempt_at: DateTimeUtc,
+        pub last_error: Option<String>,
+        /// Set when the row can never be published (corrupt or invalid): it is kept
+        /// for inspection and skipped by the relay.
+        pub parked_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,4 @@ pub enum StoreError {
     Db(#[from] sea_orm::DbErr),
     #[error("bus: {0}")]
     Bus(#[from] centralino_bus::BusError),
-    #[error("stored outbox row {id} is corrupt: {reason}")]
-    CorruptOutbox { id: i64, reason: String },
 }

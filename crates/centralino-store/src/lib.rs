@@ -90,6 +90,10 @@ pub async fn migrate<M: MigratorTrait>(
     let lock = if db.get_database_backend() == DbBackend::Postgres {
         use sea_orm::TransactionTrait as _;
         let txn = db.begin().await?;
+        // The lock's transaction sits idle while migrations run on other
+        // connections: a server-side idle timeout must not end it half-way.
+        txn.execute_unprepared("SET LOCAL idle_in_transaction_session_timeout = 0")
+            .await?;
         // Held until `txn` ends; the key is arbitrary but fixed.
         txn.execute_unprepared("SELECT pg_advisory_xact_lock(7351092385)")
             .await?;

@@ -1,7 +1,10 @@
 //! Migrations of the shared tables (inbox and outbox).
 
 use sea_orm_migration::prelude::*;
-use sea_orm_migration::schema::{binary, pk_auto, string, string_len, timestamp_with_time_zone};
+use sea_orm_migration::schema::{
+    binary, integer, pk_auto, string, string_len, text_null, timestamp_with_time_zone,
+    timestamp_with_time_zone_null,
+};
 
 /// Migrator for the tables every service uses. Its own migration table lets each
 /// service's migrator live in the same database.
@@ -61,6 +64,10 @@ impl MigrationTrait for InboxOutbox {
                     .col(string("routing_key"))
                     .col(binary("envelope"))
                     .col(timestamp_with_time_zone("created_at"))
+                    .col(integer("attempts").default(0))
+                    .col(timestamp_with_time_zone("next_attempt_at"))
+                    .col(text_null("last_error"))
+                    .col(timestamp_with_time_zone_null("parked_at"))
                     .to_owned(),
             )
             .await?;

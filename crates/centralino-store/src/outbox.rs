@@ -6,10 +6,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_bus::{Bus, Envelope, Exchange};
+use centralino_bus::{Bus, BusError, Envelope, Exchange};
 use chrono::Utc;
 use futures::StreamExt as _;
 use prost::Message as _;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect, Set,
@@ -27,12 +28,17 @@ pub async fn enqueue(
     routing_key: &str,
     envelope: &Envelope,
 ) -> Result<(), StoreError> {
+    let now = Utc::now();
     let row = outbox::ActiveModel {
         source: Set(source.to_owned()),
         exchange: Set(exchange.to_string()),
         routing_key: Set(routing_key.to_owned()),
         envelope: Set(envelope.encode_to_vec()),
-        created_at: Set(Utc::now()),
+        created_at: Set(now),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        last_error: Set(None),
+        parked_at: Set(None),
         ..Default::default()
     };
     outbox::Entity::insert(row)
@@ -41,13 +47,44 @@ pub async fn enqueue(
     Ok(())
 }
 
-/// Rows of `source` not yet relayed.
+/// Rows of `source` still to be relayed (parked rows not included).
 pub async fn pending(db: &impl ConnectionTrait, source: &str) -> Result<u64, StoreError> {
     use sea_orm::PaginatorTrait as _;
     Ok(outbox::Entity::find()
         .filter(outbox::Column::Source.eq(source))
+        .filter(outbox::Column::ParkedAt.is_null())
         .count(db)
         .await?)
+}
+
+/// Rows of `source` that can never be published, kept for inspection.
+pub async fn parked(
+    db: &impl ConnectionTrait,
+    source: &str,
+) -> Result<Vec<outbox::Model>, StoreError> {
+    Ok(outbox::Entity::find()
+        .filter(outbox::Column::Source.eq(source))
+        .filter(outbox::Column::ParkedAt.is_not_null())
+        .order_by_asc(outbox::Column::Id)
+        .all(db)
+        .await?)
+}
+
+/// What one relay pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RelayReport {
+    /// Confirmed by the broker and removed.
+    pub published: usize,
+    /// Failed for now (broker down, no queue bound yet); retried after a backoff.
+    pub deferred: usize,
+    /// Can never be published; set aside.
+    pub parked: usize,
+}
+
+/// Backoff before retrying a row that failed `attempts` times: 1 s doubling, at most 5 min.
+fn retry_delay(attempts: i32) -> chrono::Duration {
+    let secs = 1i64 << attempts.clamp(0, 9);
+    chrono::Duration::seconds(secs.min(300))
 }
 
 /// Publishes one service's outbox rows, oldest first.
@@ -78,54 +115,76 @@ impl OutboxRelay {
         self.wake.clone()
     }
 
-    /// Relays one batch; returns how many rows were published.
-    pub async fn relay_once(&self) -> Result<usize, StoreError> {
+    /// Relays one batch of due rows, oldest first. A row that fails is retried later
+    /// without holding up the rows behind it; a row that can never be published is
+    /// parked.
+    pub async fn relay_once(&self) -> Result<RelayReport, StoreError> {
+        let now = Utc::now();
         let rows = outbox::Entity::find()
             .filter(outbox::Column::Source.eq(self.source.as_str()))
+            .filter(outbox::Column::ParkedAt.is_null())
+            .filter(outbox::Column::NextAttemptAt.lte(now))
             .order_by_asc(outbox::Column::Id)
             .limit(self.batch)
             .all(&self.db)
             .await?;
-        if rows.is_empty() {
-            return Ok(0);
-        }
-        let mut decoded = Vec::with_capacity(rows.len());
+        let mut report = RelayReport::default();
+        let mut sendable = Vec::with_capacity(rows.len());
         for row in &rows {
             let exchange = match row.exchange.as_str() {
-                "events" => Exchange::Events,
-                "commands" => Exchange::Commands,
-                other => {
-                    return Err(StoreError::CorruptOutbox {
-                        id: row.id,
-                        reason: format!("unknown exchange {other:?}"),
-                    });
-                }
+                "events" => Ok(Exchange::Events),
+                "commands" => Ok(Exchange::Commands),
+                other => Err(format!("unknown exchange {other:?}")),
             };
-            let envelope = Envelope::decode(row.envelope.as_slice()).map_err(|e| {
-                StoreError::CorruptOutbox {
-                    id: row.id,
-                    reason: e.to_string(),
+            let envelope = Envelope::decode(row.envelope.as_slice())
+                .map_err(|e| format!("corrupt envelope: {e}"));
+            match (exchange, envelope) {
+                (Ok(exchange), Ok(envelope)) => {
+                    sendable.push((row, exchange, envelope));
                 }
-            })?;
-            decoded.push((row.id, exchange, row.routing_key.as_str(), envelope));
+                (Err(reason), _) | (_, Err(reason)) => {
+                    self.park(row, &reason).await?;
+                    report.parked += 1;
+                }
+            }
         }
-        // Publish the batch concurrently (the bus bounds the in-flight window), then
-        // delete exactly the rows whose publish was confirmed.
-        let results: Vec<(i64, Result<(), centralino_bus::BusError>)> =
-            futures::stream::iter(decoded.iter())
-                .map(|(id, exchange, key, env)| async move {
-                    (*id, self.bus.publish(*exchange, key, env).await)
+        // Publish concurrently (the bus bounds the in-flight window), then settle
+        // each row by its own outcome.
+        let results: Vec<(&outbox::Model, Result<(), BusError>)> =
+            futures::stream::iter(sendable.iter())
+                .map(|(row, exchange, env)| async move {
+                    (
+                        *row,
+                        self.bus.publish(*exchange, &row.routing_key, env).await,
+                    )
                 })
                 .buffered(128)
                 .collect()
                 .await;
         let mut confirmed = Vec::new();
-        let mut first_error = None;
-        for (id, r) in results {
-            match r {
-                Ok(()) => confirmed.push(id),
+        for (row, result) in results {
+            match result {
+                Ok(()) => confirmed.push(row.id),
+                Err(BusError::InvalidMessage(reason)) => {
+                    self.park(row, &reason).await?;
+                    report.parked += 1;
+                }
                 Err(e) => {
-                    first_error.get_or_insert(e);
+                    let attempts = row.attempts.saturating_add(1);
+                    outbox::Entity::update_many()
+                        .col_expr(outbox::Column::Attempts, Expr::value(attempts))
+                        .col_expr(
+                            outbox::Column::NextAttemptAt,
+                            Expr::value(now + retry_delay(attempts)),
+                        )
+                        .col_expr(outbox::Column::LastError, Expr::value(e.to_string()))
+                        .filter(outbox::Column::Id.eq(row.id))
+                        .exec(&self.db)
+                        .await?;
+                    if attempts == 1 || attempts % 10 == 0 {
+                        tracing::warn!(source = %self.source, row = row.id, attempts, error = %e, "outbox row not published, will retry");
+                    }
+                    report.deferred += 1;
                 }
             }
         }
@@ -135,14 +194,19 @@ impl OutboxRelay {
                 .exec(&self.db)
                 .await?;
         }
-        match first_error {
-            Some(e) if confirmed.is_empty() => Err(e.into()),
-            Some(e) => {
-                tracing::warn!(source = %self.source, error = %e, "some outbox rows were not published, will retry");
-                Ok(confirmed.len())
-            }
-            None => Ok(confirmed.len()),
-        }
+        report.published = confirmed.len();
+        Ok(report)
+    }
+
+    async fn park(&self, row: &outbox::Model, reason: &str) -> Result<(), StoreError> {
+        tracing::error!(source = %self.source, row = row.id, %reason, "outbox row can never be published, parked");
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::ParkedAt, Expr::value(Utc::now()))
+            .col_expr(outbox::Column::LastError, Expr::value(reason.to_owned()))
+            .filter(outbox::Column::Id.eq(row.id))
+            .exec(&self.db)
+            .await?;
+        Ok(())
     }
 
     /// Relays until `shutdown` resolves, waking on [`waker`](Self::waker) or every poll interval.
@@ -151,7 +215,9 @@ impl OutboxRelay {
         let mut backoff = Duration::from_millis(100);
         loop {
             let wait = match self.relay_once().await {
-                Ok(n) if n as u64 >= self.batch => Duration::ZERO,
+                Ok(r) if (r.published + r.deferred + r.parked) as u64 >= self.batch => {
+                    Duration::ZERO
+                }
                 Ok(_) => {
                     backoff = Duration::from_millis(100);
                     self.poll
@@ -162,10 +228,9 @@ impl OutboxRelay {
                     backoff
                 }
             };
-            if wait.is_zero() {
-                continue;
-            }
+            // Shutdown is checked first, even while a backlog keeps every batch full.
             tokio::select! {
+                biased;
                 () = &mut shutdown => return,
                 () = self.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}

@@ -50,15 +50,19 @@ pub fn token_key(config: &Config) -> Result<TokenKey, RunError> {
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
             );
-            write_private(&path, &s)?;
-            s
+            write_private(&path, &s)?
         }
     };
     Ok(TokenKey::new(secret.into_bytes())?)
 }
 
-fn write_private(path: &Path, content: &str) -> Result<(), RunError> {
+/// Writes `content` to `path` readable by the owner only, atomically: a crash or a
+/// concurrent first start never leaves a partial file. If another process got
+/// there first, its file wins and is returned.
+fn write_private(path: &Path, content: &str) -> Result<String, RunError> {
     use std::io::Write as _;
+    let io = |e: std::io::Error| RunError::Io(format!("{}: {e}", path.display()));
+    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4().simple()));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -66,11 +70,20 @@ fn write_private(path: &Path, content: &str) -> Result<(), RunError> {
         use std::os::unix::fs::OpenOptionsExt as _;
         opts.mode(0o600);
     }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| RunError::Io(format!("{}: {e}", path.display())))?;
-    f.write_all(content.as_bytes())
-        .map_err(|e| RunError::Io(format!("{}: {e}", path.display())))
+    let mut f = opts.open(&tmp).map_err(io)?;
+    f.write_all(content.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    // hard_link fails if the target exists, so the first writer wins.
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(content.to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok(std::fs::read_to_string(path).map_err(io)?.trim().to_owned())
+        }
+        Err(e) => Err(io(e)),
+    }
 }
 
 /// Connects the configured bus: in-process, or RabbitMQ.

@@ -116,11 +116,14 @@ pub async fn outbox_rows_commit_with_the_transaction_and_are_relayed(db: Databas
     let relay = outbox::OutboxRelay::new(db.clone(), bus.clone() as Arc<dyn Bus>, "svc");
     let mut relayed = 0;
     while relayed < 300 {
-        let n = relay.relay_once().await.expect("relay");
-        assert!(n > 0, "relay made progress");
-        relayed += n;
+        let r = relay.relay_once().await.expect("relay");
+        assert!(r.published > 0 && r.deferred == 0 && r.parked == 0, "{r:?}");
+        relayed += r.published;
     }
-    assert_eq!(relay.relay_once().await.expect("relay"), 0);
+    assert_eq!(
+        relay.relay_once().await.expect("relay"),
+        outbox::RelayReport::default()
+    );
     assert_eq!(outbox::pending(&db, "svc").await.expect("count"), 0);
     assert_eq!(outbox::pending(&db, "other-svc").await.expect("count"), 1);
 
@@ -146,22 +149,78 @@ pub async fn unroutable_outbox_rows_stay_until_they_can_be_published(db: Databas
         .expect("enqueue");
     txn.commit().await.expect("commit");
     let relay = outbox::OutboxRelay::new(db.clone(), bus.clone() as Arc<dyn Bus>, "svc");
-    relay
-        .relay_once()
-        .await
-        .expect_err("no email adapter is listening yet");
+    let r = relay.relay_once().await.expect("relay");
+    assert_eq!(r.deferred, 1, "no email adapter is listening yet: {r:?}");
     assert_eq!(
         outbox::pending(&db, "svc").await.expect("count"),
         1,
         "row kept"
     );
+    // Backed off: not retried at once.
+    assert_eq!(
+        relay.relay_once().await.expect("relay"),
+        outbox::RelayReport::default()
+    );
     let mut sub = bus
         .subscribe(ConsumerSpec::new("email").bind(Exchange::Commands, "email.send"))
         .await
         .expect("subscribe");
-    assert_eq!(relay.relay_once().await.expect("relay"), 1);
+    centralino_test_support::eventually(Duration::from_secs(10), "the retried row", || {
+        let relay = &relay;
+        async move { (relay.relay_once().await.expect("relay").published == 1).then_some(()) }
+    })
+    .await;
     let d = sub.next().await.expect("delivery");
     assert_eq!(d.envelope, cmd);
+}
+
+pub async fn a_corrupt_row_is_parked_and_does_not_block_the_rest(db: DatabaseConnection) {
+    use centralino_store::entities::outbox as row;
+    use centralino_store::sea_orm::{ActiveModelTrait as _, Set};
+    centralino_store::migrate::<CoreMigrator>(&db, |_| {})
+        .await
+        .expect("migrate");
+    let now = chrono::Utc::now();
+    row::ActiveModel {
+        source: Set("svc".into()),
+        exchange: Set("events".into()),
+        routing_key: Set("interaction.sms.created".into()),
+        envelope: Set(vec![0xff, 0x00, 0xff]),
+        created_at: Set(now),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        last_error: Set(None),
+        parked_at: Set(None),
+        ..Default::default()
+    }
+    .insert(&db)
+    .await
+    .expect("corrupt row");
+    let mut bad_id = event("bad id");
+    bad_id.message_id = "x".repeat(100);
+    let good = event("good");
+    let txn = db.begin().await.expect("begin");
+    for e in [&bad_id, &good] {
+        outbox::enqueue(&txn, "svc", Exchange::Events, "interaction.sms.created", e)
+            .await
+            .expect("enqueue");
+    }
+    txn.commit().await.expect("commit");
+
+    let bus = Arc::new(MemoryBus::new(3));
+    let mut sub = bus
+        .subscribe(ConsumerSpec::new("app").bind(Exchange::Events, "interaction.#"))
+        .await
+        .expect("subscribe");
+    let relay = outbox::OutboxRelay::new(db.clone(), bus.clone() as Arc<dyn Bus>, "svc");
+    let r = relay.relay_once().await.expect("relay");
+    assert_eq!((r.published, r.deferred, r.parked), (1, 0, 2), "{r:?}");
+    let d = sub.next().await.expect("delivery");
+    assert_eq!(d.envelope, good);
+    let parked = outbox::parked(&db, "svc").await.expect("parked");
+    assert_eq!(parked.len(), 2);
+    assert!(parked.iter().all(|p| p.last_error.is_some()));
+    assert_eq!(outbox::pending(&db, "svc").await.expect("count"), 0);
 }
 
 macro_rules! store_suite {
@@ -198,6 +257,7 @@ store_suite!(
     inbox_claims_each_message_once_per_consumer,
     outbox_rows_commit_with_the_transaction_and_are_relayed,
     unroutable_outbox_rows_stay_until_they_can_be_published,
+    a_corrupt_row_is_parked_and_does_not_block_the_rest,
 );
 
 #[test]
