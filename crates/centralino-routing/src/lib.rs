@@ -33,6 +33,7 @@
 mod bitset;
 mod config;
 mod engine;
+pub mod sim;
 mod stats;
 
 pub use centralino_domain::{Channel, InteractionId};

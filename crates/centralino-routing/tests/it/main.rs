@@ -4,3 +4,4 @@
 mod harness;
 mod props;
 mod rules;
+mod sim;
