@@ -173,7 +173,7 @@ pub fn simulate(
             if (wait as f64) <= 20.0 * UNIT {
                 result.within_20s += 1;
             }
-            if result.calls % step == 0 {
+            if result.calls.is_multiple_of(step) {
                 progress(result.calls);
             }
             let n: u32 = agent
