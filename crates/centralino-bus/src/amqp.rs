@@ -408,6 +408,9 @@ impl Inner {
         args.insert(short("x-dead-letter-routing-key"), long(&spec.name));
         args.insert(short("x-dead-letter-strategy"), long("at-least-once"));
         args.insert(short("x-overflow"), long("reject-publish"));
+        if spec.single_active {
+            args.insert(short("x-single-active-consumer"), AMQPValue::Boolean(true));
+        }
         ch.queue_declare(short(&t.queue(&spec.name)), durable, args)
             .await?;
         for (exchange, pattern) in &spec.bindings {

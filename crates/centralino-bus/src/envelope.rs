@@ -20,7 +20,7 @@ macro_rules! typed {
     };
 }
 
-typed!(InteractionCreated, InteractionAbandoned);
+typed!(InteractionCreated, InteractionAbandoned, RoutingEvent);
 
 /// A new envelope around `payload`, produced by `source`, stamped now and with the
 /// current span's W3C trace context.

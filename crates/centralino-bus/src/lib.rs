@@ -60,6 +60,11 @@ pub struct ConsumerSpec {
     pub bindings: Vec<(Exchange, String)>,
     /// Unacknowledged messages the consumer may hold at once.
     pub prefetch: u16,
+    /// Deliver to one consumer of the queue at a time and fail over to the next
+    /// when it goes away (RabbitMQ `x-single-active-consumer`): the active/standby
+    /// mode of services that must have a single writer. Fixed when the queue is
+    /// first declared.
+    pub single_active: bool,
 }
 
 impl ConsumerSpec {
@@ -68,11 +73,18 @@ impl ConsumerSpec {
             name: name.into(),
             bindings: Vec::new(),
             prefetch: 64,
+            single_active: false,
         }
     }
 
     pub fn bind(mut self, exchange: Exchange, pattern: impl Into<String>) -> Self {
         self.bindings.push((exchange, pattern.into()));
+        self
+    }
+
+    /// See [`ConsumerSpec::single_active`].
+    pub fn single_active(mut self) -> Self {
+        self.single_active = true;
         self
     }
 

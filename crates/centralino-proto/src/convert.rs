@@ -49,7 +49,8 @@ impl TryFrom<v1::Channel> for d::Channel {
     }
 }
 
-fn channel_from_i32(raw: i32) -> Result<d::Channel, d::DomainError> {
+/// A wire channel number as a domain channel, naming the field `channel` when it is not one.
+pub fn channel_from_i32(raw: i32) -> Result<d::Channel, d::DomainError> {
     v1::Channel::try_from(raw)
         .map_err(|_| d::DomainError::invalid("channel", "unknown channel"))?
         .try_into()

@@ -17,5 +17,6 @@ mod convert;
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!("gen/descriptor.bin");
 
 pub use convert::{
-    identifier_kind_from_i32, interaction_from_proto, timestamp_from_chrono, timestamp_to_chrono,
+    channel_from_i32, identifier_kind_from_i32, interaction_from_proto, timestamp_from_chrono,
+    timestamp_to_chrono,
 };

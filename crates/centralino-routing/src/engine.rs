@@ -1169,9 +1169,8 @@ impl Engine {
 
     // ---- interactions -------------------------------------------------------
 
-    /// Queues a new interaction and offers it at once if an agent is ready.
-    pub fn enqueue(&mut self, req: Enqueue, now: Millis) -> Result<(), EngineError> {
-        let now = self.clock(now);
+    /// What [`Engine::enqueue`] would refuse, without changing anything.
+    pub fn check_enqueue(&self, req: &Enqueue) -> Result<(), EngineError> {
         if self.ix_of.contains_key(&req.id) {
             return Err(EngineError::DuplicateInteraction(req.id));
         }
@@ -1179,13 +1178,25 @@ impl Engine {
             return Err(DomainError::invalid("priority", "must be 0 to 100").into());
         }
         let qi = self.queue_index(&req.queue)?;
-        let q = &self.queues[qi as usize];
-        if !q.config.channels.contains(&req.channel) {
+        if !self.queues[qi as usize]
+            .config
+            .channels
+            .contains(&req.channel)
+        {
             return Err(EngineError::ChannelNotServed {
-                queue: req.queue,
+                queue: req.queue.clone(),
                 channel: req.channel,
             });
         }
+        Ok(())
+    }
+
+    /// Queues a new interaction and offers it at once if an agent is ready.
+    pub fn enqueue(&mut self, req: Enqueue, now: Millis) -> Result<(), EngineError> {
+        self.check_enqueue(&req)?;
+        let now = self.clock(now);
+        let qi = self.queue_index(&req.queue)?;
+        let q = &self.queues[qi as usize];
         let preferred = match &req.preferred_agent {
             Some(p) if q.config.preferred_agent_ms > 0 => self.agent_ix.get(p.as_str()).copied(),
             _ => None,
@@ -1954,6 +1965,14 @@ impl Engine {
                 agent: agent(a),
             },
         })
+    }
+
+    /// When an open offer expires.
+    pub fn offer_expiry(&self, id: InteractionId) -> Option<Millis> {
+        match self.ix(*self.ix_of.get(&id)?)?.status {
+            Status::Offered(_, expires) => Some(expires),
+            _ => None,
+        }
     }
 
     /// Number of interactions the engine knows (waiting, offered or held).

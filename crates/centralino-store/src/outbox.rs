@@ -149,18 +149,29 @@ impl OutboxRelay {
             }
         }
         // Publish concurrently (the bus bounds the in-flight window), then settle
-        // each row by its own outcome.
-        let results: Vec<(&outbox::Model, Result<(), BusError>)> =
-            futures::stream::iter(sendable.iter())
-                .map(|(row, exchange, env)| async move {
-                    (
-                        *row,
-                        self.bus.publish(*exchange, &row.routing_key, env).await,
-                    )
-                })
-                .buffered(128)
-                .collect()
-                .await;
+        // each row by its own outcome. The futures own what they use (boxed, so
+        // the relay's own future stays `Send` for `tokio::spawn`).
+        type Publish<'a> = std::pin::Pin<
+            Box<
+                dyn std::future::Future<Output = (&'a outbox::Model, Result<(), BusError>)>
+                    + Send
+                    + 'a,
+            >,
+        >;
+        let publishes: Vec<Publish<'_>> = sendable
+            .into_iter()
+            .map(|(row, exchange, env)| {
+                let bus = self.bus.clone();
+                Box::pin(async move {
+                    let r = bus.publish(exchange, &row.routing_key, &env).await;
+                    (row, r)
+                }) as Publish<'_>
+            })
+            .collect();
+        let results: Vec<(&outbox::Model, Result<(), BusError>)> = futures::stream::iter(publishes)
+            .buffered(128)
+            .collect()
+            .await;
         let mut confirmed = Vec::new();
         for (row, result) in results {
             match result {

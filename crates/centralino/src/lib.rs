@@ -30,6 +30,8 @@ pub enum RunError {
     Serve(#[from] centralino_server::ServeError),
     #[error("auth: {0}")]
     Auth(#[from] centralino_auth::AuthError),
+    #[error("routing: {0}")]
+    Routing(#[from] centralino_router::RouterError),
     #[error("{0}")]
     Io(String),
 }
@@ -114,8 +116,11 @@ pub async fn migrate_all(
     db: &DatabaseConnection,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<String>, RunError> {
-    let applied =
+    let mut applied =
         centralino_store::migrate::<centralino_store::CoreMigrator>(db, &mut progress).await?;
+    applied.extend(
+        centralino_store::migrate::<centralino_router::RoutingMigrator>(db, &mut progress).await?,
+    );
     Ok(applied)
 }
 
@@ -144,13 +149,37 @@ pub async fn up(
         tracing::debug!(migration = %name, "applied");
     }
     let key = token_key(config)?;
+    let routing = config
+        .routing
+        .router_config()
+        .map_err(|e| RunError::Io(e.join("; ")))?;
+
+    // One shutdown signal for the server and every service.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
 
     let mut policy = Policy::default();
     centralino_server::ops_policy(&mut policy);
+    centralino_router::policy(&mut policy);
     let settings = config.grpc_settings();
     let max = settings.max_message_bytes;
+    let router = centralino_router::start(routing, db.clone(), bus.clone(), max, stopped()).await?;
     let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
-    let services = vec!["centralino.v1.OpsService".to_owned()];
+    let mut services = vec!["centralino.v1.OpsService".to_owned()];
+    services.extend(
+        centralino_router::GRPC_SERVICES
+            .iter()
+            .map(|s| (*s).to_owned()),
+    );
     server.add(
         OpsApi::new(
             bus.clone(),
@@ -162,11 +191,16 @@ pub async fn up(
         )
         .into_server(max),
     );
-    let (grpc_addr, serve) = server.bind(shutdown).await?;
+    server.add(router.agent);
+    server.add(router.supervisor);
+    server.add(router.admin);
+    let (grpc_addr, serve) = server.bind(stopped()).await?;
     let store_kind = centralino_store::backend_name(&db);
     let bus_kind = bus.kind();
+    let routing_task = router.task;
     let task = tokio::spawn(async move {
         let result = serve.await.map_err(RunError::from);
+        let _ = routing_task.await;
         let _ = db.close().await;
         drop(bus);
         result

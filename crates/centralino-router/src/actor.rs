@@ -1,0 +1,1353 @@
+//! The router actor: the single owner of the engine.
+//!
+//! Every input (a bus delivery, an agent's action, an admin change, a timer)
+//! becomes a [`Command`] on one channel. The actor takes what is queued (up to a
+//! batch), applies it to the engine, and writes the resulting state changes, the
+//! inbox claims and the outbox events in **one** transaction. Only after the
+//! commit does anyone hear about it: deliveries are acked, agents get their
+//! offers, callers get their answers. If the commit fails, nothing was promised:
+//! callers get `UNAVAILABLE` (deliveries are retried) and the engine is rebuilt
+//! from the database, which is the truth.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use centralino_bus::{Bus, Exchange, new_envelope};
+use centralino_domain::{Channel, InteractionId};
+use centralino_proto::v1;
+use centralino_routing::{
+    AgentView, Engine, EngineError, EngineSettings, Enqueue, Event, Millis, Presence,
+};
+use centralino_server::ApiError;
+use centralino_store::{StoreError, inbox, outbox};
+use prost::Message as _;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder,
+    TransactionTrait,
+};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::RouterError;
+use crate::convert;
+use crate::entities::{agent, interaction, queue, skill};
+
+/// Name of the routing service: its consumer queue, its outbox source, its inbox consumer.
+pub const SERVICE: &str = "routing";
+
+/// How the routing service behaves.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    pub engine: EngineSettings,
+    /// An agent whose session dropped is set offline after this long without a new one.
+    pub session_grace_ms: u64,
+    /// How often waiting interactions get a position event (0 = never).
+    pub position_interval_ms: u64,
+    /// Queue for interactions whose queue hint is empty or unknown; without one
+    /// they are dead-lettered (visible and replayable once the queue exists).
+    pub default_queue: Option<String>,
+    /// Most commands applied in one transaction.
+    pub batch_max: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        Self {
+            engine: EngineSettings::default(),
+            session_grace_ms: 30_000,
+            position_interval_ms: 30_000,
+            default_queue: None,
+            batch_max: 256,
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> Millis {
+    u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0)
+}
+
+/// What a bus delivery asks for.
+#[derive(Debug)]
+pub(crate) enum Ingest {
+    Created {
+        interaction: Box<v1::Interaction>,
+        occurred_at: Millis,
+    },
+    Abandoned(InteractionId),
+}
+
+/// What became of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum IngestOutcome {
+    /// Applied (or a duplicate): ack.
+    Done,
+    /// Not applied for a reason that may pass (the database is down): try again.
+    Retry(String),
+    /// Can never be applied as it is: dead-letter it.
+    Reject(String),
+}
+
+#[derive(Debug)]
+pub(crate) enum AdminOp {
+    UpsertSkill(v1::Skill),
+    DeleteSkill(String),
+    ListSkills,
+    UpsertQueue(v1::QueueDefinition),
+    DeleteQueue(String),
+    ListQueues,
+    UpsertAgent(v1::AgentDefinition),
+    DeleteAgent(String),
+    ListAgents,
+}
+
+#[derive(Debug)]
+pub(crate) enum AdminReply {
+    Skill(v1::Skill),
+    Skills(Vec<v1::Skill>),
+    Queue(v1::QueueDefinition),
+    Queues(Vec<v1::QueueDefinition>),
+    Agent(v1::AgentDefinition),
+    Agents(Vec<v1::AgentDefinition>),
+    Deleted,
+}
+
+pub(crate) enum Command {
+    Ingest {
+        message_id: String,
+        what: Ingest,
+        done: oneshot::Sender<IngestOutcome>,
+    },
+    Agent {
+        agent: String,
+        request_id: String,
+        action: v1::agent_request::Action,
+        reply: oneshot::Sender<v1::RequestResult>,
+    },
+    Connect {
+        agent: String,
+        session: u64,
+        updates: mpsc::Sender<v1::AgentUpdate>,
+        reply: oneshot::Sender<Result<v1::AgentSnapshot, ApiError>>,
+    },
+    Disconnect {
+        agent: String,
+        session: u64,
+    },
+    Admin {
+        op: AdminOp,
+        reply: oneshot::Sender<Result<AdminReply, ApiError>>,
+    },
+    Board {
+        queues: Vec<String>,
+        reply: oneshot::Sender<Result<v1::QueueBoard, ApiError>>,
+    },
+    Waiting {
+        queue: String,
+        reply: oneshot::Sender<Result<v1::ListWaitingResponse, ApiError>>,
+    },
+}
+
+/// The engine's refusals as API errors: the one mapping for this service.
+pub(crate) fn api_error(e: EngineError) -> ApiError {
+    match e {
+        EngineError::Invalid(d) => d.into(),
+        EngineError::UnknownQueue(q) => ApiError::NotFound(format!("queue {q}")),
+        EngineError::UnknownAgent(a) => ApiError::NotFound(format!("agent {a}")),
+        EngineError::UnknownInteraction(i) => ApiError::NotFound(format!("interaction {i}")),
+        EngineError::DuplicateInteraction(i) => ApiError::AlreadyExists(format!("interaction {i}")),
+        EngineError::ChannelNotServed { queue, channel } => {
+            ApiError::invalid("queue", format!("queue {queue} does not take {channel}"))
+        }
+        e @ (EngineError::QueueBusy { .. }
+        | EngineError::AgentBusy { .. }
+        | EngineError::NotYours { .. }
+        | EngineError::AgentOffline(_)) => ApiError::FailedPrecondition(e.to_string()),
+    }
+}
+
+fn result_of(request_id: &str, r: Result<(), ApiError>) -> v1::RequestResult {
+    match r {
+        Ok(()) => v1::RequestResult {
+            request_id: request_id.to_owned(),
+            ok: true,
+            ..Default::default()
+        },
+        Err(e) => {
+            let field = match &e {
+                ApiError::InvalidArgument { field, .. } => field.clone(),
+                _ => String::new(),
+            };
+            let status = tonic::Status::from(e);
+            v1::RequestResult {
+                request_id: request_id.to_owned(),
+                ok: false,
+                code: status.code() as i32,
+                message: status.message().to_owned(),
+                field,
+            }
+        }
+    }
+}
+
+/// An answer held back until the batch commits.
+enum Pending {
+    Ingest(oneshot::Sender<IngestOutcome>, IngestOutcome),
+    Agent {
+        reply: oneshot::Sender<v1::RequestResult>,
+        result: v1::RequestResult,
+        agent: String,
+    },
+    Admin(
+        oneshot::Sender<Result<AdminReply, ApiError>>,
+        Result<AdminReply, ApiError>,
+    ),
+}
+
+struct Session {
+    id: u64,
+    updates: mpsc::Sender<v1::AgentUpdate>,
+}
+
+pub(crate) struct Actor {
+    cfg: RouterConfig,
+    db: DatabaseConnection,
+    bus: Arc<dyn Bus>,
+    relay: Arc<Notify>,
+    engine: Engine,
+    skills: BTreeMap<String, String>,
+    queues: BTreeMap<String, v1::QueueDefinition>,
+    agents: BTreeMap<String, v1::AgentDefinition>,
+    payloads: HashMap<InteractionId, v1::Interaction>,
+    sessions: HashMap<String, Session>,
+    /// Agents whose session dropped, with the time they go offline.
+    gone: HashMap<String, Millis>,
+    /// Recent answers per agent, by request id, so a repeated request is not applied twice.
+    answered: HashMap<String, VecDeque<v1::RequestResult>>,
+    /// Completion notes of the batch being processed, for the completed events.
+    notes: HashMap<InteractionId, (String, String)>,
+}
+
+const ANSWERS_KEPT: usize = 256;
+
+impl Actor {
+    /// Loads everything from the database into a fresh engine.
+    pub(crate) async fn load(
+        cfg: RouterConfig,
+        db: DatabaseConnection,
+        bus: Arc<dyn Bus>,
+        relay: Arc<Notify>,
+    ) -> Result<Self, RouterError> {
+        let engine = Engine::new(cfg.engine.clone(), now_ms())
+            .map_err(|e| RouterError::Config(e.to_string()))?;
+        let mut actor = Self {
+            cfg,
+            db,
+            bus,
+            relay,
+            engine,
+            skills: BTreeMap::new(),
+            queues: BTreeMap::new(),
+            agents: BTreeMap::new(),
+            payloads: HashMap::new(),
+            sessions: HashMap::new(),
+            gone: HashMap::new(),
+            answered: HashMap::new(),
+            notes: HashMap::new(),
+        };
+        actor.restore().await?;
+        Ok(actor)
+    }
+
+    /// Rebuilds the engine from the database (at start, and after a failed commit).
+    async fn restore(&mut self) -> Result<(), RouterError> {
+        let now = now_ms();
+        self.engine = Engine::new(self.cfg.engine.clone(), now)
+            .map_err(|e| RouterError::Config(e.to_string()))?;
+        self.payloads.clear();
+        self.skills = skill::Entity::find()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(|s| (s.name, s.description))
+            .collect();
+        self.queues.clear();
+        let queues = queue::Entity::find().all(&self.db).await?;
+        // Overflow targets may come later in the list: add every queue, then again
+        // so steps naming each other resolve (the engine resolves names lazily anyway).
+        for row in queues {
+            let Ok(def) = v1::QueueDefinition::decode(row.definition.as_slice()) else {
+                tracing::error!(queue = %row.name, "stored queue definition does not decode; skipped");
+                continue;
+            };
+            match convert::queue_config(&def) {
+                Ok(cfg) => {
+                    if let Err(e) = self.engine.upsert_queue(cfg, now) {
+                        tracing::error!(queue = %row.name, error = %e, "stored queue refused");
+                        continue;
+                    }
+                    self.queues.insert(row.name, def);
+                }
+                Err(e) => tracing::error!(queue = %row.name, error = %e, "stored queue invalid"),
+            }
+        }
+        self.agents.clear();
+        let agents = agent::Entity::find().all(&self.db).await?;
+        let mut presences = Vec::new();
+        for row in agents {
+            let Ok(def) = v1::AgentDefinition::decode(row.definition.as_slice()) else {
+                tracing::error!(agent = %row.name, "stored agent definition does not decode; skipped");
+                continue;
+            };
+            match convert::agent_config(&def) {
+                Ok(cfg) => {
+                    if let Err(e) = self.engine.upsert_agent(cfg, now) {
+                        tracing::error!(agent = %row.name, error = %e, "stored agent refused");
+                        continue;
+                    }
+                    presences.push((
+                        row.name.clone(),
+                        convert::presence_from_row(&row.presence, &row.reason),
+                    ));
+                    self.agents.insert(row.name, def);
+                }
+                Err(e) => tracing::error!(agent = %row.name, error = %e, "stored agent invalid"),
+            }
+        }
+        // Held and offered work first (it occupies capacity), then presence, then the waiting line.
+        let rows = interaction::Entity::find()
+            .order_by_asc(interaction::Column::ArrivedAt)
+            .all(&self.db)
+            .await?;
+        let mut waiting = Vec::new();
+        for row in rows {
+            let Some((req, payload)) = self.request_of(&row) else {
+                continue;
+            };
+            let id = req.id;
+            let restored = match (row.state.as_str(), row.agent.as_deref()) {
+                ("assigned", Some(a)) if self.agents.contains_key(a) => self
+                    .engine
+                    .restore_assigned(req, a, row.assigned_at.map_or(now, |t| t as u64), now),
+                ("offered", Some(a)) if self.agents.contains_key(a) => {
+                    let expires = row.offer_expires_at.map_or(now, |t| t as u64);
+                    self.engine.restore_offer(req, a, expires, now)
+                }
+                _ => {
+                    waiting.push(req);
+                    self.payloads.insert(id, payload);
+                    continue;
+                }
+            };
+            match restored {
+                Ok(()) => {
+                    self.payloads.insert(id, payload);
+                }
+                Err(e) => tracing::error!(interaction = %id, error = %e, "could not restore"),
+            }
+        }
+        for (name, presence) in presences {
+            // The desktop has to come back: until it does, the grace period runs.
+            if presence != Presence::Offline && !self.sessions.contains_key(&name) {
+                self.gone
+                    .entry(name.clone())
+                    .or_insert(now + self.cfg.session_grace_ms);
+            }
+            let _ = self.engine.set_presence(&name, presence, now);
+        }
+        for req in waiting {
+            let id = req.id;
+            if let Err(e) = self.engine.enqueue(req, now) {
+                tracing::error!(interaction = %id, error = %e, "could not restore a waiting interaction");
+                self.payloads.remove(&id);
+            }
+        }
+        // Re-queueing is not news: drop those events, persist the decisions (offers).
+        let events: Vec<Event> = self
+            .engine
+            .drain_events()
+            .filter(|e| !matches!(e, Event::Queued { .. } | Event::AgentChanged { .. }))
+            .collect();
+        let txn = self.db.begin().await?;
+        let mut outgoing = Vec::new();
+        for e in &events {
+            self.persist(&txn, e, now, &mut outgoing).await?;
+        }
+        txn.commit().await?;
+        self.deliver(outgoing);
+        self.relay.notify_one();
+        tracing::info!(
+            queues = self.queues.len(),
+            agents = self.agents.len(),
+            interactions = self.engine.len(),
+            "routing state loaded"
+        );
+        Ok(())
+    }
+
+    fn request_of(&self, row: &interaction::Model) -> Option<(Enqueue, v1::Interaction)> {
+        let id = InteractionId::parse_field(&row.id, "id").ok()?;
+        let channel: Channel = row.channel.parse().ok()?;
+        let payload = v1::Interaction::decode(row.interaction.as_slice()).unwrap_or_default();
+        Some((
+            Enqueue {
+                id,
+                queue: row.queue.clone(),
+                channel,
+                priority: u32::try_from(row.priority).unwrap_or(0),
+                arrived_at: u64::try_from(row.arrived_at).unwrap_or(0),
+                preferred_agent: row.preferred_agent.clone(),
+            },
+            payload,
+        ))
+    }
+
+    /// The actor loop: batches of commands, timers, periodic positions.
+    pub(crate) async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let positions = Duration::from_millis(self.cfg.position_interval_ms.max(1_000));
+        let mut position_tick = tokio::time::interval(positions);
+        position_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let next = self.next_deadline();
+            let sleep = async move {
+                match next {
+                    Some(t) => {
+                        let wait = t.saturating_sub(now_ms());
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    let mut batch = vec![cmd];
+                    while batch.len() < self.cfg.batch_max {
+                        match rx.try_recv() {
+                            Ok(c) => batch.push(c),
+                            Err(_) => break,
+                        }
+                    }
+                    self.process(batch).await;
+                }
+                () = sleep => self.process(Vec::new()).await,
+                _ = position_tick.tick(), if self.cfg.position_interval_ms > 0 => self.publish_positions(),
+            }
+        }
+        tracing::info!("routing stopped");
+    }
+
+    fn next_deadline(&self) -> Option<Millis> {
+        let gone = self.gone.values().min().copied();
+        match (self.engine.next_deadline(), gone) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    async fn process(&mut self, batch: Vec<Command>) {
+        let now = now_ms();
+        let mut pending = Vec::new();
+        let mut outgoing = Vec::new();
+        let result = self.apply(batch, now, &mut pending, &mut outgoing).await;
+        match result {
+            Ok(()) => {
+                self.relay.notify_one();
+                for p in pending {
+                    match p {
+                        Pending::Ingest(tx, outcome) => {
+                            let _ = tx.send(outcome);
+                        }
+                        Pending::Agent {
+                            reply,
+                            result,
+                            agent,
+                        } => {
+                            let kept = self.answered.entry(agent).or_default();
+                            kept.push_back(result.clone());
+                            if kept.len() > ANSWERS_KEPT {
+                                kept.pop_front();
+                            }
+                            let _ = reply.send(result);
+                        }
+                        Pending::Admin(tx, r) => {
+                            let _ = tx.send(r);
+                        }
+                    }
+                }
+                self.deliver(outgoing);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "routing batch not committed; rebuilding from the database");
+                for p in pending {
+                    match p {
+                        Pending::Ingest(tx, _) => {
+                            let _ = tx.send(IngestOutcome::Retry(e.to_string()));
+                        }
+                        Pending::Agent { reply, result, .. } => {
+                            let _ = reply.send(result_of(
+                                &result.request_id,
+                                Err(ApiError::Unavailable("routing store".into())),
+                            ));
+                        }
+                        Pending::Admin(tx, _) => {
+                            let _ = tx.send(Err(ApiError::Unavailable("routing store".into())));
+                        }
+                    }
+                }
+                self.notes.clear();
+                if let Err(e) = self.restore().await {
+                    tracing::error!(error = %e, "routing state could not be reloaded; retrying on the next command");
+                }
+            }
+        }
+    }
+
+    /// Applies a batch and writes it in one transaction.
+    async fn apply(
+        &mut self,
+        batch: Vec<Command>,
+        now: Millis,
+        pending: &mut Vec<Pending>,
+        outgoing: &mut Vec<(String, v1::AgentUpdate)>,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        self.engine.tick(now);
+        let due: Vec<String> = self
+            .gone
+            .iter()
+            .filter(|(_, t)| **t <= now)
+            .map(|(a, _)| a.clone())
+            .collect();
+        for a in due {
+            self.gone.remove(&a);
+            let _ = self.engine.set_presence(&a, Presence::Offline, now);
+        }
+        for cmd in batch {
+            match cmd {
+                Command::Ingest {
+                    message_id,
+                    what,
+                    done,
+                } => {
+                    let outcome = self.ingest(&txn, &message_id, what, now).await?;
+                    pending.push(Pending::Ingest(done, outcome));
+                }
+                Command::Agent {
+                    agent,
+                    request_id,
+                    action,
+                    reply,
+                } => {
+                    if let Some(previous) = self
+                        .answered
+                        .get(&agent)
+                        .and_then(|k| k.iter().find(|r| r.request_id == request_id))
+                    {
+                        let _ = reply.send(previous.clone());
+                        continue;
+                    }
+                    let r = self.agent_action(&agent, action, now);
+                    pending.push(Pending::Agent {
+                        reply,
+                        result: result_of(&request_id, r),
+                        agent,
+                    });
+                }
+                Command::Connect {
+                    agent,
+                    session,
+                    updates,
+                    reply,
+                } => {
+                    let r = self.connect(&agent, session, updates);
+                    let _ = reply.send(r);
+                }
+                Command::Disconnect { agent, session } => {
+                    if self.sessions.get(&agent).is_some_and(|s| s.id == session) {
+                        self.sessions.remove(&agent);
+                        self.gone.insert(agent, now + self.cfg.session_grace_ms);
+                    }
+                }
+                Command::Admin { op, reply } => {
+                    let r = self.admin(&txn, op, now).await?;
+                    pending.push(Pending::Admin(reply, r));
+                }
+                Command::Board { queues, reply } => {
+                    let _ = reply.send(self.board(&queues, now));
+                }
+                Command::Waiting { queue, reply } => {
+                    let _ = reply.send(self.waiting(&queue));
+                }
+            }
+        }
+        let events: Vec<Event> = self.engine.drain_events().collect();
+        for e in &events {
+            self.persist(&txn, e, now, outgoing).await?;
+        }
+        txn.commit().await?;
+        self.notes.clear();
+        Ok(())
+    }
+
+    async fn ingest(
+        &mut self,
+        txn: &impl ConnectionTrait,
+        message_id: &str,
+        what: Ingest,
+        now: Millis,
+    ) -> Result<IngestOutcome, StoreError> {
+        match what {
+            Ingest::Created {
+                interaction,
+                occurred_at,
+            } => {
+                let Ok(id) = InteractionId::parse_field(&interaction.id, "id") else {
+                    return Ok(IngestOutcome::Reject("interaction id is not a UUID".into()));
+                };
+                let Ok(channel) = centralino_proto::channel_from_i32(interaction.channel) else {
+                    return Ok(IngestOutcome::Reject(
+                        "interaction has no valid channel".into(),
+                    ));
+                };
+                let queue = if self.queues.contains_key(&interaction.queue_hint) {
+                    interaction.queue_hint.clone()
+                } else if let Some(q) = self
+                    .cfg
+                    .default_queue
+                    .as_ref()
+                    .filter(|q| self.queues.contains_key(*q))
+                {
+                    q.clone()
+                } else {
+                    return Ok(IngestOutcome::Reject(format!(
+                        "no queue {:?} and no default queue",
+                        interaction.queue_hint
+                    )));
+                };
+                let req = Enqueue {
+                    id,
+                    queue,
+                    channel,
+                    priority: interaction.priority,
+                    arrived_at: occurred_at.min(now),
+                    preferred_agent: interaction
+                        .attributes
+                        .get("preferred_agent")
+                        .filter(|a| !a.is_empty())
+                        .cloned(),
+                };
+                match self.engine.check_enqueue(&req) {
+                    Ok(()) => {}
+                    // Already routing it: another delivery of the same interaction.
+                    Err(EngineError::DuplicateInteraction(_)) => return Ok(IngestOutcome::Done),
+                    Err(e) => return Ok(IngestOutcome::Reject(e.to_string())),
+                }
+                if !inbox::claim(txn, SERVICE, message_id).await? {
+                    return Ok(IngestOutcome::Done);
+                }
+                interaction::Entity::insert(interaction::ActiveModel {
+                    id: Set(id.to_string()),
+                    queue: Set(req.queue.clone()),
+                    channel: Set(channel.as_str().to_owned()),
+                    priority: Set(i32::try_from(req.priority).unwrap_or(0)),
+                    arrived_at: Set(req.arrived_at as i64),
+                    preferred_agent: Set(req.preferred_agent.clone()),
+                    state: Set("waiting".into()),
+                    agent: Set(None),
+                    offer_expires_at: Set(None),
+                    assigned_at: Set(None),
+                    interaction: Set(interaction.encode_to_vec()),
+                })
+                .on_conflict(
+                    OnConflict::column(interaction::Column::Id)
+                        .do_nothing()
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
+                self.payloads.insert(id, *interaction);
+                if let Err(e) = self.engine.enqueue(req, now) {
+                    // Checked above; a refusal here is a bug, not input.
+                    tracing::error!(error = %e, "enqueue refused after its check");
+                    self.payloads.remove(&id);
+                    return Ok(IngestOutcome::Reject(e.to_string()));
+                }
+                Ok(IngestOutcome::Done)
+            }
+            Ingest::Abandoned(id) => {
+                if !inbox::claim(txn, SERVICE, message_id).await? {
+                    return Ok(IngestOutcome::Done);
+                }
+                match self.engine.cancel(id, now) {
+                    Ok(_) => {}
+                    Err(EngineError::UnknownInteraction(_)) => {
+                        tracing::debug!(interaction = %id, "abandon for an interaction routing does not hold");
+                    }
+                    Err(e) => tracing::warn!(interaction = %id, error = %e, "abandon not applied"),
+                }
+                Ok(IngestOutcome::Done)
+            }
+        }
+    }
+
+    fn agent_action(
+        &mut self,
+        agent: &str,
+        action: v1::agent_request::Action,
+        now: Millis,
+    ) -> Result<(), ApiError> {
+        use v1::agent_request::Action;
+        let id = |s: &str| InteractionId::parse_field(s, "interaction_id").map_err(ApiError::from);
+        let e = &mut self.engine;
+        match action {
+            Action::SetPresence(p) => {
+                let presence = convert::presence_from_wire(&p)?;
+                e.set_presence(agent, presence, now).map_err(api_error)
+            }
+            Action::Accept(a) => e
+                .accept(agent, id(&a.interaction_id)?, now)
+                .map_err(api_error),
+            Action::Reject(a) => e
+                .reject(agent, id(&a.interaction_id)?, now)
+                .map_err(api_error),
+            Action::Complete(c) => {
+                let iid = id(&c.interaction_id)?;
+                if c.disposition.chars().count() > 64 {
+                    return Err(ApiError::invalid("disposition", "at most 64 characters"));
+                }
+                if c.wrap_up_notes.chars().count() > 4_000 {
+                    return Err(ApiError::invalid(
+                        "wrap_up_notes",
+                        "at most 4000 characters",
+                    ));
+                }
+                if c.wrap_up_ms.is_some_and(|w| w > 3_600_000) {
+                    return Err(ApiError::invalid("wrap_up_ms", "at most one hour"));
+                }
+                e.complete(agent, iid, c.wrap_up_ms, now)
+                    .map_err(api_error)?;
+                self.notes.insert(iid, (c.disposition, c.wrap_up_notes));
+                Ok(())
+            }
+            Action::EndWrapUp(_) => e.end_wrap_up(agent, now).map_err(api_error),
+            Action::Transfer(t) => {
+                let iid = id(&t.interaction_id)?;
+                let mine = e
+                    .locate(iid)
+                    .is_some_and(|l| l.agent.as_deref() == Some(agent));
+                if !mine {
+                    return Err(ApiError::FailedPrecondition(format!(
+                        "interaction {iid} is not offered to or held by {agent}"
+                    )));
+                }
+                e.transfer(iid, &t.queue, now).map_err(api_error)
+            }
+        }
+    }
+
+    fn connect(
+        &mut self,
+        agent: &str,
+        session: u64,
+        updates: mpsc::Sender<v1::AgentUpdate>,
+    ) -> Result<v1::AgentSnapshot, ApiError> {
+        let view = self.engine.agent(agent).ok_or_else(|| {
+            ApiError::NotFound(format!("agent {agent} (ask an admin to create it)"))
+        })?;
+        // A new desktop replaces the old one, whose stream ends.
+        self.sessions.insert(
+            agent.to_owned(),
+            Session {
+                id: session,
+                updates,
+            },
+        );
+        self.gone.remove(agent);
+        Ok(self.snapshot(&view))
+    }
+
+    fn snapshot(&self, view: &AgentView) -> v1::AgentSnapshot {
+        v1::AgentSnapshot {
+            status: Some(convert::agent_status(view)),
+            offers: view
+                .offers
+                .iter()
+                .filter_map(|&i| self.offer_of(i))
+                .collect(),
+            assigned: view
+                .held
+                .iter()
+                .filter_map(|&i| self.assignment_of(i))
+                .collect(),
+        }
+    }
+
+    fn offer_of(&self, id: InteractionId) -> Option<v1::Offer> {
+        let loc = self.engine.locate(id)?;
+        let payload = self.payloads.get(&id).cloned().unwrap_or_default();
+        Some(v1::Offer {
+            interaction_id: id.to_string(),
+            queue: loc.queue.to_string(),
+            channel: payload.channel,
+            expires_at: self.engine.offer_expiry(id).map(ts),
+            interaction: Some(payload),
+        })
+    }
+
+    fn assignment_of(&self, id: InteractionId) -> Option<v1::Assignment> {
+        let loc = self.engine.locate(id)?;
+        let payload = self.payloads.get(&id).cloned().unwrap_or_default();
+        Some(v1::Assignment {
+            interaction_id: id.to_string(),
+            queue: loc.queue.to_string(),
+            channel: payload.channel,
+            interaction: Some(payload),
+        })
+    }
+
+    fn board(&self, queues: &[String], now: Millis) -> Result<v1::QueueBoard, ApiError> {
+        let names: Vec<String> = if queues.is_empty() {
+            self.queues.keys().cloned().collect()
+        } else {
+            queues.to_vec()
+        };
+        let figures = names
+            .iter()
+            .map(|q| {
+                self.engine
+                    .queue_stats(q, now)
+                    .map(|s| convert::queue_figures(&s))
+                    .map_err(api_error)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut agents: Vec<v1::AgentStatus> = self
+            .engine
+            .agents()
+            .map(|v| convert::agent_status(&v))
+            .collect();
+        agents.sort_by(|a, b| a.agent.cmp(&b.agent));
+        Ok(v1::QueueBoard {
+            at: Some(ts(now)),
+            queues: figures,
+            agents,
+        })
+    }
+
+    fn waiting(&self, queue: &str) -> Result<v1::ListWaitingResponse, ApiError> {
+        let positions = self.engine.positions(queue).map_err(api_error)?;
+        Ok(v1::ListWaitingResponse {
+            waiting: positions
+                .into_iter()
+                .map(|p| v1::WaitingPosition {
+                    interaction_id: p.interaction.to_string(),
+                    channel: self.payloads.get(&p.interaction).map_or(0, |i| i.channel),
+                    position: p.position,
+                    estimated_wait_ms: p.estimated_wait_ms,
+                })
+                .collect(),
+        })
+    }
+
+    async fn admin(
+        &mut self,
+        txn: &impl ConnectionTrait,
+        op: AdminOp,
+        now: Millis,
+    ) -> Result<Result<AdminReply, ApiError>, StoreError> {
+        Ok(match op {
+            AdminOp::UpsertSkill(s) => {
+                if let Err(e) = centralino_routing::validate_name("skill.name", &s.name) {
+                    return Ok(Err(e.into()));
+                }
+                if s.description.chars().count() > 500 {
+                    return Ok(Err(ApiError::invalid(
+                        "skill.description",
+                        "at most 500 characters",
+                    )));
+                }
+                skill::Entity::insert(skill::ActiveModel {
+                    name: Set(s.name.clone()),
+                    description: Set(s.description.clone()),
+                })
+                .on_conflict(
+                    OnConflict::column(skill::Column::Name)
+                        .update_column(skill::Column::Description)
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
+                self.skills.insert(s.name.clone(), s.description.clone());
+                Ok(AdminReply::Skill(s))
+            }
+            AdminOp::DeleteSkill(name) => {
+                if !self.skills.contains_key(&name) {
+                    return Ok(Err(ApiError::NotFound(format!("skill {name}"))));
+                }
+                let used_by_queue = self.queues.values().find(|d| {
+                    convert::queue_config(d)
+                        .map(|c| convert::queue_skills(&c).any(|s| s == name))
+                        .unwrap_or(false)
+                });
+                let used_by_agent = self
+                    .agents
+                    .values()
+                    .find(|d| d.skills.iter().any(|s| s.skill == name));
+                if let Some(q) = used_by_queue {
+                    return Ok(Err(ApiError::FailedPrecondition(format!(
+                        "skill {name} is required by queue {}",
+                        q.name
+                    ))));
+                }
+                if let Some(a) = used_by_agent {
+                    return Ok(Err(ApiError::FailedPrecondition(format!(
+                        "skill {name} is held by agent {}",
+                        a.name
+                    ))));
+                }
+                skill::Entity::delete_by_id(name.clone()).exec(txn).await?;
+                self.skills.remove(&name);
+                Ok(AdminReply::Deleted)
+            }
+            AdminOp::ListSkills => Ok(AdminReply::Skills(
+                self.skills
+                    .iter()
+                    .map(|(name, description)| v1::Skill {
+                        name: name.clone(),
+                        description: description.clone(),
+                    })
+                    .collect(),
+            )),
+            AdminOp::UpsertQueue(def) => {
+                let cfg = match convert::queue_config(&def) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Err(e.into())),
+                };
+                if let Some(s) = convert::queue_skills(&cfg).find(|s| !self.skills.contains_key(*s))
+                {
+                    return Ok(Err(ApiError::invalid(
+                        "queue.skills",
+                        format!("unknown skill {s} (create it first)"),
+                    )));
+                }
+                if let Err(e) = self.engine.upsert_queue(cfg, now) {
+                    return Ok(Err(api_error(e)));
+                }
+                queue::Entity::insert(queue::ActiveModel {
+                    name: Set(def.name.clone()),
+                    definition: Set(def.encode_to_vec()),
+                })
+                .on_conflict(
+                    OnConflict::column(queue::Column::Name)
+                        .update_column(queue::Column::Definition)
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
+                self.queues.insert(def.name.clone(), def.clone());
+                Ok(AdminReply::Queue(def))
+            }
+            AdminOp::DeleteQueue(name) => {
+                if !self.queues.contains_key(&name) {
+                    return Ok(Err(ApiError::NotFound(format!("queue {name}"))));
+                }
+                if let Err(e) = self.engine.remove_queue(&name) {
+                    return Ok(Err(api_error(e)));
+                }
+                queue::Entity::delete_by_id(name.clone()).exec(txn).await?;
+                self.queues.remove(&name);
+                Ok(AdminReply::Deleted)
+            }
+            AdminOp::ListQueues => Ok(AdminReply::Queues(self.queues.values().cloned().collect())),
+            AdminOp::UpsertAgent(def) => {
+                let cfg = match convert::agent_config(&def) {
+                    Ok(c) => c,
+                    Err(e) => return Ok(Err(e.into())),
+                };
+                if let Some((s, _)) = cfg
+                    .skills
+                    .iter()
+                    .find(|(s, _)| !self.skills.contains_key(s))
+                {
+                    return Ok(Err(ApiError::invalid(
+                        "agent.skills",
+                        format!("unknown skill {s} (create it first)"),
+                    )));
+                }
+                if let Err(e) = self.engine.upsert_agent(cfg, now) {
+                    return Ok(Err(api_error(e)));
+                }
+                let presence = self
+                    .engine
+                    .agent(&def.name)
+                    .map_or(Presence::Offline, |v| v.presence);
+                let (p, reason) = convert::presence_to_row(&presence);
+                agent::Entity::insert(agent::ActiveModel {
+                    name: Set(def.name.clone()),
+                    definition: Set(def.encode_to_vec()),
+                    presence: Set(p.to_owned()),
+                    reason: Set(reason),
+                })
+                .on_conflict(
+                    OnConflict::column(agent::Column::Name)
+                        .update_column(agent::Column::Definition)
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
+                self.agents.insert(def.name.clone(), def.clone());
+                Ok(AdminReply::Agent(def))
+            }
+            AdminOp::DeleteAgent(name) => {
+                if !self.agents.contains_key(&name) {
+                    return Ok(Err(ApiError::NotFound(format!("agent {name}"))));
+                }
+                if let Err(e) = self.engine.remove_agent(&name, now) {
+                    return Ok(Err(api_error(e)));
+                }
+                agent::Entity::delete_by_id(name.clone()).exec(txn).await?;
+                self.agents.remove(&name);
+                self.sessions.remove(&name);
+                self.gone.remove(&name);
+                Ok(AdminReply::Deleted)
+            }
+            AdminOp::ListAgents => Ok(AdminReply::Agents(self.agents.values().cloned().collect())),
+        })
+    }
+
+    /// Writes what one engine event changed, its outbox message, and what agents must hear.
+    async fn persist(
+        &mut self,
+        txn: &impl ConnectionTrait,
+        e: &Event,
+        now: Millis,
+        outgoing: &mut Vec<(String, v1::AgentUpdate)>,
+    ) -> Result<(), StoreError> {
+        use interaction::Column as C;
+        use v1::agent_update::Update;
+        use v1::routing_event::Kind;
+        let update =
+            |id: InteractionId| interaction::Entity::update_many().filter(C::Id.eq(id.to_string()));
+        let mut event = |kind: Kind, id: InteractionId, queue: &str| v1::RoutingEvent {
+            kind: kind as i32,
+            interaction_id: id.to_string(),
+            channel: self.payloads.get(&id).map_or(0, |i| i.channel),
+            queue: queue.to_owned(),
+            at: Some(ts(now)),
+            ..Default::default()
+        };
+        let _ = &mut event;
+        let out: Option<v1::RoutingEvent> = match e {
+            Event::Queued {
+                interaction, queue, ..
+            } => {
+                let mut ev = event(Kind::Queued, *interaction, queue);
+                if let Some(p) = self.engine.position(*interaction) {
+                    ev.position = p.position;
+                    ev.estimated_wait_ms = p.estimated_wait_ms;
+                }
+                Some(ev)
+            }
+            Event::Offered {
+                interaction,
+                agent,
+                queue,
+                expires_at,
+                ..
+            } => {
+                update(*interaction)
+                    .col_expr(C::State, Expr::value("offered"))
+                    .col_expr(C::Agent, Expr::value(agent.to_string()))
+                    .col_expr(C::OfferExpiresAt, Expr::value(*expires_at as i64))
+                    .exec(txn)
+                    .await?;
+                if let Some(offer) = self.offer_of(*interaction) {
+                    outgoing.push((
+                        agent.to_string(),
+                        v1::AgentUpdate {
+                            update: Some(Update::Offer(offer)),
+                        },
+                    ));
+                }
+                let mut ev = event(Kind::Offered, *interaction, queue);
+                ev.agent = agent.to_string();
+                Some(ev)
+            }
+            Event::OfferRevoked {
+                interaction,
+                agent,
+                reason,
+            } => {
+                outgoing.push((
+                    agent.to_string(),
+                    v1::AgentUpdate {
+                        update: Some(Update::OfferRevoked(v1::OfferRevoked {
+                            interaction_id: interaction.to_string(),
+                            reason: revoke_reason(*reason).to_owned(),
+                        })),
+                    },
+                ));
+                None
+            }
+            Event::Requeued {
+                interaction,
+                queue,
+                reason,
+            } => {
+                update(*interaction)
+                    .col_expr(C::State, Expr::value("waiting"))
+                    .col_expr(C::Queue, Expr::value(queue.to_string()))
+                    .col_expr(C::Agent, Expr::value(Option::<String>::None))
+                    .col_expr(C::OfferExpiresAt, Expr::value(Option::<i64>::None))
+                    .col_expr(C::AssignedAt, Expr::value(Option::<i64>::None))
+                    .exec(txn)
+                    .await?;
+                let mut ev = event(Kind::Requeued, *interaction, queue);
+                ev.reason = requeue_reason(*reason).to_owned();
+                if let Some(p) = self.engine.position(*interaction) {
+                    ev.position = p.position;
+                    ev.estimated_wait_ms = p.estimated_wait_ms;
+                }
+                Some(ev)
+            }
+            Event::Assigned {
+                interaction,
+                agent,
+                queue,
+                waited_ms,
+                ..
+            } => {
+                update(*interaction)
+                    .col_expr(C::State, Expr::value("assigned"))
+                    .col_expr(C::Agent, Expr::value(agent.to_string()))
+                    .col_expr(C::AssignedAt, Expr::value(now as i64))
+                    .exec(txn)
+                    .await?;
+                if let Some(a) = self.assignment_of(*interaction) {
+                    outgoing.push((
+                        agent.to_string(),
+                        v1::AgentUpdate {
+                            update: Some(Update::Assigned(a)),
+                        },
+                    ));
+                }
+                let mut ev = event(Kind::Assigned, *interaction, queue);
+                ev.agent = agent.to_string();
+                ev.waited_ms = *waited_ms;
+                Some(ev)
+            }
+            Event::Relaxed { .. } => None,
+            Event::Overflowed {
+                interaction,
+                from,
+                to,
+            } => {
+                update(*interaction)
+                    .col_expr(C::Queue, Expr::value(to.to_string()))
+                    .exec(txn)
+                    .await?;
+                let mut ev = event(Kind::Overflowed, *interaction, to);
+                ev.previous_queue = from.to_string();
+                Some(ev)
+            }
+            Event::Closed {
+                interaction,
+                queue,
+                outcome,
+                waited_ms,
+            } => {
+                interaction::Entity::delete_by_id(interaction.to_string())
+                    .exec(txn)
+                    .await?;
+                let mut ev = event(Kind::Closed, *interaction, queue);
+                ev.reason = outcome.to_string();
+                ev.waited_ms = *waited_ms;
+                self.payloads.remove(interaction);
+                Some(ev)
+            }
+            Event::Abandoned {
+                interaction,
+                queue,
+                waited_ms,
+            } => {
+                interaction::Entity::delete_by_id(interaction.to_string())
+                    .exec(txn)
+                    .await?;
+                let mut ev = event(Kind::Abandoned, *interaction, queue);
+                ev.waited_ms = *waited_ms;
+                self.payloads.remove(interaction);
+                Some(ev)
+            }
+            Event::Completed {
+                interaction,
+                agent,
+                queue,
+                handle_ms,
+            } => {
+                interaction::Entity::delete_by_id(interaction.to_string())
+                    .exec(txn)
+                    .await?;
+                let mut ev = event(Kind::Completed, *interaction, queue);
+                ev.agent = agent.to_string();
+                ev.handle_ms = *handle_ms;
+                if let Some((disposition, notes)) = self.notes.get(interaction) {
+                    ev.disposition = disposition.clone();
+                    ev.wrap_up_notes = notes.clone();
+                }
+                self.payloads.remove(interaction);
+                Some(ev)
+            }
+            Event::CustomerLeft { interaction, agent } => {
+                outgoing.push((
+                    agent.to_string(),
+                    v1::AgentUpdate {
+                        update: Some(Update::CustomerLeft(v1::CustomerLeft {
+                            interaction_id: interaction.to_string(),
+                        })),
+                    },
+                ));
+                None
+            }
+            Event::AgentChanged { agent, .. } => {
+                if let Some(view) = self.engine.agent(agent) {
+                    let (p, reason) = convert::presence_to_row(&view.presence);
+                    agent::Entity::update_many()
+                        .filter(agent::Column::Name.eq(agent.to_string()))
+                        .col_expr(agent::Column::Presence, Expr::value(p))
+                        .col_expr(agent::Column::Reason, Expr::value(reason))
+                        .exec(txn)
+                        .await?;
+                    outgoing.push((
+                        agent.to_string(),
+                        v1::AgentUpdate {
+                            update: Some(Update::Status(convert::agent_status(&view))),
+                        },
+                    ));
+                }
+                None
+            }
+        };
+        if let Some(ev) = out {
+            let channel = centralino_proto::channel_from_i32(ev.channel)
+                .map(|c| c.as_str())
+                .unwrap_or("unknown");
+            let key = format!("routing.{channel}.{}", kind_name(ev.kind));
+            let envelope = new_envelope(SERVICE, &ev);
+            outbox::enqueue(txn, SERVICE, Exchange::Events, &key, &envelope).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends what agents must hear, after the commit. A desktop that cannot keep
+    /// up loses its session (it reconnects and gets a snapshot).
+    fn deliver(&mut self, outgoing: Vec<(String, v1::AgentUpdate)>) {
+        for (agent, update) in outgoing {
+            let Some(s) = self.sessions.get(&agent) else {
+                continue;
+            };
+            if s.updates.try_send(update).is_err() {
+                tracing::warn!(agent = %agent, "agent desktop is not keeping up; closing its session");
+                self.sessions.remove(&agent);
+                self.gone
+                    .insert(agent, now_ms() + self.cfg.session_grace_ms);
+            }
+        }
+    }
+
+    /// Publishes position and estimated wait of every waiting interaction
+    /// (best effort, straight to the bus: the next round replaces a lost one).
+    fn publish_positions(&self) {
+        let now = now_ms();
+        let mut envelopes = Vec::new();
+        for q in self.queues.keys() {
+            let Ok(positions) = self.engine.positions(q) else {
+                continue;
+            };
+            for p in positions {
+                let channel = self.payloads.get(&p.interaction).map_or(0, |i| i.channel);
+                let ev = v1::RoutingEvent {
+                    kind: v1::routing_event::Kind::Position as i32,
+                    interaction_id: p.interaction.to_string(),
+                    channel,
+                    queue: q.clone(),
+                    position: p.position,
+                    estimated_wait_ms: p.estimated_wait_ms,
+                    at: Some(ts(now)),
+                    ..Default::default()
+                };
+                let name = centralino_proto::channel_from_i32(channel)
+                    .map(|c| c.as_str())
+                    .unwrap_or("unknown");
+                envelopes.push((
+                    format!("routing.{name}.position"),
+                    new_envelope(SERVICE, &ev),
+                ));
+            }
+        }
+        if envelopes.is_empty() {
+            return;
+        }
+        let bus = self.bus.clone();
+        tokio::spawn(async move {
+            for (key, env) in envelopes {
+                if let Err(e) = bus.publish(Exchange::Events, &key, &env).await {
+                    tracing::debug!(error = %e, "position event not published");
+                    break;
+                }
+            }
+        });
+    }
+}
+
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait as _, QueryFilter as _};
+
+fn ts(ms: Millis) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: (ms / 1000) as i64,
+        nanos: ((ms % 1000) * 1_000_000) as i32,
+    }
+}
+
+fn kind_name(kind: i32) -> &'static str {
+    use v1::routing_event::Kind;
+    match Kind::try_from(kind).unwrap_or(Kind::Unspecified) {
+        Kind::Queued => "queued",
+        Kind::Offered => "offered",
+        Kind::Assigned => "assigned",
+        Kind::Requeued => "requeued",
+        Kind::Overflowed => "overflowed",
+        Kind::Closed => "closed",
+        Kind::Abandoned => "abandoned",
+        Kind::Completed => "completed",
+        Kind::Position => "position",
+        Kind::Unspecified => "unspecified",
+    }
+}
+
+fn revoke_reason(r: centralino_routing::RevokeReason) -> &'static str {
+    use centralino_routing::RevokeReason as R;
+    match r {
+        R::TimedOut => "timed-out",
+        R::Abandoned => "abandoned",
+        R::AgentUnavailable => "agent-unavailable",
+        R::Transferred => "transferred",
+    }
+}
+
+fn requeue_reason(r: centralino_routing::RequeueReason) -> &'static str {
+    use centralino_routing::RequeueReason as R;
+    match r {
+        R::Rejected => "rejected",
+        R::TimedOut => "timed-out",
+        R::AgentUnavailable => "agent-unavailable",
+        R::Transferred => "transferred",
+    }
+}

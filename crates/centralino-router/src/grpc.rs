@@ -1,0 +1,364 @@
+//! The gRPC side: agent sessions, supervisor boards and administration. Every
+//! call becomes a command for the actor; answers and errors come back through
+//! `ApiError`, the one error table.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use centralino_auth::Claims;
+use centralino_proto::v1;
+use centralino_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
+use centralino_proto::v1::routing_admin_service_server::{
+    RoutingAdminService, RoutingAdminServiceServer,
+};
+use centralino_proto::v1::supervisor_service_server::{SupervisorService, SupervisorServiceServer};
+use centralino_server::ApiError;
+use futures::Stream;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::StreamExt as _;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::actor::{AdminOp, AdminReply, Command};
+
+pub type AgentServer = AgentServiceServer<AgentApi>;
+pub type SupervisorServer = SupervisorServiceServer<SupervisorApi>;
+pub type AdminServer = RoutingAdminServiceServer<AdminApi>;
+
+/// Updates a desktop may fall behind by before its session is closed.
+const SESSION_BUFFER: usize = 256;
+const MAX_REQUEST_ID: usize = 64;
+
+async fn ask<T>(
+    tx: &mpsc::Sender<Command>,
+    make: impl FnOnce(oneshot::Sender<Result<T, ApiError>>) -> Command,
+) -> Result<T, Status> {
+    let (reply, answer) = oneshot::channel();
+    tx.send(make(reply))
+        .await
+        .map_err(|_| ApiError::Unavailable("routing".into()))?;
+    Ok(answer
+        .await
+        .map_err(|_| ApiError::Unavailable("routing".into()))??)
+}
+
+fn subject<T>(request: &Request<T>) -> Result<String, Status> {
+    Ok(request
+        .extensions()
+        .get::<Claims>()
+        .ok_or_else(|| ApiError::Unauthenticated("missing bearer token".into()))?
+        .sub
+        .clone())
+}
+
+/// Resolves when the service stops; long-lived streams end with it, so a
+/// graceful shutdown does not wait for desktops to hang up.
+#[derive(Clone)]
+pub(crate) struct Stop(pub(crate) tokio::sync::watch::Receiver<bool>);
+
+impl Stop {
+    async fn wait(mut self) {
+        let _ = self.0.wait_for(|s| *s).await;
+    }
+}
+
+pub(crate) fn agent_server(
+    tx: mpsc::Sender<Command>,
+    sessions: Arc<AtomicU64>,
+    stop: Stop,
+    max: usize,
+) -> AgentServer {
+    AgentServiceServer::new(AgentApi { tx, sessions, stop })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max)
+}
+
+pub(crate) fn supervisor_server(
+    tx: mpsc::Sender<Command>,
+    stop: Stop,
+    max: usize,
+) -> SupervisorServer {
+    SupervisorServiceServer::new(SupervisorApi { tx, stop })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max)
+}
+
+pub(crate) fn admin_server(tx: mpsc::Sender<Command>, max: usize) -> AdminServer {
+    RoutingAdminServiceServer::new(AdminApi { tx })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max)
+}
+
+pub struct AgentApi {
+    tx: mpsc::Sender<Command>,
+    sessions: Arc<AtomicU64>,
+    stop: Stop,
+}
+
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<v1::AgentUpdate, Status>> + Send>>;
+
+fn bad_request(request_id: &str, field: &str, message: &str) -> v1::AgentUpdate {
+    v1::AgentUpdate {
+        update: Some(v1::agent_update::Update::Result(v1::RequestResult {
+            request_id: request_id.chars().take(MAX_REQUEST_ID).collect(),
+            ok: false,
+            code: tonic::Code::InvalidArgument as i32,
+            message: format!("{field}: {message}"),
+            field: field.to_owned(),
+        })),
+    }
+}
+
+#[tonic::async_trait]
+impl AgentService for AgentApi {
+    type SessionStream = UpdateStream;
+
+    async fn session(
+        &self,
+        request: Request<Streaming<v1::AgentRequest>>,
+    ) -> Result<Response<Self::SessionStream>, Status> {
+        let agent = subject(&request)?;
+        let session = self.sessions.fetch_add(1, Ordering::Relaxed);
+        let (updates, rx) = mpsc::channel(SESSION_BUFFER);
+        let a = agent.clone();
+        let u = updates.clone();
+        let snapshot = ask(&self.tx, move |reply| Command::Connect {
+            agent: a,
+            session,
+            updates: u,
+            reply,
+        })
+        .await?;
+        updates
+            .send(v1::AgentUpdate {
+                update: Some(v1::agent_update::Update::Snapshot(snapshot)),
+            })
+            .await
+            .map_err(|_| Status::cancelled("session closed"))?;
+        tracing::info!(agent = %agent, session, "agent session opened");
+        let mut inbound = request.into_inner();
+        let tx = self.tx.clone();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            let stopped = stop.wait();
+            tokio::pin!(stopped);
+            loop {
+                let next = tokio::select! {
+                    n = inbound.next() => n,
+                    () = updates.closed() => None,
+                    () = &mut stopped => None,
+                };
+                let Some(Ok(req)) = next else { break };
+                let answer = if req.request_id.is_empty() || req.request_id.len() > MAX_REQUEST_ID {
+                    bad_request(&req.request_id, "request_id", "1 to 64 characters")
+                } else if let Some(action) = req.action {
+                    let (reply, result) = oneshot::channel();
+                    let cmd = Command::Agent {
+                        agent: agent.clone(),
+                        request_id: req.request_id.clone(),
+                        action,
+                        reply,
+                    };
+                    if tx.send(cmd).await.is_err() {
+                        break;
+                    }
+                    match result.await {
+                        Ok(r) => v1::AgentUpdate {
+                            update: Some(v1::agent_update::Update::Result(r)),
+                        },
+                        Err(_) => break,
+                    }
+                } else {
+                    bad_request(&req.request_id, "action", "is required")
+                };
+                if updates.send(answer).await.is_err() {
+                    break;
+                }
+            }
+            let _ = tx
+                .send(Command::Disconnect {
+                    agent: agent.clone(),
+                    session,
+                })
+                .await;
+            tracing::info!(agent = %agent, session, "agent session closed");
+        });
+        let stream = futures::StreamExt::take_until(
+            ReceiverStream::new(rx).map(Ok),
+            self.stop.clone().wait(),
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+pub struct SupervisorApi {
+    tx: mpsc::Sender<Command>,
+    stop: Stop,
+}
+
+type BoardStream = Pin<Box<dyn Stream<Item = Result<v1::QueueBoard, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl SupervisorService for SupervisorApi {
+    type WatchQueuesStream = BoardStream;
+
+    async fn watch_queues(
+        &self,
+        request: Request<v1::WatchQueuesRequest>,
+    ) -> Result<Response<Self::WatchQueuesStream>, Status> {
+        let req = request.into_inner();
+        let interval = match req.interval_ms {
+            0 => 1_000,
+            n @ 250..=60_000 => n,
+            _ => {
+                return Err(
+                    ApiError::invalid("interval_ms", "must be 250 to 60000 (0 = 1000)").into(),
+                );
+            }
+        };
+        if req.queues.len() > 500 {
+            return Err(ApiError::invalid("queues", "at most 500 queues").into());
+        }
+        // The first board answers now, so an unknown queue fails the call itself.
+        let queues = req.queues.clone();
+        let first = ask(&self.tx, |reply| Command::Board { queues, reply }).await?;
+        let (out, rx) = mpsc::channel(4);
+        let tx = self.tx.clone();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            let mut board = first;
+            loop {
+                if out.send(Ok(board)).await.is_err() {
+                    return;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(u64::from(interval))) => {}
+                    () = out.closed() => return,
+                    () = stop.clone().wait() => return,
+                }
+                let queues = req.queues.clone();
+                board = match ask(&tx, |reply| Command::Board { queues, reply }).await {
+                    Ok(b) => b,
+                    Err(status) => {
+                        let _ = out.send(Err(status)).await;
+                        return;
+                    }
+                };
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_waiting(
+        &self,
+        request: Request<v1::ListWaitingRequest>,
+    ) -> Result<Response<v1::ListWaitingResponse>, Status> {
+        let queue = request.into_inner().queue;
+        if queue.is_empty() {
+            return Err(ApiError::invalid("queue", "is required").into());
+        }
+        Ok(Response::new(
+            ask(&self.tx, |reply| Command::Waiting { queue, reply }).await?,
+        ))
+    }
+}
+
+pub struct AdminApi {
+    tx: mpsc::Sender<Command>,
+}
+
+impl AdminApi {
+    async fn run(&self, op: AdminOp) -> Result<AdminReply, Status> {
+        ask(&self.tx, |reply| Command::Admin { op, reply }).await
+    }
+}
+
+fn unexpected() -> Status {
+    ApiError::Internal("routing answered an admin call with the wrong kind of reply".into()).into()
+}
+
+#[tonic::async_trait]
+impl RoutingAdminService for AdminApi {
+    async fn upsert_skill(&self, r: Request<v1::Skill>) -> Result<Response<v1::Skill>, Status> {
+        match self.run(AdminOp::UpsertSkill(r.into_inner())).await? {
+            AdminReply::Skill(s) => Ok(Response::new(s)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn delete_skill(
+        &self,
+        r: Request<v1::DeleteRequest>,
+    ) -> Result<Response<v1::DeleteResponse>, Status> {
+        self.run(AdminOp::DeleteSkill(r.into_inner().name)).await?;
+        Ok(Response::new(v1::DeleteResponse {}))
+    }
+
+    async fn list_skills(
+        &self,
+        _r: Request<v1::ListRequest>,
+    ) -> Result<Response<v1::ListSkillsResponse>, Status> {
+        match self.run(AdminOp::ListSkills).await? {
+            AdminReply::Skills(skills) => Ok(Response::new(v1::ListSkillsResponse { skills })),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn upsert_queue(
+        &self,
+        r: Request<v1::QueueDefinition>,
+    ) -> Result<Response<v1::QueueDefinition>, Status> {
+        match self.run(AdminOp::UpsertQueue(r.into_inner())).await? {
+            AdminReply::Queue(q) => Ok(Response::new(q)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn delete_queue(
+        &self,
+        r: Request<v1::DeleteRequest>,
+    ) -> Result<Response<v1::DeleteResponse>, Status> {
+        self.run(AdminOp::DeleteQueue(r.into_inner().name)).await?;
+        Ok(Response::new(v1::DeleteResponse {}))
+    }
+
+    async fn list_queues(
+        &self,
+        _r: Request<v1::ListRequest>,
+    ) -> Result<Response<v1::ListQueuesResponse>, Status> {
+        match self.run(AdminOp::ListQueues).await? {
+            AdminReply::Queues(queues) => Ok(Response::new(v1::ListQueuesResponse { queues })),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn upsert_agent(
+        &self,
+        r: Request<v1::AgentDefinition>,
+    ) -> Result<Response<v1::AgentDefinition>, Status> {
+        match self.run(AdminOp::UpsertAgent(r.into_inner())).await? {
+            AdminReply::Agent(a) => Ok(Response::new(a)),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn delete_agent(
+        &self,
+        r: Request<v1::DeleteRequest>,
+    ) -> Result<Response<v1::DeleteResponse>, Status> {
+        self.run(AdminOp::DeleteAgent(r.into_inner().name)).await?;
+        Ok(Response::new(v1::DeleteResponse {}))
+    }
+
+    async fn list_agents(
+        &self,
+        _r: Request<v1::ListRequest>,
+    ) -> Result<Response<v1::ListAgentsResponse>, Status> {
+        match self.run(AdminOp::ListAgents).await? {
+            AdminReply::Agents(agents) => Ok(Response::new(v1::ListAgentsResponse { agents })),
+            _ => Err(unexpected()),
+        }
+    }
+}

@@ -1,0 +1,628 @@
+//! The routing service end to end: a test adapter publishes interactions on
+//! real RabbitMQ, the router (PostgreSQL) offers them to agents connected over
+//! gRPC.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use centralino_auth::Role;
+use centralino_proto::v1;
+use centralino_proto::v1::agent_request::Action;
+use centralino_proto::v1::agent_update::Update;
+use centralino_proto::v1::routing_event::Kind;
+use centralino_router::RouterConfig;
+use centralino_routing::{ChannelMap, EngineSettings};
+use centralino_test_support::eventually;
+
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn queue(name: &str, channels: &[v1::Channel], skills: Vec<v1::SkillLevel>) -> v1::QueueDefinition {
+    v1::QueueDefinition {
+        name: name.into(),
+        channels: channels.iter().map(|c| *c as i32).collect(),
+        skills,
+        ..Default::default()
+    }
+}
+
+fn agent(
+    name: &str,
+    skills: Vec<v1::SkillLevel>,
+    caps: &[(v1::Channel, u32)],
+) -> v1::AgentDefinition {
+    v1::AgentDefinition {
+        name: name.into(),
+        display_name: name.to_uppercase(),
+        skills,
+        capacity: caps
+            .iter()
+            .map(|(c, n)| v1::ChannelCapacity {
+                channel: *c as i32,
+                capacity: *n,
+            })
+            .collect(),
+    }
+}
+
+fn config(offer_timeout_ms: u64) -> RouterConfig {
+    RouterConfig {
+        engine: EngineSettings {
+            offer_timeout_ms: ChannelMap::all(offer_timeout_ms),
+            wrap_up_ms: ChannelMap::all(0),
+            ..EngineSettings::default()
+        },
+        position_interval_ms: 0,
+        ..RouterConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn interactions_on_mixed_channels_are_offered_by_skill_and_capacity() {
+    let env = Env::new().await;
+    let router = RouterProcess::start(&env, config(30_000)).await;
+    let admin_token = env.token("root", Role::Admin);
+    configure(
+        router.addr,
+        &admin_token,
+        &["billing", "italian"],
+        vec![
+            queue(
+                "billing",
+                &[v1::Channel::Voice],
+                vec![skill_level("billing", 3)],
+            ),
+            queue(
+                "support",
+                &[v1::Channel::Email, v1::Channel::Sms],
+                vec![skill_level("italian", 1)],
+            ),
+        ],
+        vec![
+            agent(
+                "anna",
+                vec![skill_level("billing", 4), skill_level("italian", 2)],
+                &[(v1::Channel::Email, 2), (v1::Channel::Sms, 0)],
+            ),
+            agent(
+                "bruno",
+                vec![skill_level("billing", 2), skill_level("italian", 5)],
+                &[(v1::Channel::Email, 1), (v1::Channel::Sms, 0)],
+            ),
+        ],
+    )
+    .await;
+    let (mut anna, snap) = Desk::open(router.addr, &env.token("anna", Role::Agent))
+        .await
+        .expect("anna");
+    assert_eq!(snap.status.expect("status").status, "offline");
+    let (mut bruno, _) = Desk::open(router.addr, &env.token("bruno", Role::Agent))
+        .await
+        .expect("bruno");
+    anna.available().await;
+    bruno.available().await;
+
+    // A call needs billing ≥ 3: only anna qualifies, although bruno is idle longer.
+    let call = env.publish("billing", v1::Channel::Voice).await;
+    let offered = anna
+        .wait_for(WAIT, offer_id)
+        .await
+        .expect("anna offered the call");
+    assert_eq!(offered, call);
+    anna.send(Action::Accept(v1::OfferAnswer {
+        interaction_id: call.clone(),
+    }))
+    .await;
+    anna.wait_for(WAIT, |u| {
+        matches!(u, Update::Assigned(a) if a.interaction_id == call).then_some(())
+    })
+    .await
+    .expect("assigned");
+
+    // While anna is on the call, emails go to bruno (capacity 1), then wait.
+    let e1 = env.publish("support", v1::Channel::Email).await;
+    let e2 = env.publish("support", v1::Channel::Email).await;
+    let got = bruno
+        .wait_for(WAIT, offer_id)
+        .await
+        .expect("bruno offered an email");
+    assert_eq!(got, e1, "first come, first offered");
+    assert!(
+        bruno
+            .next(Duration::from_millis(700))
+            .await
+            .is_none_or(|u| offer_id(&u).is_none()),
+        "bruno's email capacity is 1"
+    );
+    // Anna hangs up: now she may take email (capacity 2).
+    anna.send(Action::Complete(v1::CompleteInteraction {
+        interaction_id: call.clone(),
+        disposition: "solved".into(),
+        wrap_up_notes: "refund issued".into(),
+        wrap_up_ms: Some(0),
+    }))
+    .await;
+    let got = anna
+        .wait_for(WAIT, offer_id)
+        .await
+        .expect("anna offered the second email");
+    assert_eq!(got, e2);
+
+    // An SMS: anna has no SMS capacity, bruno is full → it waits, with a position.
+    let sms = env.publish("support", v1::Channel::Sms).await;
+    let mut sup = supervisor(router.addr).await;
+    let sup_token = env.token("sara", Role::Supervisor);
+    let waiting = eventually(WAIT, "the SMS waits in support", || {
+        let mut sup = sup.clone();
+        let t = sup_token.clone();
+        async move {
+            let w = sup
+                .list_waiting(authed(
+                    v1::ListWaitingRequest {
+                        queue: "support".into(),
+                    },
+                    &t,
+                ))
+                .await
+                .ok()?
+                .into_inner();
+            (!w.waiting.is_empty()).then_some(w)
+        }
+    })
+    .await;
+    assert_eq!(waiting.waiting[0].interaction_id, sms);
+    assert_eq!(waiting.waiting[0].position, 1);
+
+    // The bus carries the story of the call, completed with its disposition.
+    eventually(WAIT, "the call's events on the bus", || async {
+        let kinds: Vec<Kind> = env.events_of(&call).into_iter().map(|e| e.0).collect();
+        [Kind::Queued, Kind::Offered, Kind::Assigned, Kind::Completed]
+            .iter()
+            .all(|k| kinds.contains(k))
+            .then_some(())
+    })
+    .await;
+    let completed = env
+        .events
+        .lock()
+        .expect("events")
+        .iter()
+        .find(|e| e.interaction_id == call && e.kind() == Kind::Completed)
+        .cloned()
+        .expect("completed");
+    assert_eq!(completed.agent, "anna");
+    assert_eq!(completed.disposition, "solved");
+    assert_eq!(completed.channel, v1::Channel::Voice as i32);
+
+    // The supervisor board sees it all.
+    let board = sup
+        .watch_queues(authed(
+            v1::WatchQueuesRequest {
+                queues: vec![],
+                interval_ms: 250,
+            },
+            &sup_token,
+        ))
+        .await
+        .expect("watch")
+        .into_inner()
+        .message()
+        .await
+        .expect("board")
+        .expect("a board");
+    let billing = board
+        .queues
+        .iter()
+        .find(|q| q.queue == "billing")
+        .expect("billing");
+    assert_eq!(billing.answered, 1);
+    assert_eq!(billing.service_level_pct, Some(100.0));
+    let support = board
+        .queues
+        .iter()
+        .find(|q| q.queue == "support")
+        .expect("support");
+    assert_eq!(support.waiting, 1);
+    assert_eq!(board.agents.len(), 2);
+    // The customer gives up: the SMS leaves the line, as an abandon.
+    env.abandon(&sms, v1::Channel::Sms).await;
+    eventually(WAIT, "the SMS abandoned", || async {
+        env.events_of(&sms)
+            .iter()
+            .any(|e| e.0 == Kind::Abandoned)
+            .then_some(())
+    })
+    .await;
+    let w = sup
+        .list_waiting(authed(
+            v1::ListWaitingRequest {
+                queue: "support".into(),
+            },
+            &sup_token,
+        ))
+        .await
+        .expect("waiting")
+        .into_inner();
+    assert!(w.waiting.is_empty());
+    drop(anna);
+    drop(bruno);
+    router.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn an_agent_who_does_not_answer_is_skipped() {
+    let env = Env::new().await;
+    let router = RouterProcess::start(&env, config(1_500)).await;
+    configure(
+        router.addr,
+        &env.token("root", Role::Admin),
+        &[],
+        vec![queue("sales", &[v1::Channel::Voice], vec![])],
+        vec![agent("sleepy", vec![], &[]), agent("awake", vec![], &[])],
+    )
+    .await;
+    let (mut sleepy, _) = Desk::open(router.addr, &env.token("sleepy", Role::Agent))
+        .await
+        .expect("sleepy");
+    sleepy.available().await;
+    // sleepy has been idle longest when awake logs in.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (mut awake, _) = Desk::open(router.addr, &env.token("awake", Role::Agent))
+        .await
+        .expect("awake");
+    awake.available().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let call = env.publish("sales", v1::Channel::Voice).await;
+    assert_eq!(
+        sleepy.wait_for(WAIT, offer_id).await.as_deref(),
+        Some(call.as_str())
+    );
+    // sleepy does nothing: the offer is taken back and awake gets the call.
+    let revoked = sleepy
+        .wait_for(WAIT, |u| match u {
+            Update::OfferRevoked(r) => Some(r.reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(revoked.as_deref(), Some("timed-out"));
+    assert_eq!(
+        awake.wait_for(WAIT, offer_id).await.as_deref(),
+        Some(call.as_str())
+    );
+    let id = awake
+        .send(Action::Accept(v1::OfferAnswer {
+            interaction_id: call.clone(),
+        }))
+        .await;
+    let ok = awake
+        .wait_for(WAIT, |u| match u {
+            Update::Result(r) if r.request_id == id => Some(r.ok),
+            _ => None,
+        })
+        .await;
+    assert_eq!(ok, Some(true));
+    // Accepting again is refused, naming why, and changes nothing.
+    let again = awake
+        .send(Action::Accept(v1::OfferAnswer {
+            interaction_id: call.clone(),
+        }))
+        .await;
+    let refused = awake
+        .wait_for(WAIT, |u| match u {
+            Update::Result(r) if r.request_id == again => Some(r.clone()),
+            _ => None,
+        })
+        .await
+        .expect("result");
+    assert!(!refused.ok);
+    assert_eq!(refused.code, tonic::Code::FailedPrecondition as i32);
+    eventually(WAIT, "requeued then assigned on the bus", || async {
+        let kinds: Vec<(Kind, String)> = env.events_of(&call);
+        (kinds.contains(&(Kind::Requeued, String::new()))
+            && kinds.contains(&(Kind::Assigned, "awake".into())))
+        .then_some(())
+    })
+    .await;
+    router.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
+async fn admin_and_session_calls_validate_input_and_roles() {
+    let env = Env::new().await;
+    let router = RouterProcess::start(&env, config(30_000)).await;
+    let token = env.token("root", Role::Admin);
+    let mut admin = admin(router.addr).await;
+    let err = admin
+        .upsert_queue(authed(
+            queue("bad name", &[v1::Channel::Voice], vec![]),
+            &token,
+        ))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().starts_with("queue.name"), "{}", err.message());
+    let err = admin
+        .upsert_queue(authed(
+            queue("q", &[v1::Channel::Voice], vec![skill_level("ghost", 1)]),
+            &token,
+        ))
+        .await
+        .expect_err("unknown skill");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("ghost"));
+    let err = admin
+        .delete_queue(authed(
+            v1::DeleteRequest {
+                name: "nope".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("unknown");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    // Roles: an agent may not administer; a supervisor may read definitions but not change them.
+    let err = admin
+        .list_queues(authed(v1::ListRequest {}, &env.token("anna", Role::Agent)))
+        .await
+        .expect_err("agent");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    let sup = env.token("sara", Role::Supervisor);
+    assert!(
+        admin
+            .list_queues(authed(v1::ListRequest {}, &sup))
+            .await
+            .is_ok()
+    );
+    let err = admin
+        .upsert_skill(authed(
+            v1::Skill {
+                name: "x".into(),
+                description: String::new(),
+            },
+            &sup,
+        ))
+        .await
+        .expect_err("supervisor");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    // A session for an agent that was never created is refused.
+    let err = Desk::open(router.addr, &env.token("ghost", Role::Agent))
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    // Bad session requests get a result naming the field; the session stays up.
+    configure(
+        router.addr,
+        &token,
+        &[],
+        vec![queue("q", &[v1::Channel::Voice], vec![])],
+        vec![agent("anna", vec![], &[])],
+    )
+    .await;
+    let (mut anna, _) = Desk::open(router.addr, &env.token("anna", Role::Agent))
+        .await
+        .expect("anna");
+    let id = anna
+        .send(Action::Accept(v1::OfferAnswer {
+            interaction_id: "not-a-uuid".into(),
+        }))
+        .await;
+    let r = anna
+        .wait_for(WAIT, |u| match u {
+            Update::Result(r) if r.request_id == id => Some(r.clone()),
+            _ => None,
+        })
+        .await
+        .expect("result");
+    assert_eq!(
+        (r.ok, r.code, r.field.as_str()),
+        (false, tonic::Code::InvalidArgument as i32, "interaction_id")
+    );
+    let id = anna
+        .send(Action::SetPresence(v1::SetPresence {
+            presence: v1::AgentPresence::NotReady as i32,
+            reason: String::new(),
+        }))
+        .await;
+    let r = anna
+        .wait_for(WAIT, |u| match u {
+            Update::Result(r) if r.request_id == id => Some(r.clone()),
+            _ => None,
+        })
+        .await
+        .expect("result");
+    assert_eq!(r.field, "reason");
+    // Definitions survive a restart, field for field.
+    let before = admin
+        .list_queues(authed(v1::ListRequest {}, &token))
+        .await
+        .expect("list")
+        .into_inner();
+    drop(anna);
+    router.stop().await;
+    let router = RouterProcess::start(&env, config(30_000)).await;
+    let mut admin = crate::support::admin(router.addr).await;
+    let after = admin
+        .list_queues(authed(v1::ListRequest {}, &token))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(before, after);
+    router.stop().await;
+    env.cleanup().await;
+}
+
+/// Agents that accept whatever they are offered and complete it shortly after,
+/// reconnecting whenever their session drops (the router crashed), to whatever
+/// address the router now has.
+fn spawn_agent(
+    name: String,
+    token: String,
+    addr: tokio::sync::watch::Receiver<std::net::SocketAddr>,
+    holding: Arc<Mutex<HashMap<String, String>>>,
+    violations: Arc<Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let a = *addr.borrow();
+            let Ok((mut desk, snapshot)) = Desk::open(a, &token).await else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            desk.available().await;
+            let mut work: Vec<String> = snapshot
+                .offers
+                .iter()
+                .map(|o| o.interaction_id.clone())
+                .collect();
+            for o in &work {
+                desk.send(Action::Accept(v1::OfferAnswer {
+                    interaction_id: o.clone(),
+                }))
+                .await;
+            }
+            work.clear();
+            for held in snapshot.assigned {
+                desk.send(Action::Complete(v1::CompleteInteraction {
+                    interaction_id: held.interaction_id.clone(),
+                    disposition: "done".into(),
+                    ..Default::default()
+                }))
+                .await;
+            }
+            loop {
+                let Ok(Some(u)) = desk.updates.message().await else {
+                    break;
+                };
+                match u.update {
+                    Some(Update::Offer(o)) => {
+                        let id = o.interaction_id;
+                        {
+                            let mut h = holding.lock().expect("holding");
+                            if let Some(other) = h.get(&id).filter(|o| **o != name) {
+                                violations
+                                    .lock()
+                                    .expect("v")
+                                    .push(format!("{id} offered to {name} while {other} had it"));
+                            }
+                            h.insert(id.clone(), name.clone());
+                        }
+                        desk.send(Action::Accept(v1::OfferAnswer { interaction_id: id }))
+                            .await;
+                    }
+                    Some(Update::OfferRevoked(r)) => {
+                        holding.lock().expect("holding").remove(&r.interaction_id);
+                    }
+                    Some(Update::Assigned(a)) => {
+                        tokio::time::sleep(Duration::from_millis(150)).await;
+                        holding.lock().expect("holding").remove(&a.interaction_id);
+                        desk.send(Action::Complete(v1::CompleteInteraction {
+                            interaction_id: a.interaction_id.clone(),
+                            disposition: "done".into(),
+                            ..Default::default()
+                        }))
+                        .await;
+                    }
+                    Some(Update::Result(r)) if r.ok => {}
+                    _ => {}
+                }
+            }
+            // The session dropped: reconnect.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_crashed_router_restarts_without_losing_or_doubling_anything() {
+    let env = Env::new().await;
+    let router = RouterProcess::start(&env, config(30_000)).await;
+    let admin_token = env.token("root", Role::Admin);
+    configure(
+        router.addr,
+        &admin_token,
+        &[],
+        vec![queue("mail", &[v1::Channel::Email], vec![])],
+        (0..3)
+            .map(|n| agent(&format!("a{n}"), vec![], &[(v1::Channel::Email, 3)]))
+            .collect(),
+    )
+    .await;
+    let (addr_tx, addr_rx) = tokio::sync::watch::channel(router.addr);
+    let holding = Arc::new(Mutex::new(HashMap::new()));
+    let violations = Arc::new(Mutex::new(Vec::new()));
+    let agents: Vec<_> = (0..3)
+        .map(|n| {
+            spawn_agent(
+                format!("a{n}"),
+                env.token(&format!("a{n}"), Role::Agent),
+                addr_rx.clone(),
+                holding.clone(),
+                violations.clone(),
+            )
+        })
+        .collect();
+    let total = 120;
+    let mut ids = Vec::new();
+    for _ in 0..total / 2 {
+        ids.push(env.publish("mail", v1::Channel::Email).await);
+    }
+    // Crash mid-stream, with work held by agents and more waiting.
+    eventually(WAIT, "some work done, some held", || async {
+        let events = env.events.lock().expect("events").clone();
+        let count = |k: Kind| events.iter().filter(|e| e.kind() == k).count();
+        (count(Kind::Completed) >= 5 && count(Kind::Assigned) > count(Kind::Completed))
+            .then_some(())
+    })
+    .await;
+    router.crash();
+    let in_flight = {
+        let events = env.events.lock().expect("events").clone();
+        let count = |k: Kind| events.iter().filter(|e| e.kind() == k).count();
+        (count(Kind::Assigned), count(Kind::Completed))
+    };
+    assert!(
+        in_flight.0 > in_flight.1,
+        "the crash hit held work: {in_flight:?}"
+    );
+    // Publishing goes on while the router is down: RabbitMQ keeps it.
+    for _ in ids.len()..total {
+        ids.push(env.publish("mail", v1::Channel::Email).await);
+    }
+    let router = RouterProcess::start(&env, config(30_000)).await;
+    addr_tx.send(router.addr).expect("agents listen");
+    let done = eventually(
+        Duration::from_secs(60),
+        "every interaction completed once",
+        || async {
+            let events = env.events.lock().expect("events").clone();
+            let mut done: HashMap<String, usize> = HashMap::new();
+            for e in events.iter().filter(|e| e.kind() == Kind::Completed) {
+                *done.entry(e.interaction_id.clone()).or_default() += 1;
+            }
+            ids.iter().all(|i| done.contains_key(i)).then_some(done)
+        },
+    )
+    .await;
+    assert_eq!(
+        done.len(),
+        total,
+        "exactly the published interactions completed"
+    );
+    let twice: Vec<_> = done.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "completed more than once: {twice:?}");
+    assert!(
+        violations.lock().expect("v").is_empty(),
+        "{:?}",
+        violations.lock().expect("v")
+    );
+    for a in agents {
+        a.abort();
+    }
+    router.stop().await;
+    env.cleanup().await;
+}

@@ -1,0 +1,410 @@
+//! A router on real RabbitMQ and PostgreSQL, run in a runtime of its own so a
+//! test can crash it (drop every task at once, as `kill -9` would), plus agent
+//! desktops, a test adapter and an observer of routing events.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use centralino_auth::{AuthLayer, Policy, Role, TokenKey};
+use centralino_bus::{
+    AmqpBus, AmqpConfig, Bus, ConsumerSpec, EnvelopeExt as _, Exchange, Topology, new_envelope,
+};
+use centralino_proto::v1;
+use centralino_proto::v1::agent_service_client::AgentServiceClient;
+use centralino_proto::v1::routing_admin_service_client::RoutingAdminServiceClient;
+use centralino_proto::v1::supervisor_service_client::SupervisorServiceClient;
+use centralino_router::RouterConfig;
+use centralino_server::{GrpcServer, GrpcSettings};
+use centralino_test_support::{TestDatabase, amqp_url, unique};
+use tokio::sync::{mpsc, oneshot, watch};
+use tonic::transport::Channel;
+
+pub const SECRET: &[u8] = b"router-tests-secret-0123456789abcdef";
+
+pub struct Env {
+    pub db: TestDatabase,
+    pub prefix: String,
+    pub bus: Arc<dyn Bus>,
+    pub key: TokenKey,
+    pub events: Arc<Mutex<Vec<v1::RoutingEvent>>>,
+}
+
+impl Env {
+    pub async fn new() -> Self {
+        let db = TestDatabase::postgres().await;
+        let prefix = unique("rt");
+        let bus: Arc<dyn Bus> = Arc::new(
+            AmqpBus::connect(amqp_config(&prefix, "router-test-adapter"))
+                .await
+                .expect("RabbitMQ is reachable (cargo xtask test starts it)"),
+        );
+        // The observer: every routing event, once per message id.
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let mut sub = bus
+            .subscribe(ConsumerSpec::new("observer").bind(Exchange::Events, "routing.#"))
+            .await
+            .expect("observer subscribes");
+        let sink = events.clone();
+        tokio::spawn(async move {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(d) = sub.next().await {
+                if seen.insert(d.envelope.message_id.clone())
+                    && let Ok(ev) = d.envelope.decode::<v1::RoutingEvent>()
+                {
+                    sink.lock().expect("events").push(ev);
+                }
+                let _ = d.ack().await;
+            }
+        });
+        Self {
+            db,
+            prefix,
+            bus,
+            key: TokenKey::new(SECRET.to_vec()).expect("key"),
+            events,
+        }
+    }
+
+    pub fn token(&self, subject: &str, role: Role) -> String {
+        self.key
+            .mint(subject, role, chrono::Utc::now().timestamp(), 3_600)
+            .expect("token")
+    }
+
+    /// Publishes a new interaction the way a channel adapter does.
+    pub async fn publish(&self, queue: &str, channel: v1::Channel) -> String {
+        let id = uuid::Uuid::now_v7().to_string();
+        let interaction = v1::Interaction {
+            id: id.clone(),
+            channel: channel as i32,
+            direction: v1::Direction::Inbound as i32,
+            queue_hint: queue.to_owned(),
+            subject: "help".into(),
+            created_at: Some(prost_types::Timestamp {
+                seconds: chrono::Utc::now().timestamp(),
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        let env = new_envelope(
+            "test-adapter",
+            &v1::InteractionCreated {
+                interaction: Some(interaction),
+            },
+        );
+        let name = centralino_proto::channel_from_i32(channel as i32)
+            .expect("channel")
+            .as_str();
+        self.bus
+            .publish(
+                Exchange::Events,
+                &format!("interaction.{name}.created"),
+                &env,
+            )
+            .await
+            .expect("publish");
+        id
+    }
+
+    pub async fn abandon(&self, id: &str, channel: v1::Channel) {
+        let env = new_envelope(
+            "test-adapter",
+            &v1::InteractionAbandoned {
+                interaction_id: id.to_owned(),
+                channel: channel as i32,
+                reason: "hung up".into(),
+            },
+        );
+        self.bus
+            .publish(Exchange::Events, "interaction.voice.abandoned", &env)
+            .await
+            .expect("publish");
+    }
+
+    pub fn events_of(&self, id: &str) -> Vec<(v1::routing_event::Kind, String)> {
+        self.events
+            .lock()
+            .expect("events")
+            .iter()
+            .filter(|e| e.interaction_id == id)
+            .map(|e| (e.kind(), e.agent.clone()))
+            .collect()
+    }
+
+    pub async fn cleanup(self) {
+        let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(
+            &self.prefix,
+            &["routing", "observer"],
+        );
+        centralino_test_support::delete_rabbitmq_objects(&amqp_url(), &queues, &exchanges).await;
+        self.db.drop_db().await;
+    }
+}
+
+fn amqp_config(prefix: &str, name: &str) -> AmqpConfig {
+    let mut c = AmqpConfig::new(amqp_url());
+    c.topology = Topology::new(prefix.to_owned());
+    c.connection_name = name.to_owned();
+    c
+}
+
+/// A router running in its own runtime.
+pub struct RouterProcess {
+    pub addr: SocketAddr,
+    rt: Option<tokio::runtime::Runtime>,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Receiver<()>>,
+}
+
+impl RouterProcess {
+    pub async fn start(env: &Env, config: RouterConfig) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (addr_tx, addr_rx) = oneshot::channel();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (done_tx, done) = oneshot::channel();
+        let url = env.db.url.clone();
+        let prefix = env.prefix.clone();
+        rt.spawn(async move {
+            let db = centralino_store::connect(&url, 8).await.expect("database");
+            centralino_store::migrate::<centralino_store::CoreMigrator>(&db, |_| {})
+                .await
+                .expect("core migrations");
+            centralino_store::migrate::<centralino_router::RoutingMigrator>(&db, |_| {})
+                .await
+                .expect("routing migrations");
+            let bus: Arc<dyn Bus> = Arc::new(
+                AmqpBus::connect(amqp_config(&prefix, "router-under-test"))
+                    .await
+                    .expect("bus"),
+            );
+            let (stop_all, stopped) = watch::channel(false);
+            let signal = move || {
+                let mut rx = stopped.clone();
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }
+            };
+            let router = centralino_router::start(config, db, bus, 4 << 20, signal())
+                .await
+                .expect("router starts");
+            let mut policy = Policy::default();
+            centralino_router::policy(&mut policy);
+            let key = TokenKey::new(SECRET.to_vec()).expect("key");
+            let settings = GrpcSettings {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                ..GrpcSettings::default()
+            };
+            let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
+            server.add(router.agent);
+            server.add(router.supervisor);
+            server.add(router.admin);
+            let (addr, serve) = server.bind(signal()).await.expect("bind");
+            let _ = addr_tx.send(addr);
+            tokio::spawn(async move {
+                let _ = stop_rx.await;
+                let _ = stop_all.send(true);
+            });
+            let _ = serve.await;
+            let _ = router.task.await;
+            let _ = done_tx.send(());
+        });
+        let addr = tokio::time::timeout(Duration::from_secs(30), addr_rx)
+            .await
+            .expect("router started within 30 s")
+            .expect("router started");
+        Self {
+            addr,
+            rt: Some(rt),
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    /// Drops every task of the router at once: no graceful step runs.
+    pub fn crash(mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            tokio::time::timeout(Duration::from_secs(10), done)
+                .await
+                .expect("graceful shutdown within 10 s, even with sessions open")
+                .expect("router task ended");
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+pub async fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect to router")
+}
+
+pub fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    r
+}
+
+pub async fn admin(addr: SocketAddr) -> RoutingAdminServiceClient<Channel> {
+    RoutingAdminServiceClient::new(channel(addr).await)
+}
+
+pub async fn supervisor(addr: SocketAddr) -> SupervisorServiceClient<Channel> {
+    SupervisorServiceClient::new(channel(addr).await)
+}
+
+pub fn skill_level(skill: &str, level: u32) -> v1::SkillLevel {
+    v1::SkillLevel {
+        skill: skill.into(),
+        level,
+    }
+}
+
+/// One agent desktop: a session stream, the requests it sends and what it got.
+pub struct Desk {
+    pub requests: mpsc::Sender<v1::AgentRequest>,
+    pub updates: tonic::Streaming<v1::AgentUpdate>,
+    next: u64,
+}
+
+impl Desk {
+    pub async fn open(
+        addr: SocketAddr,
+        token: &str,
+    ) -> Result<(Self, v1::AgentSnapshot), tonic::Status> {
+        let (requests, rx) = mpsc::channel(64);
+        let ch = Channel::from_shared(format!("http://{addr}"))
+            .map_err(|e| tonic::Status::internal(e.to_string()))?
+            .connect()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut client = AgentServiceClient::new(ch);
+        let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+        let mut updates = client.session(authed(stream, token)).await?.into_inner();
+        let first = updates
+            .message()
+            .await?
+            .ok_or_else(|| tonic::Status::unavailable("session ended"))?;
+        let Some(v1::agent_update::Update::Snapshot(snapshot)) = first.update else {
+            return Err(tonic::Status::internal("first update is not a snapshot"));
+        };
+        Ok((
+            Self {
+                requests,
+                updates,
+                next: 0,
+            },
+            snapshot,
+        ))
+    }
+
+    pub async fn send(&mut self, action: v1::agent_request::Action) -> String {
+        self.next += 1;
+        let id = format!("r{}-{}", self.next, uuid::Uuid::new_v4().simple());
+        // A closed session shows up as the end of `updates`; callers notice there.
+        let _ = self
+            .requests
+            .send(v1::AgentRequest {
+                request_id: id.clone(),
+                action: Some(action),
+            })
+            .await;
+        id
+    }
+
+    pub async fn available(&mut self) {
+        self.send(v1::agent_request::Action::SetPresence(v1::SetPresence {
+            presence: v1::AgentPresence::Available as i32,
+            reason: String::new(),
+        }))
+        .await;
+    }
+
+    /// The next update, within `limit`.
+    pub async fn next(&mut self, limit: Duration) -> Option<v1::agent_update::Update> {
+        match tokio::time::timeout(limit, self.updates.message()).await {
+            Ok(Ok(Some(u))) => u.update,
+            _ => None,
+        }
+    }
+
+    /// Skips updates until one matches `pick`, within `limit`.
+    pub async fn wait_for<T>(
+        &mut self,
+        limit: Duration,
+        mut pick: impl FnMut(&v1::agent_update::Update) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let u = self.next(left).await?;
+            if let Some(t) = pick(&u) {
+                return Some(t);
+            }
+        }
+    }
+}
+
+pub fn offer_id(u: &v1::agent_update::Update) -> Option<String> {
+    match u {
+        v1::agent_update::Update::Offer(o) => Some(o.interaction_id.clone()),
+        _ => None,
+    }
+}
+
+/// Sets up skills, queues and agents through the admin API.
+pub async fn configure(
+    addr: SocketAddr,
+    token: &str,
+    skills: &[&str],
+    queues: Vec<v1::QueueDefinition>,
+    agents: Vec<v1::AgentDefinition>,
+) {
+    let mut admin = admin(addr).await;
+    for s in skills {
+        admin
+            .upsert_skill(authed(
+                v1::Skill {
+                    name: (*s).into(),
+                    description: String::new(),
+                },
+                token,
+            ))
+            .await
+            .expect("skill");
+    }
+    for q in queues {
+        admin.upsert_queue(authed(q, token)).await.expect("queue");
+    }
+    for a in agents {
+        admin.upsert_agent(authed(a, token)).await.expect("agent");
+    }
+}
