@@ -20,6 +20,7 @@ mod consumer;
 mod convert;
 mod entities;
 mod grpc;
+mod leader;
 mod migrations;
 
 use std::sync::Arc;
@@ -44,6 +45,8 @@ pub enum RouterError {
     Bus(#[from] BusError),
     #[error("routing configuration: {0}")]
     Config(String),
+    #[error("routing leadership: {0}")]
+    Leadership(String),
 }
 
 impl From<sea_orm::DbErr> for RouterError {
@@ -83,12 +86,17 @@ pub struct Router {
     pub agent: grpc::AgentServer,
     pub supervisor: grpc::SupervisorServer,
     pub admin: grpc::AdminServer,
+    /// Ends when the service has stopped (after `shutdown`, or on losing leadership).
     pub task: tokio::task::JoinHandle<()>,
+    /// Turns `true` if this instance lost leadership and stopped routing; the
+    /// process should stop too (a supervisor restarts it as the standby).
+    pub lost: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Loads the routing state from `db` (migrated beforehand) and starts the
-/// actor, the bus consumer and the outbox relay. Everything stops when
-/// `shutdown` resolves.
+/// Waits to lead (a second instance on the same PostgreSQL database stands by
+/// until the first stops), loads the routing state from `db` (migrated
+/// beforehand) and starts the actor, the bus consumer and the outbox relay.
+/// Everything stops when `shutdown` resolves.
 pub async fn start(
     config: RouterConfig,
     db: DatabaseConnection,
@@ -100,6 +108,11 @@ pub async fn start(
         .engine
         .validate()
         .map_err(|e| RouterError::Config(e.to_string()))?;
+    let leadership = leader::acquire(&db, || {
+        tracing::info!("another routing instance is active; standing by until it stops");
+    })
+    .await?;
+    let lost = leadership.lost();
     let relay = OutboxRelay::new(db.clone(), bus.clone(), SERVICE);
     let waker = relay.waker();
     let actor = actor::Actor::load(config, db, bus.clone(), waker).await?;
@@ -126,12 +139,19 @@ pub async fn start(
         ),
         supervisor: grpc::supervisor_server(tx.clone(), grpc::Stop(stop_rx), max_message_bytes),
         admin: grpc::admin_server(tx, max_message_bytes),
+        lost: lost.clone(),
         task: tokio::spawn(async move {
-            shutdown.await;
+            let mut lost = lost;
+            tokio::select! {
+                () = shutdown => {}
+                _ = lost.wait_for(|l| *l) => {}
+            }
             let _ = stop_tx.send(true);
             let _ = consumer_task.await;
             let _ = actor_task.await;
             let _ = relay_task.await;
+            // Last: the lock is released only once nothing routes any more.
+            drop(leadership);
         }),
     };
     tracing::info!("routing service started");

@@ -33,6 +33,12 @@ pub enum Command {
     /// Uses RabbitMQ and PostgreSQL when bus.url / store.url point at them;
     /// otherwise an in-process bus and a SQLite file in the data directory.
     Up,
+    /// Run the routing service alone (one container per service in docker-compose).
+    ///
+    /// Consumes new and abandoned interactions from RabbitMQ, offers them to agents
+    /// and serves AgentService, SupervisorService and RoutingAdminService. A second
+    /// instance on the same database waits as a standby until the first stops.
+    Routing,
     /// Apply every service's database migrations, then exit.
     Migrate,
     /// Check that a running Centralino answers its gRPC health check (for container

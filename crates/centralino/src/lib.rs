@@ -133,13 +133,34 @@ pub struct Running {
     pub task: tokio::task::JoinHandle<Result<(), RunError>>,
 }
 
+/// A service `centralino` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Routing,
+}
+
+impl Service {
+    /// Every service: what `up` runs.
+    pub const ALL: [Service; 1] = [Service::Routing];
+}
+
 /// Starts every service in this process and returns once all are listening.
 /// Everything stops when `shutdown` resolves.
 pub async fn up(
     config: &Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, RunError> {
-    let bus = connect_bus(config, "centralino-up").await?;
+    serve(config, &Service::ALL, "centralino-up", shutdown).await
+}
+
+/// Starts the given services (plus the Ops API and health) on one gRPC server.
+pub async fn serve(
+    config: &Config,
+    which: &[Service],
+    name: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, RunError> {
+    let bus = connect_bus(config, name).await?;
     let db = connect_store(config).await?;
     for name in migrate_all(&db, |name| {
         tracing::info!(migration = name, "applying migration")
@@ -156,9 +177,11 @@ pub async fn up(
 
     // One shutdown signal for the server and every service.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let on_signal = stop_tx.clone();
     tokio::spawn(async move {
         shutdown.await;
-        let _ = stop_tx.send(true);
+        let _ = on_signal.send(true);
     });
     let stopped = move || {
         let mut rx = stop_rx.clone();
@@ -172,14 +195,20 @@ pub async fn up(
     centralino_router::policy(&mut policy);
     let settings = config.grpc_settings();
     let max = settings.max_message_bytes;
-    let router = centralino_router::start(routing, db.clone(), bus.clone(), max, stopped()).await?;
+    let router = if which.contains(&Service::Routing) {
+        Some(centralino_router::start(routing, db.clone(), bus.clone(), max, stopped()).await?)
+    } else {
+        None
+    };
     let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
     let mut services = vec!["centralino.v1.OpsService".to_owned()];
-    services.extend(
-        centralino_router::GRPC_SERVICES
-            .iter()
-            .map(|s| (*s).to_owned()),
-    );
+    if router.is_some() {
+        services.extend(
+            centralino_router::GRPC_SERVICES
+                .iter()
+                .map(|s| (*s).to_owned()),
+        );
+    }
     server.add(
         OpsApi::new(
             bus.clone(),
@@ -191,16 +220,30 @@ pub async fn up(
         )
         .into_server(max),
     );
-    server.add(router.agent);
-    server.add(router.supervisor);
-    server.add(router.admin);
+    let mut tasks = Vec::new();
+    if let Some(router) = router {
+        server.add(router.agent);
+        server.add(router.supervisor);
+        server.add(router.admin);
+        tasks.push(router.task);
+        // A router that lost leadership stops the whole process (it comes back as standby).
+        let mut lost = router.lost;
+        let stop = stop_tx.clone();
+        tokio::spawn(async move {
+            if lost.wait_for(|l| *l).await.is_ok() {
+                tracing::error!("routing lost its leadership; stopping");
+                let _ = stop.send(true);
+            }
+        });
+    }
     let (grpc_addr, serve) = server.bind(stopped()).await?;
     let store_kind = centralino_store::backend_name(&db);
     let bus_kind = bus.kind();
-    let routing_task = router.task;
     let task = tokio::spawn(async move {
         let result = serve.await.map_err(RunError::from);
-        let _ = routing_task.await;
+        for t in tasks {
+            let _ = t.await;
+        }
         let _ = db.close().await;
         drop(bus);
         result

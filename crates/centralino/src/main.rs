@@ -98,40 +98,65 @@ async fn shutdown_signal() {
     }
 }
 
+/// Starts `services`, prints what listens where, and runs until Ctrl-C / SIGTERM.
+async fn serve_and_wait(
+    config: &Config,
+    services: &[centralino::Service],
+    connection: &str,
+    telemetry_name: &str,
+) -> Result<ExitCode, RunError> {
+    let _guard = telemetry(config, telemetry_name);
+    let running = centralino::serve(config, services, connection, async {
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+    })
+    .await?;
+    let scheme = if config.grpc.tls_cert.is_empty() {
+        "http"
+    } else {
+        "https"
+    };
+    println!("{telemetry_name} {} is up", centralino::VERSION);
+    println!(
+        "  grpc    {scheme}://{}  ({})",
+        running.grpc_addr,
+        running.services.join(", ")
+    );
+    println!("          + grpc.health.v1.Health, server reflection");
+    println!("  bus     {}", describe_bus(config));
+    println!(
+        "  store   {} ({})",
+        redact(&config.store_url()),
+        running.store_kind
+    );
+    println!("  tokens  centralino token --role admin --subject you");
+    println!("press Ctrl-C to stop");
+    running
+        .task
+        .await
+        .map_err(|e| RunError::Io(format!("server task: {e}")))??;
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
     match command {
         Command::Up => {
-            let _guard = telemetry(&config, "centralino");
-            let running = centralino::up(&config, async {
-                shutdown_signal().await;
-                tracing::info!("shutting down");
-            })
-            .await?;
-            let scheme = if config.grpc.tls_cert.is_empty() {
-                "http"
-            } else {
-                "https"
-            };
-            println!("centralino {} is up", centralino::VERSION);
-            println!(
-                "  grpc    {scheme}://{}  ({})",
-                running.grpc_addr,
-                running.services.join(", ")
-            );
-            println!("          + grpc.health.v1.Health, server reflection");
-            println!("  bus     {}", describe_bus(&config));
-            println!(
-                "  store   {} ({})",
-                redact(&config.store_url()),
-                running.store_kind
-            );
-            println!("  tokens  centralino token --role admin --subject you");
-            println!("press Ctrl-C to stop");
-            running
-                .task
-                .await
-                .map_err(|e| RunError::Io(format!("server task: {e}")))??;
-            Ok(ExitCode::SUCCESS)
+            serve_and_wait(
+                &config,
+                &centralino::Service::ALL,
+                "centralino-up",
+                "centralino",
+            )
+            .await
+        }
+        Command::Routing => {
+            serve_and_wait(
+                &config,
+                &[centralino::Service::Routing],
+                "centralino-routing",
+                "centralino-routing",
+            )
+            .await
         }
         Command::Migrate => {
             let db = centralino::connect_store(&config).await?;

@@ -626,3 +626,63 @@ async fn a_crashed_router_restarts_without_losing_or_doubling_anything() {
     router.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_standby_router_waits_then_takes_over_with_the_state() {
+    let env = Env::new().await;
+    let active = RouterProcess::start(&env, config(30_000)).await;
+    let token = env.token("root", Role::Admin);
+    configure(
+        active.addr,
+        &token,
+        &[],
+        vec![queue("mail", &[v1::Channel::Email], vec![])],
+        vec![agent("anna", vec![], &[])],
+    )
+    .await;
+    let waiting = env.publish("mail", v1::Channel::Email).await;
+    eventually(WAIT, "queued by the active router", || async {
+        env.events_of(&waiting)
+            .iter()
+            .any(|e| e.0 == Kind::Queued)
+            .then_some(())
+    })
+    .await;
+    let standby = RouterProcess::start_standby(&env, config(30_000));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !standby.is_finished(),
+        "the standby must not serve while the active router runs"
+    );
+    // Work published now goes to the active router only.
+    let second = env.publish("mail", v1::Channel::Email).await;
+    eventually(WAIT, "queued by the active router", || async {
+        env.events_of(&second)
+            .iter()
+            .any(|e| e.0 == Kind::Queued)
+            .then_some(())
+    })
+    .await;
+    active.stop().await;
+    let took_over = tokio::time::timeout(Duration::from_secs(30), standby)
+        .await
+        .expect("the standby took over within 30 s")
+        .expect("task")
+        .expect("serving");
+    // It has the state: anna logs in and gets both waiting emails.
+    let (mut anna, _) = Desk::open(took_over.addr, &env.token("anna", Role::Agent))
+        .await
+        .expect("anna");
+    anna.available().await;
+    let mut offered = vec![
+        anna.wait_for(WAIT, offer_id).await.expect("first offer"),
+        anna.wait_for(WAIT, offer_id).await.expect("second offer"),
+    ];
+    offered.sort();
+    let mut expected = vec![waiting, second];
+    expected.sort();
+    assert_eq!(offered, expected);
+    drop(anna);
+    took_over.stop().await;
+    env.cleanup().await;
+}

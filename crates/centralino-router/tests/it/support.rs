@@ -159,6 +159,24 @@ pub struct RouterProcess {
 
 impl RouterProcess {
     pub async fn start(env: &Env, config: RouterConfig) -> Self {
+        Self::start_at(
+            env.db.url.clone(),
+            env.prefix.clone(),
+            config,
+            Duration::from_secs(30),
+        )
+        .await
+        .expect("router started within 30 s")
+    }
+
+    /// Starts a router on `url` and bus `prefix`; `None` if it is not serving
+    /// within `limit` (a standby waiting for the active instance).
+    pub async fn start_at(
+        url: String,
+        prefix: String,
+        config: RouterConfig,
+        limit: Duration,
+    ) -> Option<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -167,8 +185,6 @@ impl RouterProcess {
         let (addr_tx, addr_rx) = oneshot::channel();
         let (stop, stop_rx) = oneshot::channel::<()>();
         let (done_tx, done) = oneshot::channel();
-        let url = env.db.url.clone();
-        let prefix = env.prefix.clone();
         rt.spawn(async move {
             let db = centralino_store::connect(&url, 8).await.expect("database");
             centralino_store::migrate::<centralino_store::CoreMigrator>(&db, |_| {})
@@ -213,16 +229,28 @@ impl RouterProcess {
             let _ = router.task.await;
             let _ = done_tx.send(());
         });
-        let addr = tokio::time::timeout(Duration::from_secs(30), addr_rx)
-            .await
-            .expect("router started within 30 s")
-            .expect("router started");
-        Self {
-            addr,
+        let mut me = Self {
+            addr: "0.0.0.0:0".parse().expect("addr"),
             rt: Some(rt),
             stop: Some(stop),
             done: Some(done),
+        };
+        match tokio::time::timeout(limit, addr_rx).await {
+            Ok(Ok(addr)) => {
+                me.addr = addr;
+                Some(me)
+            }
+            _ => None,
         }
+    }
+
+    /// Starts a router that is expected to wait as a standby: returns a task
+    /// that yields it once it serves.
+    pub fn start_standby(env: &Env, config: RouterConfig) -> tokio::task::JoinHandle<Option<Self>> {
+        let (url, prefix) = (env.db.url.clone(), env.prefix.clone());
+        tokio::spawn(
+            async move { Self::start_at(url, prefix, config, Duration::from_secs(60)).await },
+        )
     }
 
     /// Drops every task of the router at once: no graceful step runs.
