@@ -209,6 +209,19 @@ struct Session {
     updates: mpsc::Sender<v1::AgentUpdate>,
 }
 
+/// What a batch must write, gathered while it runs and written at the end with
+/// a handful of statements whatever the batch size.
+#[derive(Default)]
+struct Writes {
+    /// Bus messages processed (inbox).
+    claims: Vec<String>,
+    /// Interactions whose row must match the engine (upserted, or deleted when gone).
+    touched: std::collections::BTreeSet<InteractionId>,
+    outbox: Vec<(Exchange, String, centralino_bus::Envelope)>,
+    /// Agents whose chosen presence changed.
+    presence: BTreeMap<String, (String, String)>,
+}
+
 pub(crate) struct Actor {
     cfg: RouterConfig,
     db: DatabaseConnection,
@@ -226,6 +239,8 @@ pub(crate) struct Actor {
     answered: HashMap<String, VecDeque<v1::RequestResult>>,
     /// Completion notes of the batch being processed, for the completed events.
     notes: HashMap<InteractionId, (String, String)>,
+    /// Presence as stored, so only real changes are written.
+    stored_presence: HashMap<String, (String, String)>,
 }
 
 const ANSWERS_KEPT: usize = 256;
@@ -254,6 +269,7 @@ impl Actor {
             gone: HashMap::new(),
             answered: HashMap::new(),
             notes: HashMap::new(),
+            stored_presence: HashMap::new(),
         };
         actor.restore().await?;
         Ok(actor)
@@ -292,6 +308,7 @@ impl Actor {
             }
         }
         self.agents.clear();
+        self.stored_presence.clear();
         let agents = agent::Entity::find().all(&self.db).await?;
         let mut presences = Vec::new();
         for row in agents {
@@ -309,6 +326,8 @@ impl Actor {
                         row.name.clone(),
                         convert::presence_from_row(&row.presence, &row.reason),
                     ));
+                    self.stored_presence
+                        .insert(row.name.clone(), (row.presence.clone(), row.reason.clone()));
                     self.agents.insert(row.name, def);
                 }
                 Err(e) => tracing::error!(agent = %row.name, error = %e, "stored agent invalid"),
@@ -370,9 +389,11 @@ impl Actor {
             .collect();
         let txn = self.db.begin().await?;
         let mut outgoing = Vec::new();
+        let mut writes = Writes::default();
         for e in &events {
-            self.persist(&txn, e, now, &mut outgoing).await?;
+            self.record(e, now, &mut writes, &mut outgoing);
         }
+        self.flush(&txn, writes).await?;
         txn.commit().await?;
         self.deliver(outgoing);
         self.relay.notify_one();
@@ -519,6 +540,19 @@ impl Actor {
         outgoing: &mut Vec<(String, v1::AgentUpdate)>,
     ) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
+        let ids: Vec<String> = batch
+            .iter()
+            .filter_map(|c| match c {
+                Command::Ingest { message_id, .. } => Some(message_id.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut seen = if ids.is_empty() {
+            std::collections::HashSet::new()
+        } else {
+            inbox::seen(&txn, SERVICE, &ids).await?
+        };
+        let mut writes = Writes::default();
         self.engine.tick(now);
         let due: Vec<String> = self
             .gone
@@ -537,7 +571,7 @@ impl Actor {
                     what,
                     done,
                 } => {
-                    let outcome = self.ingest(&txn, &message_id, what, now).await?;
+                    let outcome = self.ingest(&mut seen, &mut writes, message_id, what, now);
                     pending.push(Pending::Ingest(done, outcome));
                 }
                 Command::Agent {
@@ -590,32 +624,32 @@ impl Actor {
         }
         let events: Vec<Event> = self.engine.drain_events().collect();
         for e in &events {
-            self.persist(&txn, e, now, outgoing).await?;
+            self.record(e, now, &mut writes, outgoing);
         }
+        self.flush(&txn, writes).await?;
         txn.commit().await?;
         self.notes.clear();
         Ok(())
     }
 
-    async fn ingest(
+    fn ingest(
         &mut self,
-        txn: &impl ConnectionTrait,
-        message_id: &str,
+        seen: &mut std::collections::HashSet<String>,
+        writes: &mut Writes,
+        message_id: String,
         what: Ingest,
         now: Millis,
-    ) -> Result<IngestOutcome, StoreError> {
+    ) -> IngestOutcome {
         match what {
             Ingest::Created {
                 interaction,
                 occurred_at,
             } => {
                 let Ok(id) = InteractionId::parse_field(&interaction.id, "id") else {
-                    return Ok(IngestOutcome::Reject("interaction id is not a UUID".into()));
+                    return IngestOutcome::Reject("interaction id is not a UUID".into());
                 };
                 let Ok(channel) = centralino_proto::channel_from_i32(interaction.channel) else {
-                    return Ok(IngestOutcome::Reject(
-                        "interaction has no valid channel".into(),
-                    ));
+                    return IngestOutcome::Reject("interaction has no valid channel".into());
                 };
                 let queue = if self.queues.contains_key(&interaction.queue_hint) {
                     interaction.queue_hint.clone()
@@ -627,10 +661,10 @@ impl Actor {
                 {
                     q.clone()
                 } else {
-                    return Ok(IngestOutcome::Reject(format!(
+                    return IngestOutcome::Reject(format!(
                         "no queue {:?} and no default queue",
                         interaction.queue_hint
-                    )));
+                    ));
                 };
                 let req = Enqueue {
                     id,
@@ -647,45 +681,28 @@ impl Actor {
                 match self.engine.check_enqueue(&req) {
                     Ok(()) => {}
                     // Already routing it: another delivery of the same interaction.
-                    Err(EngineError::DuplicateInteraction(_)) => return Ok(IngestOutcome::Done),
-                    Err(e) => return Ok(IngestOutcome::Reject(e.to_string())),
+                    Err(EngineError::DuplicateInteraction(_)) => return IngestOutcome::Done,
+                    Err(e) => return IngestOutcome::Reject(e.to_string()),
                 }
-                if !inbox::claim(txn, SERVICE, message_id).await? {
-                    return Ok(IngestOutcome::Done);
+                if !seen.insert(message_id.clone()) {
+                    return IngestOutcome::Done;
                 }
-                interaction::Entity::insert(interaction::ActiveModel {
-                    id: Set(id.to_string()),
-                    queue: Set(req.queue.clone()),
-                    channel: Set(channel.as_str().to_owned()),
-                    priority: Set(i32::try_from(req.priority).unwrap_or(0)),
-                    arrived_at: Set(req.arrived_at as i64),
-                    preferred_agent: Set(req.preferred_agent.clone()),
-                    state: Set("waiting".into()),
-                    agent: Set(None),
-                    offer_expires_at: Set(None),
-                    assigned_at: Set(None),
-                    interaction: Set(interaction.encode_to_vec()),
-                })
-                .on_conflict(
-                    OnConflict::column(interaction::Column::Id)
-                        .do_nothing()
-                        .to_owned(),
-                )
-                .exec_without_returning(txn)
-                .await?;
+                writes.claims.push(message_id);
+                writes.touched.insert(id);
                 self.payloads.insert(id, *interaction);
                 if let Err(e) = self.engine.enqueue(req, now) {
                     // Checked above; a refusal here is a bug, not input.
                     tracing::error!(error = %e, "enqueue refused after its check");
                     self.payloads.remove(&id);
-                    return Ok(IngestOutcome::Reject(e.to_string()));
+                    return IngestOutcome::Reject(e.to_string());
                 }
-                Ok(IngestOutcome::Done)
+                IngestOutcome::Done
             }
             Ingest::Abandoned(id) => {
-                if !inbox::claim(txn, SERVICE, message_id).await? {
-                    return Ok(IngestOutcome::Done);
+                if !seen.insert(message_id.clone()) {
+                    return IngestOutcome::Done;
                 }
+                writes.claims.push(message_id);
                 match self.engine.cancel(id, now) {
                     Ok(_) => {}
                     Err(EngineError::UnknownInteraction(_)) => {
@@ -693,7 +710,7 @@ impl Actor {
                     }
                     Err(e) => tracing::warn!(interaction = %id, error = %e, "abandon not applied"),
                 }
-                Ok(IngestOutcome::Done)
+                IngestOutcome::Done
             }
         }
     }
@@ -1002,6 +1019,9 @@ impl Actor {
                 )
                 .exec_without_returning(txn)
                 .await?;
+                self.stored_presence
+                    .entry(def.name.clone())
+                    .or_insert_with(|| (p.to_owned(), String::new()));
                 self.agents.insert(def.name.clone(), def.clone());
                 Ok(AdminReply::Agent(def))
             }
@@ -1014,6 +1034,7 @@ impl Actor {
                 }
                 agent::Entity::delete_by_id(name.clone()).exec(txn).await?;
                 self.agents.remove(&name);
+                self.stored_presence.remove(&name);
                 self.sessions.remove(&name);
                 self.gone.remove(&name);
                 Ok(AdminReply::Deleted)
@@ -1022,36 +1043,38 @@ impl Actor {
         })
     }
 
-    /// Writes what one engine event changed, its outbox message, and what agents must hear.
-    async fn persist(
+    /// Notes what one engine event changes (rows to sync, outbox message,
+    /// presence) and what agents must hear after the commit.
+    fn record(
         &mut self,
-        txn: &impl ConnectionTrait,
         e: &Event,
         now: Millis,
+        writes: &mut Writes,
         outgoing: &mut Vec<(String, v1::AgentUpdate)>,
-    ) -> Result<(), StoreError> {
-        use interaction::Column as C;
+    ) {
         use v1::agent_update::Update;
         use v1::routing_event::Kind;
-        let update =
-            |id: InteractionId| interaction::Entity::update_many().filter(C::Id.eq(id.to_string()));
-        let mut event = |kind: Kind, id: InteractionId, queue: &str| v1::RoutingEvent {
+        let event = |payloads: &HashMap<InteractionId, v1::Interaction>,
+                     kind: Kind,
+                     id: InteractionId,
+                     queue: &str| v1::RoutingEvent {
             kind: kind as i32,
             interaction_id: id.to_string(),
-            channel: self.payloads.get(&id).map_or(0, |i| i.channel),
+            channel: payloads.get(&id).map_or(0, |i| i.channel),
             queue: queue.to_owned(),
             at: Some(ts(now)),
             ..Default::default()
         };
-        let _ = &mut event;
+        let p = &self.payloads;
         let out: Option<v1::RoutingEvent> = match e {
             Event::Queued {
                 interaction, queue, ..
             } => {
-                let mut ev = event(Kind::Queued, *interaction, queue);
-                if let Some(p) = self.engine.position(*interaction) {
-                    ev.position = p.position;
-                    ev.estimated_wait_ms = p.estimated_wait_ms;
+                writes.touched.insert(*interaction);
+                let mut ev = event(p, Kind::Queued, *interaction, queue);
+                if let Some(pos) = self.engine.position(*interaction) {
+                    ev.position = pos.position;
+                    ev.estimated_wait_ms = pos.estimated_wait_ms;
                 }
                 Some(ev)
             }
@@ -1059,15 +1082,9 @@ impl Actor {
                 interaction,
                 agent,
                 queue,
-                expires_at,
                 ..
             } => {
-                update(*interaction)
-                    .col_expr(C::State, Expr::value("offered"))
-                    .col_expr(C::Agent, Expr::value(agent.to_string()))
-                    .col_expr(C::OfferExpiresAt, Expr::value(*expires_at as i64))
-                    .exec(txn)
-                    .await?;
+                writes.touched.insert(*interaction);
                 if let Some(offer) = self.offer_of(*interaction) {
                     outgoing.push((
                         agent.to_string(),
@@ -1076,7 +1093,7 @@ impl Actor {
                         },
                     ));
                 }
-                let mut ev = event(Kind::Offered, *interaction, queue);
+                let mut ev = event(p, Kind::Offered, *interaction, queue);
                 ev.agent = agent.to_string();
                 Some(ev)
             }
@@ -1085,6 +1102,7 @@ impl Actor {
                 agent,
                 reason,
             } => {
+                writes.touched.insert(*interaction);
                 outgoing.push((
                     agent.to_string(),
                     v1::AgentUpdate {
@@ -1101,19 +1119,12 @@ impl Actor {
                 queue,
                 reason,
             } => {
-                update(*interaction)
-                    .col_expr(C::State, Expr::value("waiting"))
-                    .col_expr(C::Queue, Expr::value(queue.to_string()))
-                    .col_expr(C::Agent, Expr::value(Option::<String>::None))
-                    .col_expr(C::OfferExpiresAt, Expr::value(Option::<i64>::None))
-                    .col_expr(C::AssignedAt, Expr::value(Option::<i64>::None))
-                    .exec(txn)
-                    .await?;
-                let mut ev = event(Kind::Requeued, *interaction, queue);
+                writes.touched.insert(*interaction);
+                let mut ev = event(p, Kind::Requeued, *interaction, queue);
                 ev.reason = requeue_reason(*reason).to_owned();
-                if let Some(p) = self.engine.position(*interaction) {
-                    ev.position = p.position;
-                    ev.estimated_wait_ms = p.estimated_wait_ms;
+                if let Some(pos) = self.engine.position(*interaction) {
+                    ev.position = pos.position;
+                    ev.estimated_wait_ms = pos.estimated_wait_ms;
                 }
                 Some(ev)
             }
@@ -1124,12 +1135,7 @@ impl Actor {
                 waited_ms,
                 ..
             } => {
-                update(*interaction)
-                    .col_expr(C::State, Expr::value("assigned"))
-                    .col_expr(C::Agent, Expr::value(agent.to_string()))
-                    .col_expr(C::AssignedAt, Expr::value(now as i64))
-                    .exec(txn)
-                    .await?;
+                writes.touched.insert(*interaction);
                 if let Some(a) = self.assignment_of(*interaction) {
                     outgoing.push((
                         agent.to_string(),
@@ -1138,22 +1144,22 @@ impl Actor {
                         },
                     ));
                 }
-                let mut ev = event(Kind::Assigned, *interaction, queue);
+                let mut ev = event(p, Kind::Assigned, *interaction, queue);
                 ev.agent = agent.to_string();
                 ev.waited_ms = *waited_ms;
                 Some(ev)
             }
-            Event::Relaxed { .. } => None,
+            Event::Relaxed { interaction, .. } => {
+                writes.touched.insert(*interaction);
+                None
+            }
             Event::Overflowed {
                 interaction,
                 from,
                 to,
             } => {
-                update(*interaction)
-                    .col_expr(C::Queue, Expr::value(to.to_string()))
-                    .exec(txn)
-                    .await?;
-                let mut ev = event(Kind::Overflowed, *interaction, to);
+                writes.touched.insert(*interaction);
+                let mut ev = event(p, Kind::Overflowed, *interaction, to);
                 ev.previous_queue = from.to_string();
                 Some(ev)
             }
@@ -1163,13 +1169,10 @@ impl Actor {
                 outcome,
                 waited_ms,
             } => {
-                interaction::Entity::delete_by_id(interaction.to_string())
-                    .exec(txn)
-                    .await?;
-                let mut ev = event(Kind::Closed, *interaction, queue);
+                writes.touched.insert(*interaction);
+                let mut ev = event(p, Kind::Closed, *interaction, queue);
                 ev.reason = outcome.to_string();
                 ev.waited_ms = *waited_ms;
-                self.payloads.remove(interaction);
                 Some(ev)
             }
             Event::Abandoned {
@@ -1177,12 +1180,9 @@ impl Actor {
                 queue,
                 waited_ms,
             } => {
-                interaction::Entity::delete_by_id(interaction.to_string())
-                    .exec(txn)
-                    .await?;
-                let mut ev = event(Kind::Abandoned, *interaction, queue);
+                writes.touched.insert(*interaction);
+                let mut ev = event(p, Kind::Abandoned, *interaction, queue);
                 ev.waited_ms = *waited_ms;
-                self.payloads.remove(interaction);
                 Some(ev)
             }
             Event::Completed {
@@ -1191,17 +1191,14 @@ impl Actor {
                 queue,
                 handle_ms,
             } => {
-                interaction::Entity::delete_by_id(interaction.to_string())
-                    .exec(txn)
-                    .await?;
-                let mut ev = event(Kind::Completed, *interaction, queue);
+                writes.touched.insert(*interaction);
+                let mut ev = event(p, Kind::Completed, *interaction, queue);
                 ev.agent = agent.to_string();
                 ev.handle_ms = *handle_ms;
                 if let Some((disposition, notes)) = self.notes.get(interaction) {
                     ev.disposition = disposition.clone();
                     ev.wrap_up_notes = notes.clone();
                 }
-                self.payloads.remove(interaction);
                 Some(ev)
             }
             Event::CustomerLeft { interaction, agent } => {
@@ -1218,12 +1215,11 @@ impl Actor {
             Event::AgentChanged { agent, .. } => {
                 if let Some(view) = self.engine.agent(agent) {
                     let (p, reason) = convert::presence_to_row(&view.presence);
-                    agent::Entity::update_many()
-                        .filter(agent::Column::Name.eq(agent.to_string()))
-                        .col_expr(agent::Column::Presence, Expr::value(p))
-                        .col_expr(agent::Column::Reason, Expr::value(reason))
-                        .exec(txn)
-                        .await?;
+                    let row = (p.to_owned(), reason);
+                    if self.stored_presence.get(&**agent) != Some(&row) {
+                        self.stored_presence.insert(agent.to_string(), row.clone());
+                        writes.presence.insert(agent.to_string(), row);
+                    }
                     outgoing.push((
                         agent.to_string(),
                         v1::AgentUpdate {
@@ -1239,8 +1235,89 @@ impl Actor {
                 .map(|c| c.as_str())
                 .unwrap_or("unknown");
             let key = format!("routing.{channel}.{}", kind_name(ev.kind));
-            let envelope = new_envelope(SERVICE, &ev);
-            outbox::enqueue(txn, SERVICE, Exchange::Events, &key, &envelope).await?;
+            writes
+                .outbox
+                .push((Exchange::Events, key, new_envelope(SERVICE, &ev)));
+        }
+    }
+
+    /// Writes a batch: inbox claims, every touched interaction's row as the
+    /// engine now has it (or its removal), presence changes, outbox events.
+    async fn flush(
+        &mut self,
+        txn: &impl ConnectionTrait,
+        writes: Writes,
+    ) -> Result<(), StoreError> {
+        use interaction::Column as C;
+        if !writes.claims.is_empty() {
+            inbox::claim_many(txn, SERVICE, &writes.claims).await?;
+        }
+        let mut upserts = Vec::new();
+        let mut gone = Vec::new();
+        for id in &writes.touched {
+            match self.engine.interaction(*id) {
+                Some(v) => {
+                    let payload = self.payloads.get(id);
+                    upserts.push(interaction::ActiveModel {
+                        id: Set(id.to_string()),
+                        queue: Set(v.queue.to_string()),
+                        channel: Set(v.channel.as_str().to_owned()),
+                        priority: Set(i32::try_from(v.priority).unwrap_or(0)),
+                        arrived_at: Set(v.arrived_at as i64),
+                        preferred_agent: Set(payload
+                            .and_then(|p| p.attributes.get("preferred_agent"))
+                            .filter(|a| !a.is_empty())
+                            .cloned()),
+                        state: Set(v.state.to_owned()),
+                        agent: Set(v.agent.map(|a| a.to_string())),
+                        offer_expires_at: Set(v.offer_expires_at.map(|t| t as i64)),
+                        assigned_at: Set(v.assigned_at.map(|t| t as i64)),
+                        interaction: Set(payload.map(|p| p.encode_to_vec()).unwrap_or_default()),
+                    });
+                }
+                None => {
+                    gone.push(id.to_string());
+                    self.payloads.remove(id);
+                }
+            }
+        }
+        for chunk in upserts.chunks(200) {
+            interaction::Entity::insert_many(chunk.iter().cloned())
+                .on_conflict(
+                    OnConflict::column(C::Id)
+                        .update_columns([
+                            C::Queue,
+                            C::Channel,
+                            C::Priority,
+                            C::ArrivedAt,
+                            C::PreferredAgent,
+                            C::State,
+                            C::Agent,
+                            C::OfferExpiresAt,
+                            C::AssignedAt,
+                            C::Interaction,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
+        }
+        for chunk in gone.chunks(500) {
+            interaction::Entity::delete_many()
+                .filter(C::Id.is_in(chunk.iter().cloned()))
+                .exec(txn)
+                .await?;
+        }
+        for (name, (presence, reason)) in writes.presence {
+            agent::Entity::update_many()
+                .filter(agent::Column::Name.eq(name))
+                .col_expr(agent::Column::Presence, Expr::value(presence))
+                .col_expr(agent::Column::Reason, Expr::value(reason))
+                .exec(txn)
+                .await?;
+        }
+        if !writes.outbox.is_empty() {
+            outbox::enqueue_many(txn, SERVICE, &writes.outbox).await?;
         }
         Ok(())
     }

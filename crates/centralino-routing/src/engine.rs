@@ -205,6 +205,20 @@ pub struct Enqueue {
     pub preferred_agent: Option<String>,
 }
 
+/// One interaction as the engine holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InteractionView {
+    pub queue: Arc<str>,
+    pub channel: Channel,
+    pub priority: u32,
+    pub arrived_at: Millis,
+    /// `waiting`, `offered` or `assigned`.
+    pub state: &'static str,
+    pub agent: Option<Arc<str>>,
+    pub offer_expires_at: Option<Millis>,
+    pub assigned_at: Option<Millis>,
+}
+
 /// Where an interaction is: its queue, `waiting` / `offered` / `assigned`, and the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
@@ -1964,6 +1978,27 @@ impl Engine {
                 state: "assigned",
                 agent: agent(a),
             },
+        })
+    }
+
+    /// Everything the engine holds about one interaction, for persistence.
+    pub fn interaction(&self, id: InteractionId) -> Option<InteractionView> {
+        let i = self.ix(*self.ix_of.get(&id)?)?;
+        let name = |a: AgentIx| Some(self.agents[a as usize].name.clone());
+        let (state, agent, offer_expires_at, assigned_at) = match i.status {
+            Status::Waiting(_) | Status::Reserved(..) => ("waiting", None, None, None),
+            Status::Offered(a, t) => ("offered", name(a), Some(t), None),
+            Status::Assigned(a, t) => ("assigned", name(a), None, Some(t)),
+        };
+        Some(InteractionView {
+            queue: self.queues[i.queue as usize].name.clone(),
+            channel: i.channel,
+            priority: i.priority as u32,
+            arrived_at: i.arrived_at,
+            state,
+            agent,
+            offer_expires_at,
+            assigned_at,
         })
     }
 

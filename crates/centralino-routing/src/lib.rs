@@ -42,8 +42,8 @@ pub use config::{
     ServiceLevel, SkillRequirement, Step, StepAction, Strategy, validate_name,
 };
 pub use engine::{
-    AgentStatus, AgentView, Engine, EngineError, Enqueue, Event, Location, MISSED_OFFERS, Presence,
-    RequeueReason, RevokeReason,
+    AgentStatus, AgentView, Engine, EngineError, Enqueue, Event, InteractionView, Location,
+    MISSED_OFFERS, Presence, RequeueReason, RevokeReason,
 };
 pub use stats::{AgentCounts, Position, QueueStats};
 

@@ -156,7 +156,19 @@ impl GrpcServer {
                 .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
                 .map_err(|e| ServeError::Tls(e.to_string()))?;
         }
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        // tonic ignores its own `tcp_nodelay` for a custom incoming stream: set it
+        // here, or small writes (stream updates, unary answers) wait for delayed
+        // ACKs (Nagle), adding up to tens of milliseconds.
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            |accepted| {
+                accepted.inspect(|stream| {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(error = %e, "TCP_NODELAY not set");
+                    }
+                })
+            },
+        );
         let router = builder.layer(self.auth).add_routes(routes.routes());
         let fut = async move {
             router

@@ -47,6 +47,36 @@ pub async fn enqueue(
     Ok(())
 }
 
+/// Writes many envelopes to the outbox of `source` in one statement per 500
+/// rows, inside the caller's transaction, in order.
+pub async fn enqueue_many(
+    txn: &impl ConnectionTrait,
+    source: &str,
+    rows: &[(Exchange, String, Envelope)],
+) -> Result<(), StoreError> {
+    let now = Utc::now();
+    for chunk in rows.chunks(500) {
+        let models = chunk
+            .iter()
+            .map(|(exchange, key, envelope)| outbox::ActiveModel {
+                source: Set(source.to_owned()),
+                exchange: Set(exchange.to_string()),
+                routing_key: Set(key.clone()),
+                envelope: Set(envelope.encode_to_vec()),
+                created_at: Set(now),
+                attempts: Set(0),
+                next_attempt_at: Set(now),
+                last_error: Set(None),
+                parked_at: Set(None),
+                ..Default::default()
+            });
+        outbox::Entity::insert_many(models)
+            .exec_without_returning(txn)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Rows of `source` still to be relayed (parked rows not included).
 pub async fn pending(db: &impl ConnectionTrait, source: &str) -> Result<u64, StoreError> {
     use sea_orm::PaginatorTrait as _;
