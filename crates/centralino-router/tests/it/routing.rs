@@ -686,3 +686,67 @@ async fn a_standby_router_waits_then_takes_over_with_the_state() {
     took_over.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn waiting_customers_get_position_events_with_estimates() {
+    let env = Env::new().await;
+    let router = RouterProcess::start(
+        &env,
+        RouterConfig {
+            position_interval_ms: 1_000,
+            ..config(30_000)
+        },
+    )
+    .await;
+    let token = env.token("root", Role::Admin);
+    configure(
+        router.addr,
+        &token,
+        &[],
+        vec![queue("desk", &[v1::Channel::Desk], vec![])],
+        vec![agent("counter", vec![], &[])],
+    )
+    .await;
+    let first = env.publish("desk", v1::Channel::Desk).await;
+    let second = env.publish("desk", v1::Channel::Desk).await;
+    // Nobody logged in: positions, but no made-up estimate.
+    let position = |id: &str| {
+        env.events
+            .lock()
+            .expect("events")
+            .iter()
+            .filter(|e| e.interaction_id == id && e.kind() == Kind::Position)
+            .last()
+            .cloned()
+    };
+    eventually(WAIT, "position events for both", || async {
+        (position(&first).is_some() && position(&second).is_some()).then_some(())
+    })
+    .await;
+    let (p1, p2) = (
+        position(&first).expect("first"),
+        position(&second).expect("second"),
+    );
+    assert_eq!((p1.position, p2.position), (1, 2));
+    assert_eq!(p1.estimated_wait_ms, None);
+    assert_eq!(p2.queue, "desk");
+    // The agent becomes available: the first is offered,
+    // the second becomes number 1 with an estimate.
+    let (mut counter, _) = Desk::open(router.addr, &env.token("counter", Role::Agent))
+        .await
+        .expect("counter");
+    counter.available().await;
+    assert_eq!(
+        counter.wait_for(WAIT, offer_id).await.as_deref(),
+        Some(first.as_str())
+    );
+    eventually(WAIT, "the second moves up with an estimate", || async {
+        position(&second)
+            .filter(|p| p.position == 1 && p.estimated_wait_ms.is_some())
+            .map(|_| ())
+    })
+    .await;
+    drop(counter);
+    router.stop().await;
+    env.cleanup().await;
+}
