@@ -715,8 +715,8 @@ async fn waiting_customers_get_position_events_with_estimates() {
             .lock()
             .expect("events")
             .iter()
-            .filter(|e| e.interaction_id == id && e.kind() == Kind::Position)
-            .last()
+            .rev()
+            .find(|e| e.interaction_id == id && e.kind() == Kind::Position)
             .cloned()
     };
     eventually(WAIT, "position events for both", || async {
