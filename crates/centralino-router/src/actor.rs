@@ -241,6 +241,9 @@ pub(crate) struct Actor {
     notes: HashMap<InteractionId, (String, String)>,
     /// Presence as stored, so only real changes are written.
     stored_presence: HashMap<String, (String, String)>,
+    /// The engine may not match the database (a commit failed and reloading
+    /// failed too): nothing is applied until a reload succeeds.
+    needs_restore: bool,
 }
 
 const ANSWERS_KEPT: usize = 256;
@@ -270,6 +273,7 @@ impl Actor {
             answered: HashMap::new(),
             notes: HashMap::new(),
             stored_presence: HashMap::new(),
+            needs_restore: false,
         };
         actor.restore().await?;
         Ok(actor)
@@ -433,6 +437,8 @@ impl Actor {
         let positions = Duration::from_millis(self.cfg.position_interval_ms.max(1_000));
         let mut position_tick = tokio::time::interval(positions);
         position_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut purge_tick = tokio::time::interval(Duration::from_secs(3_600));
+        purge_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let next = self.next_deadline();
             let sleep = async move {
@@ -460,12 +466,16 @@ impl Actor {
                 }
                 () = sleep => self.process(Vec::new()).await,
                 _ = position_tick.tick(), if self.cfg.position_interval_ms > 0 => self.publish_positions(),
+                _ = purge_tick.tick() => self.purge_inbox(),
             }
         }
         tracing::info!("routing stopped");
     }
 
     fn next_deadline(&self) -> Option<Millis> {
+        if self.needs_restore {
+            return Some(now_ms() + 1_000);
+        }
         let gone = self.gone.values().min().copied();
         match (self.engine.next_deadline(), gone) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -474,6 +484,16 @@ impl Actor {
     }
 
     async fn process(&mut self, batch: Vec<Command>) {
+        if self.needs_restore {
+            match self.restore().await {
+                Ok(()) => self.needs_restore = false,
+                Err(e) => {
+                    tracing::warn!(error = %e, "routing store still unavailable");
+                    self.refuse(batch, &e.to_string());
+                    return;
+                }
+            }
+        }
         let now = now_ms();
         let mut pending = Vec::new();
         let mut outgoing = Vec::new();
@@ -525,7 +545,45 @@ impl Actor {
                 }
                 self.notes.clear();
                 if let Err(e) = self.restore().await {
-                    tracing::error!(error = %e, "routing state could not be reloaded; retrying on the next command");
+                    tracing::error!(error = %e, "routing state could not be reloaded; retrying before the next command");
+                    self.needs_restore = true;
+                }
+            }
+        }
+    }
+
+    /// Answers a batch that cannot be applied: deliveries are retried, callers
+    /// hear `UNAVAILABLE`, reads too (the engine is not trustworthy now).
+    fn refuse(&mut self, batch: Vec<Command>, reason: &str) {
+        let unavailable = || ApiError::Unavailable("routing store".into());
+        for cmd in batch {
+            match cmd {
+                Command::Ingest { done, .. } => {
+                    let _ = done.send(IngestOutcome::Retry(reason.to_owned()));
+                }
+                Command::Agent {
+                    request_id, reply, ..
+                } => {
+                    let _ = reply.send(result_of(&request_id, Err(unavailable())));
+                }
+                Command::Connect { reply, .. } => {
+                    let _ = reply.send(Err(unavailable()));
+                }
+                Command::Disconnect { agent, session } => {
+                    if self.sessions.get(&agent).is_some_and(|s| s.id == session) {
+                        self.sessions.remove(&agent);
+                        self.gone
+                            .insert(agent, now_ms() + self.cfg.session_grace_ms);
+                    }
+                }
+                Command::Admin { reply, .. } => {
+                    let _ = reply.send(Err(unavailable()));
+                }
+                Command::Board { reply, .. } => {
+                    let _ = reply.send(Err(unavailable()));
+                }
+                Command::Waiting { reply, .. } => {
+                    let _ = reply.send(Err(unavailable()));
                 }
             }
         }
@@ -1336,6 +1394,20 @@ impl Actor {
                     .insert(agent, now_ms() + self.cfg.session_grace_ms);
             }
         }
+    }
+
+    /// Forgets processed message ids older than a week (redeliveries come
+    /// within minutes), in the background.
+    fn purge_inbox(&self) {
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            let before = chrono::Utc::now() - chrono::Duration::days(7);
+            match inbox::purge(&db, before).await {
+                Ok(n) if n > 0 => tracing::info!(removed = n, "routing inbox purged"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "routing inbox purge failed"),
+            }
+        });
     }
 
     /// Publishes position and estimated wait of every waiting interaction

@@ -662,6 +662,9 @@ impl Engine {
             });
         }
         self.set_presence(name, Presence::Offline, now)?;
+        // An offline agent can still hold an offer restored after a restart.
+        self.release_agent_offers(a, RevokeReason::AgentUnavailable);
+        self.release_reserved(a);
         let agent = &mut self.agents[a as usize];
         agent.removed = true;
         agent.skills.clear();
@@ -934,7 +937,8 @@ impl Engine {
         let offers = std::mem::take(&mut self.agents[a as usize].offers);
         for ix in offers {
             let channel = self.ixm(ix).channel;
-            self.agents[a as usize].load[index(channel)] -= 1;
+            self.agents[a as usize].load[index(channel)] =
+                self.agents[a as usize].load[index(channel)].saturating_sub(1);
             let id = self.ixm(ix).id;
             let agent = self.agents[a as usize].name.clone();
             self.events.push(Event::OfferRevoked {
@@ -1049,7 +1053,7 @@ impl Engine {
         self.timer(until, Timer::Exclusion { ix, uid });
         let ag = &mut self.agents[a as usize];
         ag.offers.retain(|&x| x != ix);
-        ag.load[index(channel)] -= 1;
+        ag.load[index(channel)] = ag.load[index(channel)].saturating_sub(1);
         self.requeue_waiting(ix, reason);
         self.refresh(a);
         self.dispatch_agent(a);
@@ -1091,7 +1095,7 @@ impl Engine {
                 },
             );
         } else {
-            self.agents[a as usize].load[c] -= 1;
+            self.agents[a as usize].load[c] = self.agents[a as usize].load[c].saturating_sub(1);
         }
         let handle = now.saturating_sub(since) + wrap;
         let q = &mut self.queues[i.queue as usize];
@@ -1115,7 +1119,8 @@ impl Engine {
         self.clock(now);
         let wraps = std::mem::take(&mut self.agents[a as usize].wraps);
         for (channel, _, _) in wraps {
-            self.agents[a as usize].load[index(channel)] -= 1;
+            self.agents[a as usize].load[index(channel)] =
+                self.agents[a as usize].load[index(channel)].saturating_sub(1);
         }
         self.touch(a);
         self.refresh(a);
@@ -1158,7 +1163,7 @@ impl Engine {
                 let ag = &mut self.agents[a as usize];
                 ag.offers.retain(|&x| x != ix);
                 ag.held.retain(|&x| x != ix);
-                ag.load[index(channel)] -= 1;
+                ag.load[index(channel)] = ag.load[index(channel)].saturating_sub(1);
                 freed = Some(a);
             }
         }
@@ -1321,7 +1326,7 @@ impl Engine {
             let channel = self.ixm(ix).channel;
             let ag = &mut self.agents[a as usize];
             ag.offers.retain(|&x| x != ix);
-            ag.load[index(channel)] -= 1;
+            ag.load[index(channel)] = ag.load[index(channel)].saturating_sub(1);
             let agent = ag.name.clone();
             self.events.push(Event::OfferRevoked {
                 interaction,
@@ -1626,7 +1631,7 @@ impl Engine {
                 }
                 if let Some(p) = ag.wraps.iter().position(|w| w.2 == wrap) {
                     let (channel, _, _) = ag.wraps.swap_remove(p);
-                    ag.load[index(channel)] -= 1;
+                    ag.load[index(channel)] = ag.load[index(channel)].saturating_sub(1);
                     self.touch(agent);
                     self.refresh(agent);
                     self.dispatch_agent(agent);

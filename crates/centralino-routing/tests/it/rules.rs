@@ -635,3 +635,29 @@ fn reconfiguring_a_queue_refiles_its_waiting_work() {
         Err(EngineError::QueueBusy { .. })
     ));
 }
+
+#[test]
+fn removing_an_offline_agent_with_a_restored_offer_requeues_it() {
+    let mut h = H::new();
+    h.queue(queue("q", &[Channel::Email], &[]));
+    h.e.upsert_agent(agent("gone", &[]), h.now).expect("agent");
+    let id = InteractionId::new();
+    let req = Enqueue {
+        id,
+        queue: "q".into(),
+        channel: Channel::Email,
+        priority: 0,
+        arrived_at: T0,
+        preferred_agent: None,
+    };
+    // Restored after a crash while the agent is offline (its desktop has not come back).
+    h.e.restore_offer(req, "gone", h.now + 10_000, h.now)
+        .expect("restore");
+    h.e.remove_agent("gone", h.now).expect("removed");
+    h.e.check_invariants().expect("invariants");
+    assert_eq!(h.state(id), Some("waiting"));
+    // The old offer timer fires harmlessly.
+    h.advance(10_000);
+    h.agent(agent("new", &[]));
+    assert_eq!(h.offered_to(id).as_deref(), Some("new"));
+}
