@@ -221,17 +221,27 @@ pub async fn serve(
         .into_server(max),
     );
     let mut tasks = Vec::new();
+    let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     if let Some(router) = router {
         server.add(router.agent);
         server.add(router.supervisor);
         server.add(router.admin);
         tasks.push(router.task);
-        // A router that lost leadership stops the whole process (it comes back as standby).
+        // A router that lost leadership stops the whole process, with an error, so
+        // a supervisor restarts it (it comes back as active or standby).
         let mut lost = router.lost;
         let stop = stop_tx.clone();
+        let flag = failure.clone();
         tokio::spawn(async move {
             if lost.wait_for(|l| *l).await.is_ok() {
                 tracing::error!("routing lost its leadership; stopping");
+                if let Ok(mut f) = flag.lock() {
+                    *f = Some(
+                        "routing lost its lock on the database (restarted or unreachable?); \
+                         stopped so that a restart resumes as active or standby"
+                            .to_owned(),
+                    );
+                }
                 let _ = stop.send(true);
             }
         });
@@ -244,9 +254,13 @@ pub async fn serve(
         for t in tasks {
             let _ = t.await;
         }
+        let failed = failure.lock().ok().and_then(|mut f| f.take());
         let _ = db.close().await;
         drop(bus);
-        result
+        match failed {
+            Some(why) => Err(RunError::Io(why)),
+            None => result,
+        }
     });
     Ok(Running {
         grpc_addr,
