@@ -128,6 +128,8 @@ pub(crate) enum Command {
         agent: String,
         session: u64,
         updates: mpsc::Sender<v1::AgentUpdate>,
+        /// Set to `true` to end the session's stream (replaced, or too slow).
+        kick: tokio::sync::watch::Sender<bool>,
         reply: oneshot::Sender<Result<v1::AgentSnapshot, ApiError>>,
     },
     Disconnect {
@@ -207,6 +209,15 @@ enum Pending {
 struct Session {
     id: u64,
     updates: mpsc::Sender<v1::AgentUpdate>,
+    kick: tokio::sync::watch::Sender<bool>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Whatever removes a session ends its stream: the desktop reconnects
+        // and gets a fresh snapshot instead of silently missing offers.
+        let _ = self.kick.send(true);
+    }
 }
 
 /// What a batch must write, gathered while it runs and written at the end with
@@ -657,9 +668,10 @@ impl Actor {
                     agent,
                     session,
                     updates,
+                    kick,
                     reply,
                 } => {
-                    let r = self.connect(&agent, session, updates);
+                    let r = self.connect(&agent, session, updates, kick);
                     let _ = reply.send(r);
                 }
                 Command::Disconnect { agent, session } => {
@@ -833,6 +845,7 @@ impl Actor {
         agent: &str,
         session: u64,
         updates: mpsc::Sender<v1::AgentUpdate>,
+        kick: tokio::sync::watch::Sender<bool>,
     ) -> Result<v1::AgentSnapshot, ApiError> {
         let view = self.engine.agent(agent).ok_or_else(|| {
             ApiError::NotFound(format!("agent {agent} (ask an admin to create it)"))
@@ -843,6 +856,7 @@ impl Actor {
             Session {
                 id: session,
                 updates,
+                kick,
             },
         );
         self.gone.remove(agent);

@@ -122,15 +122,28 @@ impl AgentService for AgentApi {
         let agent = subject(&request)?;
         let session = self.sessions.fetch_add(1, Ordering::Relaxed);
         let (updates, rx) = mpsc::channel(SESSION_BUFFER);
+        let (kick, kicked) = tokio::sync::watch::channel(false);
         let a = agent.clone();
         let u = updates.clone();
         let snapshot = ask(&self.tx, move |reply| Command::Connect {
             agent: a,
             session,
             updates: u,
+            kick,
             reply,
         })
         .await?;
+        // The stream ends when the service stops or the actor drops the session.
+        let ended = {
+            let stop = self.stop.clone();
+            let kicked = kicked.clone();
+            async move {
+                tokio::select! {
+                    () = stop.wait() => {}
+                    () = Stop(kicked).wait() => {}
+                }
+            }
+        };
         updates
             .send(v1::AgentUpdate {
                 update: Some(v1::agent_update::Update::Snapshot(snapshot)),
@@ -142,7 +155,12 @@ impl AgentService for AgentApi {
         let tx = self.tx.clone();
         let stop = self.stop.clone();
         tokio::spawn(async move {
-            let stopped = stop.wait();
+            let stopped = async move {
+                tokio::select! {
+                    () = stop.wait() => {}
+                    () = Stop(kicked).wait() => {}
+                }
+            };
             tokio::pin!(stopped);
             loop {
                 let next = tokio::select! {
@@ -185,10 +203,7 @@ impl AgentService for AgentApi {
                 .await;
             tracing::info!(agent = %agent, session, "agent session closed");
         });
-        let stream = futures::StreamExt::take_until(
-            ReceiverStream::new(rx).map(Ok),
-            self.stop.clone().wait(),
-        );
+        let stream = futures::StreamExt::take_until(ReceiverStream::new(rx).map(Ok), ended);
         Ok(Response::new(Box::pin(stream)))
     }
 }

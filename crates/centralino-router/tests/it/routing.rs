@@ -750,3 +750,54 @@ async fn waiting_customers_get_position_events_with_estimates() {
     router.stop().await;
     env.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_second_login_ends_the_first_session_and_gets_the_work() {
+    let env = Env::new().await;
+    let router = RouterProcess::start(&env, config(30_000)).await;
+    configure(
+        router.addr,
+        &env.token("root", Role::Admin),
+        &[],
+        vec![queue("q", &[v1::Channel::Voice], vec![])],
+        vec![agent("anna", vec![], &[])],
+    )
+    .await;
+    let token = env.token("anna", Role::Agent);
+    let (mut first, _) = Desk::open(router.addr, &token).await.expect("first");
+    first.available().await;
+    let call = env.publish("q", v1::Channel::Voice).await;
+    assert_eq!(
+        first.wait_for(WAIT, offer_id).await.as_deref(),
+        Some(call.as_str())
+    );
+    // Anna's desktop restarts: the new session sees the open offer in its snapshot…
+    let (mut second, snapshot) = Desk::open(router.addr, &token).await.expect("second");
+    assert_eq!(snapshot.offers.len(), 1);
+    assert_eq!(snapshot.offers[0].interaction_id, call);
+    // …and the old one ends instead of silently missing what comes next.
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match first.updates.message().await {
+                Ok(Some(_)) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the replaced session's stream ended");
+    second
+        .send(Action::Accept(v1::OfferAnswer {
+            interaction_id: call.clone(),
+        }))
+        .await;
+    second
+        .wait_for(WAIT, |u| {
+            matches!(u, Update::Assigned(a) if a.interaction_id == call).then_some(())
+        })
+        .await
+        .expect("assigned through the new session");
+    drop(second);
+    router.stop().await;
+    env.cleanup().await;
+}
