@@ -2056,14 +2056,29 @@ impl Engine {
             .collect())
     }
 
-    /// Position and estimated wait of one waiting interaction.
+    /// Position and estimated wait of one waiting interaction: 1 + the waiting
+    /// interactions of its queue and channel ahead of it (counted in its
+    /// buckets, without sorting the queue).
     pub fn position(&self, id: InteractionId) -> Option<Position> {
-        let i = self.ix(*self.ix_of.get(&id)?)?;
-        let q = &self.queues[i.queue as usize];
-        self.positions(&q.name)
-            .ok()?
-            .into_iter()
-            .find(|p| p.interaction == id)
+        let ix = *self.ix_of.get(&id)?;
+        let i = self.ix(ix)?;
+        if !matches!(i.status, Status::Waiting(_) | Status::Reserved(..)) {
+            return None;
+        }
+        let e = self.entry(ix);
+        let c = index(i.channel);
+        let ahead: usize = self.queues[i.queue as usize]
+            .levels
+            .iter()
+            .filter(|l| l.buckets[c] != NIL)
+            .map(|l| self.buckets[l.buckets[c] as usize].set.range(..e).count())
+            .sum();
+        let position = ahead as u64 + 1;
+        Some(Position {
+            interaction: id,
+            position,
+            estimated_wait_ms: self.estimate(i.queue, i, position),
+        })
     }
 
     /// Expected wait of the `position`-th interaction of its channel in line:

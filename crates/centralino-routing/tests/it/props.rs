@@ -234,6 +234,13 @@ proptest! {
             if let Err(e) = h.e.check_invariants() {
                 prop_assert!(false, "after {op:?}: {e}");
             }
+            // One interaction's position (counted in its buckets) agrees with the
+            // sorted list, in queues without preferred-agent reservations.
+            for q in ["q0", "q2"] {
+                for p in h.e.positions(q).expect("queue") {
+                    prop_assert_eq!(h.e.position(p.interaction), Some(p), "after {:?}", op);
+                }
+            }
         }
         // No interaction is offered to two agents at once: every Offered is
         // closed by Assigned/OfferRevoked/Requeued before the next Offered.
