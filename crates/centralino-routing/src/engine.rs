@@ -483,8 +483,15 @@ impl Engine {
                         });
                     }
                 }
+                // Only waiting work leaves its bucket: offered and held work stays
+                // with its agent (its key and level are updated below).
                 for &ix in &waiting {
-                    self.unlink_waiting(ix);
+                    if matches!(
+                        self.ix(ix).map(|i| i.status),
+                        Some(Status::Waiting(_) | Status::Reserved(..))
+                    ) {
+                        self.unlink_waiting(ix);
+                    }
                 }
                 self.queues[qi as usize].removed = false;
                 qi

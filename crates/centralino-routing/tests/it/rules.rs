@@ -661,3 +661,24 @@ fn removing_an_offline_agent_with_a_restored_offer_requeues_it() {
     h.agent(agent("new", &[]));
     assert_eq!(h.offered_to(id).as_deref(), Some("new"));
 }
+
+#[test]
+fn editing_a_queue_leaves_offered_and_held_work_with_its_agent() {
+    let mut h = H::new();
+    h.queue(queue("q", &[Channel::Voice], &[]));
+    h.agent(agent("a", &[]));
+    h.agent(agent("b", &[]));
+    let held = h.enqueue("q", Channel::Voice);
+    let holder = h.offered_to(held).expect("offered");
+    h.accept(&holder, held);
+    let offered = h.enqueue("q", Channel::Voice);
+    let offeree = h.offered_to(offered).expect("offered");
+    let mut edited = queue("q", &[Channel::Voice], &[]);
+    edited.base_priority = 5;
+    h.queue(edited);
+    assert_eq!(h.state(held), Some("assigned"));
+    assert_eq!(h.offered_to(offered), Some(offeree.clone()));
+    h.accept(&offeree, offered);
+    h.complete(&holder, held, Some(0));
+    h.complete(&offeree, offered, Some(0));
+}
