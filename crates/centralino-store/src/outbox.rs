@@ -28,23 +28,12 @@ pub async fn enqueue(
     routing_key: &str,
     envelope: &Envelope,
 ) -> Result<(), StoreError> {
-    let now = Utc::now();
-    let row = outbox::ActiveModel {
-        source: Set(source.to_owned()),
-        exchange: Set(exchange.to_string()),
-        routing_key: Set(routing_key.to_owned()),
-        envelope: Set(envelope.encode_to_vec()),
-        created_at: Set(now),
-        attempts: Set(0),
-        next_attempt_at: Set(now),
-        last_error: Set(None),
-        parked_at: Set(None),
-        ..Default::default()
-    };
-    outbox::Entity::insert(row)
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
+    enqueue_many(
+        txn,
+        source,
+        &[(exchange, routing_key.to_owned(), envelope.clone())],
+    )
+    .await
 }
 
 /// Writes many envelopes to the outbox of `source` in one statement per 500
