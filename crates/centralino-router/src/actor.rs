@@ -255,9 +255,15 @@ pub(crate) struct Actor {
     /// The engine may not match the database (a commit failed and reloading
     /// failed too): nothing is applied until a reload succeeds.
     needs_restore: bool,
+    /// Abandons that arrived for interactions routing did not hold, with when:
+    /// a creation delivered after its own abandon (a redelivery) is then not routed.
+    early_abandons: HashMap<InteractionId, Millis>,
 }
 
 const ANSWERS_KEPT: usize = 256;
+/// Most early abandons remembered, and for how long.
+const EARLY_ABANDONS_KEPT: usize = 100_000;
+const EARLY_ABANDON_MS: Millis = 3_600_000;
 
 impl Actor {
     /// Loads everything from the database into a fresh engine.
@@ -285,6 +291,7 @@ impl Actor {
             notes: HashMap::new(),
             stored_presence: HashMap::new(),
             needs_restore: false,
+            early_abandons: HashMap::new(),
         };
         actor.restore().await?;
         Ok(actor)
@@ -508,7 +515,10 @@ impl Actor {
         let now = now_ms();
         let mut pending = Vec::new();
         let mut outgoing = Vec::new();
-        let result = self.apply(batch, now, &mut pending, &mut outgoing).await;
+        let mut batch = VecDeque::from(batch);
+        let result = self
+            .apply(&mut batch, now, &mut pending, &mut outgoing)
+            .await;
         match result {
             Ok(()) => {
                 self.relay.notify_one();
@@ -554,6 +564,9 @@ impl Actor {
                         }
                     }
                 }
+                // Commands the failure stopped before reaching are answered too:
+                // a delivery left without an answer would never be acked.
+                self.refuse(batch.into(), &e.to_string());
                 self.notes.clear();
                 if let Err(e) = self.restore().await {
                     tracing::error!(error = %e, "routing state could not be reloaded; retrying before the next command");
@@ -600,10 +613,11 @@ impl Actor {
         }
     }
 
-    /// Applies a batch and writes it in one transaction.
+    /// Applies a batch and writes it in one transaction. On failure the
+    /// commands not yet taken stay in `batch` for the caller to refuse.
     async fn apply(
         &mut self,
-        batch: Vec<Command>,
+        batch: &mut VecDeque<Command>,
         now: Millis,
         pending: &mut Vec<Pending>,
         outgoing: &mut Vec<(String, v1::AgentUpdate)>,
@@ -633,7 +647,7 @@ impl Actor {
             self.gone.remove(&a);
             let _ = self.engine.set_presence(&a, Presence::Offline, now);
         }
-        for cmd in batch {
+        while let Some(cmd) = batch.pop_front() {
             match cmd {
                 Command::Ingest {
                     message_id,
@@ -680,10 +694,17 @@ impl Actor {
                         self.gone.insert(agent, now + self.cfg.session_grace_ms);
                     }
                 }
-                Command::Admin { op, reply } => {
-                    let r = self.admin(&txn, op, now).await?;
-                    pending.push(Pending::Admin(reply, r));
-                }
+                Command::Admin { op, reply } => match self.admin(&txn, op, now).await {
+                    Ok(r) => pending.push(Pending::Admin(reply, r)),
+                    Err(e) => {
+                        // Answered UNAVAILABLE with the rest of the pending work.
+                        pending.push(Pending::Admin(
+                            reply,
+                            Err(ApiError::Unavailable("routing store".into())),
+                        ));
+                        return Err(e);
+                    }
+                },
                 Command::Board { queues, reply } => {
                     let _ = reply.send(self.board(&queues, now));
                 }
@@ -758,6 +779,10 @@ impl Actor {
                     return IngestOutcome::Done;
                 }
                 writes.claims.push(message_id);
+                if self.early_abandons.remove(&id).is_some() {
+                    tracing::info!(interaction = %id, "creation arrived after its abandon; not routed");
+                    return IngestOutcome::Done;
+                }
                 writes.touched.insert(id);
                 self.payloads.insert(id, *interaction);
                 if let Err(e) = self.engine.enqueue(req, now) {
@@ -777,6 +802,9 @@ impl Actor {
                     Ok(_) => {}
                     Err(EngineError::UnknownInteraction(_)) => {
                         tracing::debug!(interaction = %id, "abandon for an interaction routing does not hold");
+                        if self.early_abandons.len() < EARLY_ABANDONS_KEPT {
+                            self.early_abandons.insert(id, now);
+                        }
                     }
                     Err(e) => tracing::warn!(interaction = %id, error = %e, "abandon not applied"),
                 }
@@ -1412,7 +1440,10 @@ impl Actor {
 
     /// Forgets processed message ids older than a week (redeliveries come
     /// within minutes), in the background.
-    fn purge_inbox(&self) {
+    fn purge_inbox(&mut self) {
+        let now = now_ms();
+        self.early_abandons
+            .retain(|_, at| now.saturating_sub(*at) < EARLY_ABANDON_MS);
         let db = self.db.clone();
         tokio::spawn(async move {
             let before = chrono::Utc::now() - chrono::Duration::days(7);

@@ -37,10 +37,38 @@ pub(crate) async fn run(
             () = &mut shutdown => break,
             d = sub.next() => {
                 let Some(d) = d else { break };
-                tokio::spawn(handle(d, tx.clone()));
+                // Handed to the actor here, in delivery order (an abandon published
+                // after its creation reaches the engine after it); the wait for the
+                // outcome and the settling run beside the next deliveries.
+                let Some(first) = submit(&d, &tx).await else { break };
+                tokio::spawn(settle(d, first, tx.clone()));
             }
         }
     }
+}
+
+/// What one submission of a delivery to the actor gives back.
+enum Submitted {
+    /// Unusable: dead-letter it.
+    Unusable(String),
+    Waiting(oneshot::Receiver<IngestOutcome>),
+}
+
+/// Parses a delivery and hands it to the actor; `None` when the actor is gone
+/// (stopping: the broker redelivers).
+async fn submit(d: &Delivery, tx: &mpsc::Sender<Command>) -> Option<Submitted> {
+    let what = match parse(d) {
+        Ok(w) => w,
+        Err(reason) => return Some(Submitted::Unusable(reason)),
+    };
+    let (done, outcome) = oneshot::channel();
+    let cmd = Command::Ingest {
+        message_id: d.envelope.message_id.clone(),
+        what,
+        done,
+    };
+    tx.send(cmd).await.ok()?;
+    Some(Submitted::Waiting(outcome))
 }
 
 fn parse(d: &Delivery) -> Result<Ingest, String> {
@@ -73,32 +101,22 @@ fn parse(d: &Delivery) -> Result<Ingest, String> {
     }
 }
 
-/// Hands one delivery to the actor and settles it by the outcome. Transient
-/// failures (database down) are retried here, holding the delivery, so they do
-/// not count against the delivery limit.
-async fn handle(d: Delivery, tx: mpsc::Sender<Command>) {
-    let what = match parse(&d) {
-        Ok(w) => w,
-        Err(reason) => {
-            tracing::warn!(message_id = %d.envelope.message_id, %reason, "unusable message dead-lettered");
-            let _ = d.dead_letter().await;
-            return;
-        }
-    };
-    let mut what = Some(what);
+/// Waits for the actor's outcome and settles the delivery by it. Transient
+/// failures (database down, a batch cut short) are retried here, holding the
+/// delivery, so they do not count against the delivery limit.
+async fn settle(d: Delivery, first: Submitted, tx: mpsc::Sender<Command>) {
+    let mut submitted = first;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let Some(w) = what.take() else { return };
-        let (done, outcome) = oneshot::channel();
-        let cmd = Command::Ingest {
-            message_id: d.envelope.message_id.clone(),
-            what: w,
-            done,
+        let outcome = match submitted {
+            Submitted::Unusable(reason) => {
+                tracing::warn!(message_id = %d.envelope.message_id, %reason, "unusable message dead-lettered");
+                let _ = d.dead_letter().await;
+                return;
+            }
+            Submitted::Waiting(rx) => rx.await,
         };
-        if tx.send(cmd).await.is_err() {
-            return; // stopping: the broker redelivers
-        }
-        match outcome.await {
+        match outcome {
             Ok(IngestOutcome::Done) => {
                 if let Err(e) = d.ack().await {
                     tracing::debug!(error = %e, "ack lost; the redelivery will be absorbed by the inbox");
@@ -112,14 +130,16 @@ async fn handle(d: Delivery, tx: mpsc::Sender<Command>) {
             }
             Ok(IngestOutcome::Retry(reason)) => {
                 tracing::debug!(%reason, "routing store unavailable; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                match parse(&d) {
-                    Ok(w) => what = Some(w),
-                    Err(_) => return,
-                }
             }
-            Err(_) => return,
+            // The actor dropped the command without an answer: retry, it is
+            // never left unsettled.
+            Err(_) => tracing::debug!("routing command unanswered; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+        match submit(&d, &tx).await {
+            Some(s) => submitted = s,
+            None => return, // stopping: the broker redelivers
         }
     }
 }

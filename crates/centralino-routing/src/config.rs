@@ -14,6 +14,15 @@ pub const MAX_STEPS: usize = 16;
 pub const MAX_CAPACITY: u16 = 100;
 const MAX_BASE_PRIORITY: i32 = 1_000_000;
 const MAX_AGING_PER_S: f64 = 1_000.0;
+/// Longest duration any setting may name (30 days): keeps deadline arithmetic far from overflow.
+pub const MAX_DURATION_MS: u64 = 30 * 24 * 3_600_000;
+
+fn validate_duration(field: &'static str, ms: u64) -> Result<(), DomainError> {
+    if ms > MAX_DURATION_MS {
+        return Err(DomainError::invalid(field, "must be at most 30 days"));
+    }
+    Ok(())
+}
 
 /// Why a name (queue, agent, skill) was refused.
 pub type NameError = DomainError;
@@ -100,6 +109,12 @@ impl EngineSettings {
                 "must be between 0.001 and 1000 (aging keeps low-priority work from starving)",
             ));
         }
+        for c in Channel::ALL {
+            validate_duration("routing.offer_timeout_ms", self.offer_timeout_ms.get(c))?;
+            validate_duration("routing.wrap_up_ms", self.wrap_up_ms.get(c))?;
+            validate_duration("routing.default_handle_ms", self.default_handle_ms.get(c))?;
+        }
+        validate_duration("routing.exclusion_ms", self.exclusion_ms)?;
         Ok(())
     }
 }
@@ -283,6 +298,7 @@ impl QueueConfig {
                 format!("at most {MAX_STEPS} steps"),
             ));
         }
+        validate_duration("queue.preferred_agent_ms", self.preferred_agent_ms)?;
         let mut last = 0;
         for (i, step) in self.steps.iter().enumerate() {
             if step.after_ms == 0 || (i > 0 && step.after_ms <= last) {
@@ -291,6 +307,7 @@ impl QueueConfig {
                     "must be positive and strictly increasing",
                 ));
             }
+            validate_duration("queue.steps.after_ms", step.after_ms)?;
             last = step.after_ms;
             match &step.action {
                 StepAction::Relax(reqs) => validate_requirements("queue.steps.relax", reqs)?,
@@ -425,6 +442,35 @@ mod tests {
         );
         settings.aging_per_s = f64::NAN;
         assert!(settings.validate().is_err());
+        let settings = EngineSettings {
+            exclusion_ms: u64::MAX,
+            ..EngineSettings::default()
+        };
+        assert_eq!(
+            settings.validate().unwrap_err().field(),
+            "routing.exclusion_ms"
+        );
+        let mut settings = EngineSettings::default();
+        settings
+            .offer_timeout_ms
+            .set(Channel::Sms, MAX_DURATION_MS + 1);
+        assert_eq!(
+            settings.validate().unwrap_err().field(),
+            "routing.offer_timeout_ms"
+        );
+        assert_eq!(
+            field(|q| q.preferred_agent_ms = u64::MAX),
+            "queue.preferred_agent_ms"
+        );
+        assert_eq!(
+            field(|q| {
+                q.steps = vec![Step {
+                    after_ms: u64::MAX,
+                    action: StepAction::Relax(vec![]),
+                }]
+            }),
+            "queue.steps.after_ms"
+        );
         assert_eq!(
             field(|q| q.skills.push(SkillRequirement::new("it", 6))),
             "queue.skills"

@@ -1051,7 +1051,7 @@ impl Engine {
 
     /// Rejected or expired offer: back in place, agent excluded for a while.
     fn end_offer(&mut self, a: AgentIx, ix: IxIx, reason: RequeueReason) {
-        let until = self.now + self.settings.exclusion_ms;
+        let until = self.now.saturating_add(self.settings.exclusion_ms);
         let (channel, uid) = {
             let i = self.ixm(ix);
             i.exclusions.push((a, until));
@@ -1091,10 +1091,10 @@ impl Engine {
             let w = self.next_uid + 1;
             self.next_uid = w;
             let ag = &mut self.agents[a as usize];
-            ag.wraps.push((i.channel, now + wrap, w));
+            ag.wraps.push((i.channel, now.saturating_add(wrap), w));
             let uid = ag.uid;
             self.timer(
-                now + wrap,
+                now.saturating_add(wrap),
                 Timer::Wrap {
                     agent: a,
                     uid,
@@ -1279,7 +1279,7 @@ impl Engine {
         if let Some(p) = preferred
             && self.can_reserve(p, ix)
         {
-            let until = now + self.queues[qi as usize].config.preferred_agent_ms;
+            let until = now.saturating_add(self.queues[qi as usize].config.preferred_agent_ms);
             self.reserve(ix, p, until);
             self.dispatch_agent(p);
             return Ok(());
@@ -1452,7 +1452,7 @@ impl Engine {
         let Some(i) = self.ix(ix) else { return };
         let (uid, step, entered) = (i.uid, i.next_step, i.entered_at);
         if let Some(s) = self.queues[i.queue as usize].config.steps.get(step) {
-            let at = entered + s.after_ms;
+            let at = entered.saturating_add(s.after_ms);
             self.timer(at, Timer::Step { ix, uid, step });
         }
     }
@@ -1468,7 +1468,7 @@ impl Engine {
             let Some(step) = q.config.steps.get(i.next_step) else {
                 return;
             };
-            if !waiting || i.entered_at + step.after_ms > self.now {
+            if !waiting || i.entered_at.saturating_add(step.after_ms) > self.now {
                 if waiting {
                     self.schedule_step(ix);
                 }
@@ -1814,7 +1814,7 @@ impl Engine {
             let i = self.ixm(ix);
             (i.id, i.queue, i.channel, i.uid)
         };
-        let expires = now + self.settings.offer_timeout_ms.get(channel);
+        let expires = now.saturating_add(self.settings.offer_timeout_ms.get(channel));
         self.ixm(ix).status = Status::Offered(a, expires);
         let ag = &mut self.agents[a as usize];
         ag.load[index(channel)] += 1;

@@ -96,7 +96,7 @@ pub fn simulate(
 ) -> Result<SimResult, EngineError> {
     const UNIT: f64 = 1_000_000.0; // engine ticks per second
     let settings = EngineSettings {
-        offer_timeout_ms: ChannelMap::all(u64::MAX / 4),
+        offer_timeout_ms: ChannelMap::all(crate::config::MAX_DURATION_MS),
         wrap_up_ms: ChannelMap::all(0),
         max_missed_offers: 0,
         ..EngineSettings::default()

@@ -331,6 +331,41 @@ async fn an_agent_who_does_not_answer_is_skipped() {
 }
 
 #[tokio::test]
+async fn a_creation_delivered_after_its_abandon_is_not_routed() {
+    let env = Env::new().await;
+    let router = RouterProcess::start(&env, config(20_000)).await;
+    configure(
+        router.addr,
+        &env.token("root", Role::Admin),
+        &[],
+        vec![queue("sales", &[v1::Channel::Voice], vec![])],
+        vec![agent("ada", vec![], &[])],
+    )
+    .await;
+    // The adapter's abandon overtook its creation (a redelivery after a nack).
+    let gone = uuid::Uuid::now_v7().to_string();
+    env.abandon(&gone, v1::Channel::Voice).await;
+    env.publish_as(&gone, "sales", v1::Channel::Voice).await;
+    let waiting = env.publish("sales", v1::Channel::Voice).await;
+    let (mut ada, _) = Desk::open(router.addr, &env.token("ada", Role::Agent))
+        .await
+        .expect("ada");
+    ada.available().await;
+    // The older interaction would come first if it had been routed.
+    assert_eq!(
+        ada.wait_for(WAIT, offer_id).await.as_deref(),
+        Some(waiting.as_str())
+    );
+    assert!(
+        env.events_of(&gone).is_empty(),
+        "{:?}",
+        env.events_of(&gone)
+    );
+    router.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn admin_and_session_calls_validate_input_and_roles() {
     let env = Env::new().await;
     let router = RouterProcess::start(&env, config(30_000)).await;

@@ -75,6 +75,13 @@ impl Env {
     /// Publishes a new interaction the way a channel adapter does.
     pub async fn publish(&self, queue: &str, channel: v1::Channel) -> String {
         let id = uuid::Uuid::now_v7().to_string();
+        self.publish_as(&id, queue, channel).await;
+        id
+    }
+
+    /// Publishes a new interaction with a given id.
+    pub async fn publish_as(&self, id: &str, queue: &str, channel: v1::Channel) {
+        let id = id.to_owned();
         let interaction = v1::Interaction {
             id: id.clone(),
             channel: channel as i32,
@@ -104,7 +111,6 @@ impl Env {
             )
             .await
             .expect("publish");
-        id
     }
 
     pub async fn abandon(&self, id: &str, channel: v1::Channel) {
