@@ -20,7 +20,16 @@ macro_rules! typed {
     };
 }
 
-typed!(InteractionCreated, InteractionAbandoned, RoutingEvent);
+typed!(
+    InteractionCreated,
+    InteractionAbandoned,
+    RoutingEvent,
+    MessageRecorded,
+    MessageStatusChanged,
+    InteractionEnded,
+    ConsentChanged,
+    CustomerChanged,
+);
 
 /// A new envelope around `payload`, produced by `source`, stamped now and with the
 /// current span's W3C trace context.

@@ -200,6 +200,1909 @@ impl Direction {
         }
     }
 }
+/// One message inside an interaction: an email, an SMS, a chat line
+/// (routing key `interaction.<channel>.message`).
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct MessageRecorded {
+    /// UUID, assigned by the adapter; a repeated id is the same message.
+    #[prost(string, tag = "1")]
+    pub message_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub interaction_id: ::prost::alloc::string::String,
+    #[prost(enumeration = "Channel", tag = "3")]
+    pub channel: i32,
+    #[prost(enumeration = "Direction", tag = "4")]
+    pub direction: i32,
+    /// Who the customer is, for a message whose interaction history has not seen yet.
+    #[prost(message, repeated, tag = "5")]
+    pub identifiers: ::prost::alloc::vec::Vec<CustomerIdentifier>,
+    #[prost(string, tag = "6")]
+    pub subject: ::prost::alloc::string::String,
+    /// Plain text (HTML already reduced to text by the adapter).
+    #[prost(string, tag = "7")]
+    pub body: ::prost::alloc::string::String,
+    #[prost(string, tag = "8")]
+    pub sender: ::prost::alloc::string::String,
+    #[prost(string, tag = "9")]
+    pub recipient: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "10")]
+    pub at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Channel details: the email Message-ID, attachment names, SMS segments, …
+    #[prost(map = "string, string", tag = "11")]
+    pub attributes: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+/// Delivery status of an outbound message (`interaction.<channel>.message_status`).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MessageStatusChanged {
+    #[prost(string, tag = "1")]
+    pub message_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub interaction_id: ::prost::alloc::string::String,
+    #[prost(enumeration = "Channel", tag = "3")]
+    pub channel: i32,
+    /// queued, sent, delivered, failed.
+    #[prost(string, tag = "4")]
+    pub status: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub error: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "6")]
+    pub at: ::core::option::Option<::prost_types::Timestamp>,
+}
+/// The end of an interaction on its channel, with its detail record
+/// (`interaction.<channel>.ended`): for a call, its CDR.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct InteractionEnded {
+    #[prost(string, tag = "1")]
+    pub interaction_id: ::prost::alloc::string::String,
+    #[prost(enumeration = "Channel", tag = "2")]
+    pub channel: i32,
+    /// answered, abandoned, voicemail, callback, failed, …
+    #[prost(string, tag = "3")]
+    pub outcome: ::prost::alloc::string::String,
+    #[prost(uint64, tag = "4")]
+    pub duration_ms: u64,
+    /// Where the call recording is kept, if it was recorded.
+    #[prost(string, tag = "5")]
+    pub recording_ref: ::prost::alloc::string::String,
+    /// The IVR menu options the caller went through, in order.
+    #[prost(string, repeated, tag = "6")]
+    pub ivr_path: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(message, optional, tag = "7")]
+    pub at: ::core::option::Option<::prost_types::Timestamp>,
+}
+/// A consent changed (`consent.<channel>.changed`): channels that send read it
+/// to stop within a second of an opt-out.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ConsentChanged {
+    #[prost(string, tag = "1")]
+    pub customer_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub consent: ::core::option::Option<ConsentRecord>,
+    /// The customer's identifiers on that channel (phones for SMS and voice,
+    /// addresses for email), so a sender can block without asking.
+    #[prost(message, repeated, tag = "3")]
+    pub identifiers: ::prost::alloc::vec::Vec<CustomerIdentifier>,
+}
+/// A customer record changed identity (`customer.<kind>`: merged, unmerged, erased).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CustomerChanged {
+    #[prost(enumeration = "customer_changed::Kind", tag = "1")]
+    pub kind: i32,
+    #[prost(string, tag = "2")]
+    pub customer_id: ::prost::alloc::string::String,
+    /// For a merge, the customer merged into `customer_id`; for an unmerge, the one restored.
+    #[prost(string, tag = "3")]
+    pub other_customer_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub merge_id: ::prost::alloc::string::String,
+}
+/// Nested message and enum types in `CustomerChanged`.
+pub mod customer_changed {
+    #[derive(
+        Clone,
+        Copy,
+        Debug,
+        PartialEq,
+        Eq,
+        Hash,
+        PartialOrd,
+        Ord,
+        ::prost::Enumeration
+    )]
+    #[repr(i32)]
+    pub enum Kind {
+        Unspecified = 0,
+        Merged = 1,
+        Unmerged = 2,
+        Erased = 3,
+    }
+    impl Kind {
+        /// String value of the enum field names used in the ProtoBuf definition.
+        ///
+        /// The values are not transformed in any way and thus are considered stable
+        /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+        pub fn as_str_name(&self) -> &'static str {
+            match self {
+                Self::Unspecified => "KIND_UNSPECIFIED",
+                Self::Merged => "KIND_MERGED",
+                Self::Unmerged => "KIND_UNMERGED",
+                Self::Erased => "KIND_ERASED",
+            }
+        }
+        /// Creates an enum from field names used in the ProtoBuf definition.
+        pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+            match value {
+                "KIND_UNSPECIFIED" => Some(Self::Unspecified),
+                "KIND_MERGED" => Some(Self::Merged),
+                "KIND_UNMERGED" => Some(Self::Unmerged),
+                "KIND_ERASED" => Some(Self::Erased),
+                _ => None,
+            }
+        }
+    }
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct Customer {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub display_name: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "3")]
+    pub identifiers: ::prost::alloc::vec::Vec<CustomerIdentifier>,
+    #[prost(map = "string, string", tag = "4")]
+    pub attributes: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+    #[prost(message, optional, tag = "5")]
+    pub created_at: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(message, optional, tag = "6")]
+    pub updated_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Set on a customer merged into another: read that one instead.
+    #[prost(string, tag = "7")]
+    pub merged_into: ::prost::alloc::string::String,
+    #[prost(bool, tag = "8")]
+    pub erased: bool,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetCustomerRequest {
+    #[prost(string, tag = "1")]
+    pub customer_id: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct FindCustomersRequest {
+    /// Exact match on a normalized identifier (a phone in any usual form is normalized first).
+    #[prost(message, optional, tag = "1")]
+    pub identifier: ::core::option::Option<CustomerIdentifier>,
+    /// Or: display names starting with this (case-insensitive).
+    #[prost(string, tag = "2")]
+    pub name_prefix: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "3")]
+    pub page_size: u32,
+    #[prost(string, tag = "4")]
+    pub page_token: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct FindCustomersResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub customers: ::prost::alloc::vec::Vec<Customer>,
+    #[prost(string, tag = "2")]
+    pub next_page_token: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListTimelineRequest {
+    #[prost(string, tag = "1")]
+    pub customer_id: ::prost::alloc::string::String,
+    /// Only these channels (all when empty).
+    #[prost(enumeration = "Channel", repeated, tag = "2")]
+    pub channels: ::prost::alloc::vec::Vec<i32>,
+    /// Interactions created at or after `since` and before `until` (each optional).
+    #[prost(message, optional, tag = "3")]
+    pub since: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(message, optional, tag = "4")]
+    pub until: ::core::option::Option<::prost_types::Timestamp>,
+    /// 1–200; 50 when 0.
+    #[prost(uint32, tag = "5")]
+    pub page_size: u32,
+    #[prost(string, tag = "6")]
+    pub page_token: ::prost::alloc::string::String,
+    /// Include each interaction's messages (up to 20 per interaction, newest first).
+    #[prost(bool, tag = "7")]
+    pub include_messages: bool,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListTimelineResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub interactions: ::prost::alloc::vec::Vec<InteractionRecord>,
+    #[prost(string, tag = "2")]
+    pub next_page_token: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetInteractionRequest {
+    #[prost(string, tag = "1")]
+    pub interaction_id: ::prost::alloc::string::String,
+}
+/// One interaction as history knows it.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct InteractionRecord {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub customer_id: ::prost::alloc::string::String,
+    #[prost(enumeration = "Channel", tag = "3")]
+    pub channel: i32,
+    #[prost(enumeration = "Direction", tag = "4")]
+    pub direction: i32,
+    #[prost(string, tag = "5")]
+    pub queue: ::prost::alloc::string::String,
+    #[prost(string, tag = "6")]
+    pub agent: ::prost::alloc::string::String,
+    /// new, queued, offered, assigned, completed, abandoned, closed, ended.
+    #[prost(string, tag = "7")]
+    pub status: ::prost::alloc::string::String,
+    #[prost(string, tag = "8")]
+    pub disposition: ::prost::alloc::string::String,
+    #[prost(string, tag = "9")]
+    pub wrap_up_notes: ::prost::alloc::string::String,
+    #[prost(string, tag = "10")]
+    pub subject: ::prost::alloc::string::String,
+    #[prost(string, tag = "11")]
+    pub conversation_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "12")]
+    pub created_at: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(message, optional, tag = "13")]
+    pub assigned_at: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(message, optional, tag = "14")]
+    pub ended_at: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(uint64, tag = "15")]
+    pub duration_ms: u64,
+    #[prost(string, tag = "16")]
+    pub outcome: ::prost::alloc::string::String,
+    #[prost(string, tag = "17")]
+    pub recording_ref: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "18")]
+    pub ivr_path: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(map = "string, string", tag = "19")]
+    pub attributes: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+    #[prost(message, repeated, tag = "20")]
+    pub messages: ::prost::alloc::vec::Vec<MessageRecord>,
+    /// The routing steps (queued, offered, assigned, …), oldest first; in GetInteraction only.
+    #[prost(message, repeated, tag = "21")]
+    pub steps: ::prost::alloc::vec::Vec<InteractionStep>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct MessageRecord {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub interaction_id: ::prost::alloc::string::String,
+    #[prost(enumeration = "Channel", tag = "3")]
+    pub channel: i32,
+    #[prost(enumeration = "Direction", tag = "4")]
+    pub direction: i32,
+    #[prost(string, tag = "5")]
+    pub subject: ::prost::alloc::string::String,
+    #[prost(string, tag = "6")]
+    pub body: ::prost::alloc::string::String,
+    #[prost(string, tag = "7")]
+    pub sender: ::prost::alloc::string::String,
+    #[prost(string, tag = "8")]
+    pub recipient: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "9")]
+    pub at: ::core::option::Option<::prost_types::Timestamp>,
+    #[prost(string, tag = "10")]
+    pub status: ::prost::alloc::string::String,
+    #[prost(string, tag = "11")]
+    pub error: ::prost::alloc::string::String,
+    #[prost(map = "string, string", tag = "12")]
+    pub attributes: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct InteractionStep {
+    #[prost(string, tag = "1")]
+    pub kind: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub queue: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub agent: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub reason: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "5")]
+    pub at: ::core::option::Option<::prost_types::Timestamp>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SearchInteractionsRequest {
+    #[prost(string, tag = "1")]
+    pub query: ::prost::alloc::string::String,
+    /// Only this customer's interactions (optional).
+    #[prost(string, tag = "2")]
+    pub customer_id: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "3")]
+    pub page_size: u32,
+    #[prost(string, tag = "4")]
+    pub page_token: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UpdateCustomerRequest {
+    #[prost(string, tag = "1")]
+    pub request_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub customer_id: ::prost::alloc::string::String,
+    /// Replaces the display name when set.
+    #[prost(string, optional, tag = "3")]
+    pub display_name: ::core::option::Option<::prost::alloc::string::String>,
+    /// Set (or, with an empty value, remove) these attributes.
+    #[prost(map = "string, string", tag = "4")]
+    pub attributes: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
+    /// Identifiers to add; one that belongs to another customer is refused
+    /// (FAILED_PRECONDITION): merge the two instead.
+    #[prost(message, repeated, tag = "5")]
+    pub add_identifiers: ::prost::alloc::vec::Vec<CustomerIdentifier>,
+    #[prost(message, repeated, tag = "6")]
+    pub remove_identifiers: ::prost::alloc::vec::Vec<CustomerIdentifier>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct MergeCustomersRequest {
+    #[prost(string, tag = "1")]
+    pub request_id: ::prost::alloc::string::String,
+    /// The customer that remains.
+    #[prost(string, tag = "2")]
+    pub survivor_id: ::prost::alloc::string::String,
+    /// The customer merged into it.
+    #[prost(string, tag = "3")]
+    pub merged_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub reason: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct MergeResult {
+    #[prost(string, tag = "1")]
+    pub merge_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub customer: ::core::option::Option<Customer>,
+    #[prost(uint32, tag = "3")]
+    pub identifiers_moved: u32,
+    #[prost(uint32, tag = "4")]
+    pub interactions_moved: u32,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct UnmergeCustomersRequest {
+    #[prost(string, tag = "1")]
+    pub request_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub merge_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct UnmergeResult {
+    #[prost(message, optional, tag = "1")]
+    pub survivor: ::core::option::Option<Customer>,
+    #[prost(message, optional, tag = "2")]
+    pub restored: ::core::option::Option<Customer>,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct MergeSuggestion {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub customer_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub other_customer_id: ::prost::alloc::string::String,
+    /// The identifiers one interaction carried that belong to both.
+    #[prost(message, repeated, tag = "4")]
+    pub identifiers: ::prost::alloc::vec::Vec<CustomerIdentifier>,
+    #[prost(string, tag = "5")]
+    pub interaction_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "6")]
+    pub created_at: ::core::option::Option<::prost_types::Timestamp>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListMergeSuggestionsRequest {
+    #[prost(uint32, tag = "1")]
+    pub page_size: u32,
+    #[prost(string, tag = "2")]
+    pub page_token: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListMergeSuggestionsResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub suggestions: ::prost::alloc::vec::Vec<MergeSuggestion>,
+    #[prost(string, tag = "2")]
+    pub next_page_token: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ConsentRecord {
+    #[prost(enumeration = "Channel", tag = "1")]
+    pub channel: i32,
+    /// marketing, notifications, surveys, … (lowercase letters, digits, '-', '_').
+    #[prost(string, tag = "2")]
+    pub purpose: ::prost::alloc::string::String,
+    #[prost(enumeration = "ConsentState", tag = "3")]
+    pub state: i32,
+    /// Where it came from: sms-keyword, agent, web-form, registry, import, …
+    #[prost(string, tag = "4")]
+    pub source: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub note: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "6")]
+    pub at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Who recorded it (token subject or service).
+    #[prost(string, tag = "7")]
+    pub recorded_by: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct RecordConsentRequest {
+    #[prost(string, tag = "1")]
+    pub request_id: ::prost::alloc::string::String,
+    /// The customer, by id or by one identifier (an unknown identifier creates the customer).
+    #[prost(string, tag = "2")]
+    pub customer_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "3")]
+    pub identifier: ::core::option::Option<CustomerIdentifier>,
+    #[prost(enumeration = "Channel", tag = "4")]
+    pub channel: i32,
+    #[prost(string, tag = "5")]
+    pub purpose: ::prost::alloc::string::String,
+    #[prost(enumeration = "ConsentState", tag = "6")]
+    pub state: i32,
+    #[prost(string, tag = "7")]
+    pub source: ::prost::alloc::string::String,
+    #[prost(string, tag = "8")]
+    pub note: ::prost::alloc::string::String,
+    /// When the customer gave or withdrew it; now when absent.
+    #[prost(message, optional, tag = "9")]
+    pub at: ::core::option::Option<::prost_types::Timestamp>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct GetConsentRequest {
+    #[prost(string, tag = "1")]
+    pub customer_id: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "2")]
+    pub identifier: ::core::option::Option<CustomerIdentifier>,
+    /// Filters (all when unset).
+    #[prost(enumeration = "Channel", tag = "3")]
+    pub channel: i32,
+    #[prost(string, tag = "4")]
+    pub purpose: ::prost::alloc::string::String,
+    /// Include the full ledger, not only the current state.
+    #[prost(bool, tag = "5")]
+    pub include_history: bool,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct GetConsentResponse {
+    #[prost(string, tag = "1")]
+    pub customer_id: ::prost::alloc::string::String,
+    /// The latest record per channel and purpose.
+    #[prost(message, repeated, tag = "2")]
+    pub current: ::prost::alloc::vec::Vec<ConsentRecord>,
+    #[prost(message, repeated, tag = "3")]
+    pub history: ::prost::alloc::vec::Vec<ConsentRecord>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AuditEntry {
+    #[prost(string, tag = "1")]
+    pub id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub customer_id: ::prost::alloc::string::String,
+    /// merge, unmerge, update, erase, export, consent.
+    #[prost(string, tag = "3")]
+    pub action: ::prost::alloc::string::String,
+    #[prost(string, tag = "4")]
+    pub actor: ::prost::alloc::string::String,
+    #[prost(string, tag = "5")]
+    pub reason: ::prost::alloc::string::String,
+    #[prost(string, tag = "6")]
+    pub detail: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "7")]
+    pub at: ::core::option::Option<::prost_types::Timestamp>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ListAuditRequest {
+    #[prost(string, tag = "1")]
+    pub customer_id: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub page_size: u32,
+    #[prost(string, tag = "3")]
+    pub page_token: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ListAuditResponse {
+    #[prost(message, repeated, tag = "1")]
+    pub entries: ::prost::alloc::vec::Vec<AuditEntry>,
+    #[prost(string, tag = "2")]
+    pub next_page_token: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct ExportCustomerRequest {
+    #[prost(string, tag = "1")]
+    pub customer_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub reason: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct ExportPart {
+    #[prost(oneof = "export_part::Part", tags = "1, 2, 3, 4")]
+    pub part: ::core::option::Option<export_part::Part>,
+}
+/// Nested message and enum types in `ExportPart`.
+pub mod export_part {
+    #[derive(Clone, PartialEq, ::prost::Oneof)]
+    pub enum Part {
+        #[prost(message, tag = "1")]
+        Customer(super::Customer),
+        #[prost(message, tag = "2")]
+        Interaction(super::InteractionRecord),
+        #[prost(message, tag = "3")]
+        Consent(super::ConsentRecord),
+        #[prost(message, tag = "4")]
+        Audit(super::AuditEntry),
+    }
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EraseCustomerRequest {
+    #[prost(string, tag = "1")]
+    pub request_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub customer_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct EraseResult {
+    #[prost(string, tag = "1")]
+    pub customer_id: ::prost::alloc::string::String,
+    #[prost(uint32, tag = "2")]
+    pub interactions_anonymized: u32,
+    #[prost(uint32, tag = "3")]
+    pub messages_erased: u32,
+    #[prost(uint32, tag = "4")]
+    pub identifiers_removed: u32,
+}
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
+#[repr(i32)]
+pub enum ConsentState {
+    Unspecified = 0,
+    Granted = 1,
+    Revoked = 2,
+}
+impl ConsentState {
+    /// String value of the enum field names used in the ProtoBuf definition.
+    ///
+    /// The values are not transformed in any way and thus are considered stable
+    /// (if the ProtoBuf definition does not change) and safe for programmatic use.
+    pub fn as_str_name(&self) -> &'static str {
+        match self {
+            Self::Unspecified => "CONSENT_STATE_UNSPECIFIED",
+            Self::Granted => "CONSENT_STATE_GRANTED",
+            Self::Revoked => "CONSENT_STATE_REVOKED",
+        }
+    }
+    /// Creates an enum from field names used in the ProtoBuf definition.
+    pub fn from_str_name(value: &str) -> ::core::option::Option<Self> {
+        match value {
+            "CONSENT_STATE_UNSPECIFIED" => Some(Self::Unspecified),
+            "CONSENT_STATE_GRANTED" => Some(Self::Granted),
+            "CONSENT_STATE_REVOKED" => Some(Self::Revoked),
+            _ => None,
+        }
+    }
+}
+/// Generated client implementations.
+pub mod history_service_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Agents read; integrators read and write; admins also erase.
+    #[derive(Debug, Clone)]
+    pub struct HistoryServiceClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl HistoryServiceClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> HistoryServiceClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> HistoryServiceClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            HistoryServiceClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        pub async fn get_customer(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetCustomerRequest>,
+        ) -> std::result::Result<tonic::Response<super::Customer>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/GetCustomer",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("centralino.v1.HistoryService", "GetCustomer"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// By one identifier (normalized as stored), or by display-name prefix.
+        pub async fn find_customers(
+            &mut self,
+            request: impl tonic::IntoRequest<super::FindCustomersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::FindCustomersResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/FindCustomers",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("centralino.v1.HistoryService", "FindCustomers"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Newest first, by cursor.
+        pub async fn list_timeline(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListTimelineRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListTimelineResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/ListTimeline",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("centralino.v1.HistoryService", "ListTimeline"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn get_interaction(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetInteractionRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::InteractionRecord>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/GetInteraction",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("centralino.v1.HistoryService", "GetInteraction"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        /// Full-text search over subjects, bodies and notes.
+        pub async fn search_interactions(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SearchInteractionsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListTimelineResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/SearchInteractions",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("centralino.v1.HistoryService", "SearchInteractions"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn update_customer(
+            &mut self,
+            request: impl tonic::IntoRequest<super::UpdateCustomerRequest>,
+        ) -> std::result::Result<tonic::Response<super::Customer>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/UpdateCustomer",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("centralino.v1.HistoryService", "UpdateCustomer"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn merge_customers(
+            &mut self,
+            request: impl tonic::IntoRequest<super::MergeCustomersRequest>,
+        ) -> std::result::Result<tonic::Response<super::MergeResult>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/MergeCustomers",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("centralino.v1.HistoryService", "MergeCustomers"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn unmerge_customers(
+            &mut self,
+            request: impl tonic::IntoRequest<super::UnmergeCustomersRequest>,
+        ) -> std::result::Result<tonic::Response<super::UnmergeResult>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/UnmergeCustomers",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("centralino.v1.HistoryService", "UnmergeCustomers"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_merge_suggestions(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListMergeSuggestionsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListMergeSuggestionsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/ListMergeSuggestions",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "centralino.v1.HistoryService",
+                        "ListMergeSuggestions",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn record_consent(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RecordConsentRequest>,
+        ) -> std::result::Result<tonic::Response<super::ConsentRecord>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/RecordConsent",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("centralino.v1.HistoryService", "RecordConsent"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn get_consent(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetConsentRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetConsentResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/GetConsent",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("centralino.v1.HistoryService", "GetConsent"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_audit(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListAuditRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListAuditResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/ListAudit",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("centralino.v1.HistoryService", "ListAudit"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Everything kept about a customer, as a stream of parts.
+        pub async fn export_customer(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ExportCustomerRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::ExportPart>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/ExportCustomer",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("centralino.v1.HistoryService", "ExportCustomer"),
+                );
+            self.inner.server_streaming(req, path, codec).await
+        }
+        /// Removes personal data; anonymous statistics (channel, queue, times, outcome) stay.
+        pub async fn erase_customer(
+            &mut self,
+            request: impl tonic::IntoRequest<super::EraseCustomerRequest>,
+        ) -> std::result::Result<tonic::Response<super::EraseResult>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.HistoryService/EraseCustomer",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new("centralino.v1.HistoryService", "EraseCustomer"),
+                );
+            self.inner.unary(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod history_service_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with HistoryServiceServer.
+    #[async_trait]
+    pub trait HistoryService: std::marker::Send + std::marker::Sync + 'static {
+        async fn get_customer(
+            &self,
+            request: tonic::Request<super::GetCustomerRequest>,
+        ) -> std::result::Result<tonic::Response<super::Customer>, tonic::Status>;
+        /// By one identifier (normalized as stored), or by display-name prefix.
+        async fn find_customers(
+            &self,
+            request: tonic::Request<super::FindCustomersRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::FindCustomersResponse>,
+            tonic::Status,
+        >;
+        /// Newest first, by cursor.
+        async fn list_timeline(
+            &self,
+            request: tonic::Request<super::ListTimelineRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListTimelineResponse>,
+            tonic::Status,
+        >;
+        async fn get_interaction(
+            &self,
+            request: tonic::Request<super::GetInteractionRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::InteractionRecord>,
+            tonic::Status,
+        >;
+        /// Full-text search over subjects, bodies and notes.
+        async fn search_interactions(
+            &self,
+            request: tonic::Request<super::SearchInteractionsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListTimelineResponse>,
+            tonic::Status,
+        >;
+        async fn update_customer(
+            &self,
+            request: tonic::Request<super::UpdateCustomerRequest>,
+        ) -> std::result::Result<tonic::Response<super::Customer>, tonic::Status>;
+        async fn merge_customers(
+            &self,
+            request: tonic::Request<super::MergeCustomersRequest>,
+        ) -> std::result::Result<tonic::Response<super::MergeResult>, tonic::Status>;
+        async fn unmerge_customers(
+            &self,
+            request: tonic::Request<super::UnmergeCustomersRequest>,
+        ) -> std::result::Result<tonic::Response<super::UnmergeResult>, tonic::Status>;
+        async fn list_merge_suggestions(
+            &self,
+            request: tonic::Request<super::ListMergeSuggestionsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListMergeSuggestionsResponse>,
+            tonic::Status,
+        >;
+        async fn record_consent(
+            &self,
+            request: tonic::Request<super::RecordConsentRequest>,
+        ) -> std::result::Result<tonic::Response<super::ConsentRecord>, tonic::Status>;
+        async fn get_consent(
+            &self,
+            request: tonic::Request<super::GetConsentRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::GetConsentResponse>,
+            tonic::Status,
+        >;
+        async fn list_audit(
+            &self,
+            request: tonic::Request<super::ListAuditRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListAuditResponse>,
+            tonic::Status,
+        >;
+        /// Server streaming response type for the ExportCustomer method.
+        type ExportCustomerStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::ExportPart, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// Everything kept about a customer, as a stream of parts.
+        async fn export_customer(
+            &self,
+            request: tonic::Request<super::ExportCustomerRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::ExportCustomerStream>,
+            tonic::Status,
+        >;
+        /// Removes personal data; anonymous statistics (channel, queue, times, outcome) stay.
+        async fn erase_customer(
+            &self,
+            request: tonic::Request<super::EraseCustomerRequest>,
+        ) -> std::result::Result<tonic::Response<super::EraseResult>, tonic::Status>;
+    }
+    /// Agents read; integrators read and write; admins also erase.
+    #[derive(Debug)]
+    pub struct HistoryServiceServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> HistoryServiceServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for HistoryServiceServer<T>
+    where
+        T: HistoryService,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/centralino.v1.HistoryService/GetCustomer" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetCustomerSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::UnaryService<super::GetCustomerRequest>
+                    for GetCustomerSvc<T> {
+                        type Response = super::Customer;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetCustomerRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::get_customer(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetCustomerSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.HistoryService/FindCustomers" => {
+                    #[allow(non_camel_case_types)]
+                    struct FindCustomersSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::UnaryService<super::FindCustomersRequest>
+                    for FindCustomersSvc<T> {
+                        type Response = super::FindCustomersResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::FindCustomersRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::find_customers(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = FindCustomersSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.HistoryService/ListTimeline" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListTimelineSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::UnaryService<super::ListTimelineRequest>
+                    for ListTimelineSvc<T> {
+                        type Response = super::ListTimelineResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListTimelineRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::list_timeline(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListTimelineSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.HistoryService/GetInteraction" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetInteractionSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::UnaryService<super::GetInteractionRequest>
+                    for GetInteractionSvc<T> {
+                        type Response = super::InteractionRecord;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetInteractionRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::get_interaction(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetInteractionSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.HistoryService/SearchInteractions" => {
+                    #[allow(non_camel_case_types)]
+                    struct SearchInteractionsSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::UnaryService<super::SearchInteractionsRequest>
+                    for SearchInteractionsSvc<T> {
+                        type Response = super::ListTimelineResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SearchInteractionsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::search_interactions(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SearchInteractionsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.HistoryService/UpdateCustomer" => {
+                    #[allow(non_camel_case_types)]
+                    struct UpdateCustomerSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::UnaryService<super::UpdateCustomerRequest>
+                    for UpdateCustomerSvc<T> {
+                        type Response = super::Customer;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::UpdateCustomerRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::update_customer(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UpdateCustomerSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.HistoryService/MergeCustomers" => {
+                    #[allow(non_camel_case_types)]
+                    struct MergeCustomersSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::UnaryService<super::MergeCustomersRequest>
+                    for MergeCustomersSvc<T> {
+                        type Response = super::MergeResult;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::MergeCustomersRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::merge_customers(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = MergeCustomersSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.HistoryService/UnmergeCustomers" => {
+                    #[allow(non_camel_case_types)]
+                    struct UnmergeCustomersSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::UnaryService<super::UnmergeCustomersRequest>
+                    for UnmergeCustomersSvc<T> {
+                        type Response = super::UnmergeResult;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::UnmergeCustomersRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::unmerge_customers(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = UnmergeCustomersSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.HistoryService/ListMergeSuggestions" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListMergeSuggestionsSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::UnaryService<super::ListMergeSuggestionsRequest>
+                    for ListMergeSuggestionsSvc<T> {
+                        type Response = super::ListMergeSuggestionsResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListMergeSuggestionsRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::list_merge_suggestions(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListMergeSuggestionsSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.HistoryService/RecordConsent" => {
+                    #[allow(non_camel_case_types)]
+                    struct RecordConsentSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::UnaryService<super::RecordConsentRequest>
+                    for RecordConsentSvc<T> {
+                        type Response = super::ConsentRecord;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::RecordConsentRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::record_consent(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = RecordConsentSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.HistoryService/GetConsent" => {
+                    #[allow(non_camel_case_types)]
+                    struct GetConsentSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::UnaryService<super::GetConsentRequest>
+                    for GetConsentSvc<T> {
+                        type Response = super::GetConsentResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::GetConsentRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::get_consent(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = GetConsentSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.HistoryService/ListAudit" => {
+                    #[allow(non_camel_case_types)]
+                    struct ListAuditSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::UnaryService<super::ListAuditRequest>
+                    for ListAuditSvc<T> {
+                        type Response = super::ListAuditResponse;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ListAuditRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::list_audit(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ListAuditSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.HistoryService/ExportCustomer" => {
+                    #[allow(non_camel_case_types)]
+                    struct ExportCustomerSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::ServerStreamingService<super::ExportCustomerRequest>
+                    for ExportCustomerSvc<T> {
+                        type Response = super::ExportPart;
+                        type ResponseStream = T::ExportCustomerStream;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::ResponseStream>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::ExportCustomerRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::export_customer(&inner, request)
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = ExportCustomerSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.server_streaming(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.HistoryService/EraseCustomer" => {
+                    #[allow(non_camel_case_types)]
+                    struct EraseCustomerSvc<T: HistoryService>(pub Arc<T>);
+                    impl<
+                        T: HistoryService,
+                    > tonic::server::UnaryService<super::EraseCustomerRequest>
+                    for EraseCustomerSvc<T> {
+                        type Response = super::EraseResult;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::EraseCustomerRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as HistoryService>::erase_customer(&inner, request).await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = EraseCustomerSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for HistoryServiceServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "centralino.v1.HistoryService";
+    impl<T> tonic::server::NamedService for HistoryServiceServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct WhoAmIRequest {}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
