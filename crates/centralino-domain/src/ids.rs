@@ -74,6 +74,11 @@ uuid_id!(
     ConversationId,
     "conversation_id"
 );
+uuid_id!(
+    /// Identifies a customer record in the history service.
+    CustomerId,
+    "customer_id"
+);
 
 #[cfg(test)]
 mod tests {
