@@ -18,6 +18,7 @@
 mod amqp;
 mod envelope;
 mod error;
+mod handoff;
 mod memory;
 mod topology;
 
@@ -26,6 +27,7 @@ use std::fmt;
 pub use amqp::{AmqpBus, AmqpConfig};
 pub use envelope::{DecodeError, EnvelopeExt, TypedPayload, new_envelope};
 pub use error::BusError;
+pub use handoff::{Settle, run_in_order};
 pub use memory::MemoryBus;
 pub use topology::{Topology, topic_matches};
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_bus::{Bus, Exchange, new_envelope};
+use centralino_bus::{Bus, Exchange, Settle, new_envelope};
 use centralino_domain::{Channel, InteractionId};
 use centralino_proto::v1;
 use centralino_routing::{
@@ -77,17 +77,6 @@ pub(crate) enum Ingest {
     Abandoned(InteractionId),
 }
 
-/// What became of a delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum IngestOutcome {
-    /// Applied (or a duplicate): ack.
-    Done,
-    /// Not applied for a reason that may pass (the database is down): try again.
-    Retry(String),
-    /// Can never be applied as it is: dead-letter it.
-    Reject(String),
-}
-
 #[derive(Debug)]
 pub(crate) enum AdminOp {
     UpsertSkill(v1::Skill),
@@ -116,7 +105,7 @@ pub(crate) enum Command {
     Ingest {
         message_id: String,
         what: Ingest,
-        done: oneshot::Sender<IngestOutcome>,
+        done: oneshot::Sender<Settle>,
     },
     Agent {
         agent: String,
@@ -194,7 +183,7 @@ fn result_of(request_id: &str, r: Result<(), ApiError>) -> v1::RequestResult {
 
 /// An answer held back until the batch commits.
 enum Pending {
-    Ingest(oneshot::Sender<IngestOutcome>, IngestOutcome),
+    Ingest(oneshot::Sender<Settle>, Settle),
     Agent {
         reply: oneshot::Sender<v1::RequestResult>,
         result: v1::RequestResult,
@@ -551,7 +540,7 @@ impl Actor {
                 for p in pending {
                     match p {
                         Pending::Ingest(tx, _) => {
-                            let _ = tx.send(IngestOutcome::Retry(e.to_string()));
+                            let _ = tx.send(Settle::Retry(e.to_string()));
                         }
                         Pending::Agent { reply, result, .. } => {
                             let _ = reply.send(result_of(
@@ -583,7 +572,7 @@ impl Actor {
         for cmd in batch {
             match cmd {
                 Command::Ingest { done, .. } => {
-                    let _ = done.send(IngestOutcome::Retry(reason.to_owned()));
+                    let _ = done.send(Settle::Retry(reason.to_owned()));
                 }
                 Command::Agent {
                     request_id, reply, ..
@@ -730,17 +719,17 @@ impl Actor {
         message_id: String,
         what: Ingest,
         now: Millis,
-    ) -> IngestOutcome {
+    ) -> Settle {
         match what {
             Ingest::Created {
                 interaction,
                 occurred_at,
             } => {
                 let Ok(id) = InteractionId::parse_field(&interaction.id, "id") else {
-                    return IngestOutcome::Reject("interaction id is not a UUID".into());
+                    return Settle::Reject("interaction id is not a UUID".into());
                 };
                 let Ok(channel) = centralino_proto::channel_from_i32(interaction.channel) else {
-                    return IngestOutcome::Reject("interaction has no valid channel".into());
+                    return Settle::Reject("interaction has no valid channel".into());
                 };
                 let queue = if self.queues.contains_key(&interaction.queue_hint) {
                     interaction.queue_hint.clone()
@@ -752,7 +741,7 @@ impl Actor {
                 {
                     q.clone()
                 } else {
-                    return IngestOutcome::Reject(format!(
+                    return Settle::Reject(format!(
                         "no queue {:?} and no default queue",
                         interaction.queue_hint
                     ));
@@ -772,16 +761,16 @@ impl Actor {
                 match self.engine.check_enqueue(&req) {
                     Ok(()) => {}
                     // Already routing it: another delivery of the same interaction.
-                    Err(EngineError::DuplicateInteraction(_)) => return IngestOutcome::Done,
-                    Err(e) => return IngestOutcome::Reject(e.to_string()),
+                    Err(EngineError::DuplicateInteraction(_)) => return Settle::Done,
+                    Err(e) => return Settle::Reject(e.to_string()),
                 }
                 if !seen.insert(message_id.clone()) {
-                    return IngestOutcome::Done;
+                    return Settle::Done;
                 }
                 writes.claims.push(message_id);
                 if self.early_abandons.remove(&id).is_some() {
                     tracing::info!(interaction = %id, "creation arrived after its abandon; not routed");
-                    return IngestOutcome::Done;
+                    return Settle::Done;
                 }
                 writes.touched.insert(id);
                 self.payloads.insert(id, *interaction);
@@ -789,13 +778,13 @@ impl Actor {
                     // Checked above; a refusal here is a bug, not input.
                     tracing::error!(error = %e, "enqueue refused after its check");
                     self.payloads.remove(&id);
-                    return IngestOutcome::Reject(e.to_string());
+                    return Settle::Reject(e.to_string());
                 }
-                IngestOutcome::Done
+                Settle::Done
             }
             Ingest::Abandoned(id) => {
                 if !seen.insert(message_id.clone()) {
-                    return IngestOutcome::Done;
+                    return Settle::Done;
                 }
                 writes.claims.push(message_id);
                 match self.engine.cancel(id, now) {
@@ -808,7 +797,7 @@ impl Actor {
                     }
                     Err(e) => tracing::warn!(interaction = %id, error = %e, "abandon not applied"),
                 }
-                IngestOutcome::Done
+                Settle::Done
             }
         }
     }
