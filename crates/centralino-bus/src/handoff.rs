@@ -10,6 +10,7 @@
 //! worker's store is unavailable or the worker dropped it unanswered.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
@@ -33,7 +34,7 @@ pub enum Settle {
 pub async fn run_in_order<T, C>(
     mut sub: Subscription,
     worker: mpsc::Sender<C>,
-    parse: fn(&Delivery) -> Result<T, String>,
+    parse: impl Fn(&Delivery) -> Result<T, String> + Send + Sync + 'static,
     command: fn(&Delivery, T, oneshot::Sender<Settle>) -> C,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -43,7 +44,7 @@ pub async fn run_in_order<T, C>(
     tokio::pin!(shutdown);
     let handoff = Handoff {
         worker,
-        parse,
+        parse: Arc::new(parse),
         command,
     };
     loop {
@@ -59,9 +60,11 @@ pub async fn run_in_order<T, C>(
     }
 }
 
+type Parse<T> = Arc<dyn Fn(&Delivery) -> Result<T, String> + Send + Sync>;
+
 struct Handoff<T, C> {
     worker: mpsc::Sender<C>,
-    parse: fn(&Delivery) -> Result<T, String>,
+    parse: Parse<T>,
     command: fn(&Delivery, T, oneshot::Sender<Settle>) -> C,
 }
 
@@ -69,7 +72,7 @@ impl<T, C> Clone for Handoff<T, C> {
     fn clone(&self) -> Self {
         Self {
             worker: self.worker.clone(),
-            parse: self.parse,
+            parse: self.parse.clone(),
             command: self.command,
         }
     }

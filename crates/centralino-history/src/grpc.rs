@@ -1,0 +1,630 @@
+//! `HistoryService` over gRPC: validation at the edge, reads from the
+//! database, changes through the writer; errors through `ApiError`.
+
+use std::pin::Pin;
+
+use centralino_auth::Claims;
+use centralino_proto::v1;
+use centralino_proto::v1::history_service_server::{HistoryService, HistoryServiceServer};
+use centralino_server::ApiError;
+use futures::Stream;
+use sea_orm::{DatabaseConnection, EntityTrait};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::entities::suppression;
+use crate::read::{self, TimelineQuery};
+use crate::writer::{self, Change, Changed, Command, ConsentInput};
+use crate::{HistoryConfig, ms_of, now_ms};
+
+pub type HistoryServer = HistoryServiceServer<HistoryApi>;
+
+const MAX_REQUEST_ID: usize = 64;
+const MAX_TEXT: usize = 1_000;
+const MAX_NAME: usize = 200;
+const MAX_ATTRIBUTES: usize = 100;
+const MAX_IDENTIFIERS: usize = 20;
+const EXPORT_PAGE: u64 = 100;
+
+pub(crate) fn server(
+    cfg: HistoryConfig,
+    db: DatabaseConnection,
+    tx: mpsc::Sender<Command>,
+    max: usize,
+) -> HistoryServer {
+    HistoryServiceServer::new(HistoryApi { cfg, db, tx })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max)
+}
+
+pub struct HistoryApi {
+    cfg: HistoryConfig,
+    db: DatabaseConnection,
+    tx: mpsc::Sender<Command>,
+}
+
+fn subject<T>(request: &Request<T>) -> Result<String, Status> {
+    Ok(request
+        .extensions()
+        .get::<Claims>()
+        .ok_or_else(|| ApiError::Unauthenticated("missing bearer token".into()))?
+        .sub
+        .clone())
+}
+
+fn request_id(raw: &str) -> Result<String, ApiError> {
+    if raw.is_empty() {
+        return Err(ApiError::invalid(
+            "request_id",
+            "is required (a unique id per change, reused when retrying)",
+        ));
+    }
+    if raw.len() > MAX_REQUEST_ID {
+        return Err(ApiError::invalid(
+            "request_id",
+            format!("is longer than {MAX_REQUEST_ID} characters"),
+        ));
+    }
+    Ok(raw.to_owned())
+}
+
+fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.chars().count() > max {
+        return Err(ApiError::invalid(
+            field,
+            format!("is longer than {max} characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Lowercase letters, digits, `-` and `_`, 1–64 characters.
+fn token_name(field: &'static str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > 64 {
+        return Err(ApiError::invalid(field, "must be 1 to 64 characters"));
+    }
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+    {
+        return Err(ApiError::invalid(
+            field,
+            "may contain only lowercase letters, digits, '-' and '_'",
+        ));
+    }
+    Ok(())
+}
+
+fn channel_arg(raw: i32, field: &'static str) -> Result<&'static str, ApiError> {
+    centralino_proto::channel_from_i32(raw)
+        .map(|c| c.as_str())
+        .map_err(|_| ApiError::invalid(field, "must be a channel (voice, email, sms, desk, chat)"))
+}
+
+impl HistoryApi {
+    async fn change(&self, actor: String, request_id: String, change: Change) -> Result<Changed, Status> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Change {
+                actor,
+                request_id,
+                change,
+                reply,
+            })
+            .await
+            .map_err(|_| ApiError::Unavailable("history".into()))?;
+        Ok(answer
+            .await
+            .map_err(|_| ApiError::Unavailable("history".into()))??)
+    }
+
+    fn identifier(
+        &self,
+        raw: Option<&v1::CustomerIdentifier>,
+        field: &'static str,
+    ) -> Result<Option<centralino_domain::CustomerIdentifier>, ApiError> {
+        match raw {
+            Some(i) if i.kind != 0 || !i.value.is_empty() => {
+                writer::normalize(&self.cfg.rules, i, field).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The customer a request names by id or identifier (`None` when an
+    /// identifier is not known).
+    async fn customer_of(
+        &self,
+        customer_id: &str,
+        identifier: Option<&v1::CustomerIdentifier>,
+    ) -> Result<Option<String>, ApiError> {
+        if !customer_id.is_empty() {
+            return read::follow(&self.db, customer_id).await.map(Some);
+        }
+        let Some(i) = self.identifier(identifier, "identifier")? else {
+            return Err(ApiError::invalid(
+                "customer_id",
+                "give a customer id or an identifier",
+            ));
+        };
+        Ok(
+            read::find_by_identifier(&self.db, i.kind().as_str(), i.value())
+                .await?
+                .into_iter()
+                .next()
+                .map(|c| c.id),
+        )
+    }
+}
+
+type ExportStream = Pin<Box<dyn Stream<Item = Result<v1::ExportPart, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl HistoryService for HistoryApi {
+    type ExportCustomerStream = ExportStream;
+
+    async fn get_customer(
+        &self,
+        request: Request<v1::GetCustomerRequest>,
+    ) -> Result<Response<v1::Customer>, Status> {
+        let req = request.into_inner();
+        let id = read::follow(&self.db, &req.customer_id).await?;
+        let c = read::customer(&self.db, &id)
+            .await
+            .map_err(read::store)?
+            .ok_or_else(|| ApiError::NotFound(format!("customer {}", req.customer_id)))?;
+        Ok(Response::new(c))
+    }
+
+    async fn find_customers(
+        &self,
+        request: Request<v1::FindCustomersRequest>,
+    ) -> Result<Response<v1::FindCustomersResponse>, Status> {
+        let req = request.into_inner();
+        let size = read::page_size(req.page_size)?;
+        if let Some(i) = self.identifier(req.identifier.as_ref(), "identifier")? {
+            let customers = read::find_by_identifier(&self.db, i.kind().as_str(), i.value()).await?;
+            return Ok(Response::new(v1::FindCustomersResponse {
+                customers,
+                next_page_token: String::new(),
+            }));
+        }
+        if req.name_prefix.trim().is_empty() {
+            return Err(ApiError::invalid("identifier", "give an identifier or a name_prefix").into());
+        }
+        bounded("name_prefix", &req.name_prefix, MAX_NAME)?;
+        Ok(Response::new(
+            read::find_by_name(&self.db, req.name_prefix.trim(), size, &req.page_token).await?,
+        ))
+    }
+
+    async fn list_timeline(
+        &self,
+        request: Request<v1::ListTimelineRequest>,
+    ) -> Result<Response<v1::ListTimelineResponse>, Status> {
+        let req = request.into_inner();
+        let size = read::page_size(req.page_size)?;
+        let customer = read::follow(&self.db, &req.customer_id).await?;
+        let channels = req
+            .channels
+            .iter()
+            .map(|c| channel_arg(*c, "channels").map(str::to_owned))
+            .collect::<Result<Vec<_>, _>>()?;
+        let since = req.since.as_ref().map(ms_of);
+        let until = req.until.as_ref().map(ms_of);
+        if let (Some(s), Some(u)) = (since, until)
+            && s >= u
+        {
+            return Err(ApiError::invalid("until", "must be after since").into());
+        }
+        Ok(Response::new(
+            read::timeline(
+                &self.db,
+                TimelineQuery {
+                    customer,
+                    channels,
+                    since,
+                    until,
+                    size,
+                    page_token: req.page_token,
+                    include_messages: req.include_messages,
+                },
+            )
+            .await?,
+        ))
+    }
+
+    async fn get_interaction(
+        &self,
+        request: Request<v1::GetInteractionRequest>,
+    ) -> Result<Response<v1::InteractionRecord>, Status> {
+        let req = request.into_inner();
+        Ok(Response::new(read::interaction(&self.db, &req.interaction_id).await?))
+    }
+
+    async fn search_interactions(
+        &self,
+        request: Request<v1::SearchInteractionsRequest>,
+    ) -> Result<Response<v1::ListTimelineResponse>, Status> {
+        let req = request.into_inner();
+        let size = read::page_size(req.page_size)?;
+        let text = req.query.trim();
+        if text.is_empty() {
+            return Err(ApiError::invalid("query", "is empty").into());
+        }
+        bounded("query", text, MAX_NAME)?;
+        let customer = if req.customer_id.is_empty() {
+            None
+        } else {
+            Some(read::follow(&self.db, &req.customer_id).await?)
+        };
+        Ok(Response::new(
+            read::search(&self.db, text, customer, size, &req.page_token).await?,
+        ))
+    }
+
+    async fn update_customer(
+        &self,
+        request: Request<v1::UpdateCustomerRequest>,
+    ) -> Result<Response<v1::Customer>, Status> {
+        let actor = subject(&request)?;
+        let req = request.into_inner();
+        let rid = request_id(&req.request_id)?;
+        if let Some(name) = &req.display_name {
+            bounded("display_name", name, MAX_NAME)?;
+        }
+        if req.attributes.len() > MAX_ATTRIBUTES {
+            return Err(ApiError::invalid(
+                "attributes",
+                format!("at most {MAX_ATTRIBUTES} per request"),
+            )
+            .into());
+        }
+        for (k, v) in &req.attributes {
+            token_name("attributes", k)?;
+            bounded("attributes", v, MAX_TEXT)?;
+        }
+        if req.add_identifiers.len() + req.remove_identifiers.len() > MAX_IDENTIFIERS {
+            return Err(ApiError::invalid(
+                "add_identifiers",
+                format!("at most {MAX_IDENTIFIERS} identifiers per request"),
+            )
+            .into());
+        }
+        for i in &req.add_identifiers {
+            writer::normalize(&self.cfg.rules, i, "add_identifiers")?;
+        }
+        for i in &req.remove_identifiers {
+            writer::normalize(&self.cfg.rules, i, "remove_identifiers")?;
+        }
+        match self.change(actor, rid, Change::Update(req)).await? {
+            Changed::Customer(c) => Ok(Response::new(c)),
+            _ => Err(ApiError::Internal("unexpected answer".into()).into()),
+        }
+    }
+
+    async fn merge_customers(
+        &self,
+        request: Request<v1::MergeCustomersRequest>,
+    ) -> Result<Response<v1::MergeResult>, Status> {
+        let actor = subject(&request)?;
+        let req = request.into_inner();
+        let rid = request_id(&req.request_id)?;
+        bounded("reason", &req.reason, MAX_TEXT)?;
+        let change = Change::Merge {
+            survivor: req.survivor_id,
+            merged: req.merged_id,
+            reason: req.reason,
+        };
+        match self.change(actor, rid, change).await? {
+            Changed::Merge(m) => Ok(Response::new(m)),
+            _ => Err(ApiError::Internal("unexpected answer".into()).into()),
+        }
+    }
+
+    async fn unmerge_customers(
+        &self,
+        request: Request<v1::UnmergeCustomersRequest>,
+    ) -> Result<Response<v1::UnmergeResult>, Status> {
+        let actor = subject(&request)?;
+        let req = request.into_inner();
+        let rid = request_id(&req.request_id)?;
+        bounded("reason", &req.reason, MAX_TEXT)?;
+        let change = Change::Unmerge {
+            merge_id: req.merge_id,
+            reason: req.reason,
+        };
+        match self.change(actor, rid, change).await? {
+            Changed::Unmerge(u) => Ok(Response::new(u)),
+            _ => Err(ApiError::Internal("unexpected answer".into()).into()),
+        }
+    }
+
+    async fn list_merge_suggestions(
+        &self,
+        request: Request<v1::ListMergeSuggestionsRequest>,
+    ) -> Result<Response<v1::ListMergeSuggestionsResponse>, Status> {
+        use crate::entities::suggestion;
+        use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, QuerySelect};
+        let req = request.into_inner();
+        let size = read::page_size(req.page_size)?;
+        let mut q = suggestion::Entity::find();
+        if let Some((_, id)) = read::untoken(&req.page_token)? {
+            q = q.filter(suggestion::Column::Id.gt(id));
+        }
+        let mut rows = q
+            .order_by_asc(suggestion::Column::Id)
+            .limit(size + 1)
+            .all(&self.db)
+            .await
+            .map_err(read::store)?;
+        let more = rows.len() as u64 > size;
+        rows.truncate(size as usize);
+        let next = if more {
+            rows.last().map(|s| read::token("", &s.id)).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let suggestions = rows
+            .into_iter()
+            .map(|s| {
+                let pairs: Vec<(i32, String)> =
+                    serde_json::from_str(&s.identifiers).unwrap_or_default();
+                v1::MergeSuggestion {
+                    id: s.id,
+                    customer_id: s.customer_a,
+                    other_customer_id: s.customer_b,
+                    identifiers: pairs
+                        .into_iter()
+                        .map(|(kind, value)| v1::CustomerIdentifier { kind, value })
+                        .collect(),
+                    interaction_id: s.interaction_id,
+                    created_at: Some(crate::ts(s.created_at)),
+                }
+            })
+            .collect();
+        Ok(Response::new(v1::ListMergeSuggestionsResponse {
+            suggestions,
+            next_page_token: next,
+        }))
+    }
+
+    async fn record_consent(
+        &self,
+        request: Request<v1::RecordConsentRequest>,
+    ) -> Result<Response<v1::ConsentRecord>, Status> {
+        let actor = subject(&request)?;
+        let req = request.into_inner();
+        let rid = request_id(&req.request_id)?;
+        let channel = channel_arg(req.channel, "channel")?;
+        token_name("purpose", &req.purpose)?;
+        token_name("source", &req.source)?;
+        bounded("note", &req.note, MAX_TEXT)?;
+        let granted = match v1::ConsentState::try_from(req.state) {
+            Ok(v1::ConsentState::Granted) => true,
+            Ok(v1::ConsentState::Revoked) => false,
+            _ => return Err(ApiError::invalid("state", "must be GRANTED or REVOKED").into()),
+        };
+        let now = now_ms();
+        let at = req.at.as_ref().map_or(now, ms_of);
+        if at > now + 60_000 {
+            return Err(ApiError::invalid("at", "is in the future").into());
+        }
+        let identifier = self.identifier(req.identifier.as_ref(), "identifier")?;
+        let customer = if req.customer_id.is_empty() {
+            None
+        } else {
+            Some(read::follow(&self.db, &req.customer_id).await?)
+        };
+        if customer.is_none() && identifier.is_none() {
+            return Err(ApiError::invalid("customer_id", "give a customer id or an identifier").into());
+        }
+        let input = ConsentInput {
+            customer,
+            identifier,
+            channel,
+            purpose: req.purpose,
+            granted,
+            source: req.source,
+            note: req.note,
+            at,
+        };
+        match self.change(actor, rid, Change::Consent(input)).await? {
+            Changed::Consent(c) => Ok(Response::new(c)),
+            _ => Err(ApiError::Internal("unexpected answer".into()).into()),
+        }
+    }
+
+    async fn get_consent(
+        &self,
+        request: Request<v1::GetConsentRequest>,
+    ) -> Result<Response<v1::GetConsentResponse>, Status> {
+        let req = request.into_inner();
+        let channel = if req.channel == 0 {
+            None
+        } else {
+            Some(channel_arg(req.channel, "channel")?)
+        };
+        let purpose = if req.purpose.is_empty() {
+            None
+        } else {
+            token_name("purpose", &req.purpose)?;
+            Some(req.purpose.as_str())
+        };
+        let Some(customer) = self.customer_of(&req.customer_id, req.identifier.as_ref()).await? else {
+            // Unknown identifier: only opt-outs kept from an erased customer apply.
+            let i = self
+                .identifier(req.identifier.as_ref(), "identifier")?
+                .ok_or_else(|| ApiError::invalid("identifier", "is required"))?;
+            let hash = writer::identifier_hash(i.kind().as_str(), i.value());
+            use sea_orm::{ColumnTrait, QueryFilter};
+            let rows = suppression::Entity::find()
+                .filter(suppression::Column::IdentifierHash.eq(hash))
+                .all(&self.db)
+                .await
+                .map_err(read::store)?;
+            let current = rows
+                .into_iter()
+                .filter(|s| channel.is_none_or(|c| c == s.channel))
+                .filter(|s| purpose.is_none_or(|p| p == s.purpose))
+                .map(|s| v1::ConsentRecord {
+                    channel: s
+                        .channel
+                        .parse::<centralino_domain::Channel>()
+                        .map(|c| v1::Channel::from(c).into())
+                        .unwrap_or(0),
+                    purpose: s.purpose,
+                    state: v1::ConsentState::Revoked.into(),
+                    source: "erased-customer".into(),
+                    note: String::new(),
+                    at: Some(crate::ts(s.at)),
+                    recorded_by: String::new(),
+                })
+                .collect();
+            return Ok(Response::new(v1::GetConsentResponse {
+                customer_id: String::new(),
+                current,
+                history: Vec::new(),
+            }));
+        };
+        let ledger = read::consents(&self.db, &customer, channel, purpose).await?;
+        Ok(Response::new(v1::GetConsentResponse {
+            current: read::current(&ledger),
+            history: if req.include_history {
+                ledger.iter().map(read::consent_record).collect()
+            } else {
+                Vec::new()
+            },
+            customer_id: customer,
+        }))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<v1::ListAuditRequest>,
+    ) -> Result<Response<v1::ListAuditResponse>, Status> {
+        let req = request.into_inner();
+        let size = read::page_size(req.page_size)?;
+        if uuid::Uuid::parse_str(&req.customer_id).is_err() {
+            return Err(ApiError::invalid("customer_id", "is not a UUID").into());
+        }
+        Ok(Response::new(
+            read::audit(&self.db, &req.customer_id, size, &req.page_token).await?,
+        ))
+    }
+
+    async fn export_customer(
+        &self,
+        request: Request<v1::ExportCustomerRequest>,
+    ) -> Result<Response<Self::ExportCustomerStream>, Status> {
+        let actor = subject(&request)?;
+        let req = request.into_inner();
+        bounded("reason", &req.reason, MAX_TEXT)?;
+        let id = read::follow(&self.db, &req.customer_id).await?;
+        let customer = read::customer(&self.db, &id)
+            .await
+            .map_err(read::store)?
+            .ok_or_else(|| ApiError::NotFound(format!("customer {}", req.customer_id)))?;
+        // The export itself is audited before anything leaves.
+        writer::audit_row(&self.db, &id, "export", &actor, &req.reason, "", now_ms())
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e, "export audit not written");
+                ApiError::Unavailable("history store".into())
+            })?;
+        let (tx, rx) = mpsc::channel(16);
+        let db = self.db.clone();
+        tokio::spawn(async move {
+            let send = |part: v1::export_part::Part| {
+                let tx = tx.clone();
+                async move {
+                    tx.send(Ok(v1::ExportPart { part: Some(part) })).await.is_ok()
+                }
+            };
+            if !send(v1::export_part::Part::Customer(customer)).await {
+                return;
+            }
+            let mut after = None;
+            loop {
+                let rows = match read::all_interactions(&db, &id, after.clone(), EXPORT_PAGE).await {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                };
+                let Some(last) = rows.last() else { break };
+                after = Some((last.created_at, last.id.clone()));
+                for row in rows {
+                    match read::full(&db, row).await {
+                        Ok(r) => {
+                            if !send(v1::export_part::Part::Interaction(r)).await {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into())).await;
+                            return;
+                        }
+                    }
+                }
+            }
+            match read::consents(&db, &id, None, None).await {
+                Ok(ledger) => {
+                    for c in &ledger {
+                        if !send(v1::export_part::Part::Consent(read::consent_record(c))).await {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e.into())).await;
+                    return;
+                }
+            }
+            let mut token = String::new();
+            loop {
+                match read::audit(&db, &id, u64::from(read::MAX_PAGE), &token).await {
+                    Ok(page) => {
+                        for a in page.entries {
+                            if !send(v1::export_part::Part::Audit(a)).await {
+                                return;
+                            }
+                        }
+                        if page.next_page_token.is_empty() {
+                            break;
+                        }
+                        token = page.next_page_token;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn erase_customer(
+        &self,
+        request: Request<v1::EraseCustomerRequest>,
+    ) -> Result<Response<v1::EraseResult>, Status> {
+        let actor = subject(&request)?;
+        let req = request.into_inner();
+        let rid = request_id(&req.request_id)?;
+        if req.reason.trim().is_empty() {
+            return Err(ApiError::invalid("reason", "is required for an erasure").into());
+        }
+        bounded("reason", &req.reason, MAX_TEXT)?;
+        let change = Change::Erase {
+            customer: req.customer_id,
+            reason: req.reason,
+        };
+        match self.change(actor, rid, change).await? {
+            Changed::Erase(e) => Ok(Response::new(e)),
+            _ => Err(ApiError::Internal("unexpected answer".into()).into()),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The customer-history service.
+//!
+//! Consumes every interaction event on the bus (creations, routing steps,
+//! messages, delivery receipts, endings), resolves which customer each
+//! interaction belongs to from the identifiers it carries (the pure rule is
+//! [`centralino_domain::identity`]), and keeps one timeline per customer plus
+//! a consent ledger. Integrators and agents read and change it over gRPC
+//! (`HistoryService`): find customers by any identifier, list the timeline,
+//! search, merge and unmerge (audited, reversible), record and read consent,
+//! export and erase a customer.
+//!
+//! One task (the writer) makes every change: bus events in batches (one
+//! transaction per batch, de-duplicated by message id through the inbox) and
+//! API changes one by one, so resolution and merges never race. Reads go to
+//! the database directly. Events history publishes (consent changes, merges,
+//! erasures) leave through the transactional outbox.
+
+#![forbid(unsafe_code)]
+
+mod entities;
+mod grpc;
+mod ingest;
+mod migrations;
+mod read;
+mod writer;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use centralino_auth::{Access, Policy, Role};
+use centralino_bus::{Bus, BusError, ConsumerSpec, Exchange};
+use centralino_domain::identity::ConflictPolicy;
+use centralino_domain::{Direction, IdentityRules};
+use centralino_store::StoreError;
+use centralino_store::outbox::OutboxRelay;
+use sea_orm::DatabaseConnection;
+use tokio::sync::mpsc;
+
+pub use grpc::HistoryServer;
+pub use migrations::HistoryMigrator;
+
+/// Name of the history service: its consumer queue, outbox source and inbox consumer.
+pub const SERVICE: &str = "history";
+
+/// gRPC service names this crate serves.
+pub const GRPC_SERVICES: [&str; 1] = ["centralino.v1.HistoryService"];
+
+/// How the history service behaves.
+#[derive(Debug, Clone)]
+pub struct HistoryConfig {
+    /// Normalization of identifiers (the default phone region).
+    pub rules: IdentityRules,
+    /// What happens when one interaction names two known customers.
+    pub on_conflict: ConflictPolicy,
+    /// Most bus events written in one transaction.
+    pub batch_max: usize,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            rules: IdentityRules::default(),
+            on_conflict: ConflictPolicy::Suggest,
+            batch_max: 1_000,
+        }
+    }
+}
+
+/// What can stop the history service.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+}
+
+/// Who may call what: agents and supervisors read; integrators read and
+/// write; admins too, and only they erase.
+pub fn policy(policy: &mut Policy) {
+    let read = || {
+        Access::Roles(vec![
+            Role::Agent,
+            Role::Supervisor,
+            Role::Integrator,
+            Role::Admin,
+        ])
+    };
+    let write = || Access::Roles(vec![Role::Integrator, Role::Admin]);
+    policy.set("/centralino.v1.HistoryService/", read());
+    for m in [
+        "UpdateCustomer",
+        "MergeCustomers",
+        "UnmergeCustomers",
+        "RecordConsent",
+        "ExportCustomer",
+        "ListAudit",
+    ] {
+        policy.set(&format!("/centralino.v1.HistoryService/{m}"), write());
+    }
+    policy.set(
+        "/centralino.v1.HistoryService/EraseCustomer",
+        Access::Roles(vec![Role::Admin]),
+    );
+}
+
+/// A started history service: its gRPC service (add it to a server) and its task.
+pub struct History {
+    pub api: HistoryServer,
+    /// Ends when the service has stopped.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the writer, the bus consumer and the outbox relay on `db` (migrated
+/// beforehand). Everything stops when `shutdown` resolves.
+pub async fn start(
+    config: HistoryConfig,
+    db: DatabaseConnection,
+    bus: Arc<dyn Bus>,
+    max_message_bytes: usize,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<History, HistoryError> {
+    let relay = OutboxRelay::new(db.clone(), bus.clone(), SERVICE);
+    let waker = relay.waker();
+    let (tx, rx) = mpsc::channel(8_192);
+    let writer = writer::Writer::new(config.clone(), db.clone(), waker);
+    let subscription = bus
+        .subscribe(
+            ConsumerSpec::new(SERVICE)
+                .bind(Exchange::Events, "interaction.#")
+                .bind(Exchange::Events, "routing.#")
+                .prefetch(2_000)
+                .single_active(),
+        )
+        .await?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let writer_task = tokio::spawn(writer.run(rx, stopped(stop_rx.clone())));
+    let rules = config.rules.clone();
+    let consumer_task = tokio::spawn(centralino_bus::run_in_order(
+        subscription,
+        tx.clone(),
+        move |d| ingest::parse(d, &rules),
+        writer::ingest_command,
+        stopped(stop_rx.clone()),
+    ));
+    let relay_task = tokio::spawn(relay.run(stopped(stop_rx)));
+    let api = grpc::server(config, db, tx, max_message_bytes);
+    let task = tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+        let _ = consumer_task.await;
+        let _ = writer_task.await;
+        let _ = relay_task.await;
+    });
+    tracing::info!("history service started");
+    Ok(History { api, task })
+}
+
+// ---------------------------------------------------------------------------
+// Small conversions shared by the modules
+
+pub(crate) fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Inbound => "inbound",
+        Direction::Outbound => "outbound",
+    }
+}
+
+pub(crate) fn json_map<'a>(
+    m: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> String {
+    let map: BTreeMap<&String, &String> = m.into_iter().collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
+}
+
+pub(crate) fn parse_map(s: &str) -> BTreeMap<String, String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+pub(crate) fn json_list(l: &[String]) -> String {
+    serde_json::to_string(l).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn parse_list(s: &str) -> Vec<String> {
+    serde_json::from_str(s).unwrap_or_default()
+}
+
+/// Milliseconds since the epoch of a wire timestamp.
+pub(crate) fn ms_of(t: &prost_types::Timestamp) -> i64 {
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos.clamp(0, 999_999_999)) / 1_000_000)
+}
+
+/// A wire timestamp of milliseconds since the epoch.
+pub(crate) fn ts(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: i32::try_from(ms.rem_euclid(1000) * 1_000_000).unwrap_or(0),
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
