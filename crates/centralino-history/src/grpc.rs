@@ -103,7 +103,12 @@ fn channel_arg(raw: i32, field: &'static str) -> Result<&'static str, ApiError> 
 }
 
 impl HistoryApi {
-    async fn change(&self, actor: String, request_id: String, change: Change) -> Result<Changed, Status> {
+    async fn change(
+        &self,
+        actor: String,
+        request_id: String,
+        change: Change,
+    ) -> Result<Changed, Status> {
         let (reply, answer) = oneshot::channel();
         self.tx
             .send(Command::Change {
@@ -184,14 +189,17 @@ impl HistoryService for HistoryApi {
         let req = request.into_inner();
         let size = read::page_size(req.page_size)?;
         if let Some(i) = self.identifier(req.identifier.as_ref(), "identifier")? {
-            let customers = read::find_by_identifier(&self.db, i.kind().as_str(), i.value()).await?;
+            let customers =
+                read::find_by_identifier(&self.db, i.kind().as_str(), i.value()).await?;
             return Ok(Response::new(v1::FindCustomersResponse {
                 customers,
                 next_page_token: String::new(),
             }));
         }
         if req.name_prefix.trim().is_empty() {
-            return Err(ApiError::invalid("identifier", "give an identifier or a name_prefix").into());
+            return Err(
+                ApiError::invalid("identifier", "give an identifier or a name_prefix").into(),
+            );
         }
         bounded("name_prefix", &req.name_prefix, MAX_NAME)?;
         Ok(Response::new(
@@ -240,7 +248,9 @@ impl HistoryService for HistoryApi {
         request: Request<v1::GetInteractionRequest>,
     ) -> Result<Response<v1::InteractionRecord>, Status> {
         let req = request.into_inner();
-        Ok(Response::new(read::interaction(&self.db, &req.interaction_id).await?))
+        Ok(Response::new(
+            read::interaction(&self.db, &req.interaction_id).await?,
+        ))
     }
 
     async fn search_interactions(
@@ -362,7 +372,9 @@ impl HistoryService for HistoryApi {
         let more = rows.len() as u64 > size;
         rows.truncate(size as usize);
         let next = if more {
-            rows.last().map(|s| read::token("", &s.id)).unwrap_or_default()
+            rows.last()
+                .map(|s| read::token("", &s.id))
+                .unwrap_or_default()
         } else {
             String::new()
         };
@@ -418,7 +430,9 @@ impl HistoryService for HistoryApi {
             Some(read::follow(&self.db, &req.customer_id).await?)
         };
         if customer.is_none() && identifier.is_none() {
-            return Err(ApiError::invalid("customer_id", "give a customer id or an identifier").into());
+            return Err(
+                ApiError::invalid("customer_id", "give a customer id or an identifier").into(),
+            );
         }
         let input = ConsentInput {
             customer,
@@ -452,7 +466,10 @@ impl HistoryService for HistoryApi {
             token_name("purpose", &req.purpose)?;
             Some(req.purpose.as_str())
         };
-        let Some(customer) = self.customer_of(&req.customer_id, req.identifier.as_ref()).await? else {
+        let Some(customer) = self
+            .customer_of(&req.customer_id, req.identifier.as_ref())
+            .await?
+        else {
             // Unknown identifier: only opt-outs kept from an erased customer apply.
             let i = self
                 .identifier(req.identifier.as_ref(), "identifier")?
@@ -539,7 +556,9 @@ impl HistoryService for HistoryApi {
             let send = |part: v1::export_part::Part| {
                 let tx = tx.clone();
                 async move {
-                    tx.send(Ok(v1::ExportPart { part: Some(part) })).await.is_ok()
+                    tx.send(Ok(v1::ExportPart { part: Some(part) }))
+                        .await
+                        .is_ok()
                 }
             };
             if !send(v1::export_part::Part::Customer(customer)).await {
@@ -547,7 +566,8 @@ impl HistoryService for HistoryApi {
             }
             let mut after = None;
             loop {
-                let rows = match read::all_interactions(&db, &id, after.clone(), EXPORT_PAGE).await {
+                let rows = match read::all_interactions(&db, &id, after.clone(), EXPORT_PAGE).await
+                {
                     Ok(r) => r,
                     Err(e) => {
                         let _ = tx.send(Err(e.into())).await;

@@ -78,10 +78,9 @@ impl Event {
 /// Turns a delivery into an [`Event`], or says why it can never be applied.
 pub(crate) fn parse(d: &Delivery, rules: &IdentityRules) -> Result<Event, String> {
     let env = &d.envelope;
-    let at = env
-        .occurred_at
-        .as_ref()
-        .map_or_else(now_ms, |t| t.seconds * 1000 + i64::from(t.nanos.max(0)) / 1_000_000);
+    let at = env.occurred_at.as_ref().map_or_else(now_ms, |t| {
+        t.seconds * 1000 + i64::from(t.nanos.max(0)) / 1_000_000
+    });
     let event = match env.event_type.as_str() {
         t if t == v1::InteractionCreated::TYPE_NAME => {
             let created: v1::InteractionCreated = env.decode().map_err(|e| e.to_string())?;
@@ -143,7 +142,10 @@ pub(crate) fn parse(d: &Delivery, rules: &IdentityRules) -> Result<Event, String
             if s.message_id.is_empty() || s.message_id.len() > 64 {
                 return Err("message_id must be 1 to 64 characters".into());
             }
-            if !matches!(s.status.as_str(), "queued" | "sent" | "delivered" | "failed") {
+            if !matches!(
+                s.status.as_str(),
+                "queued" | "sent" | "delivered" | "failed"
+            ) {
                 return Err("status must be queued, sent, delivered or failed".into());
             }
             let at = s.at.as_ref().map_or(at, ms_of);
@@ -230,7 +232,11 @@ fn set_status(row: &mut interaction::Model, status: &str, at: i64) -> bool {
 }
 
 /// Folds one event into its interaction row; returns the routing step to keep, if any.
-pub(crate) fn fold(row: &mut interaction::Model, event: &Event, event_id: &str) -> Option<step::Model> {
+pub(crate) fn fold(
+    row: &mut interaction::Model,
+    event: &Event,
+    event_id: &str,
+) -> Option<step::Model> {
     // Until the creation is seen, the earliest event dates the interaction.
     let at = match event {
         Event::Created { interaction, .. } => interaction.created_at.timestamp_millis(),
@@ -265,7 +271,15 @@ pub(crate) fn fold(row: &mut interaction::Model, event: &Event, event_id: &str) 
                     row.outcome = "abandoned".into();
                 }
             }
-            Some(step_row(event_id, &row.id, "abandoned", "", "", reason, *at))
+            Some(step_row(
+                event_id,
+                &row.id,
+                "abandoned",
+                "",
+                "",
+                reason,
+                *at,
+            ))
         }
         Event::Routing { event: e, at, .. } => {
             let kind = e.kind();
@@ -311,7 +325,9 @@ pub(crate) fn fold(row: &mut interaction::Model, event: &Event, event_id: &str) 
             if row.queue.is_empty() {
                 row.queue = e.queue.clone();
             }
-            Some(step_row(event_id, &row.id, name, &e.queue, &e.agent, &e.reason, *at))
+            Some(step_row(
+                event_id, &row.id, name, &e.queue, &e.agent, &e.reason, *at,
+            ))
         }
         Event::Ended { ended: e, at, .. } => {
             set_status(row, "ended", *at);

@@ -169,9 +169,7 @@ pub(crate) fn direction_name(d: Direction) -> &'static str {
     }
 }
 
-pub(crate) fn json_map<'a>(
-    m: impl IntoIterator<Item = (&'a String, &'a String)>,
-) -> String {
+pub(crate) fn json_map<'a>(m: impl IntoIterator<Item = (&'a String, &'a String)>) -> String {
     let map: BTreeMap<&String, &String> = m.into_iter().collect();
     serde_json::to_string(&map).unwrap_or_else(|_| "{}".into())
 }

@@ -237,7 +237,9 @@ pub(crate) async fn find_by_name(
     let more = rows.len() as u64 > size;
     rows.truncate(size as usize);
     let next = if more {
-        rows.last().map(|c| token(&c.name_key, &c.id)).unwrap_or_default()
+        rows.last()
+            .map(|c| token(&c.name_key, &c.id))
+            .unwrap_or_default()
     } else {
         String::new()
     };
@@ -441,11 +443,11 @@ pub(crate) async fn search(
     let own = match db.get_database_backend() {
         DbBackend::Postgres => {
             sub.and_where(Expr::cust_with_values(
-                format!("{MESSAGE_TSV} @@ plainto_tsquery('simple', ?)"),
+                format!("{MESSAGE_TSV} @@ plainto_tsquery('simple', $1)"),
                 [text.to_owned()],
             ));
             Expr::cust_with_values(
-                format!("{INTERACTION_TSV} @@ plainto_tsquery('simple', ?)"),
+                format!("{INTERACTION_TSV} @@ plainto_tsquery('simple', $1)"),
                 [text.to_owned()],
             )
         }

@@ -353,11 +353,8 @@ impl Writer {
             }
         }
         let mut batch = Batch {
-            owners: load_owners(
-                &txn,
-                fresh.iter().flat_map(|(_, e)| e.identifiers().iter()),
-            )
-            .await?,
+            owners: load_owners(&txn, fresh.iter().flat_map(|(_, e)| e.identifiers().iter()))
+                .await?,
             ..Batch::default()
         };
 
@@ -390,8 +387,7 @@ impl Writer {
                         .unwrap_or_default(),
                     _ => String::new(),
                 };
-                let (cid, by) =
-                    self.resolve(event.identifiers(), &name, iid, now, &mut batch);
+                let (cid, by) = self.resolve(event.identifiers(), &name, iid, now, &mut batch);
                 row.customer_id = cid;
                 row.resolved_by = by;
             }
@@ -404,7 +400,10 @@ impl Writer {
         }
         for chunk in batch.identifiers.chunks(500) {
             identifier::Entity::insert_many(
-                chunk.iter().cloned().map(|m| m.into_active_model().reset_all()),
+                chunk
+                    .iter()
+                    .cloned()
+                    .map(|m| m.into_active_model().reset_all()),
             )
             .on_conflict_do_nothing()
             .exec_without_returning(&txn)
@@ -413,12 +412,16 @@ impl Writer {
         let rows: Vec<interaction::Model> = rows.into_values().collect();
         for chunk in rows.chunks(400) {
             interaction::Entity::insert_many(
-                chunk.iter().cloned().map(|m| m.into_active_model().reset_all()),
+                chunk
+                    .iter()
+                    .cloned()
+                    .map(|m| m.into_active_model().reset_all()),
             )
             .on_conflict(
                 OnConflict::column(interaction::Column::Id)
                     .update_columns(
-                        interaction::Column::iter().filter(|c| !matches!(c, interaction::Column::Id)),
+                        interaction::Column::iter()
+                            .filter(|c| !matches!(c, interaction::Column::Id)),
                     )
                     .to_owned(),
             )
@@ -428,11 +431,16 @@ impl Writer {
         let msgs: Vec<message::Model> = msgs.into_values().collect();
         for chunk in msgs.chunks(400) {
             message::Entity::insert_many(
-                chunk.iter().cloned().map(|m| m.into_active_model().reset_all()),
+                chunk
+                    .iter()
+                    .cloned()
+                    .map(|m| m.into_active_model().reset_all()),
             )
             .on_conflict(
                 OnConflict::column(message::Column::Id)
-                    .update_columns(message::Column::iter().filter(|c| !matches!(c, message::Column::Id)))
+                    .update_columns(
+                        message::Column::iter().filter(|c| !matches!(c, message::Column::Id)),
+                    )
                     .to_owned(),
             )
             .exec_without_returning(&txn)
@@ -440,7 +448,10 @@ impl Writer {
         }
         for chunk in steps.chunks(500) {
             step::Entity::insert_many(
-                chunk.iter().cloned().map(|m| m.into_active_model().reset_all()),
+                chunk
+                    .iter()
+                    .cloned()
+                    .map(|m| m.into_active_model().reset_all()),
             )
             .on_conflict_do_nothing()
             .exec_without_returning(&txn)
@@ -448,7 +459,10 @@ impl Writer {
         }
         for chunk in batch.suggestions.chunks(500) {
             suggestion::Entity::insert_many(
-                chunk.iter().cloned().map(|m| m.into_active_model().reset_all()),
+                chunk
+                    .iter()
+                    .cloned()
+                    .map(|m| m.into_active_model().reset_all()),
             )
             .on_conflict(
                 OnConflict::columns([suggestion::Column::CustomerA, suggestion::Column::CustomerB])
@@ -462,7 +476,14 @@ impl Writer {
         inbox::claim_many(&txn, SERVICE, &claims).await?;
         for (survivor, merged) in batch.merges {
             match self
-                .merge(&txn, &survivor, &merged, "identity-rule", "one interaction named both", now)
+                .merge(
+                    &txn,
+                    &survivor,
+                    &merged,
+                    "identity-rule",
+                    "one interaction named both",
+                    now,
+                )
                 .await
             {
                 Ok(_) => {}
@@ -580,10 +601,11 @@ impl Writer {
             ApiError::Unavailable("history store".into())
         };
         let txn = self.db.begin().await.map_err(|e| unavailable(e.into()))?;
-        if let Some(previous) = request::Entity::find_by_id((actor.to_owned(), request_id.to_owned()))
-            .one(&txn)
-            .await
-            .map_err(|e| unavailable(e.into()))?
+        if let Some(previous) =
+            request::Entity::find_by_id((actor.to_owned(), request_id.to_owned()))
+                .one(&txn)
+                .await
+                .map_err(|e| unavailable(e.into()))?
         {
             if previous.method != method {
                 return Err(ApiError::invalid(
@@ -700,9 +722,9 @@ impl Writer {
         }
         audit_row(txn, &c.id, "update", actor, "", &changed.join(", "), now).await?;
         Ok(Changed::Customer(
-            read::customer(txn, &c.id).await?.ok_or_else(|| {
-                Fail::Api(ApiError::Internal("updated customer vanished".into()))
-            })?,
+            read::customer(txn, &c.id)
+                .await?
+                .ok_or_else(|| Fail::Api(ApiError::Internal("updated customer vanished".into())))?,
         ))
     }
 
@@ -814,8 +836,14 @@ impl Writer {
         );
         audit_row(txn, survivor, "merge", actor, reason, &summary, now).await?;
         audit_row(txn, merged, "merge", actor, reason, &summary, now).await?;
-        customer_event(txn, v1::customer_changed::Kind::Merged, survivor, merged, &merge_id)
-            .await?;
+        customer_event(
+            txn,
+            v1::customer_changed::Kind::Merged,
+            survivor,
+            merged,
+            &merge_id,
+        )
+        .await?;
         Ok(v1::MergeResult {
             merge_id,
             customer: read::customer(txn, survivor).await?,
@@ -842,11 +870,14 @@ impl Writer {
         if mg.undone_at.is_some() {
             return Err(ApiError::FailedPrecondition("the merge was already undone".into()).into());
         }
-        let s = live_customer(txn, &mg.survivor_id, "merge_id").await.map_err(|_| {
-            ApiError::FailedPrecondition(
-                "the surviving customer was merged again or erased since: undo that first".into(),
-            )
-        })?;
+        let s = live_customer(txn, &mg.survivor_id, "merge_id")
+            .await
+            .map_err(|_| {
+                ApiError::FailedPrecondition(
+                    "the surviving customer was merged again or erased since: undo that first"
+                        .into(),
+                )
+            })?;
         let m = customer::Entity::find_by_id(mg.merged_id.clone())
             .one(txn)
             .await?
@@ -858,7 +889,11 @@ impl Writer {
         let strings = |key: &str| -> Vec<String> {
             detail[key]
                 .as_array()
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default()
         };
         let idents: Vec<(String, String)> = detail["identifiers"]
@@ -930,7 +965,14 @@ impl Writer {
         let summary = format!("unmerge {merge_id}");
         audit_row(txn, &s.id, "unmerge", actor, reason, &summary, now).await?;
         audit_row(txn, &m.id, "unmerge", actor, reason, &summary, now).await?;
-        customer_event(txn, v1::customer_changed::Kind::Unmerged, &s.id, &m.id, merge_id).await?;
+        customer_event(
+            txn,
+            v1::customer_changed::Kind::Unmerged,
+            &s.id,
+            &m.id,
+            merge_id,
+        )
+        .await?;
         Ok(Changed::Unmerge(v1::UnmergeResult {
             survivor: read::customer(txn, &s.id).await?,
             restored: read::customer(txn, &m.id).await?,
@@ -975,7 +1017,11 @@ impl Writer {
                 }
             },
             (None, None) => {
-                return Err(ApiError::invalid("customer_id", "give a customer id or an identifier").into());
+                return Err(ApiError::invalid(
+                    "customer_id",
+                    "give a customer id or an identifier",
+                )
+                .into());
             }
         };
         let row = consent::Model {
@@ -1103,7 +1149,10 @@ impl Writer {
         let mut messages = 0u64;
         for chunk in interactions.chunks(500) {
             interaction::Entity::update_many()
-                .col_expr(interaction::Column::CustomerId, Expr::value(Option::<String>::None))
+                .col_expr(
+                    interaction::Column::CustomerId,
+                    Expr::value(Option::<String>::None),
+                )
                 .col_expr(interaction::Column::Subject, Expr::value(""))
                 .col_expr(interaction::Column::Notes, Expr::value(""))
                 .col_expr(interaction::Column::ConversationId, Expr::value(""))
@@ -1232,7 +1281,9 @@ async fn live_customer(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("customer {id}")))?;
     if c.erased_at.is_some() {
-        return Err(ApiError::FailedPrecondition(format!("{field}: the customer was erased")).into());
+        return Err(
+            ApiError::FailedPrecondition(format!("{field}: the customer was erased")).into(),
+        );
     }
     if let Some(into) = &c.merged_into {
         return Err(ApiError::FailedPrecondition(format!(

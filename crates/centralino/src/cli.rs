@@ -39,6 +39,12 @@ pub enum Command {
     /// and serves AgentService, SupervisorService and RoutingAdminService. A second
     /// instance on the same database waits as a standby until the first stops.
     Routing,
+    /// Run the customer-history service alone.
+    ///
+    /// Consumes every interaction, routing and message event from RabbitMQ, resolves
+    /// customers across channels, keeps their timeline and consent ledger, and
+    /// serves HistoryService.
+    History,
     /// Apply every service's database migrations, then exit.
     Migrate,
     /// Check that a running Centralino answers its gRPC health check (for container

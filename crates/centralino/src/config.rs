@@ -142,12 +142,48 @@ impl Default for TelemetryConfig {
 pub struct IdentityConfig {
     /// Region of phone numbers written without an international prefix.
     pub default_region: String,
+    /// When one interaction names two known customers: `suggest` a merge for a
+    /// person to decide, or `merge` them at once (audited, reversible).
+    pub on_conflict: String,
 }
 
 impl Default for IdentityConfig {
     fn default() -> Self {
         Self {
             default_region: "IT".into(),
+            on_conflict: "suggest".into(),
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// The history service's settings, or the errors naming each bad field.
+    pub fn history_config(&self) -> Result<centralino_history::HistoryConfig, Vec<String>> {
+        let mut errors = Vec::new();
+        let rules = centralino_domain::IdentityRules::with_default_region(&self.default_region)
+            .map_err(|_| {
+                errors.push(
+                    "identity.default_region: must be an ISO 3166-1 alpha-2 region like IT"
+                        .to_owned(),
+                )
+            })
+            .ok();
+        let on_conflict = self
+            .on_conflict
+            .parse()
+            .map_err(|_| {
+                errors.push("identity.on_conflict: must be `suggest` or `merge`".to_owned())
+            })
+            .ok();
+        match (rules, on_conflict) {
+            (Some(rules), Some(on_conflict)) if errors.is_empty() => {
+                Ok(centralino_history::HistoryConfig {
+                    rules,
+                    on_conflict,
+                    ..centralino_history::HistoryConfig::default()
+                })
+            }
+            _ => Err(errors),
         }
     }
 }
@@ -431,12 +467,8 @@ impl Config {
         if centralino_telemetry::parse_format(&self.telemetry.format).is_none() {
             errors.push("telemetry.format: must be `human` or `json`".to_owned());
         }
-        if centralino_domain::IdentityRules::with_default_region(&self.identity.default_region)
-            .is_err()
-        {
-            errors.push(
-                "identity.default_region: must be an ISO 3166-1 alpha-2 region like IT".to_owned(),
-            );
+        if let Err(identity) = self.identity.history_config() {
+            errors.extend(identity);
         }
         if let Err(routing) = self.routing.router_config() {
             errors.extend(routing);

@@ -32,6 +32,8 @@ pub enum RunError {
     Auth(#[from] centralino_auth::AuthError),
     #[error("routing: {0}")]
     Routing(#[from] centralino_router::RouterError),
+    #[error(transparent)]
+    History(#[from] centralino_history::HistoryError),
     #[error("{0}")]
     Io(String),
 }
@@ -121,6 +123,9 @@ pub async fn migrate_all(
     applied.extend(
         centralino_store::migrate::<centralino_router::RoutingMigrator>(db, &mut progress).await?,
     );
+    applied.extend(
+        centralino_store::migrate::<centralino_history::HistoryMigrator>(db, &mut progress).await?,
+    );
     Ok(applied)
 }
 
@@ -137,11 +142,12 @@ pub struct Running {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     Routing,
+    History,
 }
 
 impl Service {
     /// Every service: what `up` runs.
-    pub const ALL: [Service; 1] = [Service::Routing];
+    pub const ALL: [Service; 2] = [Service::Routing, Service::History];
 }
 
 /// Starts every service in this process and returns once all are listening.
@@ -174,6 +180,10 @@ pub async fn serve(
         .routing
         .router_config()
         .map_err(|e| RunError::Io(e.join("; ")))?;
+    let history = config
+        .identity
+        .history_config()
+        .map_err(|e| RunError::Io(e.join("; ")))?;
 
     // One shutdown signal for the server and every service.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -193,10 +203,16 @@ pub async fn serve(
     let mut policy = Policy::default();
     centralino_server::ops_policy(&mut policy);
     centralino_router::policy(&mut policy);
+    centralino_history::policy(&mut policy);
     let settings = config.grpc_settings();
     let max = settings.max_message_bytes;
     let router = if which.contains(&Service::Routing) {
         Some(centralino_router::start(routing, db.clone(), bus.clone(), max, stopped()).await?)
+    } else {
+        None
+    };
+    let history = if which.contains(&Service::History) {
+        Some(centralino_history::start(history, db.clone(), bus.clone(), max, stopped()).await?)
     } else {
         None
     };
@@ -205,6 +221,13 @@ pub async fn serve(
     if router.is_some() {
         services.extend(
             centralino_router::GRPC_SERVICES
+                .iter()
+                .map(|s| (*s).to_owned()),
+        );
+    }
+    if history.is_some() {
+        services.extend(
+            centralino_history::GRPC_SERVICES
                 .iter()
                 .map(|s| (*s).to_owned()),
         );
@@ -222,6 +245,10 @@ pub async fn serve(
     );
     let mut tasks = Vec::new();
     let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    if let Some(history) = history {
+        server.add(history.api);
+        tasks.push(history.task);
+    }
     if let Some(router) = router {
         server.add(router.agent);
         server.add(router.supervisor);

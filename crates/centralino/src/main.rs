@@ -158,6 +158,15 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
             )
             .await
         }
+        Command::History => {
+            serve_and_wait(
+                &config,
+                &[centralino::Service::History],
+                "centralino-history",
+                "centralino-history",
+            )
+            .await
+        }
         Command::Migrate => {
             let db = centralino::connect_store(&config).await?;
             println!(
