@@ -3,7 +3,6 @@
 
 use std::pin::Pin;
 
-use centralino_auth::Claims;
 use centralino_proto::v1;
 use centralino_proto::v1::history_service_server::{HistoryService, HistoryServiceServer};
 use centralino_server::ApiError;
@@ -45,12 +44,7 @@ pub struct HistoryApi {
 }
 
 fn subject<T>(request: &Request<T>) -> Result<String, Status> {
-    Ok(request
-        .extensions()
-        .get::<Claims>()
-        .ok_or_else(|| ApiError::Unauthenticated("missing bearer token".into()))?
-        .sub
-        .clone())
+    Ok(centralino_server::claims(request)?.sub.clone())
 }
 
 fn request_id(raw: &str) -> Result<String, ApiError> {

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use centralino_auth::Claims;
 use centralino_proto::v1;
 use centralino_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 use centralino_proto::v1::routing_admin_service_server::{
@@ -45,12 +44,7 @@ async fn ask<T>(
 }
 
 fn subject<T>(request: &Request<T>) -> Result<String, Status> {
-    Ok(request
-        .extensions()
-        .get::<Claims>()
-        .ok_or_else(|| ApiError::Unauthenticated("missing bearer token".into()))?
-        .sub
-        .clone())
+    Ok(centralino_server::claims(request)?.sub.clone())
 }
 
 /// Resolves when the service stops; long-lived streams end with it, so a

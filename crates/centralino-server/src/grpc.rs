@@ -179,3 +179,12 @@ impl GrpcServer {
         Ok((addr, fut))
     }
 }
+
+/// The caller's verified claims (the auth layer put them on the request), or
+/// `UNAUTHENTICATED` on a method served without a token.
+pub fn claims<T>(request: &tonic::Request<T>) -> Result<&centralino_auth::Claims, crate::ApiError> {
+    request
+        .extensions()
+        .get::<centralino_auth::Claims>()
+        .ok_or_else(|| crate::ApiError::Unauthenticated("missing bearer token".into()))
+}

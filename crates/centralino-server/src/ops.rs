@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use centralino_auth::{Access, Claims, Policy, Role};
+use centralino_auth::{Access, Policy, Role};
 use centralino_bus::Bus;
 use centralino_proto::v1::ops_service_server::{OpsService, OpsServiceServer};
 use centralino_proto::v1::{
@@ -94,10 +94,7 @@ impl OpsService for OpsApi {
         &self,
         request: Request<WhoAmIRequest>,
     ) -> Result<Response<WhoAmIResponse>, Status> {
-        let claims = request
-            .extensions()
-            .get::<Claims>()
-            .ok_or_else(|| ApiError::Unauthenticated("missing bearer token".into()))?;
+        let claims = crate::claims(&request)?;
         Ok(Response::new(WhoAmIResponse {
             subject: claims.sub.clone(),
             role: role_to_proto(claims.role).into(),
