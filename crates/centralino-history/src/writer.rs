@@ -870,14 +870,17 @@ impl Writer {
         if mg.undone_at.is_some() {
             return Err(ApiError::FailedPrecondition("the merge was already undone".into()).into());
         }
-        let s = live_customer(txn, &mg.survivor_id, "merge_id")
-            .await
-            .map_err(|_| {
-                ApiError::FailedPrecondition(
+        let s = match live_customer(txn, &mg.survivor_id, "merge_id").await {
+            Ok(s) => s,
+            Err(Fail::Store(e)) => return Err(Fail::Store(e)),
+            Err(Fail::Api(_)) => {
+                return Err(ApiError::FailedPrecondition(
                     "the surviving customer was merged again or erased since: undo that first"
                         .into(),
                 )
-            })?;
+                .into());
+            }
+        };
         let m = customer::Entity::find_by_id(mg.merged_id.clone())
             .one(txn)
             .await?
