@@ -10,50 +10,13 @@ failed check. Run by the Rust test suite (crates/centralino/tests/it/python.rs):
 """
 
 import argparse
-import importlib
 import pathlib
 import sys
-import tempfile
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_tools import protoc
-
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-PASSED = []
-
-
-def build_stubs():
-    out = pathlib.Path(tempfile.mkdtemp(prefix="centralino-py-"))
-    protos = sorted(str(p.relative_to(ROOT / "proto")) for p in (ROOT / "proto").rglob("*.proto"))
-    include = pathlib.Path(protoc.__file__).parent / "_proto"
-    rc = protoc.main(
-        ["grpc_tools.protoc", f"-I{ROOT / 'proto'}", f"-I{include}",
-         f"--python_out={out}", f"--grpc_python_out={out}", *protos]
-    )
-    if rc != 0:
-        sys.exit(f"protoc failed with {rc}")
-    sys.path.insert(0, str(out))
-    return (importlib.import_module("centralino.v1.ops_pb2"),
-            importlib.import_module("centralino.v1.ops_pb2_grpc"))
-
-
-def check(name, condition, detail=""):
-    if not condition:
-        print(f"FAIL {name} {detail}")
-        sys.exit(1)
-    PASSED.append(name)
-    print(f"ok   {name}")
-
-
-def code_of(call):
-    try:
-        call()
-    except grpc.RpcError as e:
-        return e.code(), e.details()
-    return grpc.StatusCode.OK, ""
-
+from common import PASSED, bearer, build, check, code_of
 
 def main():
     ap = argparse.ArgumentParser()
@@ -65,7 +28,7 @@ def main():
     ap.add_argument("--max-message-bytes", type=int, default=4 * 1024 * 1024)
     args = ap.parse_args()
 
-    ops_pb2, ops_grpc = build_stubs()
+    ops_pb2, ops_grpc = build("ops_pb2", "ops_pb2_grpc")
     if args.tls_ca:
         creds = grpc.ssl_channel_credentials(root_certificates=pathlib.Path(args.tls_ca).read_bytes())
         channel = grpc.secure_channel(args.addr, creds)
@@ -89,7 +52,6 @@ def main():
           any(a.file_descriptor_response.file_descriptor_proto for a in answers))
 
     ops = ops_grpc.OpsServiceStub(channel)
-    bearer = lambda t: (("authorization", f"Bearer {t}"),)
 
     code, _ = code_of(lambda: ops.WhoAmI(ops_pb2.WhoAmIRequest(), timeout=5))
     check("no token -> UNAUTHENTICATED", code == grpc.StatusCode.UNAUTHENTICATED, str(code))

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use centralino::Config;
 
-fn tokens(config: &Config) -> [(String, String); 3] {
+fn tokens(config: &Config) -> [(String, String); 4] {
     let key = centralino::token_key(config).expect("key");
     let now = i64::try_from(
         std::time::SystemTime::now()
@@ -24,6 +24,10 @@ fn tokens(config: &Config) -> [(String, String); 3] {
             "--supervisor-token".into(),
             mint("py-supervisor", Role::Supervisor),
         ),
+        (
+            "--integrator-token".into(),
+            mint("py-integrator", Role::Integrator),
+        ),
     ]
 }
 
@@ -38,12 +42,14 @@ async fn run_python_client_with(config: Config, tls_ca: Option<&Path>) {
     })
     .await
     .expect("up starts");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/ops_client.py");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python");
     let addr = running.grpc_addr.to_string();
     let mut cmd = Command::new("python3");
-    cmd.arg(&script).arg("--addr").arg(&addr);
+    cmd.arg(dir.join("ops_client.py")).arg("--addr").arg(&addr);
     for (flag, token) in tokens(&config) {
-        cmd.arg(flag).arg(token);
+        if flag != "--integrator-token" {
+            cmd.arg(flag).arg(token);
+        }
     }
     cmd.arg("--max-message-bytes")
         .arg(config.grpc.max_message_bytes.to_string());
@@ -53,6 +59,36 @@ async fn run_python_client_with(config: Config, tls_ca: Option<&Path>) {
         cmd.arg("--addr")
             .arg(format!("localhost:{}", running.grpc_addr.port()));
     }
+    let mode = if tls_ca.is_some() { "tls" } else { "plaintext" };
+    run_script(cmd, &format!("{mode}: ")).await;
+    if tls_ca.is_none() {
+        // The history service as an integrator sees it: through the bus when
+        // there is a RabbitMQ to publish on, through the API in every mode.
+        let mut cmd = Command::new("python3");
+        cmd.arg(dir.join("history_client.py"))
+            .arg("--addr")
+            .arg(&addr);
+        for (flag, token) in tokens(&config) {
+            if flag != "--supervisor-token" {
+                cmd.arg(flag).arg(token);
+            }
+        }
+        let mode = if config.bus.url.starts_with("amqp") {
+            cmd.arg("--amqp-url").arg(&config.bus.url);
+            cmd.arg("--bus-prefix").arg(&config.bus.prefix);
+            "history (bus + api): "
+        } else {
+            "history (api): "
+        };
+        run_script(cmd, mode).await;
+    }
+    let _ = stop.send(());
+    running.task.await.expect("join").expect("clean shutdown");
+}
+
+/// Runs one Python client; it must exit 0 and print `summary` (its mode and
+/// `passed, 0 failed`).
+async fn run_script(mut cmd: Command, summary: &str) {
     let out = tokio::task::spawn_blocking(move || cmd.output())
         .await
         .expect("join")
@@ -67,9 +103,10 @@ async fn run_python_client_with(config: Config, tls_ca: Option<&Path>) {
         "python client failed:\n{stdout}\n{stderr}\n(if a module is missing: \
          python3 -m pip install -r tests/python/requirements.txt)"
     );
-    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
-    let _ = stop.send(());
-    running.task.await.expect("join").expect("clean shutdown");
+    assert!(
+        stdout.contains(summary) && stdout.contains(" passed, 0 failed"),
+        "{stdout}"
+    );
 }
 
 fn base_config(data_dir: &Path) -> Config {
