@@ -84,9 +84,12 @@ pub(crate) fn parse(d: &Delivery, rules: &IdentityRules) -> Result<Event, String
     let event = match env.event_type.as_str() {
         t if t == v1::InteractionCreated::TYPE_NAME => {
             let created: v1::InteractionCreated = env.decode().map_err(|e| e.to_string())?;
-            let wire = created
+            let mut wire = created
                 .interaction
                 .ok_or("InteractionCreated without an interaction")?;
+            // A caller id like "anonymous" must not cost the whole interaction:
+            // identifiers that do not normalize are left out.
+            usable_identifiers(&mut wire.identifiers, rules, &wire.id);
             let interaction = centralino_proto::interaction_from_proto(&wire, rules)
                 .map_err(|e| e.to_string())?;
             Event::Created {
@@ -119,15 +122,7 @@ pub(crate) fn parse(d: &Delivery, rules: &IdentityRules) -> Result<Event, String
             if m.message_id.is_empty() || m.message_id.len() > 64 {
                 return Err("message_id must be 1 to 64 characters".into());
             }
-            let identifiers = m
-                .identifiers
-                .iter()
-                .map(|ci| {
-                    let kind = centralino_proto::identifier_kind_from_i32(ci.kind)
-                        .map_err(|e| e.to_string())?;
-                    rules.normalize(kind, &ci.value).map_err(|e| e.to_string())
-                })
-                .collect::<Result<Vec<_>, String>>()?;
+            let identifiers = usable_identifiers(&mut m.identifiers, rules, &m.interaction_id);
             let at = m.at.as_ref().map_or(at, ms_of);
             Event::Message {
                 channel: channel(m.channel)?,
@@ -168,6 +163,37 @@ pub(crate) fn parse(d: &Delivery, rules: &IdentityRules) -> Result<Event, String
         other => return Err(format!("history does not handle {other}")),
     };
     Ok(event)
+}
+
+/// Keeps the identifiers that normalize (and returns them normalized); the
+/// others are dropped with a log line that names neither value nor customer.
+fn usable_identifiers(
+    wire: &mut Vec<v1::CustomerIdentifier>,
+    rules: &IdentityRules,
+    interaction: &str,
+) -> Vec<CustomerIdentifier> {
+    let mut kept = Vec::new();
+    let before = wire.len();
+    wire.retain(|ci| {
+        let normalized = centralino_proto::identifier_kind_from_i32(ci.kind)
+            .ok()
+            .and_then(|k| rules.normalize(k, &ci.value).ok());
+        match normalized {
+            Some(n) => {
+                kept.push(n);
+                true
+            }
+            None => false,
+        }
+    });
+    if wire.len() < before {
+        tracing::info!(
+            %interaction,
+            dropped = before - wire.len(),
+            "identifiers that do not normalize were left out"
+        );
+    }
+    kept
 }
 
 fn uuid_field(raw: &str, field: &'static str) -> Result<String, String> {

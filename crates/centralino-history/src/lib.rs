@@ -104,6 +104,15 @@ pub fn policy(policy: &mut Policy) {
     );
 }
 
+/// History's queue: every interaction and routing event, one active consumer.
+pub fn consumer_spec() -> ConsumerSpec {
+    ConsumerSpec::new(SERVICE)
+        .bind(Exchange::Events, "interaction.#")
+        .bind(Exchange::Events, "routing.#")
+        .prefetch(2_000)
+        .single_active()
+}
+
 /// A started history service: its gRPC service (add it to a server) and its task.
 pub struct History {
     pub api: HistoryServer,
@@ -124,15 +133,7 @@ pub async fn start(
     let waker = relay.waker();
     let (tx, rx) = mpsc::channel(8_192);
     let writer = writer::Writer::new(config.clone(), db.clone(), waker);
-    let subscription = bus
-        .subscribe(
-            ConsumerSpec::new(SERVICE)
-                .bind(Exchange::Events, "interaction.#")
-                .bind(Exchange::Events, "routing.#")
-                .prefetch(2_000)
-                .single_active(),
-        )
-        .await?;
+    let subscription = bus.subscribe(consumer_spec()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

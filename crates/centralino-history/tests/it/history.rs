@@ -899,5 +899,21 @@ async fn bad_input_gets_field_errors_and_roles_are_enforced() {
         customer_by_phone(&env, &agent, "3339998888").await
     })
     .await;
+    // A caller id that is not a number does not cost the interaction: the
+    // usable identifier still finds the customer.
+    let anonymous = created(
+        v1::Channel::Voice,
+        vec![phone("anonymous"), phone("3339998888")],
+        "withheld",
+        Utc::now(),
+    );
+    env.publish("interaction.voice.created", &anonymous).await;
+    let customer = customer_by_phone(&env, &agent, "3339998888")
+        .await
+        .expect("customer");
+    eventually(WAIT, "the call with a bad caller id", || async {
+        (timeline(&env, &agent, &customer.id).await.len() == 2).then_some(())
+    })
+    .await;
     env.stop().await;
 }
