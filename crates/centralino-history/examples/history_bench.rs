@@ -19,6 +19,10 @@
 //!
 //! `cargo run --release -p centralino-history --example history_bench -- ingest 100000`
 //! `cargo run --release -p centralino-history --example history_bench -- api 1000000 10 2000 20`
+//!
+//! `probe` is not a benchmark: it prints how long one statement takes by the
+//! size of the message it sends over TCP (the stall `centralino_store::chunks`
+//! works around).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,6 +107,8 @@ fn stop_signal() -> (
 async fn main() {
     match std::env::args().nth(1).as_deref() {
         Some("ingest") => ingest(arg(2, 100_000).max(4)).await,
+        // Not a benchmark: shows the statement-size stall the store works around.
+        Some("probe") => probe().await,
         Some("api") => {
             api(
                 arg(2, 1_000_000).max(1),
@@ -114,7 +120,7 @@ async fn main() {
         }
         _ => {
             eprintln!(
-                "usage: history_bench ingest [events] | api [customers] [per-customer] [rate/s] [seconds]"
+                "usage: history_bench ingest [events] | api [customers] [per-customer] [rate/s] [seconds] | probe"
             );
             std::process::exit(64);
         }
@@ -645,4 +651,50 @@ async fn api(customers: u64, per: u64, rate: u64, seconds: u64) {
     let (queues, exchanges) =
         centralino_test_support::rabbitmq_shared_objects(&prefix, &["history"]);
     centralino_test_support::delete_rabbitmq_objects(&amqp_url(), &queues, &exchanges).await;
+}
+
+/// Why bulk statements are cut (see `centralino_store::chunks`): the time of
+/// one INSERT and one SELECT by the size of the message sent, over TCP.
+async fn probe() {
+    let t = TestDatabase::postgres().await;
+    let db = centralino_store::connect(&t.url, 1).await.expect("db");
+    println!(
+        "statement size probe over TCP ({}):",
+        t.url.split('@').next_back().unwrap_or("?")
+    );
+    for rows in [50usize, 100, 200, 250, 300, 400, 500, 1_000, 2_000] {
+        let ids: Vec<String> = (0..rows)
+            .map(|_| uuid::Uuid::now_v7().to_string())
+            .collect();
+        let values: Vec<String> = ids
+            .iter()
+            .map(|i| format!("('probe', '{i}', now())"))
+            .collect();
+        let insert = format!(
+            "CREATE TABLE IF NOT EXISTS probe (c text, m text PRIMARY KEY, at timestamptz); \
+             INSERT INTO probe (c, m, at) VALUES {}",
+            values.join(",")
+        );
+        let started = Instant::now();
+        db.execute_unprepared(&insert).await.expect("insert");
+        let wrote = started.elapsed();
+        let list: Vec<String> = ids.iter().map(|i| format!("'{i}'")).collect();
+        let select = format!("SELECT m FROM probe WHERE m IN ({})", list.join(","));
+        let started = Instant::now();
+        db.query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            select.clone(),
+        ))
+        .await
+        .expect("select");
+        println!(
+            "  {rows:>5} rows: INSERT of {:>3} KB {:>7.1} ms, SELECT of {:>3} KB {:>7.1} ms",
+            insert.len() / 1024,
+            wrote.as_secs_f64() * 1000.0,
+            select.len() / 1024,
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
+    let _ = db.close().await;
+    t.drop_db().await;
 }

@@ -15,6 +15,7 @@ use centralino_domain::identity::{self, ConflictPolicy, Resolution};
 use centralino_domain::{CustomerIdentifier, IdentifierKind};
 use centralino_proto::v1;
 use centralino_server::ApiError;
+use centralino_store::chunks::{VALUE_OVERHEAD, by_size, text_row};
 use centralino_store::{StoreError, inbox, outbox};
 use prost::Message as _;
 use sea_orm::sea_query::{Expr, OnConflict};
@@ -313,13 +314,11 @@ impl Writer {
 
     async fn ingest(&self, items: &[(String, Event)]) -> Result<(), StoreError> {
         let txn = self.db.begin().await?;
-        let ids: Vec<String> = items.iter().map(|(m, _)| m.clone()).collect();
-        let seen = inbox::seen(&txn, SERVICE, &ids).await?;
-        let mut claimed = HashSet::new();
-        let fresh: Vec<&(String, Event)> = items
-            .iter()
-            .filter(|(m, _)| !seen.contains(m) && claimed.insert(m.clone()))
-            .collect();
+        // Claimed first: what comes back is what was never processed.
+        let ids = unique(items.iter().map(|(m, _)| m.clone()));
+        let mut claimed = inbox::claim_new(&txn, SERVICE, &ids).await?;
+        let fresh: Vec<&(String, Event)> =
+            items.iter().filter(|(m, _)| claimed.remove(m)).collect();
         if fresh.is_empty() {
             txn.commit().await?;
             return Ok(());
@@ -328,7 +327,7 @@ impl Writer {
 
         let iids: Vec<String> = unique(fresh.iter().map(|(_, e)| e.interaction_id().to_owned()));
         let mut rows: HashMap<String, interaction::Model> = HashMap::new();
-        for chunk in iids.chunks(500) {
+        for chunk in by_size(&iids, 500, |i| i.len() + VALUE_OVERHEAD) {
             for r in interaction::Entity::find()
                 .filter(interaction::Column::Id.is_in(chunk.iter().cloned()))
                 .all(&txn)
@@ -343,7 +342,7 @@ impl Writer {
             _ => None,
         }));
         let mut msgs: HashMap<String, message::Model> = HashMap::new();
-        for chunk in mids.chunks(500) {
+        for chunk in by_size(&mids, 500, |m| m.len() + VALUE_OVERHEAD) {
             for m in message::Entity::find()
                 .filter(message::Column::Id.is_in(chunk.iter().cloned()))
                 .all(&txn)
@@ -393,12 +392,14 @@ impl Writer {
             }
         }
 
-        for chunk in batch.customers.chunks(500) {
+        for chunk in by_size(&batch.customers, 500, customer_size) {
             customer::Entity::insert_many(chunk.iter().cloned().map(set_all_customer))
                 .exec_without_returning(&txn)
                 .await?;
         }
-        for chunk in batch.identifiers.chunks(500) {
+        for chunk in by_size(&batch.identifiers, 500, |i| {
+            text_row(&[&i.kind, &i.value, &i.customer_id]) + 16
+        }) {
             identifier::Entity::insert_many(
                 chunk
                     .iter()
@@ -410,7 +411,7 @@ impl Writer {
             .await?;
         }
         let rows: Vec<interaction::Model> = rows.into_values().collect();
-        for chunk in rows.chunks(400) {
+        for chunk in by_size(&rows, 400, interaction_size) {
             interaction::Entity::insert_many(
                 chunk
                     .iter()
@@ -429,7 +430,7 @@ impl Writer {
             .await?;
         }
         let msgs: Vec<message::Model> = msgs.into_values().collect();
-        for chunk in msgs.chunks(400) {
+        for chunk in by_size(&msgs, 400, message_size) {
             message::Entity::insert_many(
                 chunk
                     .iter()
@@ -446,7 +447,16 @@ impl Writer {
             .exec_without_returning(&txn)
             .await?;
         }
-        for chunk in steps.chunks(500) {
+        for chunk in by_size(&steps, 500, |s| {
+            text_row(&[
+                &s.event_id,
+                &s.interaction_id,
+                &s.kind,
+                &s.queue,
+                &s.agent,
+                &s.reason,
+            ]) + 16
+        }) {
             step::Entity::insert_many(
                 chunk
                     .iter()
@@ -457,7 +467,15 @@ impl Writer {
             .exec_without_returning(&txn)
             .await?;
         }
-        for chunk in batch.suggestions.chunks(500) {
+        for chunk in by_size(&batch.suggestions, 500, |s| {
+            text_row(&[
+                &s.id,
+                &s.customer_a,
+                &s.customer_b,
+                &s.identifiers,
+                &s.interaction_id,
+            ]) + 16
+        }) {
             suggestion::Entity::insert_many(
                 chunk
                     .iter()
@@ -472,8 +490,6 @@ impl Writer {
             .exec_without_returning(&txn)
             .await?;
         }
-        let claims: Vec<String> = fresh.iter().map(|(m, _)| m.clone()).collect();
-        inbox::claim_many(&txn, SERVICE, &claims).await?;
         for (survivor, merged) in batch.merges {
             match self
                 .merge(
@@ -918,7 +934,7 @@ impl Writer {
         }
         let moved = strings("interactions");
         let by: Vec<String> = idents.iter().map(|(k, v)| format!("{k}:{v}")).collect();
-        for chunk in moved.chunks(500) {
+        for chunk in by_size(&moved, 500, |i| i.len() + VALUE_OVERHEAD) {
             interaction::Entity::update_many()
                 .col_expr(interaction::Column::CustomerId, Expr::value(m.id.clone()))
                 .filter(interaction::Column::CustomerId.eq(s.id.clone()))
@@ -926,7 +942,7 @@ impl Writer {
                 .exec(txn)
                 .await?;
         }
-        for chunk in by.chunks(500) {
+        for chunk in by_size(&by, 500, |i| i.len() + VALUE_OVERHEAD) {
             interaction::Entity::update_many()
                 .col_expr(interaction::Column::CustomerId, Expr::value(m.id.clone()))
                 .filter(interaction::Column::CustomerId.eq(s.id.clone()))
@@ -936,7 +952,7 @@ impl Writer {
                 .await?;
         }
         let consents = strings("consents");
-        for chunk in consents.chunks(500) {
+        for chunk in by_size(&consents, 500, |i| i.len() + VALUE_OVERHEAD) {
             consent::Entity::update_many()
                 .col_expr(consent::Column::CustomerId, Expr::value(m.id.clone()))
                 .filter(consent::Column::Id.is_in(chunk.iter().cloned()))
@@ -1150,7 +1166,7 @@ impl Writer {
             .map(|r| r.id)
             .collect();
         let mut messages = 0u64;
-        for chunk in interactions.chunks(500) {
+        for chunk in by_size(&interactions, 500, |i| i.len() + VALUE_OVERHEAD) {
             interaction::Entity::update_many()
                 .col_expr(
                     interaction::Column::CustomerId,
@@ -1225,6 +1241,47 @@ fn channel_of(e: &Event) -> &'static str {
     }
 }
 
+fn customer_size(c: &customer::Model) -> usize {
+    text_row(&[&c.id, &c.display_name, &c.name_key, &c.attributes]) + 64
+}
+
+fn interaction_size(r: &interaction::Model) -> usize {
+    text_row(&[
+        &r.id,
+        r.customer_id.as_deref().unwrap_or_default(),
+        &r.channel,
+        &r.direction,
+        &r.queue,
+        &r.agent,
+        &r.status,
+        &r.disposition,
+        &r.notes,
+        &r.subject,
+        &r.conversation_id,
+        &r.outcome,
+        &r.recording_ref,
+        &r.ivr_path,
+        &r.attributes,
+        &r.resolved_by,
+    ]) + 7 * (8 + VALUE_OVERHEAD)
+}
+
+fn message_size(m: &message::Model) -> usize {
+    text_row(&[
+        &m.id,
+        &m.interaction_id,
+        &m.channel,
+        &m.direction,
+        &m.subject,
+        &m.body,
+        &m.sender,
+        &m.recipient,
+        &m.status,
+        &m.error,
+        &m.attributes,
+    ]) + 2 * (8 + VALUE_OVERHEAD)
+}
+
 fn set_all_customer(m: customer::Model) -> customer::ActiveModel {
     m.into_active_model().reset_all()
 }
@@ -1250,9 +1307,12 @@ async fn load_owners<'a>(
 ) -> Result<HashMap<Key, String>, StoreError> {
     let wanted: HashSet<Key> = ids.map(key_of).collect();
     let values: Vec<String> = unique(wanted.iter().map(|(_, v)| v.clone()));
+    // Both key columns, so the primary key index answers.
+    let kinds: Vec<String> = unique(wanted.iter().map(|(k, _)| k.clone()));
     let mut owners = HashMap::new();
-    for chunk in values.chunks(500) {
+    for chunk in by_size(&values, 500, |v| v.len() + VALUE_OVERHEAD) {
         for row in identifier::Entity::find()
+            .filter(identifier::Column::Kind.is_in(kinds.iter().cloned()))
             .filter(identifier::Column::Value.is_in(chunk.iter().cloned()))
             .all(db)
             .await?

@@ -1347,22 +1347,29 @@ impl Actor {
             match self.engine.interaction(*id) {
                 Some(v) => {
                     let payload = self.payloads.get(id);
-                    upserts.push(interaction::ActiveModel {
-                        id: Set(id.to_string()),
-                        queue: Set(v.queue.to_string()),
-                        channel: Set(v.channel.as_str().to_owned()),
-                        priority: Set(i32::try_from(v.priority).unwrap_or(0)),
-                        arrived_at: Set(v.arrived_at as i64),
-                        preferred_agent: Set(payload
-                            .and_then(|p| p.attributes.get("preferred_agent"))
-                            .filter(|a| !a.is_empty())
-                            .cloned()),
-                        state: Set(v.state.to_owned()),
-                        agent: Set(v.agent.map(|a| a.to_string())),
-                        offer_expires_at: Set(v.offer_expires_at.map(|t| t as i64)),
-                        assigned_at: Set(v.assigned_at.map(|t| t as i64)),
-                        interaction: Set(payload.map(|p| p.encode_to_vec()).unwrap_or_default()),
-                    });
+                    // Fixed columns, then the stored interaction.
+                    let size = 400 + payload.map_or(0, |p| p.encoded_len());
+                    upserts.push((
+                        size,
+                        interaction::ActiveModel {
+                            id: Set(id.to_string()),
+                            queue: Set(v.queue.to_string()),
+                            channel: Set(v.channel.as_str().to_owned()),
+                            priority: Set(i32::try_from(v.priority).unwrap_or(0)),
+                            arrived_at: Set(v.arrived_at as i64),
+                            preferred_agent: Set(payload
+                                .and_then(|p| p.attributes.get("preferred_agent"))
+                                .filter(|a| !a.is_empty())
+                                .cloned()),
+                            state: Set(v.state.to_owned()),
+                            agent: Set(v.agent.map(|a| a.to_string())),
+                            offer_expires_at: Set(v.offer_expires_at.map(|t| t as i64)),
+                            assigned_at: Set(v.assigned_at.map(|t| t as i64)),
+                            interaction: Set(payload
+                                .map(|p| p.encode_to_vec())
+                                .unwrap_or_default()),
+                        },
+                    ));
                 }
                 None => {
                     gone.push(id.to_string());
@@ -1370,8 +1377,8 @@ impl Actor {
                 }
             }
         }
-        for chunk in upserts.chunks(200) {
-            interaction::Entity::insert_many(chunk.iter().cloned())
+        for chunk in centralino_store::chunks::by_size(&upserts, 200, |(size, _)| *size) {
+            interaction::Entity::insert_many(chunk.iter().map(|(_, m)| m.clone()))
                 .on_conflict(
                     OnConflict::column(C::Id)
                         .update_columns([
@@ -1391,7 +1398,7 @@ impl Actor {
                 .exec_without_returning(txn)
                 .await?;
         }
-        for chunk in gone.chunks(500) {
+        for chunk in centralino_store::chunks::by_size(&gone, 500, |g| g.len() + 8) {
             interaction::Entity::delete_many()
                 .filter(C::Id.is_in(chunk.iter().cloned()))
                 .exec(txn)

@@ -46,7 +46,8 @@ pub async fn seen(
 ) -> Result<std::collections::HashSet<String>, StoreError> {
     use sea_orm::QuerySelect as _;
     let mut out = std::collections::HashSet::new();
-    for chunk in message_ids.chunks(500) {
+    let size = |m: &String| crate::chunks::text_row(&[m]);
+    for chunk in crate::chunks::by_size(message_ids, 500, size) {
         let rows: Vec<String> = inbox::Entity::find()
             .select_only()
             .column(inbox::Column::MessageId)
@@ -68,7 +69,8 @@ pub async fn claim_many(
     message_ids: &[String],
 ) -> Result<(), StoreError> {
     let now = Utc::now();
-    for chunk in message_ids.chunks(500) {
+    let size = |m: &String| crate::chunks::text_row(&[consumer, m]) + 16;
+    for chunk in crate::chunks::by_size(message_ids, 500, size) {
         let rows = chunk.iter().map(|m| inbox::ActiveModel {
             consumer: Set(consumer.to_owned()),
             message_id: Set(m.clone()),
@@ -84,6 +86,52 @@ pub async fn claim_many(
 
 /// Forgets inbox entries older than `before` (redeliveries come within minutes;
 /// keep a few days). Returns how many were removed.
+/// Claims many messages at once in the caller's transaction and returns the
+/// ids that were new (the others were processed before). The check is the
+/// insert's own conflict on the primary key, so it costs the same on a table
+/// of any size whatever the planner's statistics say (a `seen` lookup on a
+/// table that grew since it was last analyzed can scan every row of the
+/// consumer).
+pub async fn claim_new(
+    txn: &impl ConnectionTrait,
+    consumer: &str,
+    message_ids: &[String],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    use sea_orm::sea_query::{OnConflict, Query};
+    use sea_orm::{Iden as _, Value};
+    let now = Utc::now();
+    let mut claimed = std::collections::HashSet::new();
+    let size = |m: &String| crate::chunks::text_row(&[consumer, m]) + 16;
+    for chunk in crate::chunks::by_size(message_ids, 500, size) {
+        let mut insert = Query::insert();
+        insert
+            .into_table(inbox::Entity)
+            .columns([
+                inbox::Column::Consumer,
+                inbox::Column::MessageId,
+                inbox::Column::ProcessedAt,
+            ])
+            .on_conflict(
+                OnConflict::columns([inbox::Column::Consumer, inbox::Column::MessageId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .returning_col(inbox::Column::MessageId);
+        for m in chunk {
+            insert.values_panic([
+                Value::from(consumer.to_owned()).into(),
+                Value::from(m.clone()).into(),
+                Value::from(now).into(),
+            ]);
+        }
+        let stmt = txn.get_database_backend().build(&insert);
+        for row in txn.query_all_raw(stmt).await? {
+            claimed.insert(row.try_get::<String>("", &inbox::Column::MessageId.to_string())?);
+        }
+    }
+    Ok(claimed)
+}
+
 pub async fn purge(db: &impl ConnectionTrait, before: DateTime<Utc>) -> Result<u64, StoreError> {
     let res = inbox::Entity::delete_many()
         .filter(inbox::Column::ProcessedAt.lt(before))

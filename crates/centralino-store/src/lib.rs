@@ -6,9 +6,12 @@
 //!   service keeps its own migration table so several can share one database.
 //! - [`inbox`]: exactly-once processing on top of at-least-once delivery, keyed by
 //!   bus message id, in the consumer's own transaction.
+//! - [`chunks`]: cutting bulk statements below the size that stalls a
+//!   connection (sqlx 0.9.0 leaves Nagle's algorithm on).
 //! - [`outbox`]: events written in the same transaction as the state change they
 //!   describe, relayed to the bus with publisher confirms.
 
+pub mod chunks;
 pub mod entities;
 mod error;
 pub mod inbox;

@@ -36,15 +36,18 @@ pub async fn enqueue(
     .await
 }
 
-/// Writes many envelopes to the outbox of `source` in one statement per 500
-/// rows, inside the caller's transaction, in order.
+/// Writes many envelopes to the outbox of `source` in as few statements as
+/// [`crate::chunks`] allows, inside the caller's transaction, in order.
 pub async fn enqueue_many(
     txn: &impl ConnectionTrait,
     source: &str,
     rows: &[(Exchange, String, Envelope)],
 ) -> Result<(), StoreError> {
     let now = Utc::now();
-    for chunk in rows.chunks(500) {
+    let size = |(_, key, envelope): &(Exchange, String, Envelope)| {
+        crate::chunks::text_row(&[source, key]) + envelope.encoded_len() + 64
+    };
+    for chunk in crate::chunks::by_size(rows, 500, size) {
         let models = chunk
             .iter()
             .map(|(exchange, key, envelope)| outbox::ActiveModel {

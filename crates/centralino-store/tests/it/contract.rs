@@ -223,6 +223,46 @@ pub async fn a_corrupt_row_is_parked_and_does_not_block_the_rest(db: DatabaseCon
     assert_eq!(outbox::pending(&db, "svc").await.expect("count"), 0);
 }
 
+pub async fn bulk_claims_return_only_new_messages_and_roll_back(db: DatabaseConnection) {
+    centralino_store::migrate::<CoreMigrator>(&db, |_| {})
+        .await
+        .expect("migrate");
+    // More than one statement's worth, so the chunking is exercised too.
+    let ids: Vec<String> = (0..1_200)
+        .map(|_| uuid::Uuid::new_v4().to_string())
+        .collect();
+    let txn = db.begin().await.expect("begin");
+    let first = inbox::claim_new(&txn, "history", &ids[..800])
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 800);
+    txn.commit().await.expect("commit");
+    let txn = db.begin().await.expect("begin");
+    let second = inbox::claim_new(&txn, "history", &ids)
+        .await
+        .expect("claim");
+    assert_eq!(second.len(), 400);
+    assert!(ids[800..].iter().all(|m| second.contains(m)));
+    txn.rollback().await.expect("rollback");
+    // Another consumer's claims are its own; a rolled-back claim left no trace.
+    let txn = db.begin().await.expect("begin");
+    assert_eq!(
+        inbox::claim_new(&txn, "routing", &ids[..10])
+            .await
+            .expect("claim")
+            .len(),
+        10
+    );
+    assert_eq!(
+        inbox::claim_new(&txn, "history", &ids[800..])
+            .await
+            .expect("claim")
+            .len(),
+        400
+    );
+    txn.commit().await.expect("commit");
+}
+
 macro_rules! store_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -255,6 +295,7 @@ macro_rules! store_suite {
 store_suite!(
     migrations_apply_once_and_are_idempotent,
     inbox_claims_each_message_once_per_consumer,
+    bulk_claims_return_only_new_messages_and_roll_back,
     outbox_rows_commit_with_the_transaction_and_are_relayed,
     unroutable_outbox_rows_stay_until_they_can_be_published,
     a_corrupt_row_is_parked_and_does_not_block_the_rest,
