@@ -424,8 +424,8 @@ async fn seeded(customers: u64, per: u64) -> (String, DatabaseConnection) {
              SELECT '00000000-0000-4000-9000-' || lpad(to_hex(n), 12, '0'), \
                     '00000000-0000-4000-8000-' || lpad(to_hex((n - 1) / {per} + 1), 12, '0'), \
                     (ARRAY['voice','email','sms','desk'])[1 + n % 4], 'inbound', 'support', 'agent' || (n % 200), \
-                    'completed', 1700000000000 + n * 1000, 'solved', 'wrap-up notes ' || (n % 1000), \
-                    'subject ' || (n % 5000), '', 1700000000000 + n * 1000, 1, NULL, NULL, 60000, '', '', '[]', '{{}}', '' \
+                    'completed', 1700000000000 + n::bigint * 1000, 'solved', 'wrap-up notes ' || (n % 1000), \
+                    'subject ' || (n % 5000), '', 1700000000000 + n::bigint * 1000, 1, NULL, NULL, 60000, '', '', '[]', '{{}}', '' \
              FROM generate_series(({from} - 1) * {per} + 1, {to} * {per}) n;"
         ))
         .await
@@ -467,7 +467,7 @@ where
     let total = rate * seconds;
     let (tx, mut rx) = mpsc::unbounded_channel::<(f64, bool)>();
     let start = Instant::now();
-    let tick = Duration::from_millis(5);
+    let tick = Duration::from_millis(1);
     let per_tick = (rate as f64 * tick.as_secs_f64()).max(1.0);
     let mut sent = 0u64;
     let mut k = 0u64;

@@ -207,7 +207,9 @@ impl HistoryService for HistoryApi {
     ) -> Result<Response<v1::ListTimelineResponse>, Status> {
         let req = request.into_inner();
         let size = read::page_size(req.page_size)?;
-        let customer = read::follow(&self.db, &req.customer_id).await?;
+        if uuid::Uuid::parse_str(&req.customer_id).is_err() {
+            return Err(ApiError::invalid("customer_id", "is not a UUID").into());
+        }
         let channels = req
             .channels
             .iter()
@@ -220,21 +222,27 @@ impl HistoryService for HistoryApi {
         {
             return Err(ApiError::invalid("until", "must be after since").into());
         }
-        Ok(Response::new(
-            read::timeline(
-                &self.db,
-                TimelineQuery {
-                    customer,
-                    channels,
-                    since,
-                    until,
-                    size,
-                    page_token: req.page_token,
-                    include_messages: req.include_messages,
-                },
-            )
-            .await?,
-        ))
+        let mut query = TimelineQuery {
+            customer: req.customer_id.clone(),
+            channels,
+            since,
+            until,
+            size,
+            page_token: req.page_token,
+            include_messages: req.include_messages,
+        };
+        // One round trip when the customer has interactions; only an empty
+        // page asks whether the id exists or was merged into another.
+        let page = read::timeline(&self.db, &query).await?;
+        if !page.interactions.is_empty() {
+            return Ok(Response::new(page));
+        }
+        let live = read::follow(&self.db, &req.customer_id).await?;
+        if live == req.customer_id {
+            return Ok(Response::new(page));
+        }
+        query.customer = live;
+        Ok(Response::new(read::timeline(&self.db, &query).await?))
     }
 
     async fn get_interaction(

@@ -8,8 +8,8 @@ use centralino_proto::v1;
 use centralino_server::ApiError;
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult,
+    Iterable, QueryFilter, QueryOrder, QuerySelect,
 };
 
 use crate::entities::{audit, consent, customer, identifier, interaction, message, step};
@@ -188,18 +188,60 @@ pub(crate) async fn find_by_identifier(
     kind: &str,
     value: &str,
 ) -> Result<Vec<v1::Customer>, ApiError> {
-    let Some(owner) = identifier::Entity::find_by_id((kind.to_owned(), value.to_owned()))
-        .one(db)
+    use sea_orm::sea_query::{Alias, ExprTrait as _, JoinType};
+    // One round trip: the owner, and every identifier of the owner.
+    let (i, c, all) = (Alias::new("i"), Alias::new("c"), Alias::new("all_ids"));
+    let mut q = Query::select();
+    q.columns(customer::Column::iter().map(|col| (c.clone(), col)))
+        .expr_as(
+            Expr::col((all.clone(), identifier::Column::Kind)),
+            Alias::new("id_kind"),
+        )
+        .expr_as(
+            Expr::col((all.clone(), identifier::Column::Value)),
+            Alias::new("id_value"),
+        )
+        .from_as(identifier::Entity, i.clone())
+        .join_as(
+            JoinType::InnerJoin,
+            customer::Entity,
+            c.clone(),
+            Expr::col((c.clone(), customer::Column::Id))
+                .equals((i.clone(), identifier::Column::CustomerId)),
+        )
+        .join_as(
+            JoinType::LeftJoin,
+            identifier::Entity,
+            all.clone(),
+            Expr::col((all.clone(), identifier::Column::CustomerId))
+                .equals((c.clone(), customer::Column::Id)),
+        )
+        .and_where(Expr::col((i.clone(), identifier::Column::Kind)).eq(kind))
+        .and_where(Expr::col((i, identifier::Column::Value)).eq(value))
+        .order_by((all.clone(), identifier::Column::Kind), sea_orm::Order::Asc)
+        .order_by((all, identifier::Column::Value), sea_orm::Order::Asc);
+    let rows = db
+        .query_all_raw(db.get_database_backend().build(&q))
         .await
-        .map_err(store)?
-    else {
+        .map_err(store)?;
+    let Some(first) = rows.first() else {
         return Ok(Vec::new());
     };
-    Ok(customer(db, &owner.customer_id)
-        .await
-        .map_err(store)?
-        .into_iter()
-        .collect())
+    let found = customer::Model::from_query_result(first, "").map_err(store)?;
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let kind: Option<String> = row.try_get("", "id_kind").map_err(store)?;
+        let value: Option<String> = row.try_get("", "id_value").map_err(store)?;
+        if let (Some(kind), Some(value)) = (kind, value) {
+            ids.push(identifier::Model {
+                kind,
+                value,
+                customer_id: found.id.clone(),
+                added_at: 0,
+            });
+        }
+    }
+    Ok(vec![customer_wire(found, &ids)])
 }
 
 pub(crate) async fn find_by_name(
@@ -305,7 +347,7 @@ pub(crate) struct TimelineQuery {
 
 pub(crate) async fn timeline(
     db: &impl ConnectionTrait,
-    q: TimelineQuery,
+    q: &TimelineQuery,
 ) -> Result<v1::ListTimelineResponse, ApiError> {
     let mut find =
         interaction::Entity::find().filter(interaction::Column::CustomerId.eq(q.customer.clone()));
