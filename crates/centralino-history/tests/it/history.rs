@@ -917,3 +917,111 @@ async fn bad_input_gets_field_errors_and_roles_are_enforced() {
     .await;
     env.stop().await;
 }
+
+async fn count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+    use sea_orm::ConnectionTrait as _;
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            sql,
+        ))
+        .await
+        .expect("count")
+        .expect("a row");
+    row.try_get_by_index::<i64>(0).expect("integer")
+}
+
+#[tokio::test]
+async fn a_crash_mid_stream_loses_nothing_and_doubles_nothing() {
+    let mut env = Env::postgres(HistoryConfig::default()).await;
+    let db = centralino_store::connect(&env.db.url, 2)
+        .await
+        .expect("database");
+    let inbox = "SELECT count(*) FROM centralino_inbox WHERE consumer = 'history'";
+    // 2,000 interactions from 1,000 numbers, each created, queued and completed.
+    let mut events = Vec::new();
+    for i in 0..2_000u32 {
+        let c = created(
+            v1::Channel::Voice,
+            vec![phone(&format!("347{:07}", i / 2))],
+            "call",
+            Utc::now(),
+        );
+        let id = c.interaction.as_ref().expect("interaction").id.clone();
+        events.push((
+            "interaction.voice.created",
+            centralino_bus::new_envelope("test", &c),
+        ));
+        for k in [Kind::Queued, Kind::Completed] {
+            let e = routing(k, &id, "support", "ada", Utc::now());
+            events.push((
+                "routing.voice.step",
+                centralino_bus::new_envelope("test", &e),
+            ));
+        }
+    }
+    let total = events.len() as i64;
+    // A backlog waits while history is down…
+    env.crash();
+    for (key, e) in &events[..4_500] {
+        env.publish_envelope(key, e).await;
+    }
+    // …history comes back, and dies again in the middle of it.
+    env.restart().await;
+    let mut done = 0;
+    for _ in 0..2_000 {
+        done = count(&db, inbox).await;
+        if done > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    env.crash();
+    assert!(
+        done > 0 && done < total,
+        "the crash should come mid-stream ({done} of {total} written)"
+    );
+    // More arrives while it is down, and every event is delivered once more.
+    for (key, e) in &events[4_500..] {
+        env.publish_envelope(key, e).await;
+    }
+    for (key, e) in events.iter().step_by(7) {
+        env.publish_envelope(key, e).await;
+    }
+    env.restart().await;
+    eventually(Duration::from_secs(60), "every event written", || async {
+        (count(&db, inbox).await == total).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM history_interactions").await,
+        2_000
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM history_customers").await,
+        1_000
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM history_identifiers").await,
+        1_000
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM history_steps").await,
+        4_000
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM history_interactions WHERE status <> 'completed' OR customer_id IS NULL"
+        )
+        .await,
+        0
+    );
+    let agent = env.token("ada", Role::Agent);
+    let c = customer_by_phone(&env, &agent, "3470000999")
+        .await
+        .expect("customer");
+    assert_eq!(timeline(&env, &agent, &c.id).await.len(), 2);
+    let _ = db.close().await;
+    env.stop().await;
+}

@@ -15,7 +15,7 @@ use centralino_proto::v1;
 use centralino_proto::v1::history_service_client::HistoryServiceClient;
 use centralino_server::{GrpcServer, GrpcSettings};
 use centralino_test_support::{TestDatabase, amqp_url, unique};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tonic::transport::Channel;
 
 pub const SECRET: &[u8] = b"history-tests-secret-0123456789abcdef";
@@ -25,11 +25,11 @@ pub struct Env {
     pub prefix: String,
     pub bus: Arc<dyn Bus>,
     key: TokenKey,
+    config: HistoryConfig,
     /// What history published, by routing key.
     pub published: Arc<Mutex<Vec<(String, Envelope)>>>,
     pub addr: SocketAddr,
-    stop: watch::Sender<bool>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    process: Option<HistoryProcess>,
 }
 
 fn amqp_config(prefix: &str, name: &str) -> AmqpConfig {
@@ -37,6 +37,107 @@ fn amqp_config(prefix: &str, name: &str) -> AmqpConfig {
     c.topology = Topology::new(prefix.to_owned());
     c.connection_name = name.to_owned();
     c
+}
+
+/// A history service in a runtime of its own, so a test can crash it (drop
+/// every task at once, as `kill -9` would).
+pub struct HistoryProcess {
+    pub addr: SocketAddr,
+    rt: Option<tokio::runtime::Runtime>,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Receiver<()>>,
+}
+
+impl HistoryProcess {
+    pub async fn start(url: String, prefix: String, config: HistoryConfig) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (addr_tx, addr_rx) = oneshot::channel();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (done_tx, done) = oneshot::channel();
+        rt.spawn(async move {
+            let conn = centralino_store::connect(&url, 8).await.expect("database");
+            centralino_store::migrate::<centralino_store::CoreMigrator>(&conn, |_| {})
+                .await
+                .expect("core migrations");
+            centralino_store::migrate::<centralino_history::HistoryMigrator>(&conn, |_| {})
+                .await
+                .expect("history migrations");
+            let bus: Arc<dyn Bus> = Arc::new(
+                AmqpBus::connect(amqp_config(&prefix, "history-under-test"))
+                    .await
+                    .expect("bus"),
+            );
+            let (stop_all, stopped) = watch::channel(false);
+            let signal = move || {
+                let mut rx = stopped.clone();
+                async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }
+            };
+            let history = centralino_history::start(config, conn, bus, 4 << 20, signal())
+                .await
+                .expect("history starts");
+            let mut policy = Policy::default();
+            centralino_history::policy(&mut policy);
+            let key = TokenKey::new(SECRET.to_vec()).expect("key");
+            let settings = GrpcSettings {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                ..GrpcSettings::default()
+            };
+            let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
+            server.add(history.api);
+            let (addr, serve) = server.bind(signal()).await.expect("bind");
+            let _ = addr_tx.send(addr);
+            tokio::spawn(async move {
+                let _ = stop_rx.await;
+                let _ = stop_all.send(true);
+            });
+            let _ = serve.await;
+            let _ = history.task.await;
+            let _ = done_tx.send(());
+        });
+        let addr = tokio::time::timeout(std::time::Duration::from_secs(30), addr_rx)
+            .await
+            .expect("history serving within 30 s")
+            .expect("history started");
+        Self {
+            addr,
+            rt: Some(rt),
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    /// Drops every task at once: no graceful step runs.
+    pub fn crash(mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), done).await;
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for HistoryProcess {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 impl Env {
@@ -73,49 +174,36 @@ impl Env {
                 let _ = d.ack().await;
             }
         });
-        let conn = centralino_store::connect(&db.url, 8)
-            .await
-            .expect("database");
-        centralino_store::migrate::<centralino_store::CoreMigrator>(&conn, |_| {})
-            .await
-            .expect("core migrations");
-        centralino_store::migrate::<centralino_history::HistoryMigrator>(&conn, |_| {})
-            .await
-            .expect("history migrations");
-        let (stop, stopped) = watch::channel(false);
-        let signal = move || {
-            let mut rx = stopped.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
-        let history = centralino_history::start(config, conn, bus.clone(), 4 << 20, signal())
-            .await
-            .expect("history starts");
-        let mut policy = Policy::default();
-        centralino_history::policy(&mut policy);
-        let key = TokenKey::new(SECRET.to_vec()).expect("key");
-        let settings = GrpcSettings {
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            ..GrpcSettings::default()
-        };
-        let mut server = GrpcServer::new(settings, AuthLayer::new(key.clone(), policy));
-        server.add(history.api);
-        let (addr, serve) = server.bind(signal()).await.expect("bind");
-        let task = tokio::spawn(async move {
-            let _ = serve.await;
-            let _ = history.task.await;
-        });
+        let process = HistoryProcess::start(db.url.clone(), prefix.clone(), config.clone()).await;
         Self {
             db,
             prefix,
             bus,
-            key,
+            key: TokenKey::new(SECRET.to_vec()).expect("key"),
+            config,
             published,
-            addr,
-            stop,
-            task: Some(task),
+            addr: process.addr,
+            process: Some(process),
         }
+    }
+
+    /// Kills the service at once, as `kill -9` would.
+    pub fn crash(&mut self) {
+        if let Some(p) = self.process.take() {
+            p.crash();
+        }
+    }
+
+    /// Starts a new service on the same database and bus.
+    pub async fn restart(&mut self) {
+        let p = HistoryProcess::start(
+            self.db.url.clone(),
+            self.prefix.clone(),
+            self.config.clone(),
+        )
+        .await;
+        self.addr = p.addr;
+        self.process = Some(p);
     }
 
     pub fn token(&self, subject: &str, role: Role) -> String {
@@ -156,9 +244,8 @@ impl Env {
     }
 
     pub async fn stop(mut self) {
-        let _ = self.stop.send(true);
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
+        if let Some(p) = self.process.take() {
+            p.stop().await;
         }
         let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(
             &self.prefix,
