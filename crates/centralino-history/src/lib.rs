@@ -116,12 +116,20 @@ pub fn consumer_spec() -> ConsumerSpec {
 /// A started history service: its gRPC service (add it to a server) and its task.
 pub struct History {
     pub api: HistoryServer,
-    /// Ends when the service has stopped.
+    /// Ends when the service has stopped (after `shutdown`, or on losing leadership).
     pub task: tokio::task::JoinHandle<()>,
+    /// Turns `true` if this instance lost its lock and stopped writing; the
+    /// process should stop too (a supervisor restarts it as the standby).
+    pub lost: tokio::sync::watch::Receiver<bool>,
 }
 
-/// Starts the writer, the bus consumer and the outbox relay on `db` (migrated
-/// beforehand). Everything stops when `shutdown` resolves.
+/// The advisory lock every history instance takes (one writer at a time).
+const LOCK_KEY: i64 = 0x6365_6e74_2e68_6973;
+
+/// Waits to lead (a second instance on the same PostgreSQL database stands by
+/// until the first stops), then starts the writer, the bus consumer and the
+/// outbox relay on `db` (migrated beforehand). Everything stops when
+/// `shutdown` resolves.
 pub async fn start(
     config: HistoryConfig,
     db: DatabaseConnection,
@@ -129,6 +137,11 @@ pub async fn start(
     max_message_bytes: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<History, HistoryError> {
+    let leadership = centralino_store::leader::acquire(&db, SERVICE, LOCK_KEY, || {
+        tracing::info!("another history instance is active; standing by until it stops");
+    })
+    .await?;
+    let lost = leadership.lost();
     let relay = OutboxRelay::new(db.clone(), bus.clone(), SERVICE);
     let waker = relay.waker();
     let (tx, rx) = mpsc::channel(8_192);
@@ -149,15 +162,21 @@ pub async fn start(
     ));
     let relay_task = tokio::spawn(relay.run(stopped(stop_rx)));
     let api = grpc::server(config, db, tx, max_message_bytes);
+    let mut watch_lost = lost.clone();
     let task = tokio::spawn(async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            _ = watch_lost.wait_for(|l| *l) => {}
+        }
         let _ = stop_tx.send(true);
         let _ = consumer_task.await;
         let _ = writer_task.await;
         let _ = relay_task.await;
+        // Last: the lock is released only once nothing writes any more.
+        drop(leadership);
     });
     tracing::info!("history service started");
-    Ok(History { api, task })
+    Ok(History { api, task, lost })
 }
 
 // ---------------------------------------------------------------------------

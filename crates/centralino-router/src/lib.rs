@@ -20,7 +20,6 @@ mod consumer;
 mod convert;
 mod entities;
 mod grpc;
-mod leader;
 mod migrations;
 
 use std::sync::Arc;
@@ -36,6 +35,9 @@ use tokio::sync::mpsc;
 pub use actor::{RouterConfig, SERVICE};
 pub use migrations::RoutingMigrator;
 
+/// The advisory lock every routing instance takes (one writer at a time).
+const LOCK_KEY: i64 = 0x6365_6e74_2e72_6f75;
+
 /// What can stop the routing service.
 #[derive(Debug, thiserror::Error)]
 pub enum RouterError {
@@ -45,8 +47,6 @@ pub enum RouterError {
     Bus(#[from] BusError),
     #[error("routing configuration: {0}")]
     Config(String),
-    #[error("routing leadership: {0}")]
-    Leadership(String),
 }
 
 impl From<sea_orm::DbErr> for RouterError {
@@ -108,7 +108,7 @@ pub async fn start(
         .engine
         .validate()
         .map_err(|e| RouterError::Config(e.to_string()))?;
-    let leadership = leader::acquire(&db, || {
+    let leadership = centralino_store::leader::acquire(&db, SERVICE, LOCK_KEY, || {
         tracing::info!("another routing instance is active; standing by until it stops");
     })
     .await?;

@@ -9,6 +9,8 @@ pub enum StoreError {
     Connect(sea_orm::DbErr),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
+    #[error("leadership lock: {0}")]
+    Leadership(String),
     #[error("bus: {0}")]
     Bus(#[from] centralino_bus::BusError),
 }

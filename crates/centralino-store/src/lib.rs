@@ -8,6 +8,7 @@
 //!   bus message id, in the consumer's own transaction.
 //! - [`chunks`]: cutting bulk statements below the size that stalls a
 //!   connection (sqlx 0.9.0 leaves Nagle's algorithm on).
+//! - [`leader`]: active/standby through a PostgreSQL advisory lock per service.
 //! - [`outbox`]: events written in the same transaction as the state change they
 //!   describe, relayed to the bus with publisher confirms.
 
@@ -15,6 +16,7 @@ pub mod chunks;
 pub mod entities;
 mod error;
 pub mod inbox;
+pub mod leader;
 mod migrations;
 pub mod outbox;
 

@@ -245,33 +245,35 @@ pub async fn serve(
     );
     let mut tasks = Vec::new();
     let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    // A service that lost its leadership stops the whole process, with an
+    // error, so a supervisor restarts it (it comes back as active or standby).
+    let stop_on_loss = |service: &'static str, mut lost: tokio::sync::watch::Receiver<bool>| {
+        let stop = stop_tx.clone();
+        let flag = failure.clone();
+        tokio::spawn(async move {
+            if lost.wait_for(|l| *l).await.is_ok() {
+                tracing::error!(service, "lost its leadership; stopping");
+                if let Ok(mut f) = flag.lock() {
+                    *f = Some(format!(
+                        "{service} lost its lock on the database (restarted or unreachable?); \
+                         stopped so that a restart resumes as active or standby"
+                    ));
+                }
+                let _ = stop.send(true);
+            }
+        });
+    };
     if let Some(history) = history {
         server.add(history.api);
         tasks.push(history.task);
+        stop_on_loss("history", history.lost);
     }
     if let Some(router) = router {
         server.add(router.agent);
         server.add(router.supervisor);
         server.add(router.admin);
         tasks.push(router.task);
-        // A router that lost leadership stops the whole process, with an error, so
-        // a supervisor restarts it (it comes back as active or standby).
-        let mut lost = router.lost;
-        let stop = stop_tx.clone();
-        let flag = failure.clone();
-        tokio::spawn(async move {
-            if lost.wait_for(|l| *l).await.is_ok() {
-                tracing::error!("routing lost its leadership; stopping");
-                if let Ok(mut f) = flag.lock() {
-                    *f = Some(
-                        "routing lost its lock on the database (restarted or unreachable?); \
-                         stopped so that a restart resumes as active or standby"
-                            .to_owned(),
-                    );
-                }
-                let _ = stop.send(true);
-            }
-        });
+        stop_on_loss("routing", router.lost);
     }
     let (grpc_addr, serve) = server.bind(stopped()).await?;
     let store_kind = centralino_store::backend_name(&db);

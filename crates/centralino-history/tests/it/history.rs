@@ -1025,3 +1025,42 @@ async fn a_crash_mid_stream_loses_nothing_and_doubles_nothing() {
     let _ = db.close().await;
     env.stop().await;
 }
+
+#[tokio::test]
+async fn a_standby_waits_then_takes_over_when_the_active_instance_dies() {
+    let mut env = Env::postgres(HistoryConfig::default()).await;
+    let agent = env.token("ada", Role::Agent);
+    let standby = env.start_standby();
+    // While the first instance leads, the second does not serve or consume.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!standby.is_finished(), "the standby must wait for the lock");
+    let first = created(
+        v1::Channel::Sms,
+        vec![phone("3471112233")],
+        "one",
+        Utc::now(),
+    );
+    env.publish("interaction.sms.created", &first).await;
+    let c = eventually(WAIT, "the active instance writes", || async {
+        customer_by_phone(&env, &agent, "3471112233").await
+    })
+    .await;
+    env.crash();
+    let taken = standby
+        .await
+        .expect("join")
+        .expect("the standby serves once the lock is free");
+    env.adopt(taken);
+    let second = created(
+        v1::Channel::Sms,
+        vec![phone("3471112233")],
+        "two",
+        Utc::now(),
+    );
+    env.publish("interaction.sms.created", &second).await;
+    eventually(WAIT, "the standby writes", || async {
+        (timeline(&env, &agent, &c.id).await.len() == 2).then_some(())
+    })
+    .await;
+    env.stop().await;
+}

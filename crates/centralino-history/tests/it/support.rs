@@ -50,6 +50,19 @@ pub struct HistoryProcess {
 
 impl HistoryProcess {
     pub async fn start(url: String, prefix: String, config: HistoryConfig) -> Self {
+        Self::start_within(url, prefix, config, std::time::Duration::from_secs(30))
+            .await
+            .expect("history serving within 30 s")
+    }
+
+    /// Starts a history service; `None` if it is not serving within `limit`
+    /// (a standby waiting for the active instance).
+    pub async fn start_within(
+        url: String,
+        prefix: String,
+        config: HistoryConfig,
+        limit: std::time::Duration,
+    ) -> Option<Self> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -100,15 +113,18 @@ impl HistoryProcess {
             let _ = history.task.await;
             let _ = done_tx.send(());
         });
-        let addr = tokio::time::timeout(std::time::Duration::from_secs(30), addr_rx)
-            .await
-            .expect("history serving within 30 s")
-            .expect("history started");
-        Self {
-            addr,
+        let mut me = Self {
+            addr: "0.0.0.0:0".parse().expect("addr"),
             rt: Some(rt),
             stop: Some(stop),
             done: Some(done),
+        };
+        match tokio::time::timeout(limit, addr_rx).await {
+            Ok(Ok(addr)) => {
+                me.addr = addr;
+                Some(me)
+            }
+            _ => None,
         }
     }
 
@@ -192,6 +208,26 @@ impl Env {
         if let Some(p) = self.process.take() {
             p.crash();
         }
+    }
+
+    /// Starts a second instance on the same database and bus; the task yields
+    /// it once it serves (it stands by while this one leads).
+    pub fn start_standby(&self) -> tokio::task::JoinHandle<Option<HistoryProcess>> {
+        let (url, prefix, config) = (
+            self.db.url.clone(),
+            self.prefix.clone(),
+            self.config.clone(),
+        );
+        tokio::spawn(async move {
+            HistoryProcess::start_within(url, prefix, config, std::time::Duration::from_secs(60))
+                .await
+        })
+    }
+
+    /// Makes `p` the instance this environment talks to.
+    pub fn adopt(&mut self, p: HistoryProcess) {
+        self.addr = p.addr;
+        self.process = Some(p);
     }
 
     /// Starts a new service on the same database and bus.

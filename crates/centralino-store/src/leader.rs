@@ -1,14 +1,15 @@
-//! Active/standby: only one routing instance may decide at a time.
+//! Active/standby: only one instance of a service may write at a time.
 //!
-//! The active instance holds a PostgreSQL session advisory lock on a connection
-//! of its own (detached from the pool, so it is never recycled). A second
-//! instance blocks in [`acquire`] until the lock is free, i.e. until the active
-//! one stops or dies (PostgreSQL releases the lock when its connection closes),
-//! then loads the state from the database and takes over. The bus side agrees:
-//! the routing queue is single-active-consumer, and the standby subscribes only
-//! once it leads. If the active instance loses its lock connection, it must
-//! assume another instance took over: [`Leadership::lost`] resolves and the
-//! service stops. SQLite (the embedded, single-process mode) needs no lock.
+//! The active instance holds a PostgreSQL session advisory lock (one key per
+//! service) on a connection of its own (detached from the pool, so it is never
+//! recycled). A second instance blocks in [`acquire`] until the lock is free,
+//! i.e. until the active one stops or dies (PostgreSQL releases the lock when
+//! its connection closes), then loads its state and takes over. The bus side
+//! agrees: the service's queue is single-active-consumer, and the standby
+//! subscribes only once it leads. If the active instance loses its lock
+//! connection, it must assume another instance took over: [`Leadership::lost`]
+//! turns `true` and the service stops. SQLite (the embedded, single-process
+//! mode) needs no lock.
 
 use std::time::Duration;
 
@@ -16,22 +17,20 @@ use sea_orm::sqlx;
 use sea_orm::{DatabaseConnection, DbBackend};
 use tokio::sync::watch;
 
-use crate::RouterError;
+use crate::StoreError;
 
-/// `hashtext('centralino.routing')`-like constant: the lock every router takes.
-const LOCK_KEY: i64 = 0x6365_6e74_2e72_6f75;
 const RETRY: Duration = Duration::from_secs(1);
 const CHECK: Duration = Duration::from_secs(2);
 
 /// Held leadership. Dropping it releases the lock (its connection closes).
-pub(crate) struct Leadership {
+pub struct Leadership {
     lost: watch::Receiver<bool>,
     watchdog: tokio::task::JoinHandle<()>,
 }
 
 impl Leadership {
     /// Turns `true` if the lock connection fails: another instance may lead now.
-    pub(crate) fn lost(&self) -> watch::Receiver<bool> {
+    pub fn lost(&self) -> watch::Receiver<bool> {
         self.lost.clone()
     }
 }
@@ -42,18 +41,21 @@ impl Drop for Leadership {
     }
 }
 
-fn err(e: sqlx::Error) -> RouterError {
-    RouterError::Leadership(e.to_string())
+fn err(e: sqlx::Error) -> StoreError {
+    StoreError::Leadership(e.to_string())
 }
 
-/// Waits until this instance leads. `standing_by` is called once if it has to wait.
-pub(crate) async fn acquire(
+/// Waits until this instance leads `service` (the lock `key`, one per service).
+/// `standing_by` is called once if it has to wait.
+pub async fn acquire(
     db: &DatabaseConnection,
+    service: &'static str,
+    key: i64,
     standing_by: impl FnOnce(),
-) -> Result<Leadership, RouterError> {
+) -> Result<Leadership, StoreError> {
     let (tx, rx) = watch::channel(false);
     if db.get_database_backend() != DbBackend::Postgres {
-        // Keep the sender alive: an embedded router never loses leadership.
+        // Keep the sender alive: an embedded service never loses leadership.
         let watchdog = tokio::spawn(async move {
             tx.closed().await;
         });
@@ -68,7 +70,7 @@ pub(crate) async fn acquire(
     let mut standing_by = Some(standing_by);
     loop {
         let (got,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
-            .bind(LOCK_KEY)
+            .bind(key)
             .fetch_one(&mut conn)
             .await
             .map_err(err)?;
@@ -80,7 +82,7 @@ pub(crate) async fn acquire(
         }
         tokio::time::sleep(RETRY).await;
     }
-    tracing::info!("routing leadership acquired");
+    tracing::info!(service, "leadership acquired");
     let watchdog = tokio::spawn(async move {
         loop {
             tokio::time::sleep(CHECK).await;
@@ -89,12 +91,13 @@ pub(crate) async fn acquire(
                  AND pid = pg_backend_pid() AND granted \
                  AND ((classid::bigint << 32) | objid::bigint) = $1)",
             )
-            .bind(LOCK_KEY)
+            .bind(key)
             .fetch_one(&mut conn)
             .await;
             if !matches!(ok, Ok((true,))) {
                 tracing::error!(
-                    "routing leadership lost (lock connection failed); stopping routing"
+                    service,
+                    "leadership lost (lock connection failed); stopping"
                 );
                 let _ = tx.send(true);
                 return;
