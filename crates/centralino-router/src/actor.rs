@@ -193,6 +193,14 @@ enum Pending {
         oneshot::Sender<Result<AdminReply, ApiError>>,
         Result<AdminReply, ApiError>,
     ),
+    /// A desktop's snapshot: answered only once the batch is committed, so it
+    /// never shows state that a failed commit takes back.
+    Connect {
+        reply: oneshot::Sender<Result<v1::AgentSnapshot, ApiError>>,
+        snapshot: Result<v1::AgentSnapshot, ApiError>,
+        agent: String,
+        session: u64,
+    },
 }
 
 struct Session {
@@ -531,6 +539,11 @@ impl Actor {
                         Pending::Admin(tx, r) => {
                             let _ = tx.send(r);
                         }
+                        Pending::Connect {
+                            reply, snapshot, ..
+                        } => {
+                            let _ = reply.send(snapshot);
+                        }
                     }
                 }
                 self.deliver(outgoing);
@@ -550,6 +563,18 @@ impl Actor {
                         }
                         Pending::Admin(tx, _) => {
                             let _ = tx.send(Err(ApiError::Unavailable("routing store".into())));
+                        }
+                        Pending::Connect {
+                            reply,
+                            agent,
+                            session,
+                            ..
+                        } => {
+                            // The desktop retries; until then it holds no session.
+                            if self.sessions.get(&agent).is_some_and(|s| s.id == session) {
+                                self.sessions.remove(&agent);
+                            }
+                            let _ = reply.send(Err(ApiError::Unavailable("routing store".into())));
                         }
                     }
                 }
@@ -674,8 +699,13 @@ impl Actor {
                     kick,
                     reply,
                 } => {
-                    let r = self.connect(&agent, session, updates, kick);
-                    let _ = reply.send(r);
+                    let snapshot = self.connect(&agent, session, updates, kick);
+                    pending.push(Pending::Connect {
+                        reply,
+                        snapshot,
+                        agent,
+                        session,
+                    });
                 }
                 Command::Disconnect { agent, session } => {
                     if self.sessions.get(&agent).is_some_and(|s| s.id == session) {
