@@ -221,8 +221,9 @@ impl Drop for Session {
 /// a handful of statements whatever the batch size.
 #[derive(Default)]
 struct Writes {
-    /// Bus messages processed (inbox).
-    claims: Vec<String>,
+    /// Bus messages claimed at the start of the batch but refused (dead-lettered):
+    /// their claims go, so a replay once the cause is fixed is applied.
+    unclaims: Vec<String>,
     /// Interactions whose row must match the engine (upserted, or deleted when gone).
     touched: std::collections::BTreeSet<InteractionId>,
     outbox: Vec<(Exchange, String, centralino_bus::Envelope)>,
@@ -644,10 +645,12 @@ impl Actor {
                 _ => None,
             })
             .collect();
-        let mut seen = if ids.is_empty() {
+        // Claimed first: what comes back was never processed (the insert's
+        // conflict check costs the same at any inbox size).
+        let mut claimed = if ids.is_empty() {
             std::collections::HashSet::new()
         } else {
-            inbox::seen(&txn, SERVICE, &ids).await?
+            inbox::claim_new(&txn, SERVICE, &ids).await?
         };
         let mut writes = Writes::default();
         self.engine.tick(now);
@@ -668,7 +671,7 @@ impl Actor {
                     what,
                     done,
                 } => {
-                    let outcome = self.ingest(&mut seen, &mut writes, message_id, what, now);
+                    let outcome = self.ingest(&mut claimed, &mut writes, message_id, what, now);
                     pending.push(Pending::Ingest(done, outcome));
                 }
                 Command::Agent {
@@ -744,12 +747,24 @@ impl Actor {
 
     fn ingest(
         &mut self,
-        seen: &mut std::collections::HashSet<String>,
+        claimed: &mut std::collections::HashSet<String>,
         writes: &mut Writes,
         message_id: String,
         what: Ingest,
         now: Millis,
     ) -> Settle {
+        if !claimed.remove(&message_id) {
+            // Processed before, or repeated within this batch.
+            return Settle::Done;
+        }
+        let outcome = self.apply_ingest(writes, what, now);
+        if matches!(outcome, Settle::Reject(_)) {
+            writes.unclaims.push(message_id);
+        }
+        outcome
+    }
+
+    fn apply_ingest(&mut self, writes: &mut Writes, what: Ingest, now: Millis) -> Settle {
         match what {
             Ingest::Created {
                 interaction,
@@ -794,10 +809,6 @@ impl Actor {
                     Err(EngineError::DuplicateInteraction(_)) => return Settle::Done,
                     Err(e) => return Settle::Reject(e.to_string()),
                 }
-                if !seen.insert(message_id.clone()) {
-                    return Settle::Done;
-                }
-                writes.claims.push(message_id);
                 if self.early_abandons.remove(&id).is_some() {
                     tracing::info!(interaction = %id, "creation arrived after its abandon; not routed");
                     return Settle::Done;
@@ -813,10 +824,6 @@ impl Actor {
                 Settle::Done
             }
             Ingest::Abandoned(id) => {
-                if !seen.insert(message_id.clone()) {
-                    return Settle::Done;
-                }
-                writes.claims.push(message_id);
                 match self.engine.cancel(id, now) {
                     Ok(_) => {}
                     Err(EngineError::UnknownInteraction(_)) => {
@@ -1368,8 +1375,8 @@ impl Actor {
         writes: Writes,
     ) -> Result<(), StoreError> {
         use interaction::Column as C;
-        if !writes.claims.is_empty() {
-            inbox::claim_many(txn, SERVICE, &writes.claims).await?;
+        if !writes.unclaims.is_empty() {
+            inbox::release(txn, SERVICE, &writes.unclaims).await?;
         }
         let mut upserts = Vec::new();
         let mut gone = Vec::new();

@@ -38,52 +38,6 @@ pub async fn claim(
     Ok(matches!(result, TryInsertResult::Inserted(n) if n > 0))
 }
 
-/// Which of `message_ids` `consumer` already processed (one query).
-pub async fn seen(
-    db: &impl ConnectionTrait,
-    consumer: &str,
-    message_ids: &[String],
-) -> Result<std::collections::HashSet<String>, StoreError> {
-    use sea_orm::QuerySelect as _;
-    let mut out = std::collections::HashSet::new();
-    let size = |m: &String| crate::chunks::text_row(&[m]);
-    for chunk in crate::chunks::by_size(message_ids, 500, size) {
-        let rows: Vec<String> = inbox::Entity::find()
-            .select_only()
-            .column(inbox::Column::MessageId)
-            .filter(inbox::Column::Consumer.eq(consumer))
-            .filter(inbox::Column::MessageId.is_in(chunk.iter().cloned()))
-            .into_tuple()
-            .all(db)
-            .await?;
-        out.extend(rows);
-    }
-    Ok(out)
-}
-
-/// Records many messages as processed by `consumer` (those already recorded are
-/// left alone). For a single writer that checked them with [`seen`] first.
-pub async fn claim_many(
-    txn: &impl ConnectionTrait,
-    consumer: &str,
-    message_ids: &[String],
-) -> Result<(), StoreError> {
-    let now = Utc::now();
-    let size = |m: &String| crate::chunks::text_row(&[consumer, m]) + 16;
-    for chunk in crate::chunks::by_size(message_ids, 500, size) {
-        let rows = chunk.iter().map(|m| inbox::ActiveModel {
-            consumer: Set(consumer.to_owned()),
-            message_id: Set(m.clone()),
-            processed_at: Set(now),
-        });
-        inbox::Entity::insert_many(rows)
-            .on_conflict_do_nothing()
-            .exec_without_returning(txn)
-            .await?;
-    }
-    Ok(())
-}
-
 /// Forgets inbox entries older than `before` (redeliveries come within minutes;
 /// keep a few days). Returns how many were removed.
 /// Claims many messages at once in the caller's transaction and returns the
@@ -130,6 +84,24 @@ pub async fn claim_new(
         }
     }
     Ok(claimed)
+}
+
+/// Takes back claims made in the caller's transaction for messages that were
+/// then refused, so a later replay of them is applied.
+pub async fn release(
+    txn: &impl ConnectionTrait,
+    consumer: &str,
+    message_ids: &[String],
+) -> Result<(), StoreError> {
+    let size = |m: &String| crate::chunks::text_row(&[m]);
+    for chunk in crate::chunks::by_size(message_ids, 500, size) {
+        inbox::Entity::delete_many()
+            .filter(inbox::Column::Consumer.eq(consumer))
+            .filter(inbox::Column::MessageId.is_in(chunk.iter().cloned()))
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
 }
 
 pub async fn purge(db: &impl ConnectionTrait, before: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -366,6 +366,54 @@ async fn a_creation_delivered_after_its_abandon_is_not_routed() {
 }
 
 #[tokio::test]
+async fn an_interaction_for_a_missing_queue_is_dead_lettered_then_replayed_once_it_exists() {
+    let env = Env::new().await;
+    let router = RouterProcess::start(&env, config(20_000)).await;
+    let admin = env.token("root", Role::Admin);
+    configure(
+        router.addr,
+        &admin,
+        &[],
+        vec![],
+        vec![agent("ada", vec![], &[])],
+    )
+    .await;
+    let early = env.publish("late-queue", v1::Channel::Voice).await;
+    eventually(WAIT, "the interaction dead-lettered", || async {
+        let dead = env.bus.dead_letters("routing", 10).await.ok()?;
+        (dead.len() == 1).then_some(())
+    })
+    .await;
+    // The queue is created; the dead letter is replayed and routed (its inbox
+    // claim was taken back when it was refused).
+    configure(
+        router.addr,
+        &admin,
+        &[],
+        vec![queue("late-queue", &[v1::Channel::Voice], vec![])],
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        env.bus
+            .replay_dead_letters("routing", 10)
+            .await
+            .expect("replay"),
+        1
+    );
+    let (mut ada, _) = Desk::open(router.addr, &env.token("ada", Role::Agent))
+        .await
+        .expect("ada");
+    ada.available().await;
+    assert_eq!(
+        ada.wait_for(WAIT, offer_id).await.as_deref(),
+        Some(early.as_str())
+    );
+    router.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn admin_and_session_calls_validate_input_and_roles() {
     let env = Env::new().await;
     let router = RouterProcess::start(&env, config(30_000)).await;
