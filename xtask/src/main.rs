@@ -227,18 +227,26 @@ fn test(extra: &[String]) -> Result<(), String> {
         // nextest does not run doctests: run them first, so the suite's summary
         // is the last thing printed.
         run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
-        // Tests that restart RabbitMQ run alone, before everything else.
-        eprintln!("xtask: phase 1: broker restart tests (RabbitMQ is stopped and started)");
+        // Tests that restart RabbitMQ or PostgreSQL run alone, one at a time,
+        // before everything else.
+        eprintln!(
+            "xtask: phase 1: restart tests (RabbitMQ, then PostgreSQL, are stopped and started)"
+        );
         run(cargo().args([
             "nextest",
             "run",
             "-p",
             "centralino-bus",
+            "-p",
+            "centralino-history",
             "--run-ignored",
             "only",
+            "--test-threads",
+            "1",
             "--no-fail-fast",
         ]))?;
         wait_for("127.0.0.1:5672", Duration::from_secs(30));
+        wait_for("127.0.0.1:5432", Duration::from_secs(30));
         eprintln!("xtask: phase 2: the whole suite");
         run(cargo()
             .args(["nextest", "run", "--workspace", "--no-fail-fast"])
@@ -249,10 +257,14 @@ fn test(extra: &[String]) -> Result<(), String> {
             "test",
             "-p",
             "centralino-bus",
+            "-p",
+            "centralino-history",
             "--test",
             "it",
             "--",
             "--ignored",
+            "--test-threads",
+            "1",
         ]))?;
         run(cargo().args(["test", "--workspace"]).args(extra))
     }

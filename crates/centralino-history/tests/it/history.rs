@@ -1064,3 +1064,95 @@ async fn a_standby_waits_then_takes_over_when_the_active_instance_dies() {
     .await;
     env.stop().await;
 }
+
+/// Restarts the local PostgreSQL cluster (the one the tests use).
+fn restart_postgres() {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("a Debian PostgreSQL cluster (/etc/postgresql)")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a cluster version");
+    let ok = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", "restart"])
+        .status()
+        .expect("pg_ctlcluster runs (Debian package postgresql-common)");
+    assert!(ok.success(), "pg_ctlcluster restart failed");
+}
+
+/// Restarts PostgreSQL: run alone (it breaks every other test's connections):
+/// `cargo nextest run -p centralino-history --run-ignored only`.
+#[tokio::test]
+#[ignore = "restarts PostgreSQL; cargo xtask test runs it in its own phase"]
+async fn a_postgres_restart_mid_stream_loses_nothing_and_doubles_nothing() {
+    let mut env = Env::postgres(HistoryConfig::default()).await;
+    let inbox = "SELECT count(*) FROM centralino_inbox WHERE consumer = 'history'";
+    let mut events = Vec::new();
+    for i in 0..1_000u32 {
+        let c = created(
+            v1::Channel::Voice,
+            vec![phone(&format!("347{:07}", i / 2))],
+            "call",
+            Utc::now(),
+        );
+        let id = c.interaction.as_ref().expect("interaction").id.clone();
+        events.push((
+            "interaction.voice.created",
+            centralino_bus::new_envelope("test", &c),
+        ));
+        for k in [Kind::Queued, Kind::Completed] {
+            let e = routing(k, &id, "support", "ada", Utc::now());
+            events.push((
+                "routing.voice.step",
+                centralino_bus::new_envelope("test", &e),
+            ));
+        }
+    }
+    let total = events.len() as i64;
+    let half = events.len() / 2;
+    for (key, e) in &events[..half] {
+        env.publish_envelope(key, e).await;
+    }
+    let db = centralino_store::connect(&env.db.url, 2)
+        .await
+        .expect("database");
+    eventually(WAIT, "history writing", || async {
+        (count(&db, inbox).await > 0).then_some(())
+    })
+    .await;
+    let _ = db.close().await;
+    let mut lost = env.lost();
+    restart_postgres();
+    // The writer's lock went with its connection: the instance stops, as a
+    // supervisor would see from its exit.
+    tokio::time::timeout(Duration::from_secs(15), lost.wait_for(|l| *l))
+        .await
+        .expect("history notices the lost lock within 15 s")
+        .expect("flag");
+    for (key, e) in &events[half..] {
+        env.publish_envelope(key, e).await;
+    }
+    env.crash();
+    env.restart().await;
+    let db = centralino_store::connect(&env.db.url, 2)
+        .await
+        .expect("database after the restart");
+    eventually(Duration::from_secs(60), "every event written", || async {
+        (count(&db, inbox).await == total).then_some(())
+    })
+    .await;
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM history_interactions").await,
+        1_000
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM history_customers").await,
+        500
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM history_steps").await,
+        2_000
+    );
+    let _ = db.close().await;
+    env.stop().await;
+}

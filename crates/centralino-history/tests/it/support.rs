@@ -43,6 +43,8 @@ fn amqp_config(prefix: &str, name: &str) -> AmqpConfig {
 /// every task at once, as `kill -9` would).
 pub struct HistoryProcess {
     pub addr: SocketAddr,
+    /// Turns `true` when the service lost its lock (its process would exit).
+    pub lost: watch::Receiver<bool>,
     rt: Option<tokio::runtime::Runtime>,
     stop: Option<oneshot::Sender<()>>,
     done: Option<oneshot::Receiver<()>>,
@@ -68,7 +70,7 @@ impl HistoryProcess {
             .enable_all()
             .build()
             .expect("runtime");
-        let (addr_tx, addr_rx) = oneshot::channel();
+        let (addr_tx, addr_rx) = oneshot::channel::<(SocketAddr, watch::Receiver<bool>)>();
         let (stop, stop_rx) = oneshot::channel::<()>();
         let (done_tx, done) = oneshot::channel();
         rt.spawn(async move {
@@ -104,7 +106,7 @@ impl HistoryProcess {
             let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
             server.add(history.api);
             let (addr, serve) = server.bind(signal()).await.expect("bind");
-            let _ = addr_tx.send(addr);
+            let _ = addr_tx.send((addr, history.lost.clone()));
             tokio::spawn(async move {
                 let _ = stop_rx.await;
                 let _ = stop_all.send(true);
@@ -113,18 +115,18 @@ impl HistoryProcess {
             let _ = history.task.await;
             let _ = done_tx.send(());
         });
-        let mut me = Self {
-            addr: "0.0.0.0:0".parse().expect("addr"),
-            rt: Some(rt),
-            stop: Some(stop),
-            done: Some(done),
-        };
         match tokio::time::timeout(limit, addr_rx).await {
-            Ok(Ok(addr)) => {
-                me.addr = addr;
-                Some(me)
+            Ok(Ok((addr, lost))) => Some(Self {
+                addr,
+                lost,
+                rt: Some(rt),
+                stop: Some(stop),
+                done: Some(done),
+            }),
+            _ => {
+                rt.shutdown_background();
+                None
             }
-            _ => None,
         }
     }
 
@@ -228,6 +230,15 @@ impl Env {
     pub fn adopt(&mut self, p: HistoryProcess) {
         self.addr = p.addr;
         self.process = Some(p);
+    }
+
+    /// The running instance's leadership-lost flag.
+    pub fn lost(&self) -> watch::Receiver<bool> {
+        self.process
+            .as_ref()
+            .expect("a running history")
+            .lost
+            .clone()
     }
 
     /// Starts a new service on the same database and bus.
