@@ -918,6 +918,33 @@ async fn bad_input_gets_field_errors_and_roles_are_enforced() {
     env.stop().await;
 }
 
+/// `n` voice calls from `n / 2` numbers, each created, queued and completed:
+/// the events with their routing keys.
+fn calls(n: u32) -> Vec<(&'static str, centralino_bus::Envelope)> {
+    let mut events = Vec::new();
+    for i in 0..n {
+        let c = created(
+            v1::Channel::Voice,
+            vec![phone(&format!("347{:07}", i / 2))],
+            "call",
+            Utc::now(),
+        );
+        let id = c.interaction.as_ref().expect("interaction").id.clone();
+        events.push((
+            "interaction.voice.created",
+            centralino_bus::new_envelope("test", &c),
+        ));
+        for k in [Kind::Queued, Kind::Completed] {
+            let e = routing(k, &id, "support", "ada", Utc::now());
+            events.push((
+                "routing.voice.step",
+                centralino_bus::new_envelope("test", &e),
+            ));
+        }
+    }
+    events
+}
+
 async fn count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
     use sea_orm::ConnectionTrait as _;
     let row = db
@@ -939,27 +966,7 @@ async fn a_crash_mid_stream_loses_nothing_and_doubles_nothing() {
         .expect("database");
     let inbox = "SELECT count(*) FROM centralino_inbox WHERE consumer = 'history'";
     // 2,000 interactions from 1,000 numbers, each created, queued and completed.
-    let mut events = Vec::new();
-    for i in 0..2_000u32 {
-        let c = created(
-            v1::Channel::Voice,
-            vec![phone(&format!("347{:07}", i / 2))],
-            "call",
-            Utc::now(),
-        );
-        let id = c.interaction.as_ref().expect("interaction").id.clone();
-        events.push((
-            "interaction.voice.created",
-            centralino_bus::new_envelope("test", &c),
-        ));
-        for k in [Kind::Queued, Kind::Completed] {
-            let e = routing(k, &id, "support", "ada", Utc::now());
-            events.push((
-                "routing.voice.step",
-                centralino_bus::new_envelope("test", &e),
-            ));
-        }
-    }
+    let events = calls(2_000);
     let total = events.len() as i64;
     // A backlog waits while history is down…
     env.crash();
@@ -1087,27 +1094,7 @@ fn restart_postgres() {
 async fn a_postgres_restart_mid_stream_loses_nothing_and_doubles_nothing() {
     let mut env = Env::postgres(HistoryConfig::default()).await;
     let inbox = "SELECT count(*) FROM centralino_inbox WHERE consumer = 'history'";
-    let mut events = Vec::new();
-    for i in 0..1_000u32 {
-        let c = created(
-            v1::Channel::Voice,
-            vec![phone(&format!("347{:07}", i / 2))],
-            "call",
-            Utc::now(),
-        );
-        let id = c.interaction.as_ref().expect("interaction").id.clone();
-        events.push((
-            "interaction.voice.created",
-            centralino_bus::new_envelope("test", &c),
-        ));
-        for k in [Kind::Queued, Kind::Completed] {
-            let e = routing(k, &id, "support", "ada", Utc::now());
-            events.push((
-                "routing.voice.step",
-                centralino_bus::new_envelope("test", &e),
-            ));
-        }
-    }
+    let events = calls(1_000);
     let total = events.len() as i64;
     let half = events.len() / 2;
     for (key, e) in &events[..half] {
