@@ -109,6 +109,8 @@ pub(crate) fn parse(d: &Delivery, rules: &IdentityRules) -> Result<Event, String
         t if t == v1::RoutingEvent::TYPE_NAME => {
             let mut e: v1::RoutingEvent = env.decode().map_err(|e| e.to_string())?;
             e.interaction_id = uuid_field(&e.interaction_id, "interaction_id")?;
+            at_most("queue", &e.queue, 64)?;
+            at_most("agent", &e.agent, 64)?;
             let at = e.at.as_ref().map_or(at, ms_of);
             Event::Routing {
                 channel: channel(e.channel)?,
@@ -153,6 +155,7 @@ pub(crate) fn parse(d: &Delivery, rules: &IdentityRules) -> Result<Event, String
         t if t == v1::InteractionEnded::TYPE_NAME => {
             let mut e: v1::InteractionEnded = env.decode().map_err(|e| e.to_string())?;
             e.interaction_id = uuid_field(&e.interaction_id, "interaction_id")?;
+            at_most("outcome", &e.outcome, 32)?;
             let at = e.at.as_ref().map_or(at, ms_of);
             Event::Ended {
                 channel: channel(e.channel)?,
@@ -194,6 +197,15 @@ fn usable_identifiers(
         );
     }
     kept
+}
+
+/// Refuses (dead-letters) a value longer than its column: stored, it would
+/// fail the whole batch on PostgreSQL, and again on every retry.
+fn at_most(field: &str, value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        return Err(format!("{field} is longer than {max} bytes"));
+    }
+    Ok(())
 }
 
 fn uuid_field(raw: &str, field: &'static str) -> Result<String, String> {

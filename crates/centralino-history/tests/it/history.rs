@@ -877,7 +877,8 @@ async fn bad_input_gets_field_errors_and_roles_are_enforced() {
         .await
         .expect_err("bad merge");
     assert_eq!(e.code(), Code::NotFound);
-    // A malformed event is dead-lettered, the next one still lands.
+    // Malformed events are dead-lettered (an id that is not a UUID, a queue
+    // name longer than its column), the next one still lands.
     env.publish(
         "interaction.sms.created",
         &v1::InteractionCreated {
@@ -887,6 +888,19 @@ async fn bad_input_gets_field_errors_and_roles_are_enforced() {
             }),
         },
     )
+    .await;
+    let long = routing(
+        Kind::Queued,
+        &uuid::Uuid::now_v7().to_string(),
+        &"q".repeat(100),
+        "",
+        Utc::now(),
+    );
+    env.publish("routing.voice.queued", &long).await;
+    eventually(WAIT, "both malformed events dead-lettered", || async {
+        let dead = env.bus.dead_letters("history", 10).await.ok()?;
+        (dead.len() == 2).then_some(())
+    })
     .await;
     let ok = created(
         v1::Channel::Sms,
