@@ -12,7 +12,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::entities::suppression;
 use crate::read::{self, TimelineQuery};
 use crate::writer::{self, Change, Changed, Command, ConsentInput};
 use crate::{HistoryConfig, ms_of, now_ms};
@@ -468,54 +467,62 @@ impl HistoryService for HistoryApi {
             token_name("purpose", &req.purpose)?;
             Some(req.purpose.as_str())
         };
-        let Some(customer) = self
+        let named = self.identifier(req.identifier.as_ref(), "identifier")?;
+        let customer = self
             .customer_of(&req.customer_id, req.identifier.as_ref())
-            .await?
-        else {
-            // Unknown identifier: only opt-outs kept from an erased customer apply.
-            let i = self
-                .identifier(req.identifier.as_ref(), "identifier")?
-                .ok_or_else(|| ApiError::invalid("identifier", "is required"))?;
-            let hash = writer::identifier_hash(i.kind().as_str(), i.value());
-            use sea_orm::{ColumnTrait, QueryFilter};
-            let rows = suppression::Entity::find()
-                .filter(suppression::Column::IdentifierHash.eq(hash))
-                .all(&self.db)
-                .await
-                .map_err(read::store)?;
-            let current = rows
-                .into_iter()
-                .filter(|s| channel.is_none_or(|c| c == s.channel))
-                .filter(|s| purpose.is_none_or(|p| p == s.purpose))
-                .map(|s| v1::ConsentRecord {
-                    channel: s
-                        .channel
-                        .parse::<centralino_domain::Channel>()
-                        .map(|c| v1::Channel::from(c).into())
-                        .unwrap_or(0),
-                    purpose: s.purpose,
-                    state: v1::ConsentState::Revoked.into(),
-                    source: "erased-customer".into(),
-                    note: String::new(),
-                    at: Some(crate::ts(s.at)),
-                    recorded_by: String::new(),
-                })
-                .collect();
-            return Ok(Response::new(v1::GetConsentResponse {
-                customer_id: String::new(),
-                current,
-                history: Vec::new(),
-            }));
+            .await?;
+        // Opt-outs kept from erased customers apply to their identifiers, for
+        // whoever holds them now, until a later record says otherwise.
+        let mut hashes: Vec<String> = Vec::new();
+        if let Some(i) = &named {
+            hashes.push(writer::identifier_hash(i.kind().as_str(), i.value()));
+        }
+        let (ledger, customer_id) = match customer {
+            Some(c) => {
+                for i in read::identifiers(&self.db, &c).await? {
+                    hashes.push(writer::identifier_hash(&i.kind, &i.value));
+                }
+                (read::consents(&self.db, &c, channel, purpose).await?, c)
+            }
+            None => (Vec::new(), String::new()),
         };
-        let ledger = read::consents(&self.db, &customer, channel, purpose).await?;
+        let mut current = read::current(&ledger);
+        for s in read::suppressions(&self.db, &hashes).await? {
+            if channel.is_some_and(|c| c != s.channel) || purpose.is_some_and(|p| p != s.purpose) {
+                continue;
+            }
+            let wire_channel = s
+                .channel
+                .parse::<centralino_domain::Channel>()
+                .map(|c| v1::Channel::from(c).into())
+                .unwrap_or(0);
+            let later = current.iter().any(|r| {
+                r.channel == wire_channel
+                    && r.purpose == s.purpose
+                    && r.at.as_ref().is_some_and(|t| ms_of(t) >= s.at)
+            });
+            if later {
+                continue;
+            }
+            current.retain(|r| !(r.channel == wire_channel && r.purpose == s.purpose));
+            current.push(v1::ConsentRecord {
+                channel: wire_channel,
+                purpose: s.purpose,
+                state: v1::ConsentState::Revoked.into(),
+                source: "erased-customer".into(),
+                note: String::new(),
+                at: Some(crate::ts(s.at)),
+                recorded_by: String::new(),
+            });
+        }
         Ok(Response::new(v1::GetConsentResponse {
-            current: read::current(&ledger),
+            current,
             history: if req.include_history {
                 ledger.iter().map(read::consent_record).collect()
             } else {
                 Vec::new()
             },
-            customer_id: customer,
+            customer_id,
         }))
     }
 

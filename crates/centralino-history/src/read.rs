@@ -12,7 +12,9 @@ use sea_orm::{
     Iterable, QueryFilter, QueryOrder, QuerySelect,
 };
 
-use crate::entities::{audit, consent, customer, identifier, interaction, message, step};
+use crate::entities::{
+    audit, consent, customer, identifier, interaction, message, step, suppression,
+};
 use crate::migrations::{INTERACTION_TSV, MESSAGE_TSV};
 use crate::{parse_list, parse_map, ts};
 
@@ -541,6 +543,33 @@ pub(crate) async fn consents(
     }
     q.order_by_asc(consent::Column::At)
         .order_by_asc(consent::Column::Id)
+        .all(db)
+        .await
+        .map_err(store)
+}
+
+/// A customer's identifiers, as stored.
+pub(crate) async fn identifiers(
+    db: &impl ConnectionTrait,
+    customer: &str,
+) -> Result<Vec<identifier::Model>, ApiError> {
+    identifier::Entity::find()
+        .filter(identifier::Column::CustomerId.eq(customer))
+        .all(db)
+        .await
+        .map_err(store)
+}
+
+/// Opt-outs kept from erased customers, for these identifier hashes.
+pub(crate) async fn suppressions(
+    db: &impl ConnectionTrait,
+    hashes: &[String],
+) -> Result<Vec<suppression::Model>, ApiError> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    suppression::Entity::find()
+        .filter(suppression::Column::IdentifierHash.is_in(hashes.iter().cloned()))
         .all(db)
         .await
         .map_err(store)

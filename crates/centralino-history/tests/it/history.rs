@@ -716,6 +716,54 @@ async fn consent_ledger_export_and_erase() {
         .into_inner();
     assert_eq!(still.current.len(), 1);
     assert_eq!(still.current[0].state, v1::ConsentState::Revoked as i32);
+    // The number writes again: a new customer holds it, and the opt-out still
+    // applies to it until that customer opts back in.
+    let again = created(
+        v1::Channel::Sms,
+        vec![phone("3335550101")],
+        "hello again",
+        Utc::now(),
+    );
+    env.publish("interaction.sms.created", &again).await;
+    let newcomer = eventually(WAIT, "a new customer for the number", || async {
+        customer_by_phone(&env, &integrator, "3335550101").await
+    })
+    .await;
+    assert_ne!(newcomer.id, customer.id);
+    let consent_now = |c: &mut v1::history_service_client::HistoryServiceClient<_>| {
+        let mut c = c.clone();
+        let token = integrator.clone();
+        async move {
+            c.get_consent(authed(
+                v1::GetConsentRequest {
+                    identifier: Some(phone("3335550101")),
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .expect("consent")
+            .into_inner()
+        }
+    };
+    let held = consent_now(&mut c).await;
+    assert_eq!(held.customer_id, newcomer.id);
+    assert_eq!(
+        held.current
+            .iter()
+            .map(|r| (r.state, r.source.as_str()))
+            .collect::<Vec<_>>(),
+        [(v1::ConsentState::Revoked as i32, "erased-customer")]
+    );
+    c.record_consent(authed(
+        consent("c-3", v1::ConsentState::Granted, "web-form"),
+        &integrator,
+    ))
+    .await
+    .expect("opt back in");
+    let granted = consent_now(&mut c).await;
+    assert_eq!(granted.current.len(), 1);
+    assert_eq!(granted.current[0].state, v1::ConsentState::Granted as i32);
     let audit = c
         .list_audit(authed(
             v1::ListAuditRequest {
