@@ -68,6 +68,7 @@ pub mod interaction {
         pub created_at: i64,
         pub known: i64,
         pub assigned_at: Option<i64>,
+        pub completed_at: Option<i64>,
         pub ended_at: Option<i64>,
         pub duration_ms: i64,
         pub outcome: String,

@@ -78,9 +78,7 @@ impl Event {
 /// Turns a delivery into an [`Event`], or says why it can never be applied.
 pub(crate) fn parse(d: &Delivery, rules: &IdentityRules) -> Result<Event, String> {
     let env = &d.envelope;
-    let at = env.occurred_at.as_ref().map_or_else(now_ms, |t| {
-        t.seconds * 1000 + i64::from(t.nanos.max(0)) / 1_000_000
-    });
+    let at = env.occurred_at.as_ref().map_or_else(now_ms, ms_of);
     let event = match env.event_type.as_str() {
         t if t == v1::InteractionCreated::TYPE_NAME => {
             let created: v1::InteractionCreated = env.decode().map_err(|e| e.to_string())?;
@@ -111,6 +109,9 @@ pub(crate) fn parse(d: &Delivery, rules: &IdentityRules) -> Result<Event, String
             e.interaction_id = uuid_field(&e.interaction_id, "interaction_id")?;
             at_most("queue", &e.queue, 64)?;
             at_most("agent", &e.agent, 64)?;
+            if e.kind() == Kind::Closed {
+                at_most("reason", &e.reason, 64)?;
+            }
             let at = e.at.as_ref().map_or(at, ms_of);
             Event::Routing {
                 channel: channel(e.channel)?,
@@ -155,7 +156,7 @@ pub(crate) fn parse(d: &Delivery, rules: &IdentityRules) -> Result<Event, String
         t if t == v1::InteractionEnded::TYPE_NAME => {
             let mut e: v1::InteractionEnded = env.decode().map_err(|e| e.to_string())?;
             e.interaction_id = uuid_field(&e.interaction_id, "interaction_id")?;
-            at_most("outcome", &e.outcome, 32)?;
+            at_most("outcome", &e.outcome, 64)?;
             let at = e.at.as_ref().map_or(at, ms_of);
             Event::Ended {
                 channel: channel(e.channel)?,
@@ -243,6 +244,7 @@ pub(crate) fn blank(id: &str, channel: &str, at: i64) -> interaction::Model {
         created_at: at,
         known: 0,
         assigned_at: None,
+        completed_at: None,
         ended_at: None,
         duration_ms: 0,
         outcome: String::new(),
@@ -342,13 +344,19 @@ pub(crate) fn fold(
             }
             match kind {
                 Kind::Assigned => {
-                    row.agent = e.agent.clone();
+                    // The agent is the completing one, else the latest assigned.
+                    if row.completed_at.is_none() && row.assigned_at.is_none_or(|t| *at >= t) {
+                        row.agent = e.agent.clone();
+                    }
                     row.assigned_at = Some(row.assigned_at.map_or(*at, |t| t.max(*at)));
                 }
                 Kind::Completed => {
-                    row.agent = e.agent.clone();
-                    row.disposition = e.disposition.clone();
-                    row.notes = e.wrap_up_notes.clone();
+                    if row.completed_at.is_none_or(|t| *at >= t) {
+                        row.agent = e.agent.clone();
+                        row.disposition = e.disposition.clone();
+                        row.notes = e.wrap_up_notes.clone();
+                        row.completed_at = Some(*at);
+                    }
                     row.ended_at = Some(row.ended_at.map_or(*at, |t| t.max(*at)));
                 }
                 Kind::Closed => {
@@ -514,6 +522,7 @@ mod tests {
         let events = vec![
             routing(Kind::Queued, "sales", "", 10),
             routing(Kind::Offered, "sales", "ada", 20),
+            routing(Kind::Assigned, "sales", "ada", 25),
             routing(Kind::Requeued, "sales", "ada", 30),
             routing(Kind::Overflowed, "support", "", 40),
             routing(Kind::Offered, "support", "bob", 50),

@@ -498,7 +498,8 @@ pub(crate) async fn search(
         _ => {
             let like = format!(
                 "%{}%",
-                text.to_lowercase()
+                // SQLite's lower() folds ASCII only: fold the query the same way.
+                text.to_ascii_lowercase()
                     .replace('\\', "\\\\")
                     .replace('%', "\\%")
                     .replace('_', "\\_")

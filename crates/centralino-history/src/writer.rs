@@ -267,8 +267,9 @@ impl Writer {
                         let _ = d.send(Settle::Done);
                     }
                 }
-                Err(e) if events.len() > 1 => {
-                    // One bad event must not hold back the others: apply them one by one.
+                // A value the database refuses (not a lost connection): one bad
+                // event must not hold back the others.
+                Err(e) if events.len() > 1 && refused_by_database(&e) => {
                     tracing::warn!(error = %e, events = events.len(), "history batch not written; applying its events one by one");
                     for (item, done) in events.chunks(1).zip(dones) {
                         let outcome = match self.ingest(item).await {
@@ -371,13 +372,48 @@ impl Writer {
                 Event::MessageStatus { status, .. } => Some(&status.message_id),
                 _ => None,
             };
+            let erased = row.resolved_by == ERASED;
             if let Some(m) = message_id {
                 let mrow = msgs
                     .entry(m.clone())
                     .or_insert_with(|| ingest::blank_message(m, iid, channel_of(event)));
                 ingest::fold_message(mrow, event);
+                if erased {
+                    // A late message of an erased customer keeps only its facts.
+                    for field in [
+                        &mut mrow.subject,
+                        &mut mrow.body,
+                        &mut mrow.sender,
+                        &mut mrow.recipient,
+                    ] {
+                        field.clear();
+                    }
+                    mrow.attributes = "{}".into();
+                }
             }
-            if row.customer_id.is_none() && !event.identifiers().is_empty() {
+            if erased {
+                row.subject.clear();
+                row.conversation_id.clear();
+                row.attributes = "{}".into();
+                continue;
+            }
+            if let Some(cid) = row.customer_id.clone() {
+                // Identifiers nobody holds yet join the interaction's customer
+                // (a creation that arrived after a message, a new address).
+                for i in event.identifiers() {
+                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                        batch.owners.entry(key_of(i))
+                    {
+                        slot.insert(cid.clone());
+                        batch.identifiers.push(identifier::Model {
+                            kind: i.kind().as_str().to_owned(),
+                            value: i.value().to_owned(),
+                            customer_id: cid.clone(),
+                            added_at: now,
+                        });
+                    }
+                }
+            } else if !event.identifiers().is_empty() {
                 let name = match event {
                     Event::Created { interaction, .. } => interaction
                         .attributes
@@ -946,7 +982,6 @@ impl Writer {
             interaction::Entity::update_many()
                 .col_expr(interaction::Column::CustomerId, Expr::value(m.id.clone()))
                 .filter(interaction::Column::CustomerId.eq(s.id.clone()))
-                .filter(interaction::Column::CreatedAt.gte(mg.at))
                 .filter(interaction::Column::ResolvedBy.is_in(chunk.iter().cloned()))
                 .exec(txn)
                 .await?;
@@ -1058,6 +1093,13 @@ impl Writer {
             .exec_without_returning(txn)
             .await?;
         let record = read::consent_record(&row);
+        // Senders act on what is current for that channel and purpose, which a
+        // back-dated record does not change.
+        let ledger = read::consents(txn, &cid, Some(input.channel), Some(&row.purpose)).await?;
+        let current = read::current(&ledger)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| record.clone());
         // Senders block on the identifiers of that channel without asking.
         let idents: Vec<v1::CustomerIdentifier> = identifier::Entity::find()
             .filter(identifier::Column::CustomerId.eq(cid.clone()))
@@ -1069,7 +1111,7 @@ impl Writer {
             .collect();
         let changed = v1::ConsentChanged {
             customer_id: cid.clone(),
-            consent: Some(record.clone()),
+            consent: Some(current),
             identifiers: idents,
         };
         outbox::enqueue(
@@ -1101,6 +1143,7 @@ impl Writer {
         let consents = consent::Entity::find()
             .filter(consent::Column::CustomerId.eq(c.id.clone()))
             .order_by_asc(consent::Column::At)
+            .order_by_asc(consent::Column::Id)
             .all(txn)
             .await?;
         let mut current: HashMap<(String, String), &consent::Model> = HashMap::new();
@@ -1140,13 +1183,21 @@ impl Writer {
             .exec(txn)
             .await?;
         // Records merged into this one hold the same person's data.
-        let absorbed: Vec<String> = customer::Entity::find()
-            .filter(customer::Column::MergedInto.eq(c.id.clone()))
-            .all(txn)
-            .await?
-            .into_iter()
-            .map(|m| m.id)
-            .collect();
+        let mut absorbed: Vec<String> = Vec::new();
+        let mut frontier = vec![c.id.clone()];
+        while !frontier.is_empty() {
+            // Merged into a record merged into this one, at any depth.
+            let next: Vec<String> = customer::Entity::find()
+                .filter(customer::Column::MergedInto.is_in(frontier.clone()))
+                .all(txn)
+                .await?
+                .into_iter()
+                .map(|m| m.id)
+                .filter(|id| !absorbed.contains(id) && *id != c.id)
+                .collect();
+            absorbed.extend(next.iter().cloned());
+            frontier = next;
+        }
         let mut people = absorbed.clone();
         people.push(c.id.clone());
         customer::Entity::update_many()
@@ -1178,7 +1229,8 @@ impl Writer {
                 .col_expr(interaction::Column::RecordingRef, Expr::value(""))
                 .col_expr(interaction::Column::IvrPath, Expr::value("[]"))
                 .col_expr(interaction::Column::Attributes, Expr::value("{}"))
-                .col_expr(interaction::Column::ResolvedBy, Expr::value(""))
+                // Marked, so a late event never links it to anybody again.
+                .col_expr(interaction::Column::ResolvedBy, Expr::value(ERASED))
                 .filter(interaction::Column::Id.is_in(chunk.iter().cloned()))
                 .exec(txn)
                 .await?;
@@ -1223,6 +1275,20 @@ impl Writer {
         customer_event(txn, v1::customer_changed::Kind::Erased, &c.id, "", "").await?;
         Ok(Changed::Erase(result))
     }
+}
+
+/// `resolved_by` of an interaction whose customer was erased.
+pub(crate) const ERASED: &str = "erased";
+
+/// Whether the database refused the statement (a constraint, a value too
+/// long) rather than being unreachable.
+fn refused_by_database(e: &StoreError) -> bool {
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+    matches!(
+        e,
+        StoreError::Db(DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)))
+            if matches!(**inner, sqlx::Error::Database(_))
+    )
 }
 
 fn unique(items: impl Iterator<Item = String>) -> Vec<String> {

@@ -362,11 +362,12 @@ async fn merge_and_unmerge_round_trip_audited_and_idempotent() {
         .expect_err("merged twice");
     assert_eq!(again.code(), Code::FailedPrecondition);
     // An email arriving after the merge through b's address lands on the survivor…
+    // (It was written before the merge and reached history only after it.)
     let late = created(
         v1::Channel::Email,
         vec![email("ada@example.org")],
         "follow-up",
-        Utc::now(),
+        Utc::now() - chrono::Duration::minutes(30),
     );
     let il = late.interaction.as_ref().expect("late").id.clone();
     env.publish("interaction.email.created", &late).await;
@@ -449,6 +450,56 @@ async fn merge_and_unmerge_round_trip_audited_and_idempotent() {
         .await
         .expect_err("undone twice");
     assert_eq!(twice.code(), Code::FailedPrecondition);
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn identifiers_join_the_customer_whatever_event_brings_them_first() {
+    let env = Env::postgres(HistoryConfig::default()).await;
+    let agent = env.token("ada", Role::Agent);
+    // The adapter's message overtakes the interaction's creation.
+    let c = created(
+        v1::Channel::Email,
+        vec![phone("3475550000"), email("late@example.org")],
+        "order 42",
+        Utc::now(),
+    );
+    let id = c.interaction.as_ref().expect("interaction").id.clone();
+    let message = v1::MessageRecorded {
+        message_id: "m-first".into(),
+        interaction_id: id.clone(),
+        channel: v1::Channel::Email.into(),
+        direction: v1::Direction::Inbound.into(),
+        identifiers: vec![phone("3475550000")],
+        body: "where is my order?".into(),
+        at: Some(ts(Utc::now())),
+        ..Default::default()
+    };
+    env.publish("interaction.email.message", &message).await;
+    env.publish("interaction.email.created", &c).await;
+    let by_email = eventually(WAIT, "the email address on the customer", || async {
+        let mut client = env.client().await;
+        client
+            .find_customers(authed(
+                v1::FindCustomersRequest {
+                    identifier: Some(email("late@example.org")),
+                    ..Default::default()
+                },
+                &agent,
+            ))
+            .await
+            .ok()?
+            .into_inner()
+            .customers
+            .into_iter()
+            .next()
+    })
+    .await;
+    let by_phone = customer_by_phone(&env, &agent, "3475550000")
+        .await
+        .expect("by phone");
+    assert_eq!(by_email.id, by_phone.id);
+    assert_eq!(by_email.identifiers.len(), 2);
     env.stop().await;
 }
 
