@@ -24,6 +24,8 @@ const MAX_NAME: usize = 200;
 const MAX_ATTRIBUTES: usize = 100;
 const MAX_IDENTIFIERS: usize = 20;
 const EXPORT_PAGE: u64 = 100;
+/// Ledger records `GetConsent` returns at most (the export has them all).
+const MAX_CONSENT_HISTORY: usize = 1_000;
 
 pub(crate) fn server(
     cfg: HistoryConfig,
@@ -518,7 +520,9 @@ impl HistoryService for HistoryApi {
         Ok(Response::new(v1::GetConsentResponse {
             current,
             history: if req.include_history {
-                ledger.iter().map(read::consent_record).collect()
+                // The newest records, oldest first, within a bound.
+                let skip = ledger.len().saturating_sub(MAX_CONSENT_HISTORY);
+                ledger[skip..].iter().map(read::consent_record).collect()
             } else {
                 Vec::new()
             },
@@ -532,9 +536,9 @@ impl HistoryService for HistoryApi {
     ) -> Result<Response<v1::ListAuditResponse>, Status> {
         let req = request.into_inner();
         let size = read::page_size(req.page_size)?;
-        if uuid::Uuid::parse_str(&req.customer_id).is_err() {
-            return Err(ApiError::invalid("customer_id", "is not a UUID").into());
-        }
+        // The record's own trail (an erased or merged record keeps its own);
+        // an id that never existed is NOT_FOUND.
+        read::follow(&self.db, &req.customer_id).await?;
         Ok(Response::new(
             read::audit(&self.db, &req.customer_id, size, &req.page_token).await?,
         ))

@@ -902,6 +902,17 @@ async fn bad_input_gets_field_errors_and_roles_are_enforced() {
         .await
         .expect_err("bad token");
     assert_eq!(field(e), (Code::InvalidArgument, "page_token".into()));
+    let e = c
+        .list_audit(authed(
+            v1::ListAuditRequest {
+                customer_id: uuid::Uuid::now_v7().to_string(),
+                ..Default::default()
+            },
+            &integrator,
+        ))
+        .await
+        .expect_err("unknown customer");
+    assert_eq!(e.code(), Code::NotFound);
     // Agents read but do not write.
     let e = c
         .record_consent(authed(
