@@ -29,6 +29,7 @@ typed!(
     InteractionEnded,
     ConsentChanged,
     CustomerChanged,
+    SendMessage,
 );
 
 /// A new envelope around `payload`, produced by `source`, stamped now and with the

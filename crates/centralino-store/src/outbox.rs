@@ -69,6 +69,39 @@ pub async fn enqueue_many(
     Ok(())
 }
 
+/// The highest outbox row id of `source` visible to `db` (call it inside the
+/// transaction that enqueued, after enqueueing): once [`oldest_pending`] is past
+/// it, everything that transaction wrote has been confirmed by the broker.
+pub async fn mark(db: &impl ConnectionTrait, source: &str) -> Result<i64, StoreError> {
+    let row = outbox::Entity::find()
+        .filter(outbox::Column::Source.eq(source))
+        .order_by_desc(outbox::Column::Id)
+        .select_only()
+        .column(outbox::Column::Id)
+        .into_tuple::<i64>()
+        .one(db)
+        .await?;
+    Ok(row.unwrap_or(0))
+}
+
+/// The lowest id of `source` still waiting to be published (parked rows, which
+/// never will be, not included); `None` when everything was published.
+pub async fn oldest_pending(
+    db: &impl ConnectionTrait,
+    source: &str,
+) -> Result<Option<i64>, StoreError> {
+    let row = outbox::Entity::find()
+        .filter(outbox::Column::Source.eq(source))
+        .filter(outbox::Column::ParkedAt.is_null())
+        .order_by_asc(outbox::Column::Id)
+        .select_only()
+        .column(outbox::Column::Id)
+        .into_tuple::<i64>()
+        .one(db)
+        .await?;
+    Ok(row)
+}
+
 /// Rows of `source` still to be relayed (parked rows not included).
 pub async fn pending(db: &impl ConnectionTrait, source: &str) -> Result<u64, StoreError> {
     use sea_orm::PaginatorTrait as _;

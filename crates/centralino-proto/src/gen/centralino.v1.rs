@@ -131,6 +131,42 @@ pub struct InteractionAbandoned {
     #[prost(string, tag = "3")]
     pub reason: ::prost::alloc::string::String,
 }
+/// A file sent with a message.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Attachment {
+    #[prost(string, tag = "1")]
+    pub filename: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub content_type: ::prost::alloc::string::String,
+    #[prost(bytes = "vec", tag = "3")]
+    pub content: ::prost::alloc::vec::Vec<u8>,
+}
+/// A command to send a message on a channel (routing key `<channel>.send`, on the
+/// commands exchange), e.g. an agent's reply. The adapter answers with
+/// `MessageRecorded` (outbound) and then `MessageStatusChanged` (`sent` or
+/// `failed`) for `message_id`.
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SendMessage {
+    /// UUID chosen by the sender; it becomes the message's id, and a second command
+    /// with the same id sends nothing more.
+    #[prost(string, tag = "1")]
+    pub message_id: ::prost::alloc::string::String,
+    /// The conversation to answer in.
+    #[prost(string, tag = "2")]
+    pub interaction_id: ::prost::alloc::string::String,
+    #[prost(enumeration = "Channel", tag = "3")]
+    pub channel: i32,
+    #[prost(string, tag = "4")]
+    pub body: ::prost::alloc::string::String,
+    /// Optional; an email reply defaults to "Re: <the conversation's subject>".
+    #[prost(string, tag = "5")]
+    pub subject: ::prost::alloc::string::String,
+    #[prost(message, repeated, tag = "6")]
+    pub attachments: ::prost::alloc::vec::Vec<Attachment>,
+    /// Who sends it (an agent id), for the record.
+    #[prost(string, tag = "7")]
+    pub agent_id: ::prost::alloc::string::String,
+}
 /// The channel an interaction arrived on or leaves through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]
 #[repr(i32)]

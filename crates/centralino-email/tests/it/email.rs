@@ -1,0 +1,498 @@
+use std::time::Duration;
+
+use centralino_email::AckTemplate;
+use centralino_proto::v1;
+use centralino_test_support::eventually;
+
+use crate::support::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn one_conversation(env: &Env, subject: &str) -> String {
+    eventually(WAIT, &format!("a conversation for {subject:?}"), || async {
+        let threads = env.threads_by_subject();
+        let ids = threads.get(subject)?;
+        (ids.len() == 1)
+            .then(|| ids.iter().next().cloned())
+            .flatten()
+    })
+    .await
+}
+
+/// New mail opens one interaction in the mailbox's queue; the agent's reply
+/// leaves over SMTP threaded to it; the customer's answer (by In-Reply-To, and
+/// by the token alone) joins the same conversation.
+async fn conversation_round_trip(mut env: Env) {
+    env.start().await;
+    env.deliver(
+        SUPPORT,
+        &mail(
+            "maria@example.test",
+            SUPPORT,
+            "Fattura sbagliata",
+            "c1@example.test",
+            "",
+            "La fattura non torna.",
+        ),
+    )
+    .await;
+    let interaction = one_conversation(&env, "Fattura sbagliata").await;
+    let created = env.created();
+    assert_eq!(created.len(), 1);
+    assert_eq!(created[0].id, interaction);
+    assert_eq!(created[0].queue_hint, "support");
+    assert_eq!(created[0].identifiers[0].value, "maria@example.test");
+    let token = created[0].conversation_id.clone();
+
+    // The same email again (another delivery, and a copy in another mailbox) is not new.
+    env.deliver(
+        SUPPORT,
+        &mail(
+            "maria@example.test",
+            SUPPORT,
+            "Fattura sbagliata",
+            "c1@example.test",
+            "",
+            "La fattura non torna.",
+        ),
+    )
+    .await;
+    env.deliver(
+        BILLING,
+        &mail(
+            "maria@example.test",
+            SUPPORT,
+            "Fattura sbagliata",
+            "c1@example.test",
+            "",
+            "La fattura non torna.",
+        ),
+    )
+    .await;
+    eventually(WAIT, "both copies flagged seen", || async {
+        (env.unseen(SUPPORT).await == 0 && env.unseen(BILLING).await == 0).then_some(())
+    })
+    .await;
+    assert_eq!(env.created().len(), 1, "a copy made no second interaction");
+
+    let reply_id = env
+        .reply(&interaction, "Gentile cliente, la correggiamo.")
+        .await;
+    let sent = eventually(WAIT, "the reply reaches the SMTP server", || async {
+        env.smtp
+            .messages()
+            .into_iter()
+            .find(|m| header(m, "In-Reply-To").as_deref() == Some("<c1@example.test>"))
+    })
+    .await;
+    assert_eq!(
+        header(&sent, "References").as_deref(),
+        Some("<c1@example.test>")
+    );
+    assert!(header(&sent, "From").is_some_and(|f| f.contains(SUPPORT)));
+    assert!(header(&sent, "To").is_some_and(|t| t.contains("maria@example.test")));
+    let subject = header(&sent, "Subject").unwrap_or_default();
+    assert!(subject.contains(&format!("[#CN-{token}]")), "{subject}");
+    assert!(header(&sent, "Auto-Submitted").is_none());
+    let sent_rfc = header(&sent, "Message-ID").unwrap_or_default();
+    eventually(WAIT, "a sent status for the reply", || async {
+        env.events::<v1::MessageStatusChanged>("interaction.email.message_status")
+            .into_iter()
+            .find(|s| s.message_id == reply_id && s.status == "sent")
+    })
+    .await;
+
+    // The customer answers the reply, then writes again quoting only the token.
+    env.deliver(
+        SUPPORT,
+        &mail(
+            "maria@example.test",
+            SUPPORT,
+            "Re: grazie",
+            "c2@example.test",
+            &format!("In-Reply-To: {sent_rfc}\r\nReferences: <c1@example.test> {sent_rfc}\r\n"),
+            "Grazie!",
+        ),
+    )
+    .await;
+    env.deliver(
+        SUPPORT,
+        &mail(
+            "maria@example.test",
+            SUPPORT,
+            &format!("Ancora io [#CN-{token}]"),
+            "c3@example.test",
+            "",
+            "Una domanda.",
+        ),
+    )
+    .await;
+    assert_eq!(one_conversation(&env, "Re: grazie").await, interaction);
+    assert_eq!(
+        one_conversation(&env, &format!("Ancora io [#CN-{token}]")).await,
+        interaction
+    );
+    assert_eq!(env.created().len(), 1, "follow-ups open nothing");
+
+    // The same command again sends nothing more.
+    env.send(v1::SendMessage {
+        message_id: reply_id.clone(),
+        interaction_id: interaction.clone(),
+        channel: v1::Channel::Email as i32,
+        body: "Gentile cliente, la correggiamo.".into(),
+        ..Default::default()
+    })
+    .await;
+    let unknown = env.reply(&uuid::Uuid::now_v7().to_string(), "hello?").await;
+    eventually(
+        WAIT,
+        "a reply in no conversation is reported failed",
+        || async {
+            env.events::<v1::MessageStatusChanged>("interaction.email.message_status")
+                .into_iter()
+                .find(|s| s.message_id == unknown && s.status == "failed")
+        },
+    )
+    .await;
+    assert_eq!(
+        env.smtp.messages().len(),
+        1,
+        "the repeated command sent nothing"
+    );
+    env.stop().await;
+}
+
+#[tokio::test]
+async fn a_conversation_round_trip_on_postgres() {
+    conversation_round_trip(Env::postgres(|_| {}).await).await;
+}
+
+#[tokio::test]
+async fn a_conversation_round_trip_on_sqlite() {
+    conversation_round_trip(Env::sqlite(|_| {}).await).await;
+}
+
+/// The adapter is killed while it imports a backlog; more mail arrives while
+/// it is down; after a restart every message is one interaction, none twice.
+#[tokio::test]
+async fn a_crash_mid_batch_loses_and_duplicates_nothing() {
+    let mut env = Env::postgres(|c| c.batch_size = 25).await;
+    let first: Vec<Vec<u8>> = (0..400)
+        .map(|i| {
+            mail(
+                &format!("c{i}@example.test"),
+                SUPPORT,
+                &format!("backlog {i}"),
+                &format!("b{i}@example.test"),
+                "",
+                "x",
+            )
+        })
+        .collect();
+    env.deliver_many(SUPPORT, &first).await;
+    env.start().await;
+    eventually(WAIT, "part of the backlog imported", || async {
+        (env.created().len() >= 60).then_some(())
+    })
+    .await;
+    env.crash();
+    let imported_at_crash = env.created().len();
+    let more: Vec<Vec<u8>> = (400..500)
+        .map(|i| {
+            mail(
+                &format!("c{i}@example.test"),
+                SUPPORT,
+                &format!("backlog {i}"),
+                &format!("b{i}@example.test"),
+                "",
+                "x",
+            )
+        })
+        .collect();
+    env.deliver_many(SUPPORT, &more).await;
+    env.start().await;
+    eventually(Duration::from_secs(90), "all 500 imported", || async {
+        (env.threads_by_subject().len() == 500).then_some(())
+    })
+    .await;
+    eventually(WAIT, "all flagged seen", || async {
+        (env.unseen(SUPPORT).await == 0).then_some(())
+    })
+    .await;
+    let threads = env.threads_by_subject();
+    let doubled: Vec<_> = threads.iter().filter(|(_, ids)| ids.len() != 1).collect();
+    assert!(doubled.is_empty(), "messages filed twice: {doubled:?}");
+    assert_eq!(env.created().len(), 500, "one interaction per email");
+    assert_eq!(
+        env.sql_count("SELECT count(*) FROM email_messages WHERE direction = 'inbound'")
+            .await,
+        500
+    );
+    assert!(
+        imported_at_crash < 500,
+        "the crash came mid-backlog ({imported_at_crash})"
+    );
+    env.stop().await;
+}
+
+/// Dovecot restarts under the adapter: it reconnects and carries on.
+#[tokio::test]
+async fn an_imap_server_restart_is_survived() {
+    let mut env = Env::postgres(|_| {}).await;
+    env.start().await;
+    let batch = |from: usize| -> Vec<Vec<u8>> {
+        (from..from + 20)
+            .map(|i| {
+                mail(
+                    "r@example.test",
+                    SUPPORT,
+                    &format!("restart {i}"),
+                    &format!("r{i}@example.test"),
+                    "",
+                    "x",
+                )
+            })
+            .collect()
+    };
+    env.deliver_many(SUPPORT, &batch(0)).await;
+    eventually(WAIT, "the first 20", || async {
+        (env.threads_by_subject().len() == 20).then_some(())
+    })
+    .await;
+    env.dovecot.restart();
+    env.deliver_many(SUPPORT, &batch(20)).await;
+    eventually(
+        Duration::from_secs(60),
+        "the next 20 after the restart",
+        || async { (env.threads_by_subject().len() == 40).then_some(()) },
+    )
+    .await;
+    assert!(env.threads_by_subject().values().all(|ids| ids.len() == 1));
+    assert_eq!(env.created().len(), 40);
+    env.stop().await;
+}
+
+/// Only a person's new mail gets the acknowledgement; auto-replies, lists,
+/// bounces and our own mail coming back never do, and a bounce marks the
+/// message it reports on as failed.
+#[tokio::test]
+async fn auto_replies_and_bounces_make_no_loop() {
+    let mut env = Env::postgres(|c| {
+        c.ack = Some(AckTemplate {
+            subject: "Ricevuto: {subject}".into(),
+            body: "Abbiamo ricevuto la sua richiesta {token}.".into(),
+        })
+    })
+    .await;
+    env.start().await;
+    env.deliver(
+        SUPPORT,
+        &mail(
+            "anna@example.test",
+            SUPPORT,
+            "Aiuto",
+            "p1@example.test",
+            "",
+            "help",
+        ),
+    )
+    .await;
+    let ack = eventually(WAIT, "the acknowledgement", || async {
+        env.smtp.messages().into_iter().next()
+    })
+    .await;
+    assert_eq!(
+        header(&ack, "Auto-Submitted").as_deref(),
+        Some("auto-replied")
+    );
+    assert_eq!(
+        header(&ack, "In-Reply-To").as_deref(),
+        Some("<p1@example.test>")
+    );
+    let ack_rfc = header(&ack, "Message-ID").unwrap_or_default();
+
+    let automatic = [
+        ("Auto-Submitted: auto-replied\r\n", "out of office"),
+        ("Precedence: bulk\r\n", "newsletter"),
+        ("X-Auto-Response-Suppress: All\r\n", "suppressed"),
+        ("Return-Path: <>\r\n", "notification"),
+    ];
+    for (i, (extra, subject)) in automatic.iter().enumerate() {
+        env.deliver(
+            SUPPORT,
+            &mail(
+                "robot@example.test",
+                SUPPORT,
+                subject,
+                &format!("a{i}@example.test"),
+                extra,
+                "auto",
+            ),
+        )
+        .await;
+    }
+    // Our own acknowledgement delivered back to us (a misconfigured forward).
+    env.deliver(SUPPORT, &ack).await;
+    // The customer's server bounces the acknowledgement.
+    let bounce = format!(
+        "Return-Path: <>\r\nFrom: MAILER-DAEMON@mx.example.test\r\nTo: {SUPPORT}\r\nSubject: Undelivered\r\n\
+         Message-ID: <dsn1@mx.example.test>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=R\r\n\r\n\
+         --R\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n\
+         --R\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx\r\n\r\nAction: failed\r\nStatus: 5.2.2\r\n\r\n\
+         --R\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: {SUPPORT}\r\nMessage-ID: {ack_rfc}\r\n\r\n--R--\r\n"
+    );
+    env.deliver(SUPPORT, bounce.as_bytes()).await;
+    let failed = eventually(
+        WAIT,
+        "the bounce marks the acknowledgement failed",
+        || async {
+            env.events::<v1::MessageStatusChanged>("interaction.email.message_status")
+                .into_iter()
+                .find(|s| s.status == "failed")
+        },
+    )
+    .await;
+    assert_eq!(failed.error, "bounced (5.2.2)");
+    eventually(WAIT, "everything imported and flagged", || async {
+        (env.unseen(SUPPORT).await == 0).then_some(())
+    })
+    .await;
+    // Let the sender run past anything it might still send.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        env.smtp.messages().len(),
+        1,
+        "only the person got an acknowledgement"
+    );
+    // The person's mail and three automatic ones are conversations; the
+    // null-sender notification and the bounce open nothing (they are kept);
+    // our own mail coming back is recognised as ours and kept aside.
+    assert_eq!(env.created().len(), 4);
+    assert_eq!(
+        env.sql_count("SELECT count(*) FROM email_messages WHERE outcome = 'own'")
+            .await,
+        1
+    );
+    let acked_sent = env
+        .events::<v1::MessageStatusChanged>("interaction.email.message_status")
+        .into_iter()
+        .filter(|s| s.message_id == failed.message_id)
+        .count();
+    assert!(acked_sent >= 1);
+    env.stop().await;
+}
+
+/// A message that cannot be read and one above the size cap each become a
+/// visible conversation with their outcome; nothing is dropped.
+#[tokio::test]
+async fn malformed_and_oversized_mail_get_a_clear_outcome() {
+    let mut env = Env::postgres(|c| c.max_message_bytes = 64 * 1024).await;
+    env.start().await;
+    let garbage: &[u8] = b"\x00\x01\x02 no header at all \xff\xfe\r\n\r\n\x00";
+    env.deliver(SUPPORT, garbage).await;
+    let big_body = "x".repeat(100 * 1024);
+    env.deliver(
+        SUPPORT,
+        &mail(
+            "big@example.test",
+            SUPPORT,
+            "Allegato enorme",
+            "big1@example.test",
+            "",
+            &big_body,
+        ),
+    )
+    .await;
+    let created = eventually(WAIT, "two conversations", || async {
+        let c = env.created();
+        (c.len() == 2).then_some(c)
+    })
+    .await;
+    let malformed = created
+        .iter()
+        .find(|i| i.attributes.contains_key("email.malformed"))
+        .expect("the unreadable one is flagged");
+    assert_eq!(malformed.subject, "(unreadable message)");
+    let oversized = created
+        .iter()
+        .find(|i| i.attributes.contains_key("email.oversized"))
+        .expect("the oversized one is flagged");
+    assert_eq!(oversized.subject, "Allegato enorme");
+    assert!(
+        oversized.attributes["email.oversized"]
+            .parse::<u64>()
+            .is_ok_and(|n| n > 100 * 1024)
+    );
+    assert_eq!(
+        env.sql_count(
+            "SELECT count(*) FROM email_messages WHERE outcome = 'malformed' AND raw IS NOT NULL"
+        )
+        .await,
+        1,
+        "the unreadable bytes are kept for reprocessing"
+    );
+    // The big message is still on the server, whole.
+    let mut s = imap_login(env.dovecot.port(), SUPPORT).await;
+    s.select("INBOX").await.expect("select");
+    assert_eq!(
+        s.uid_search("LARGER 102400").await.expect("search").len(),
+        1
+    );
+    let _ = s.logout().await;
+    env.stop().await;
+}
+
+/// A permanent SMTP refusal reports `failed` at once; a temporary one is
+/// retried until it goes through.
+#[tokio::test]
+async fn smtp_refusals_are_retried_or_reported() {
+    let mut env = Env::postgres(|_| {}).await;
+    env.start().await;
+    env.deliver(
+        SUPPORT,
+        &mail(
+            "reject-me@example.test",
+            SUPPORT,
+            "A",
+            "f1@example.test",
+            "",
+            "x",
+        ),
+    )
+    .await;
+    env.deliver(
+        SUPPORT,
+        &mail(
+            "later-me@example.test",
+            SUPPORT,
+            "B",
+            "f2@example.test",
+            "",
+            "x",
+        ),
+    )
+    .await;
+    let a = one_conversation(&env, "A").await;
+    let b = one_conversation(&env, "B").await;
+    let to_a = env.reply(&a, "answer a").await;
+    let to_b = env.reply(&b, "answer b").await;
+    let status_of = |id: String| {
+        let env = &env;
+        async move {
+            eventually(WAIT, "a final status", || async {
+                env.events::<v1::MessageStatusChanged>("interaction.email.message_status")
+                    .into_iter()
+                    .find(|s| s.message_id == id)
+            })
+            .await
+        }
+    };
+    let a_status = status_of(to_a).await;
+    assert_eq!(a_status.status, "failed");
+    assert!(a_status.error.contains("550"), "{}", a_status.error);
+    let b_status = status_of(to_b).await;
+    assert_eq!(b_status.status, "sent");
+    assert_eq!(env.smtp.messages().len(), 1);
+    env.stop().await;
+}

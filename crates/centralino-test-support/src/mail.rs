@@ -1,0 +1,263 @@
+//! Private mail servers for tests: a Dovecot IMAP server and an SMTP sink
+//! (aiosmtpd), each in its own temporary directory on a free port, stopped when
+//! dropped. A missing program fails the test with how to install it.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The password of every Dovecot test user.
+pub const PASSWORD: &str = "secret";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+fn wait_listening(port: u16, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = std::fs::read_to_string(log).unwrap_or_default();
+    panic!("{what} did not listen on 127.0.0.1:{port} within 15 s; its log:\n{log}");
+}
+
+fn temp_dir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(crate::unique(prefix));
+    std::fs::create_dir_all(&dir).expect("temporary directory");
+    dir
+}
+
+/// A Dovecot instance of its own. Users are `name@example.test` with
+/// [`PASSWORD`]; mail lives in Maildirs under the instance's directory.
+pub struct Dovecot {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Dovecot {
+    /// Starts Dovecot with `users` (full addresses).
+    pub fn start(users: &[&str]) -> Self {
+        let binary = Path::new("/usr/sbin/dovecot");
+        assert!(
+            binary.exists(),
+            "Dovecot is not installed: apt-get install -y dovecot-imapd (`.ci/run` does this)"
+        );
+        let dir = temp_dir("dovecot");
+        let port = free_port();
+        let passwd: String = users
+            .iter()
+            .map(|u| format!("{u}:{{PLAIN}}{PASSWORD}\n"))
+            .collect();
+        std::fs::write(dir.join("passwd"), passwd).expect("passwd file");
+        for sub in ["run", "state", "home"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("dovecot dirs");
+        }
+        let d = dir.display();
+        let config = format!(
+            "protocols = imap\n\
+             listen = 127.0.0.1\n\
+             ssl = no\n\
+             disable_plaintext_auth = no\n\
+             auth_mechanisms = plain login\n\
+             mail_location = maildir:~/Maildir\n\
+             first_valid_uid = 1\n\
+             base_dir = {d}/run\n\
+             state_dir = {d}/state\n\
+             log_path = {d}/dovecot.log\n\
+             mail_max_userip_connections = 100\n\
+             passdb {{\n  driver = passwd-file\n  args = {d}/passwd\n}}\n\
+             userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/home/%u\n}}\n\
+             service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n"
+        );
+        std::fs::write(dir.join("dovecot.conf"), config).expect("dovecot config");
+        let status = Command::new("chown")
+            .args(["-R", "nobody:nogroup"])
+            .arg(dir.join("home"))
+            .status()
+            .expect("chown");
+        assert!(
+            status.success(),
+            "chown of the Dovecot mail directory failed"
+        );
+        let mut dovecot = Self {
+            dir,
+            port,
+            child: None,
+        };
+        dovecot.run();
+        dovecot
+    }
+
+    fn run(&mut self) {
+        let child = Command::new("/usr/sbin/dovecot")
+            .arg("-F")
+            .arg("-c")
+            .arg(self.dir.join("dovecot.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dovecot starts");
+        self.child = Some(child);
+        wait_listening(self.port, "Dovecot", &self.dir.join("dovecot.log"));
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server (SIGTERM, as an operator would) and waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Its login and mail processes notice and exit; wait for the port.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Starts it again on the same port with the same mail.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run();
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An SMTP server that keeps every accepted message as a file. Recipients whose
+/// local part starts with `reject` are refused with 550; `later` with 451 on the
+/// first two attempts.
+pub struct SmtpSink {
+    dir: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+const SINK: &str = r#"
+import asyncio, os, sys, uuid
+from aiosmtpd.controller import Controller
+
+out, port = sys.argv[1], int(sys.argv[2])
+tries = {}
+
+class Sink:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = address.split("@")[0]
+        if local.startswith("reject"):
+            return "550 5.1.1 no such user"
+        if local.startswith("later"):
+            tries[address] = tries.get(address, 0) + 1
+            if tries[address] <= 2:
+                return "451 4.3.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        name = os.path.join(out, uuid.uuid4().hex)
+        with open(name + ".tmp", "wb") as f:
+            f.write(envelope.original_content or envelope.content)
+        os.rename(name + ".tmp", name + ".eml")
+        return "250 Message accepted"
+
+controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+controller.start()
+try:
+    asyncio.get_event_loop().run_forever()
+finally:
+    controller.stop()
+"#;
+
+impl SmtpSink {
+    pub fn start() -> Self {
+        let dir = temp_dir("smtp");
+        let port = free_port();
+        std::fs::write(dir.join("sink.py"), SINK).expect("sink script");
+        std::fs::create_dir_all(dir.join("mail")).expect("mail dir");
+        let log = std::fs::File::create(dir.join("sink.log")).expect("sink log");
+        let child = Command::new("python3")
+            .arg(dir.join("sink.py"))
+            .arg(dir.join("mail"))
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("python3 runs");
+        let mut sink = Self {
+            dir,
+            port,
+            child: Some(child),
+        };
+        if let Some(child) = sink.child.as_mut()
+            && let Ok(Some(_)) = child.try_wait()
+        {
+            panic!(
+                "the SMTP sink exited at once; is aiosmtpd installed? pip install aiosmtpd (`.ci/run` does this)"
+            );
+        }
+        wait_listening(
+            port,
+            "the SMTP sink (pip install aiosmtpd; `.ci/run` does this)",
+            &sink.dir.join("sink.log"),
+        );
+        sink.port = port;
+        sink
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Every message accepted so far, as raw bytes.
+    pub fn messages(&self) -> Vec<Vec<u8>> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(self.dir.join("mail"))
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        files.sort();
+        files.iter().filter_map(|p| std::fs::read(p).ok()).collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
