@@ -45,6 +45,12 @@ pub enum Command {
     /// customers across channels, keeps their timeline and consent ledger, and
     /// serves HistoryService.
     History,
+    /// Run the email adapter alone.
+    ///
+    /// Imports the [[email.mailboxes]] over IMAP (each message exactly once, as a
+    /// new conversation or a follow-up), publishes them on RabbitMQ, and sends the
+    /// agents' replies (email.send commands) through [email.smtp].
+    Email,
     /// Apply every service's database migrations, then exit.
     Migrate,
     /// Check that a running Centralino answers its gRPC health check (for container

@@ -34,6 +34,8 @@ pub enum RunError {
     Routing(#[from] centralino_router::RouterError),
     #[error(transparent)]
     History(#[from] centralino_history::HistoryError),
+    #[error(transparent)]
+    Email(#[from] centralino_email::EmailError),
     #[error("{0}")]
     Io(String),
 }
@@ -126,6 +128,9 @@ pub async fn migrate_all(
     applied.extend(
         centralino_store::migrate::<centralino_history::HistoryMigrator>(db, &mut progress).await?,
     );
+    applied.extend(
+        centralino_store::migrate::<centralino_email::EmailMigrator>(db, &mut progress).await?,
+    );
     Ok(applied)
 }
 
@@ -143,11 +148,12 @@ pub struct Running {
 pub enum Service {
     Routing,
     History,
+    Email,
 }
 
 impl Service {
     /// Every service: what `up` runs.
-    pub const ALL: [Service; 2] = [Service::Routing, Service::History];
+    pub const ALL: [Service; 3] = [Service::Routing, Service::History, Service::Email];
 }
 
 /// Starts every service in this process and returns once all are listening.
@@ -184,6 +190,10 @@ pub async fn serve(
         .identity
         .history_config()
         .map_err(|e| RunError::Io(e.join("; ")))?;
+    let email = config
+        .email
+        .email_config()
+        .map_err(|e| RunError::Io(e.join("; ")))?;
 
     // One shutdown signal for the server and every service.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -216,6 +226,11 @@ pub async fn serve(
     } else {
         None
     };
+    let email = if which.contains(&Service::Email) {
+        Some(centralino_email::start(email, db.clone(), bus.clone(), stopped()).await?)
+    } else {
+        None
+    };
     let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
     let mut services = vec!["centralino.v1.OpsService".to_owned()];
     if router.is_some() {
@@ -244,6 +259,9 @@ pub async fn serve(
         .into_server(max),
     );
     let mut tasks = Vec::new();
+    if let Some(email) = email {
+        tasks.push(email.task);
+    }
     let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     // A service that lost its leadership stops the whole process, with an
     // error, so a supervisor restarts it (it comes back as active or standby).

@@ -129,6 +129,9 @@ async fn serve_and_wait(
         redact(&config.store_url()),
         running.store_kind
     );
+    if services.contains(&centralino::Service::Email) {
+        println!("  email   {}", describe_email(config));
+    }
     println!("  tokens  centralino token --role admin --subject you");
     println!("press Ctrl-C to stop");
     running
@@ -164,6 +167,15 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
                 &[centralino::Service::History],
                 "centralino-history",
                 "centralino-history",
+            )
+            .await
+        }
+        Command::Email => {
+            serve_and_wait(
+                &config,
+                &[centralino::Service::Email],
+                "centralino-email",
+                "centralino-email",
             )
             .await
         }
@@ -254,6 +266,25 @@ fn describe_bus(config: &Config) -> String {
             config.bus.prefix
         )
     }
+}
+
+fn describe_email(config: &Config) -> String {
+    let mailboxes: Vec<String> = config
+        .email
+        .mailboxes
+        .iter()
+        .map(|m| format!("{} ({}:{} -> queue {})", m.address, m.host, m.port, m.queue))
+        .collect();
+    let imap = if mailboxes.is_empty() {
+        "no mailboxes ([[email.mailboxes]] in the config file)".to_owned()
+    } else {
+        mailboxes.join(", ")
+    };
+    let smtp = match &config.email.smtp {
+        Some(s) => format!("replies via {}:{}", s.host, s.port),
+        None => "no [email.smtp]: replies wait".to_owned(),
+    };
+    format!("{imap}; {smtp}")
 }
 
 /// Hides the password in `scheme://user:password@host/...`.

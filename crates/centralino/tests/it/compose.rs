@@ -203,3 +203,37 @@ fn dockerfile_builds_and_runs_the_binary() {
     }
     assert!(root().join("deploy/otel-collector.yaml").exists());
 }
+
+#[test]
+fn the_shipped_email_config_loads_and_bad_email_settings_are_named() {
+    let config = centralino::Config::load(Some(&root().join("deploy/email.toml")), [])
+        .unwrap_or_else(|e| panic!("deploy/email.toml: {e}"));
+    let email = config.email.email_config().expect("valid email settings");
+    assert_eq!(email.mailboxes.len(), 2);
+    assert_eq!(
+        email.mailboxes[1].after_import,
+        centralino_email::AfterImport::Move("Imported".into())
+    );
+    assert!(email.ack.is_some() && email.smtp.is_some());
+
+    let dir = std::env::temp_dir().join(centralino_test_support::unique("cfg"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[email.mailboxes]]\nname = \"a\"\naddress = \"not-an-address\"\nqueue = \"q\"\n\
+         host = \"h\"\nuser = \"u\"\npassword = \"p\"\nsecurity = \"ssl\"\nafter_import = \"delete\"\n",
+    )
+    .expect("write");
+    let err = centralino::Config::load(Some(&bad), [])
+        .expect_err("refused")
+        .to_string();
+    for field in [
+        "email.mailboxes[0].security",
+        "email.mailboxes[0].after_import",
+        "email.mailboxes[0].address",
+    ] {
+        assert!(err.contains(field), "{field} is named in: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
