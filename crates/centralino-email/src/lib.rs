@@ -208,10 +208,16 @@ pub fn consumer_spec() -> ConsumerSpec {
         .prefetch(64)
 }
 
-/// The running adapter: finished once `shutdown` resolved and every task stopped.
+/// The running adapter: finished once `shutdown` resolved (or leadership was
+/// lost) and every task stopped.
 pub struct Email {
     pub task: tokio::task::JoinHandle<()>,
+    /// Turns `true` when the adapter lost its lock (its process should exit).
+    pub lost: tokio::sync::watch::Receiver<bool>,
 }
+
+/// PostgreSQL advisory-lock key of the email adapter ("cent.ema").
+const LOCK_KEY: i64 = 0x6365_6e74_2e65_6d61;
 
 /// Starts the importers (one per mailbox), the reply consumer, the sender and
 /// the outbox relay. Run [`EmailMigrator`] first.
@@ -222,6 +228,12 @@ pub async fn start(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<Email, EmailError> {
     config.validate().map_err(EmailError::Config)?;
+    // One importer per mailbox in the whole deployment: a second instance waits.
+    let leadership = centralino_store::leader::acquire(&db, SERVICE, LOCK_KEY, || {
+        tracing::info!("another email adapter is active; standing by until it stops");
+    })
+    .await?;
+    let lost = leadership.lost();
     let config = Arc::new(config);
     let relay = OutboxRelay::new(db.clone(), bus.clone(), SERVICE);
     let waker = relay.waker();
@@ -272,14 +284,20 @@ pub async fn start(
         }
     }
     tasks.push(tokio::spawn(relay.run(stopped(stop_rx))));
+    let mut watch_lost = lost.clone();
     let task = tokio::spawn(async move {
-        shutdown.await;
+        tokio::select! {
+            () = shutdown => {}
+            _ = watch_lost.wait_for(|l| *l) => {}
+        }
         let _ = stop_tx.send(true);
         for t in tasks {
             let _ = t.await;
         }
+        // Last: the lock goes only once nothing imports or sends any more.
+        drop(leadership);
     });
-    Ok(Email { task })
+    Ok(Email { task, lost })
 }
 
 pub(crate) fn now_ms() -> i64 {

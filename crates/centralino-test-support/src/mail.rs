@@ -145,6 +145,25 @@ impl Dovecot {
         self.stop();
         self.run();
     }
+
+    /// Restarts with `user`'s INBOX re-numbered: Dovecot's UID list and indexes
+    /// are deleted, so the same messages come back under a new UIDVALIDITY (as
+    /// after a restore from backup or a server migration).
+    pub fn renumber(&mut self, user: &str) {
+        self.stop();
+        // UIDVALIDITY is a timestamp in seconds: make sure the new one differs.
+        std::thread::sleep(Duration::from_millis(1_100));
+        let maildir = self.dir.join("home").join(user).join("Maildir");
+        for entry in std::fs::read_dir(&maildir)
+            .expect("the user's Maildir")
+            .flatten()
+        {
+            if entry.file_name().to_string_lossy().starts_with("dovecot") {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        self.run();
+    }
 }
 
 impl Drop for Dovecot {

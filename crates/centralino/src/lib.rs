@@ -259,9 +259,6 @@ pub async fn serve(
         .into_server(max),
     );
     let mut tasks = Vec::new();
-    if let Some(email) = email {
-        tasks.push(email.task);
-    }
     let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     // A service that lost its leadership stops the whole process, with an
     // error, so a supervisor restarts it (it comes back as active or standby).
@@ -281,6 +278,10 @@ pub async fn serve(
             }
         });
     };
+    if let Some(email) = email {
+        tasks.push(email.task);
+        stop_on_loss("email", email.lost);
+    }
     if let Some(history) = history {
         server.add(history.api);
         tasks.push(history.task);

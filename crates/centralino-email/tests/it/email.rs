@@ -496,3 +496,55 @@ async fn smtp_refusals_are_retried_or_reported() {
     assert_eq!(env.smtp.messages().len(), 1);
     env.stop().await;
 }
+
+/// The server renumbers the folder (a new UIDVALIDITY): the adapter rescans it,
+/// recognises every message it already imported, and imports only new ones.
+#[tokio::test]
+async fn a_new_uidvalidity_imports_nothing_twice() {
+    let mut env = Env::postgres(|_| {}).await;
+    env.start().await;
+    let batch = |from: usize, n: usize| -> Vec<Vec<u8>> {
+        (from..from + n)
+            .map(|i| {
+                mail(
+                    "u@example.test",
+                    SUPPORT,
+                    &format!("renumber {i}"),
+                    &format!("u{i}@example.test"),
+                    "",
+                    "x",
+                )
+            })
+            .collect()
+    };
+    env.deliver_many(SUPPORT, &batch(0, 10)).await;
+    eventually(WAIT, "the first 10", || async {
+        (env.threads_by_subject().len() == 10).then_some(())
+    })
+    .await;
+    let before = env
+        .sql_count("SELECT max(uidvalidity) FROM email_positions WHERE mailbox = 'support'")
+        .await;
+    env.dovecot.renumber(SUPPORT);
+    env.deliver_many(SUPPORT, &batch(10, 3)).await;
+    eventually(
+        Duration::from_secs(60),
+        "the 3 new ones after the renumbering",
+        || async { (env.threads_by_subject().len() == 13).then_some(()) },
+    )
+    .await;
+    eventually(WAIT, "the rescan recorded under the new UIDVALIDITY", || async {
+        let uids = env
+            .sql_count(&format!("SELECT count(*) FROM email_uids WHERE mailbox = 'support' AND uidvalidity <> {before}"))
+            .await;
+        (uids == 13).then_some(())
+    })
+    .await;
+    assert_eq!(env.created().len(), 13, "nothing imported twice");
+    assert_eq!(
+        env.sql_count("SELECT count(*) FROM email_messages WHERE direction = 'inbound'")
+            .await,
+        13
+    );
+    env.stop().await;
+}
