@@ -4,4 +4,5 @@
 
 mod cli;
 mod compose;
+mod email;
 mod python;
