@@ -76,7 +76,7 @@ async fn up_imports_a_mailbox_into_history() {
         .connect()
         .await
         .expect("connect");
-    let mut history = HistoryServiceClient::new(channel);
+    let history = HistoryServiceClient::new(channel);
     let authed = Bearer(token);
     let timeline = eventually(
         Duration::from_secs(30),
