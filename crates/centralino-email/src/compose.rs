@@ -48,6 +48,8 @@ pub(crate) struct Draft<'a> {
     pub rfc_id: &'a str,
     /// Message-IDs of the conversation, oldest first; the last one is answered.
     pub references: &'a [String],
+    /// The message answered (the customer's latest); the last reference when unset.
+    pub in_reply_to: Option<&'a str>,
     pub body: &'a str,
     pub attachments: &'a [centralino_proto::v1::Attachment],
     pub automatic: bool,
@@ -63,14 +65,21 @@ pub(crate) fn build(draft: &Draft<'_>) -> Result<Vec<u8>, String> {
         .to
         .parse()
         .map_err(|e| format!("recipient address: {e}"))?;
+    // No control characters (a CR/LF would start a header of its own).
+    let subject: String = draft.subject.chars().filter(|c| !c.is_control()).collect();
     let mut builder = lettre::Message::builder()
         .from(from)
         .to(to)
-        .subject(draft.subject)
+        .subject(subject)
         .message_id(Some(format!("<{}>", draft.rfc_id)))
         .date_now();
-    if let Some(last) = draft.references.last() {
+    if let Some(last) = draft
+        .in_reply_to
+        .or(draft.references.last().map(String::as_str))
+    {
         builder = builder.in_reply_to(format!("<{last}>"));
+    }
+    if !draft.references.is_empty() {
         let refs = kept_refs(draft.references);
         builder = builder.references(
             refs.iter()
@@ -144,6 +153,7 @@ mod tests {
             subject: "Re: help [#CN-0000000001]",
             rfc_id: "r1@acme.test",
             references: &refs,
+            in_reply_to: None,
             body: "Ciao",
             attachments: &[],
             automatic: true,
@@ -178,6 +188,7 @@ mod tests {
             subject: "x",
             rfc_id: "r@x",
             references: &[],
+            in_reply_to: None,
             body: "",
             attachments: &[],
             automatic: false,

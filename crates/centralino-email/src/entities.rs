@@ -20,6 +20,7 @@ macro_rules! entity {
 entity!(position, "email_positions", {
     #[sea_orm(primary_key, auto_increment = false)]
     pub mailbox: String,
+    pub source: String,
     pub uidvalidity: i64,
     pub last_uid: i64,
     pub updated_at: i64,
@@ -71,6 +72,7 @@ entity!(thread, "email_threads", {
     pub customer: Option<String>,
     pub subject: String,
     pub refs: String,
+    pub last_inbound: Option<String>,
     pub created_at: i64,
 });
 

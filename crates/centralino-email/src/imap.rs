@@ -111,10 +111,13 @@ pub(crate) async fn list_new(
     })
     .await?
     .into_iter()
-    .filter_map(|f| Some((f.uid?, u64::from(f.size.unwrap_or(0)))))
+    // A size the server did not give is unknown: the message counts as too big.
+    .filter_map(|f| Some((f.uid?, f.size.map_or(u64::MAX, u64::from))))
     // `n:*` always names the highest message, even below n.
     .filter(|(uid, _)| *uid > after)
     .collect();
+    // An unsolicited FETCH (flags) may name a UID again without its size:
+    // sorted by (uid, size), the first of each UID is the size that was given.
     found.sort_unstable();
     found.dedup_by_key(|(uid, _)| *uid);
     Ok(found)
@@ -177,27 +180,82 @@ pub(crate) fn uid_set(uids: &[u32]) -> String {
     out
 }
 
-/// Marks `uids` seen, or moves them to `folder`.
+/// What happens to an imported message on the server.
+#[derive(Debug, Clone)]
+pub(crate) enum Settle {
+    Seen,
+    Move(String),
+    /// For servers without MOVE: COPY, `\Deleted`, UID EXPUNGE (UIDPLUS).
+    CopyDelete(String),
+}
+
+/// Which of `uids` are still in the selected folder.
+pub(crate) async fn present(
+    session: &mut ImapSession,
+    uids: &[u32],
+    limit: Duration,
+) -> Result<Vec<u32>, ImapError> {
+    if uids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let set = uid_set(uids);
+    let found = within(
+        limit,
+        "UID SEARCH",
+        session.uid_search(format!("UID {set}")),
+    )
+    .await?;
+    let mut found: Vec<u32> = found.into_iter().filter(|u| uids.contains(u)).collect();
+    found.sort_unstable();
+    Ok(found)
+}
+
+/// Marks `uids` seen, or moves them away. UIDs already gone (moved before a
+/// crash) are skipped.
 pub(crate) async fn settle(
     session: &mut ImapSession,
     uids: &[u32],
-    after: &crate::AfterImport,
+    how: &Settle,
     limit: Duration,
 ) -> Result<(), ImapError> {
-    let set = uid_set(uids);
-    match after {
-        crate::AfterImport::MarkSeen => {
+    let uids = present(session, uids, limit).await?;
+    if uids.is_empty() {
+        return Ok(());
+    }
+    let set = uid_set(&uids);
+    let store = |flag: &'static str| format!("+FLAGS.SILENT ({flag})");
+    match how {
+        Settle::Seen => {
             within(limit, "UID STORE", async {
                 session
-                    .uid_store(set, "+FLAGS.SILENT (\\Seen)")
+                    .uid_store(set, store("\\Seen"))
                     .await?
                     .try_collect::<Vec<_>>()
                     .await
             })
             .await?;
         }
-        crate::AfterImport::Move(folder) => {
+        Settle::Move(folder) => {
             within(limit, "UID MOVE", session.uid_mv(set, folder)).await?;
+        }
+        Settle::CopyDelete(folder) => {
+            within(limit, "UID COPY", session.uid_copy(&set, folder)).await?;
+            within(limit, "UID STORE", async {
+                session
+                    .uid_store(&set, store("\\Seen \\Deleted"))
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .await?;
+            within(limit, "UID EXPUNGE", async {
+                session
+                    .uid_expunge(&set)
+                    .await?
+                    .try_collect::<Vec<_>>()
+                    .await
+            })
+            .await?;
         }
     }
     Ok(())

@@ -80,20 +80,30 @@ impl Importer {
         let t = self.config.io_timeout;
         let endpoint = &self.mailbox.imap;
         let mut session = imap::connect(endpoint, t).await?;
-        let idle = within(t, "CAPABILITY", session.capabilities())
-            .await?
-            .has_str("IDLE");
-        if let crate::AfterImport::Move(folder) = &self.mailbox.after_import {
-            // Already there is the usual answer; a real failure shows at MOVE.
-            let _ = within(t, "CREATE", session.create(folder)).await;
-        }
+        let capabilities = within(t, "CAPABILITY", session.capabilities()).await?;
+        let idle = capabilities.has_str("IDLE");
+        let settle = match &self.mailbox.after_import {
+            crate::AfterImport::MarkSeen => imap::Settle::Seen,
+            crate::AfterImport::Move(folder) => {
+                // Already there is the usual answer; a real failure shows at MOVE.
+                let _ = within(t, "CREATE", session.create(folder)).await;
+                if capabilities.has_str("MOVE") {
+                    imap::Settle::Move(folder.clone())
+                } else if capabilities.has_str("UIDPLUS") {
+                    imap::Settle::CopyDelete(folder.clone())
+                } else {
+                    tracing::warn!(mailbox = %self.mailbox.name, "email: the server can neither MOVE nor UID EXPUNGE; imported mail is marked seen instead");
+                    imap::Settle::Seen
+                }
+            }
+        };
         let selected = within(t, "SELECT", session.select(&endpoint.folder)).await?;
         let validity = selected
             .uid_validity
             .ok_or(ImapError::Missing("UIDVALIDITY"))?;
         let mut last_uid = self.position(validity).await?;
         tracing::info!(mailbox = %self.mailbox.name, uidvalidity = validity, last_uid, idle, "email: mailbox connected");
-        *backoff = Duration::from_secs(1);
+        let mut waiting_pause = Duration::from_millis(100);
         loop {
             if *stop.borrow() {
                 let _ = within(t, "LOGOUT", session.logout()).await;
@@ -104,9 +114,10 @@ impl Importer {
                 if listed.is_empty() {
                     break;
                 }
-                for chunk in listed.chunks(self.config.batch_size) {
+                for chunk in self.chunks(&listed) {
                     let fetched = self.fetch(&mut session, chunk).await?;
-                    last_uid = self.commit(validity, fetched).await?;
+                    let reached = chunk.iter().map(|(uid, _)| *uid).max().unwrap_or(last_uid);
+                    last_uid = self.commit(validity, reached, fetched).await?;
                     self.relay.notify_one();
                     if *stop.borrow() {
                         break;
@@ -116,14 +127,23 @@ impl Importer {
                     break;
                 }
             }
-            let waiting = self.settle_published(&mut session, validity).await?;
+            let waiting = self
+                .settle_published(&mut session, validity, &settle)
+                .await?;
+            // A whole round went through: whatever failed before is behind us.
+            *backoff = Duration::from_secs(1);
             if *stop.borrow() {
                 continue;
             }
             if waiting {
-                // Events still on their way to the broker: look again soon.
-                pause(Duration::from_millis(200), stop).await;
-            } else if mailbox_changed(&session) {
+                // Events still on their way to the broker (it may be down):
+                // look again, less and less often.
+                pause(waiting_pause, stop).await;
+                waiting_pause = (waiting_pause * 2).min(Duration::from_secs(5));
+                continue;
+            }
+            waiting_pause = Duration::from_millis(100);
+            if mailbox_changed(&session) {
                 // New mail was announced during an earlier command; IDLE would
                 // not announce it again.
                 continue;
@@ -133,7 +153,14 @@ impl Importer {
                 {
                     let (wait, _interrupt) = handle.wait_with_timeout(self.config.idle_renew);
                     tokio::select! {
-                        r = wait => { r.map_err(|e| ImapError::Imap("IDLE", e))?; }
+                        // Keep-alives reset the library's own timer: renew on the
+                        // clock. Mail announced while IDLE was starting went to
+                        // the unsolicited channel; the poll interval bounds that.
+                        r = tokio::time::timeout(self.config.idle_renew.min(self.config.poll_interval), wait) => {
+                            if let Ok(r) = r {
+                                r.map_err(|e| ImapError::Imap("IDLE", e))?;
+                            }
+                        }
                         _ = stop.wait_for(|s| *s) => {}
                     }
                 }
@@ -144,14 +171,45 @@ impl Importer {
         }
     }
 
-    /// The committed last UID for `validity`; a new UIDVALIDITY starts over at
-    /// 0 (messages already imported are recognised by their Message-ID).
+    /// `listed` cut into batches of at most `batch_size` messages and about
+    /// [`BATCH_BYTES`] (a message larger than that is a batch of its own).
+    fn chunks<'a>(&self, listed: &'a [(u32, u64)]) -> Vec<&'a [(u32, u64)]> {
+        let max = self.config.max_message_bytes;
+        let mut out = Vec::new();
+        let (mut start, mut bytes) = (0, 0u64);
+        for (i, (_, size)) in listed.iter().enumerate() {
+            // What is fetched of an oversized message is its header block.
+            let size = if *size > max { 64 * 1024 } else { *size };
+            if i > start && (i - start >= self.config.batch_size || bytes + size > BATCH_BYTES) {
+                out.push(&listed[start..i]);
+                start = i;
+                bytes = 0;
+            }
+            bytes += size;
+        }
+        if start < listed.len() {
+            out.push(&listed[start..]);
+        }
+        out
+    }
+
+    /// Which server folder the position counts in: another account, server or
+    /// folder under the same mailbox name starts over.
+    fn source(&self) -> String {
+        let i = &self.mailbox.imap;
+        format!("{}@{}:{}/{}", i.user, i.host, i.port, i.folder)
+    }
+
+    /// The committed last UID for `validity`; a new UIDVALIDITY (or another
+    /// folder) starts over at 0 (messages already imported are recognised by
+    /// their Message-ID).
     async fn position(&self, validity: u32) -> Result<u32, StoreError> {
         let stored = position::Entity::find_by_id(self.mailbox.name.clone())
             .one(&self.db)
             .await?;
+        let source = self.source();
         match stored {
-            Some(p) if p.uidvalidity == i64::from(validity) => {
+            Some(p) if p.uidvalidity == i64::from(validity) && p.source == source => {
                 Ok(u32::try_from(p.last_uid).unwrap_or(0))
             }
             other => {
@@ -160,49 +218,77 @@ impl Importer {
                         mailbox = %self.mailbox.name,
                         before = p.uidvalidity,
                         now = validity,
-                        "email: UIDVALIDITY changed; rescanning the folder (messages already imported are recognised and not imported again)"
+                        "email: UIDVALIDITY or folder changed; rescanning the folder (messages already imported are recognised and not imported again)"
                     );
                 }
-                save_position(&self.db, &self.mailbox.name, validity, 0).await?;
+                save_position(&self.db, &self.mailbox.name, &source, validity, 0).await?;
                 Ok(0)
             }
         }
     }
 
+    /// Fetches `listed`. A UID the server does not return must be gone
+    /// (expunged meanwhile, checked with UID SEARCH); otherwise the batch fails,
+    /// so no message is ever skipped.
     async fn fetch(
         &self,
         session: &mut ImapSession,
         listed: &[(u32, u64)],
     ) -> Result<Vec<Fetched>, ImapError> {
-        let t = self.config.io_timeout;
         let max = self.config.max_message_bytes;
         let sizes: HashMap<u32, u64> = listed.iter().copied().collect();
         let (whole, big): (Vec<u32>, Vec<u32>) = listed
             .iter()
             .map(|(uid, _)| *uid)
-            .partition(|uid| sizes.get(uid).copied().unwrap_or(0) <= max);
+            .partition(|uid| sizes.get(uid).copied().unwrap_or(u64::MAX) <= max);
+        let total: u64 = whole.iter().filter_map(|u| sizes.get(u)).sum();
+        // Slow links: allow at least 256 KiB/s on top of the usual timeout.
+        let t = self.config.io_timeout + Duration::from_secs(total / (256 * 1024));
         let mut out = Vec::with_capacity(listed.len());
         for (uids, headers_only) in [(whole, false), (big, true)] {
             for (uid, raw) in imap::fetch(session, &uids, headers_only, t).await? {
-                out.push(Fetched {
-                    uid,
-                    size: sizes.get(&uid).copied().unwrap_or(raw.len() as u64),
-                    raw,
-                    headers_only,
-                });
+                if sizes.contains_key(&uid) {
+                    out.push(Fetched {
+                        uid,
+                        size: sizes.get(&uid).copied().unwrap_or(raw.len() as u64),
+                        raw,
+                        headers_only,
+                    });
+                }
             }
         }
-        // A UID listed but not returned (expunged meanwhile) is simply gone.
         out.sort_by_key(|f| f.uid);
+        out.dedup_by_key(|f| f.uid);
+        if out.len() < listed.len() {
+            let got: HashSet<u32> = out.iter().map(|f| f.uid).collect();
+            let missing: Vec<u32> = listed
+                .iter()
+                .map(|(uid, _)| *uid)
+                .filter(|uid| !got.contains(uid))
+                .collect();
+            let still_there = imap::present(session, &missing, self.config.io_timeout).await?;
+            if !still_there.is_empty() {
+                return Err(ImapError::Missing(
+                    "messages it listed (the fetch came back short)",
+                ));
+            }
+        }
         Ok(out)
     }
 
     /// Commits one batch: messages, conversations, UIDs, events and the new
     /// position, together. Returns the position reached.
-    async fn commit(&self, validity: u32, batch: Vec<Fetched>) -> Result<u32, StoreError> {
-        let Some(last) = batch.iter().map(|f| f.uid).max() else {
-            return Ok(0);
-        };
+    async fn commit(
+        &self,
+        validity: u32,
+        last: u32,
+        batch: Vec<Fetched>,
+    ) -> Result<u32, StoreError> {
+        if batch.is_empty() {
+            // Every listed UID is gone: only the position moves.
+            save_position(&self.db, &self.mailbox.name, &self.source(), validity, last).await?;
+            return Ok(last);
+        }
         let now = now_ms();
         let parsed: Vec<(Fetched, Result<Inbound, Malformed>)> = batch
             .into_iter()
@@ -279,6 +365,22 @@ impl Importer {
         }
 
         let mut plan = Plan::default();
+        if self.config.ack.is_some() {
+            let candidates: Vec<String> = parsed
+                .iter()
+                .filter_map(|(_, m)| m.as_ref().ok()?.reply_to.clone())
+                .collect();
+            for chunk in candidates.chunks(500) {
+                let recent = outbound::Entity::find()
+                    .filter(outbound::Column::Kind.eq("ack"))
+                    .filter(outbound::Column::Recipient.is_in(chunk.to_vec()))
+                    .filter(outbound::Column::CreatedAt.gt(now - ACK_EVERY_MS))
+                    .all(&txn)
+                    .await?;
+                plan.acked
+                    .extend(recent.into_iter().map(|o| o.recipient.to_ascii_lowercase()));
+            }
+        }
         let mut seen_keys: HashMap<String, String> = known;
         for ((fetched, understood), key) in parsed.into_iter().zip(keys) {
             if let Some(existing) = seen_keys.get(&key) {
@@ -345,11 +447,12 @@ impl Importer {
                 customer: Set(t.customer.clone()),
                 subject: Set(t.subject.clone()),
                 refs: Set(t.refs.clone()),
+                last_inbound: Set(t.last_inbound.clone()),
                 created_at: Set(t.created_at),
             })
             .on_conflict(
                 OnConflict::column(thread::Column::InteractionId)
-                    .update_column(thread::Column::Refs)
+                    .update_columns([thread::Column::Refs, thread::Column::LastInbound])
                     .to_owned(),
             )
             .exec_without_returning(&txn)
@@ -383,7 +486,7 @@ impl Importer {
             .exec_without_returning(&txn)
             .await?;
         }
-        save_position(&txn, &self.mailbox.name, validity, last).await?;
+        save_position(&txn, &self.mailbox.name, &self.source(), validity, last).await?;
         txn.commit().await?;
         if !plan.outbound.is_empty() {
             self.send_wake.notify_one();
@@ -451,28 +554,39 @@ impl Importer {
                 .as_ref()
                 .and_then(|rfc| by_rfc.get(rfc))
                 .filter(|m| m.direction == "outbound");
-            if let Some(failed) = failed {
-                row.interaction_id = failed.interaction_id.clone();
-                plan.event(
-                    "interaction.email.message_status",
-                    &v1::MessageStatusChanged {
-                        message_id: failed.id.clone(),
-                        interaction_id: failed.interaction_id.clone().unwrap_or_default(),
-                        channel: v1::Channel::Email as i32,
-                        status: "failed".into(),
-                        error: format!(
-                            "bounced{}",
-                            bounce
-                                .status
-                                .as_ref()
-                                .map(|s| format!(" ({s})"))
-                                .unwrap_or_default()
-                        ),
-                        at: Some(centralino_proto::timestamp_from_chrono(chrono::Utc::now())),
-                    },
-                );
-            } else {
-                row.detail = Some("a bounce for a message we do not know".into());
+            match failed {
+                Some(original) if bounce.failed() || bounce.delivered() => {
+                    row.interaction_id = original.interaction_id.clone();
+                    let (status, error) = if bounce.delivered() {
+                        ("delivered", String::new())
+                    } else {
+                        let code = bounce.status.as_ref().map(|s| format!(" ({s})"));
+                        ("failed", format!("bounced{}", code.unwrap_or_default()))
+                    };
+                    plan.event(
+                        "interaction.email.message_status",
+                        &v1::MessageStatusChanged {
+                            message_id: original.id.clone(),
+                            interaction_id: original.interaction_id.clone().unwrap_or_default(),
+                            channel: v1::Channel::Email as i32,
+                            status: status.into(),
+                            error,
+                            at: Some(centralino_proto::timestamp_from_chrono(chrono::Utc::now())),
+                        },
+                    );
+                }
+                Some(original) => {
+                    // A delay warning: still trying; nothing to report yet.
+                    row.interaction_id = original.interaction_id.clone();
+                    row.detail = Some(format!(
+                        "delivery report ({}), not a failure",
+                        bounce.action.as_deref().unwrap_or("no action")
+                    ));
+                }
+                None => {
+                    tracing::info!(mailbox = %self.mailbox.name, "email: a delivery report for a message we do not know; kept");
+                    row.detail = Some("a bounce for a message we do not know".into());
+                }
             }
             plan.messages.push(row);
             return;
@@ -528,6 +642,7 @@ impl Importer {
                 row.interaction_id = Some(interaction.clone());
                 if let (Some(t), Some(rfc)) = (threads.get_mut(&interaction), &inbound.message_id) {
                     t.refs = append_ref(&t.refs, rfc);
+                    t.last_inbound = Some(rfc.clone());
                     plan.threads_changed.insert(interaction.clone());
                 }
                 plan.event(
@@ -539,11 +654,17 @@ impl Importer {
                 if row.outcome.is_empty() {
                     row.outcome = "new".into();
                 }
+                // RFC 3834: only a person's mail, not ours, not old mail (a
+                // first import of a folder with years in it), at most one per
+                // address per ACK_EVERY.
+                let recent = inbound
+                    .date
+                    .is_none_or(|secs| d.now / 1000 - secs < ACK_MAX_AGE_SECS);
                 let ack = inbound.automatic.is_none()
-                    && inbound
-                        .reply_to
-                        .as_deref()
-                        .is_some_and(|a| !self.is_ours(a));
+                    && recent
+                    && inbound.reply_to.as_deref().is_some_and(|a| {
+                        !self.is_ours(a) && !plan.acked.contains(&a.to_ascii_lowercase())
+                    });
                 self.open(plan, &mut row, &inbound, attributes, d.now, threads, ack);
             }
         }
@@ -613,6 +734,7 @@ impl Importer {
             customer: inbound.reply_to.clone(),
             subject: inbound.subject.clone(),
             refs,
+            last_inbound: inbound.message_id.clone(),
             created_at: now,
         };
         if let (true, Some(template), Some(to)) = (ack, &self.config.ack, &inbound.reply_to) {
@@ -630,6 +752,7 @@ impl Importer {
         to: &str,
         now: i64,
     ) {
+        plan.acked.insert(to.to_ascii_lowercase());
         let id = uuid::Uuid::now_v7();
         let rfc_id = compose::new_rfc_id(&id, &self.mailbox.address);
         let subject = centralino_mime::with_token(
@@ -645,6 +768,7 @@ impl Importer {
             subject: &subject,
             rfc_id: &rfc_id,
             references: &refs,
+            in_reply_to: t.last_inbound.as_deref(),
             body: &body,
             attachments: &[],
             automatic: true,
@@ -741,6 +865,7 @@ impl Importer {
         &self,
         session: &mut ImapSession,
         validity: u32,
+        how: &imap::Settle,
     ) -> Result<bool, SessionError> {
         let unflagged = uid::Entity::find()
             .filter(uid::Column::Mailbox.eq(self.mailbox.name.clone()))
@@ -762,13 +887,7 @@ impl Importer {
                 .collect();
             uids.sort_unstable();
             for chunk in uids.chunks(500) {
-                imap::settle(
-                    session,
-                    chunk,
-                    &self.mailbox.after_import,
-                    self.config.io_timeout,
-                )
-                .await?;
+                imap::settle(session, chunk, how, self.config.io_timeout).await?;
                 let values: Vec<i64> = chunk.iter().map(|u| i64::from(*u)).collect();
                 uid::Entity::update_many()
                     .col_expr(uid::Column::Flagged, sea_orm::sea_query::Expr::value(true))
@@ -796,6 +915,14 @@ fn mailbox_changed(session: &ImapSession) -> bool {
     changed
 }
 
+/// No acknowledgement for mail dated more than a day ago.
+const ACK_MAX_AGE_SECS: i64 = 24 * 3600;
+/// At most one acknowledgement per address per hour.
+const ACK_EVERY_MS: i64 = 3_600 * 1000;
+
+/// About this many bytes of mail are fetched and committed together.
+const BATCH_BYTES: u64 = 32 * 1024 * 1024;
+
 struct Decision {
     id: String,
     key: String,
@@ -812,6 +939,8 @@ struct Plan {
     attachments: Vec<attachment::Model>,
     threads_changed: HashSet<String>,
     outbound: Vec<outbound::ActiveModel>,
+    /// Addresses acknowledged within [`ACK_EVERY_MS`] (lowercase).
+    acked: HashSet<String>,
     events: Vec<(Exchange, String, Envelope)>,
 }
 
@@ -859,11 +988,13 @@ fn append_ref(refs: &str, rfc: &str) -> String {
 async fn save_position(
     db: &impl ConnectionTrait,
     mailbox: &str,
+    source: &str,
     validity: u32,
     last_uid: u32,
 ) -> Result<(), StoreError> {
     position::Entity::insert(position::ActiveModel {
         mailbox: Set(mailbox.to_owned()),
+        source: Set(source.to_owned()),
         uidvalidity: Set(i64::from(validity)),
         last_uid: Set(i64::from(last_uid)),
         updated_at: Set(now_ms()),
@@ -871,6 +1002,7 @@ async fn save_position(
     .on_conflict(
         OnConflict::column(position::Column::Mailbox)
             .update_columns([
+                position::Column::Source,
                 position::Column::Uidvalidity,
                 position::Column::LastUid,
                 position::Column::UpdatedAt,

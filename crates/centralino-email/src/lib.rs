@@ -122,7 +122,9 @@ pub struct EmailConfig {
     pub max_message_bytes: u64,
     /// Messages fetched and committed together.
     pub batch_size: usize,
-    /// Without IDLE (or between IDLE rounds), how often to look for new mail.
+    /// Without IDLE, how often to look for new mail; with IDLE, the longest an
+    /// IDLE lasts before it is renewed (mail announced at the very moment IDLE
+    /// starts waits at most this long).
     pub poll_interval: Duration,
     /// How long one IDLE lasts before it is renewed (servers drop it after 30 min).
     pub idle_renew: Duration,
@@ -175,10 +177,15 @@ impl EmailConfig {
             if m.imap.host.is_empty() || m.imap.user.is_empty() {
                 return Err(format!("{at}.imap needs host and user"));
             }
-            if let AfterImport::Move(folder) = &m.after_import
-                && folder.is_empty()
-            {
-                return Err(format!("{at}.after_import: the folder is empty"));
+            if let AfterImport::Move(folder) = &m.after_import {
+                let same = folder.eq_ignore_ascii_case("INBOX")
+                    && m.imap.folder.eq_ignore_ascii_case("INBOX")
+                    || *folder == m.imap.folder;
+                if folder.is_empty() || same {
+                    return Err(format!(
+                        "{at}.after_import: move to a folder other than the one imported"
+                    ));
+                }
             }
         }
         if self.batch_size == 0 || self.batch_size > 5_000 {

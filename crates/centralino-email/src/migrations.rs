@@ -51,6 +51,7 @@ impl MigrationTrait for Initial {
                     .table("email_positions")
                     .if_not_exists()
                     .col(string_len("mailbox", 64).primary_key())
+                    .col(text("source"))
                     .col(big_integer("uidvalidity"))
                     .col(big_integer("last_uid"))
                     .col(big_integer("updated_at"))
@@ -155,6 +156,7 @@ impl MigrationTrait for Initial {
                     .col(string_len_null("customer", 320))
                     .col(text("subject"))
                     .col(text("refs"))
+                    .col(string_len_null("last_inbound", 256))
                     .col(big_integer("created_at"))
                     .to_owned(),
             )

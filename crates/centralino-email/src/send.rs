@@ -186,6 +186,7 @@ async fn accept(
         subject: &subject,
         rfc_id: &rfc_id,
         references: &refs,
+        in_reply_to: t.last_inbound.as_deref(),
         body: &cmd.body,
         attachments: &cmd.attachments,
         automatic: false,
@@ -314,6 +315,20 @@ fn transport(
     Ok(builder.build())
 }
 
+/// Whether an SMTP error condemns this message (a 5xx about the message or its
+/// recipient), rather than the server or our account (530/535 authentication,
+/// 421 and other temporary or connection failures), which may heal.
+fn refused_for_good(e: &lettre::transport::smtp::Error) -> bool {
+    let Some(code) = e.status() else {
+        return false;
+    };
+    e.is_permanent()
+        && matches!(
+            code.to_string().as_str(),
+            "501" | "550" | "551" | "552" | "553" | "554" | "555"
+        )
+}
+
 /// Delay before attempt `attempts + 1`: `base` doubling, at most 30 minutes.
 fn backoff_ms(base: Duration, attempts: i32) -> i64 {
     let exp = u32::try_from(attempts.clamp(0, 20)).unwrap_or(0);
@@ -379,14 +394,23 @@ async fn deliver_due(
             }
             _ => Err("not an email address".to_owned()),
         };
-        let result = match envelope {
-            Ok(envelope) => transport
-                .send_raw(&envelope, &row.raw)
-                .await
-                .map_err(|e| (e.is_permanent(), e.to_string())),
-            Err(e) => Err((true, format!("address: {e}"))),
-        };
+        // Claimed before sending: if recording the outcome fails after the
+        // server accepted, the next attempt waits for the backoff, not a second.
         let attempts = row.attempts + 1;
+        let mut claim: outbound::ActiveModel = row.clone().into();
+        claim.attempts = Set(attempts);
+        claim.next_attempt_at = Set(now_ms() + backoff_ms(config.retry_base, row.attempts));
+        claim.update(db).await?;
+        let result = match envelope {
+            Ok(envelope) => transport.send_raw(&envelope, &row.raw).await.map_err(|e| {
+                (
+                    refused_for_good(&e),
+                    e.status().map(|c| c.to_string()),
+                    e.to_string(),
+                )
+            }),
+            Err(e) => Err((true, None, format!("address: {e}"))),
+        };
         let txn = db.begin().await?;
         let mut active: outbound::ActiveModel = row.clone().into();
         active.attempts = Set(attempts);
@@ -396,14 +420,15 @@ async fn deliver_due(
                 active.last_error = Set(None);
                 status_event(&txn, &row.id, &row.interaction_id, "sent", "").await?;
             }
-            Err((permanent, error)) if permanent || attempts >= config.max_send_attempts => {
-                tracing::warn!(message = %row.id, attempts, %error, "email: send failed for good");
+            // Logs carry the SMTP code only: servers quote the recipient.
+            Err((permanent, code, error)) if permanent || attempts >= config.max_send_attempts => {
+                tracing::warn!(message = %row.id, attempts, code = code.as_deref().unwrap_or("-"), "email: send failed for good");
                 active.status = Set("failed".into());
                 active.last_error = Set(Some(error.clone()));
                 status_event(&txn, &row.id, &row.interaction_id, "failed", &error).await?;
             }
-            Err((_, error)) => {
-                tracing::info!(message = %row.id, attempts, %error, "email: send failed for now; will retry");
+            Err((_, code, error)) => {
+                tracing::info!(message = %row.id, attempts, code = code.as_deref().unwrap_or("-"), "email: send failed for now; will retry");
                 active.next_attempt_at =
                     Set(now_ms() + backoff_ms(config.retry_base, row.attempts));
                 active.last_error = Set(Some(error));

@@ -91,6 +91,30 @@ pub struct Bounce {
     pub original_message_id: Option<String>,
     /// The enhanced status code (`5.1.1`), when given.
     pub status: Option<String>,
+    /// The report's `Action` (`failed`, `delayed`, `delivered`, `relayed`,
+    /// `expanded`), lowercase, when given.
+    pub action: Option<String>,
+}
+
+impl Bounce {
+    /// Whether the report says the message was not delivered and never will be.
+    pub fn failed(&self) -> bool {
+        match self.action.as_deref() {
+            Some("failed") => true,
+            Some(_) => false,
+            // No Action: only a permanent status (5.x.x), or no status at all
+            // (a bounce in prose), counts as a failure.
+            None => self.status.as_deref().is_none_or(|s| s.starts_with('5')),
+        }
+    }
+
+    /// Whether the report says the message was delivered (or handed on).
+    pub fn delivered(&self) -> bool {
+        matches!(
+            self.action.as_deref(),
+            Some("delivered" | "relayed" | "expanded")
+        )
+    }
 }
 
 /// Why raw bytes are not a usable message.
@@ -147,7 +171,7 @@ fn understand(message: &Message<'_>, with_body: bool) -> Result<Inbound, Malform
         .to()
         .map(|a| {
             a.iter()
-                .filter_map(|addr| addr.address().map(str::to_owned))
+                .filter_map(|addr| addr.address().and_then(clean_address))
                 .take(50)
                 .collect()
         })
@@ -190,7 +214,15 @@ fn understand(message: &Message<'_>, with_body: bool) -> Result<Inbound, Malform
                         Some(sub) => format!("{}/{}", c.ctype(), sub),
                         None => c.ctype().to_owned(),
                     })
-                    .map(|c| cut_chars(&c.to_ascii_lowercase(), 100).0)
+                    .map(|c| {
+                        let clean: String = c
+                            .to_ascii_lowercase()
+                            .chars()
+                            .filter(|c| c.is_ascii_graphic())
+                            .collect();
+                        cut_chars(&clean, 100).0
+                    })
+                    .filter(|c| c.contains('/'))
                     .unwrap_or_else(|| "application/octet-stream".to_owned()),
                 content: match &part.body {
                     PartType::Message(inner) => inner.raw_message().to_vec(),
@@ -205,14 +237,25 @@ fn understand(message: &Message<'_>, with_body: bool) -> Result<Inbound, Malform
 fn first_address(address: Option<&Address<'_>>) -> (Option<String>, Option<String>) {
     match address.and_then(|a| a.first()) {
         Some(addr) => (
-            addr.address()
-                .map(str::trim)
-                .filter(|a| !a.is_empty() && a.len() <= 320)
-                .map(str::to_owned),
+            addr.address().and_then(clean_address),
             addr.name().map(str::to_owned),
         ),
         None => (None, None),
     }
+}
+
+/// An address we can store and answer: `local@domain`, at most 320 bytes, no
+/// control characters (a NUL would be refused by PostgreSQL), spaces or brackets.
+pub fn clean_address(address: &str) -> Option<String> {
+    let address = address.trim();
+    let (local, domain) = address.rsplit_once('@')?;
+    (!local.is_empty()
+        && !domain.is_empty()
+        && address.len() <= 320
+        && !address
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | ',' | ';')))
+    .then(|| address.to_owned())
 }
 
 /// A Message-ID without brackets or spaces, if it is a plausible one.
@@ -307,11 +350,23 @@ fn bounce(message: &Message<'_>, automatic: Option<Automatic>) -> Option<Bounce>
         match (main.as_str(), sub.as_str()) {
             ("message", "delivery-status") => {
                 let text = String::from_utf8_lossy(part.contents());
-                report.status = text
-                    .lines()
-                    .filter_map(|l| l.split_once(':'))
-                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("status"))
-                    .map(|(_, v)| v.trim().chars().take(16).collect());
+                let field = |name: &str| -> Option<String> {
+                    text.lines()
+                        .filter_map(|l| l.split_once(':'))
+                        .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+                        .map(|(_, v)| {
+                            v.trim()
+                                .chars()
+                                .take_while(|c| !c.is_whitespace() && *c != '(')
+                                .take(16)
+                                .filter(char::is_ascii_graphic)
+                                .collect::<String>()
+                                .to_ascii_lowercase()
+                        })
+                        .filter(|v| !v.is_empty())
+                };
+                report.status = field("status");
+                report.action = field("action");
             }
             ("message", "rfc822") | ("message", "global") => {
                 if let PartType::Message(inner) = &part.body {
@@ -330,12 +385,11 @@ fn bounce(message: &Message<'_>, automatic: Option<Automatic>) -> Option<Bounce>
             _ => {}
         }
     }
-    if !is_report && report.original_message_id.is_none() {
-        // A null-sender notification that names no message (a read receipt, a
-        // vacation notice): automatic, but not a bounce we can link.
-        return (automatic == Some(Automatic::NullSender) || daemon).then_some(report);
-    }
-    Some(report)
+    // Without a delivery report, only a null-sender or mailer-daemon message
+    // that carries the failed message is a bounce; other notifications (a
+    // vacation reply, a read receipt, a person writing from postmaster@) are
+    // just automatic or ordinary mail.
+    (is_report || report.original_message_id.is_some()).then_some(report)
 }
 
 /// Text an agent can read safely: no control characters other than newline and

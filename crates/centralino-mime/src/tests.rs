@@ -97,6 +97,38 @@ Message-ID: <out-1@acme.test>\r\nSubject: Re: help\r\n\r\n--R--\r\n";
         Some("out-1@acme.test")
     );
     assert_eq!(bounce.status.as_deref(), Some("5.1.1"));
+    assert_eq!(bounce.action.as_deref(), Some("failed"));
+    assert!(bounce.failed() && !bounce.delivered());
+}
+
+#[test]
+fn a_delay_warning_is_not_a_failure_and_plain_notifications_are_not_bounces() {
+    let delayed = "Return-Path: <>\r\nFrom: MAILER-DAEMON@mx.test\r\nMessage-ID: <w@mx>\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/report; report-type=delivery-status; boundary=R\r\n\r\n\
+--R\r\nContent-Type: message/delivery-status\r\n\r\nAction: delayed\r\nStatus: 4.4.7 (timeout)\r\n\r\n--R--\r\n";
+    let bounce = parse(delayed.as_bytes())
+        .expect("parses")
+        .bounce
+        .expect("a report");
+    assert_eq!(bounce.status.as_deref(), Some("4.4.7"));
+    assert!(!bounce.failed() && !bounce.delivered());
+    // A vacation reply from a null sender, and a person writing from postmaster@.
+    let vacation = "Return-Path: <>\r\nFrom: a@example.test\r\nMessage-ID: <v@x>\r\nIn-Reply-To: <out@acme>\r\n\r\naway\r\n";
+    let m = parse(vacation.as_bytes()).expect("parses");
+    assert_eq!((m.automatic, m.bounce), (Some(Automatic::NullSender), None));
+    let person = "From: postmaster@example.test\r\nMessage-ID: <p@x>\r\n\r\nhello\r\n";
+    assert_eq!(parse(person.as_bytes()).expect("parses").bounce, None);
+}
+
+#[test]
+fn addresses_with_control_characters_are_dropped() {
+    let raw = b"From: <a\x00b@example.test>\r\nTo: <ok@x.test>, <bad\x01@x.test>\r\nMessage-ID: <n@x>\r\n\r\nx";
+    let m = parse(raw).expect("parses");
+    assert_eq!(m.from, None);
+    assert_eq!(m.to, vec!["ok@x.test".to_owned()]);
+    assert_eq!(clean_address(" a@b "), Some("a@b".to_owned()));
+    assert_eq!(clean_address("a b@c"), None);
+    assert_eq!(clean_address("nobody"), None);
 }
 
 #[test]

@@ -365,10 +365,10 @@ async fn auto_replies_and_bounces_make_no_loop() {
         1,
         "only the person got an acknowledgement"
     );
-    // The person's mail and three automatic ones are conversations; the
-    // null-sender notification and the bounce open nothing (they are kept);
-    // our own mail coming back is recognised as ours and kept aside.
-    assert_eq!(env.created().len(), 4);
+    // The person's mail and the four automatic ones are conversations (none
+    // acknowledged); the bounce opens nothing; our own mail coming back is
+    // recognised as ours and kept aside.
+    assert_eq!(env.created().len(), 5);
     assert_eq!(
         env.sql_count("SELECT count(*) FROM email_messages WHERE outcome = 'own'")
             .await,
@@ -546,5 +546,61 @@ async fn a_new_uidvalidity_imports_nothing_twice() {
             .await,
         13
     );
+    env.stop().await;
+}
+
+/// With `after_import = move:<folder>`, imported mail leaves the inbox for the
+/// folder, once its events are on the bus; a restart moves nothing twice.
+#[tokio::test]
+async fn imported_mail_can_be_moved_to_a_folder() {
+    let mut env = Env::postgres(|c| {
+        c.mailboxes[0].after_import = centralino_email::AfterImport::Move("Imported".into());
+    })
+    .await;
+    env.start().await;
+    let mails: Vec<Vec<u8>> = (0..5)
+        .map(|i| {
+            mail(
+                "m@example.test",
+                SUPPORT,
+                &format!("move {i}"),
+                &format!("mv{i}@example.test"),
+                "",
+                "x",
+            )
+        })
+        .collect();
+    env.deliver_many(SUPPORT, &mails).await;
+    let port = env.dovecot.port();
+    let count = move |folder: &'static str| async move {
+        let mut s = imap_login(port, SUPPORT).await;
+        let n = s.select(folder).await.map(|m| m.exists).unwrap_or(0);
+        let _ = s.logout().await;
+        n
+    };
+    eventually(WAIT, "all five moved", || async {
+        (count("INBOX").await == 0 && count("Imported").await == 5).then_some(())
+    })
+    .await;
+    assert_eq!(env.created().len(), 5);
+    env.crash();
+    env.start().await;
+    env.deliver(
+        SUPPORT,
+        &mail(
+            "m@example.test",
+            SUPPORT,
+            "move 5",
+            "mv5@example.test",
+            "",
+            "x",
+        ),
+    )
+    .await;
+    eventually(WAIT, "the sixth moved too", || async {
+        (count("INBOX").await == 0 && count("Imported").await == 6).then_some(())
+    })
+    .await;
+    assert_eq!(env.created().len(), 6);
     env.stop().await;
 }

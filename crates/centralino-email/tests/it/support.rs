@@ -339,7 +339,8 @@ pub async fn imap_login(port: u16, user: &str) -> async_imap::Session<tokio::net
 pub fn mail(from: &str, to: &str, subject: &str, id: &str, extra: &str, body: &str) -> Vec<u8> {
     format!(
         "From: Customer <{from}>\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
-         Date: Sat, 28 Nov 2026 10:00:00 +0100\r\n{extra}\r\n{body}\r\n"
+         Date: {date}\r\n{extra}\r\n{body}\r\n",
+        date = chrono::Utc::now().to_rfc2822()
     )
     .into_bytes()
 }
