@@ -1,0 +1,116 @@
+// An SMPP 3.4 SMSC simulator for Centralino's tests (npm `smpp` 0.5).
+//
+//   node smsc.js SMPP_PORT CONTROL_PORT [SYSTEM_ID] [PASSWORD]
+//
+// It accepts bind_transceiver with the given credentials, answers enquire_link,
+// acknowledges every submit_sm with a message id and, when a receipt is asked
+// for (registered_delivery & 1), sends a delivery receipt (deliver_sm with
+// esm_class 0x04): DELIVRD, or UNDELIV for destinations starting with 39000.
+// A small HTTP API on CONTROL_PORT drives and inspects it:
+//   GET  /submitted          every submit_sm received, decoded by this library
+//   POST /mo {from,to,text}  a mobile-originated message to every bound session
+//   POST /drop               cut every connection (a network failure)
+// It prints "ready" once both ports listen.
+'use strict';
+const http = require('http');
+const smpp = require('smpp');
+
+const [port, controlPort] = [Number(process.argv[2]), Number(process.argv[3])];
+const systemId = process.argv[4] || 'centralino';
+const password = process.argv[5] || 'secret';
+const submitted = [];
+const sessions = new Set();
+let counter = 0;
+
+function stamp(d) {
+  const p = (n) => String(n).padStart(2, '0');
+  return `${p(d.getUTCFullYear() % 100)}${p(d.getUTCMonth() + 1)}${p(d.getUTCDate())}${p(d.getUTCHours())}${p(d.getUTCMinutes())}`;
+}
+
+const server = smpp.createServer({ debug: false }, (session) => {
+  let bound = false;
+  session.on('error', () => {});
+  session.on('close', () => sessions.delete(session));
+  session.on('bind_transceiver', (pdu) => {
+    if (pdu.system_id !== systemId || pdu.password !== password) {
+      session.send(pdu.response({ command_status: smpp.ESME_RBINDFAIL }));
+      session.close();
+      return;
+    }
+    bound = true;
+    sessions.add(session);
+    session.send(pdu.response({ system_id: 'simsmsc' }));
+  });
+  session.on('enquire_link', (pdu) => session.send(pdu.response()));
+  session.on('unbind', (pdu) => { session.send(pdu.response()); session.close(); });
+  session.on('deliver_sm_resp', () => {});
+  session.on('submit_sm', (pdu) => {
+    if (!bound) {
+      session.send(pdu.response({ command_status: smpp.ESME_RINVBNDSTS }));
+      return;
+    }
+    counter += 1;
+    const id = `sim${counter}`;
+    const sm = pdu.short_message || {};
+    const udh = sm.udh && sm.udh[0] ? Array.from(sm.udh[0]) : [];
+    const record = {
+      id,
+      source: pdu.source_addr,
+      destination: pdu.destination_addr,
+      data_coding: pdu.data_coding,
+      esm_class: pdu.esm_class,
+      registered_delivery: pdu.registered_delivery,
+      udh,
+      text: typeof sm.message === 'string' ? sm.message : String(sm.message || ''),
+    };
+    submitted.push(record);
+    session.send(pdu.response({ message_id: id }));
+    if (pdu.registered_delivery & 1) {
+      const failed = String(pdu.destination_addr).replace(/^\+/, '').startsWith('39000');
+      const stat = failed ? 'UNDELIV' : 'DELIVRD';
+      const err = failed ? '001' : '000';
+      const now = stamp(new Date());
+      setTimeout(() => {
+        session.deliver_sm({
+          source_addr: pdu.destination_addr,
+          destination_addr: pdu.source_addr,
+          esm_class: 0x04,
+          short_message: `id:${id} sub:001 dlvr:${failed ? '000' : '001'} submit date:${now} done date:${now} stat:${stat} err:${err} text:`,
+          receipted_message_id: id,
+          message_state: failed ? 5 : 2,
+        });
+      }, 30);
+    }
+  });
+});
+
+server.listen(port, '127.0.0.1');
+
+const control = http.createServer((req, res) => {
+  let body = '';
+  req.on('data', (c) => { body += c; });
+  req.on('end', () => {
+    const reply = (status, value) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(value));
+    };
+    if (req.method === 'GET' && req.url === '/submitted') return reply(200, submitted);
+    if (req.method === 'POST' && req.url === '/drop') {
+      for (const s of sessions) s.destroy();
+      sessions.clear();
+      return reply(200, { dropped: true });
+    }
+    if (req.method === 'POST' && req.url === '/mo') {
+      let mo;
+      try { mo = JSON.parse(body); } catch (e) { return reply(400, { error: 'json' }); }
+      if (sessions.size === 0) return reply(503, { error: 'no bound session' });
+      for (const s of sessions) {
+        s.deliver_sm({ source_addr: mo.from, destination_addr: mo.to, esm_class: 0, short_message: { message: mo.text } });
+      }
+      return reply(200, { sent: sessions.size });
+    }
+    return reply(404, { error: 'unknown' });
+  });
+});
+
+control.listen(controlPort, '127.0.0.1', () => console.log('ready'));
