@@ -11,6 +11,7 @@
 //! - [`udh`]: the 8-bit-reference concatenation header (IEI 0x00).
 //! - [`keyword`]: STOP / START / HELP and their synonyms, as carriers and
 //!   providers recognise them.
+//! - [`receipt`]: the SMSC delivery receipt text (SMPP 3.4 appendix B).
 //! - [`twilio`]: the `X-Twilio-Signature` of a webhook request.
 
 #![forbid(unsafe_code)]
@@ -280,6 +281,50 @@ pub fn keyword(body: &str) -> Option<Keyword> {
         "HELP" | "INFO" => Some(Keyword::Help),
         _ => None,
     }
+}
+
+/// A delivery receipt, as an SMSC writes it in a `deliver_sm` with esm_class
+/// 0x04: `id:… sub:… dlvr:… submit date:… done date:… stat:DELIVRD err:000 text:…`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The id the SMSC gave in `submit_sm_resp`.
+    pub id: String,
+    /// `DELIVRD`, `EXPIRED`, `DELETED`, `UNDELIV`, `ACCEPTD`, `UNKNOWN`, `REJECTD`, `ENROUTE`.
+    pub stat: String,
+    /// The network or SMSC error code, `000` when none.
+    pub err: String,
+}
+
+impl Receipt {
+    /// The message status history records: `delivered`, `failed`, or `sent`
+    /// (still on its way).
+    pub fn status(&self) -> &'static str {
+        match self.stat.as_str() {
+            "DELIVRD" => "delivered",
+            "EXPIRED" | "DELETED" | "UNDELIV" | "REJECTD" | "UNKNOWN" => "failed",
+            _ => "sent",
+        }
+    }
+}
+
+/// Reads a receipt's text; `None` when it has no `id:` or no `stat:`.
+pub fn receipt(text: &str) -> Option<Receipt> {
+    let field = |name: &str| -> Option<String> {
+        let lower = text.to_ascii_lowercase();
+        let at = lower.find(&format!("{name}:"))?;
+        let rest = &text[at + name.len() + 1..];
+        let value: String = rest
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .take(64)
+            .collect();
+        (!value.is_empty()).then_some(value)
+    };
+    Some(Receipt {
+        id: field("id")?,
+        stat: field("stat")?.to_ascii_uppercase(),
+        err: field("err").unwrap_or_else(|| "000".into()),
+    })
 }
 
 #[cfg(test)]

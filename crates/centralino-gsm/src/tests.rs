@@ -94,7 +94,31 @@ fn keywords_are_whole_messages() {
     }
 }
 
+#[test]
+fn receipts_are_read() {
+    let r = receipt("id:sim7 sub:001 dlvr:001 submit date:2611282210 done date:2611282210 stat:DELIVRD err:000 text:Ciao")
+        .expect("a receipt");
+    assert_eq!(
+        (r.id.as_str(), r.stat.as_str(), r.err.as_str(), r.status()),
+        ("sim7", "DELIVRD", "000", "delivered")
+    );
+    let r = receipt("id:ABC sub:001 dlvr:000 stat:undeliv err:034").expect("a receipt");
+    assert_eq!((r.status(), r.err.as_str()), ("failed", "034"));
+    assert_eq!(receipt("stat:DELIVRD"), None, "no id");
+    assert_eq!(receipt("hello"), None);
+    // Case and extra spaces in the text part do not confuse it.
+    assert_eq!(
+        receipt("ID:x STAT:ENROUTE").map(|r| r.status()),
+        Some("sent")
+    );
+}
+
 proptest! {
+    #[test]
+    fn receipt_parsing_never_panics(text in "\\PC{0,200}") {
+        let _ = receipt(&text);
+    }
+
     #[test]
     fn segments_respect_limits_and_rebuild_the_text(text in "\\PC{0,400}") {
         let e = encode(&text);
