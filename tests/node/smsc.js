@@ -91,8 +91,9 @@ const control = http.createServer((req, res) => {
   req.on('data', (c) => { body += c; });
   req.on('end', () => {
     const reply = (status, value) => {
-      res.writeHead(status, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(value));
+      const text = JSON.stringify(value);
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
     };
     if (req.method === 'GET' && req.url === '/submitted') return reply(200, submitted);
     if (req.method === 'POST' && req.url === '/drop') {

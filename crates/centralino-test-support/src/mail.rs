@@ -1,6 +1,6 @@
-//! Private mail servers for tests: a Dovecot IMAP server and an SMTP sink
-//! (aiosmtpd), each in its own temporary directory on a free port, stopped when
-//! dropped. A missing program fails the test with how to install it.
+//! Private protocol peers for tests: a Dovecot IMAP server, an SMTP sink
+//! (aiosmtpd) and an SMPP SMSC simulator (npm smpp), each on free ports,
+//! stopped when dropped. A missing program fails the test with how to install it.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -278,5 +278,129 @@ impl Drop for SmtpSink {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The SMPP SMSC simulator of `tests/node/smsc.js` (npm `smpp`), on free
+/// ports, with its control API. System id `centralino`, password `secret`.
+pub struct Smsc {
+    port: u16,
+    control: u16,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Smsc {
+    pub fn start() -> Self {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
+        assert!(
+            root.join("node_modules/smpp").exists(),
+            "the SMSC simulator's packages are missing: (cd tests/node && npm ci) (`.ci/run` does this)"
+        );
+        let (port, control) = (free_port(), free_port());
+        let log = std::env::temp_dir()
+            .join(crate::unique("smsc"))
+            .with_extension("log");
+        let mut smsc = Self {
+            port,
+            control,
+            child: None,
+            log,
+        };
+        smsc.run();
+        smsc
+    }
+
+    fn run(&mut self) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
+        let log = std::fs::File::create(&self.log).expect("smsc log");
+        let child = Command::new("node")
+            .arg(root.join("smsc.js"))
+            .arg(self.port.to_string())
+            .arg(self.control.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("node runs (Node.js is on the machine)");
+        self.child = Some(child);
+        wait_listening(self.control, "the SMSC simulator", &self.log);
+        wait_listening(self.port, "the SMSC simulator", &self.log);
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Kills the simulator (every bind drops) and starts a fresh one on the
+    /// same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.run();
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Every submit_sm received (since the last start), as the simulator decoded it.
+    pub fn submitted(&self) -> String {
+        self.call("GET", "/submitted", "")
+    }
+
+    /// Sends a mobile-originated message to every bound session; false if none is bound.
+    pub fn mobile_originated(&self, from: &str, to: &str, text: &str) -> bool {
+        let body = format!(
+            "{{\"from\":{},\"to\":{},\"text\":{}}}",
+            json_string(from),
+            json_string(to),
+            json_string(text)
+        );
+        self.call("POST", "/mo", &body).contains("\"sent\"")
+    }
+
+    /// Cuts every connection, as a network failure would.
+    pub fn drop_connections(&self) {
+        self.call("POST", "/drop", "");
+    }
+
+    fn call(&self, method: &str, path: &str, body: &str) -> String {
+        use std::io::{Read as _, Write as _};
+        let mut s = TcpStream::connect(("127.0.0.1", self.control)).expect("SMSC control port");
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        s.write_all(request.as_bytes()).expect("request");
+        let mut response = String::new();
+        let _ = s.read_to_string(&mut response);
+        response
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default()
+    }
+}
+
+fn json_string(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+impl Drop for Smsc {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.log);
     }
 }

@@ -1,0 +1,476 @@
+//! The SMPP 3.4 transport: one transceiver bind kept up by a task (enquire_link
+//! keep-alive, reconnect with backoff 1 s doubling to 30 s), outbound messages
+//! cut into exact segments (GSM 03.38 or UCS-2, concatenated with an 8-bit
+//! reference UDH), at most `window` submits outstanding, inbound messages
+//! reassembled from their parts and answered (`deliver_sm_resp`) only once the
+//! caller says they are handled, and delivery receipts correlated by the SMSC's
+//! message id.
+
+use std::collections::HashMap;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use centralino_gsm::{Encoding, Receipt};
+use futures::StreamExt as _;
+use rusmpp::pdus::{BindTransceiver, DeliverSmResp, SubmitSm};
+use rusmpp::types::{COctetString, OctetString};
+use rusmpp::values::{DataCoding, EsmClass, Npi, RegisteredDelivery, ServiceType, Ton};
+use rusmpp::{CommandId, CommandStatus, Pdu};
+use rusmppc::{Client, ConnectionBuilder, Event};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+#[derive(Debug, Clone)]
+pub struct SmppConfig {
+    pub host: String,
+    pub port: u16,
+    pub system_id: String,
+    pub password: String,
+    /// Our sender address (a short code or number) for outbound messages.
+    pub source_addr: String,
+    pub enquire_link: Duration,
+    pub response_timeout: Duration,
+    /// Most submits awaiting their response at once.
+    pub window: usize,
+}
+
+impl Default for SmppConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 2775,
+            system_id: String::new(),
+            password: String::new(),
+            source_addr: String::new(),
+            enquire_link: Duration::from_secs(30),
+            response_timeout: Duration::from_secs(10),
+            window: 10,
+        }
+    }
+}
+
+/// Something the SMSC delivered. The SMSC gets its `deliver_sm_resp` when
+/// `handled` is answered: `true` (kept; it will not be sent again) or `false`
+/// (a temporary failure; the SMSC delivers it again later).
+#[derive(Debug)]
+pub struct Incoming {
+    pub what: Delivered,
+    pub handled: oneshot::Sender<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// A customer's message (all its parts).
+    Message {
+        from: String,
+        to: String,
+        text: String,
+    },
+    /// A delivery receipt for a message we submitted.
+    Receipt(Receipt),
+}
+
+/// Why a message was not submitted.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum SendError {
+    /// Not bound, the connection broke, or the SMSC is throttling: try later.
+    #[error("the SMSC is not reachable now: {0}")]
+    Unavailable(String),
+    /// The SMSC refused this message (bad destination, say): do not retry.
+    #[error("the SMSC refused the message: {0}")]
+    Refused(String),
+}
+
+/// What one message became at the SMSC.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub encoding: Encoding,
+    /// The SMSC's id of each part, in order (receipts name them).
+    pub part_ids: Vec<String>,
+}
+
+struct Request {
+    to: String,
+    text: String,
+    reply: oneshot::Sender<Result<Submitted, SendError>>,
+}
+
+/// A handle on the transport task.
+#[derive(Clone)]
+pub struct Smpp {
+    requests: mpsc::Sender<Request>,
+    bound: watch::Receiver<bool>,
+}
+
+impl Smpp {
+    /// Starts the transport; it runs until `stop` turns true.
+    pub fn start(
+        config: SmppConfig,
+        incoming: mpsc::Sender<Incoming>,
+        stop: watch::Receiver<bool>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
+        let (requests, rx) = mpsc::channel(1_024);
+        let (bound_tx, bound) = watch::channel(false);
+        let task = tokio::spawn(run(config, rx, incoming, bound_tx, stop));
+        (Self { requests, bound }, task)
+    }
+
+    /// Whether a bind is up now.
+    pub fn bound(&self) -> watch::Receiver<bool> {
+        self.bound.clone()
+    }
+
+    /// Submits `text` to `to` (digits, optionally with `+`), asking for a receipt.
+    pub async fn send(&self, to: &str, text: &str) -> Result<Submitted, SendError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .send(Request {
+                to: to.to_owned(),
+                text: text.to_owned(),
+                reply,
+            })
+            .await
+            .map_err(|_| SendError::Unavailable("the transport stopped".into()))?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(SendError::Unavailable("the connection ended".into())))
+    }
+}
+
+async fn run(
+    config: SmppConfig,
+    mut requests: mpsc::Receiver<Request>,
+    incoming: mpsc::Sender<Incoming>,
+    bound: watch::Sender<bool>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    let window = Arc::new(Semaphore::new(config.window.max(1)));
+    let mut reference: u8 = 0;
+    loop {
+        if stopping(&stop) {
+            return;
+        }
+        let session = match connect(&config).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sms: SMPP bind failed; retrying");
+                // Refuse what waits meanwhile rather than hold callers forever.
+                while let Ok(r) = requests.try_recv() {
+                    let _ = r
+                        .reply
+                        .send(Err(SendError::Unavailable("not bound".into())));
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                continue;
+            }
+        };
+        backoff = Duration::from_secs(1);
+        let (client, mut events) = session;
+        let _ = bound.send(true);
+        tracing::info!(smsc = %format!("{}:{}", config.host, config.port), "sms: bound to the SMSC as a transceiver");
+        let mut parts: Parts = HashMap::new();
+        let ended = loop {
+            tokio::select! {
+                r = requests.recv() => {
+                    let Some(r) = r else { break true };
+                    reference = reference.wrapping_add(1);
+                    let client = client.clone();
+                    let window = window.clone();
+                    let source = config.source_addr.clone();
+                    tokio::spawn(async move {
+                        let answer = submit(&client, &window, &source, &r.to, &r.text, reference).await;
+                        let _ = r.reply.send(answer);
+                    });
+                }
+                e = events.next() => match e {
+                    Some(Event::Incoming(command)) => {
+                        on_command(&client, &incoming, &mut parts, command).await;
+                    }
+                    Some(Event::Error(e)) => {
+                        tracing::warn!(error = %e, "sms: SMPP connection error");
+                    }
+                    None => break false,
+                },
+                changed = stop.changed() => {
+                    if changed.is_err() || stopping(&stop) {
+                        let _ = client.unbind().await;
+                        let _ = client.close().await;
+                        break true;
+                    }
+                }
+            }
+        };
+        let _ = bound.send(false);
+        if ended {
+            return;
+        }
+        tracing::warn!("sms: SMPP connection lost; reconnecting");
+    }
+}
+
+fn stopping(stop: &watch::Receiver<bool>) -> bool {
+    *stop.borrow()
+}
+
+async fn connect(
+    config: &SmppConfig,
+) -> Result<(Client, impl futures::Stream<Item = Event> + Unpin), String> {
+    let (client, events) = ConnectionBuilder::new()
+        .enquire_link_interval(config.enquire_link)
+        .response_timeout(config.response_timeout)
+        .connect(format!("smpp://{}:{}", config.host, config.port))
+        .await
+        .map_err(|e| e.to_string())?;
+    let system_id = COctetString::from_str(&config.system_id).map_err(|e| e.to_string())?;
+    let password = COctetString::from_str(&config.password).map_err(|e| e.to_string())?;
+    client
+        .bind_transceiver(
+            BindTransceiver::builder()
+                .system_id(system_id)
+                .password(password)
+                .system_type(COctetString::empty())
+                .addr_ton(Ton::Unknown)
+                .addr_npi(Npi::Unknown)
+                .address_range(COctetString::empty())
+                .build(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((client, Box::pin(events)))
+}
+
+/// Submits every segment of `text`; the answer names each part's SMSC id.
+async fn submit(
+    client: &Client,
+    window: &Semaphore,
+    source: &str,
+    to: &str,
+    text: &str,
+    reference: u8,
+) -> Result<Submitted, SendError> {
+    let address = |s: &str| {
+        COctetString::<1, 21>::from_str(s.trim_start_matches('+'))
+            .map_err(|_| SendError::Refused(format!("not an SMPP address: {s:?}")))
+    };
+    let (source, destination) = (address(source)?, address(to)?);
+    let encoded = centralino_gsm::encode(text);
+    let total = u8::try_from(encoded.segments.len())
+        .map_err(|_| SendError::Refused("longer than 255 parts".into()))?;
+    let coding = match encoded.encoding {
+        Encoding::Gsm7 => DataCoding::McSpecific,
+        Encoding::Ucs2 => DataCoding::Ucs2,
+    };
+    let mut part_ids = Vec::with_capacity(encoded.segments.len());
+    for (i, segment) in encoded.segments.iter().enumerate() {
+        let mut payload = Vec::with_capacity(segment.len() + 6);
+        let mut esm = EsmClass::default();
+        if total > 1 {
+            let seq = u8::try_from(i + 1).unwrap_or(u8::MAX);
+            payload.extend_from_slice(&centralino_gsm::udh(reference, total, seq));
+            esm = esm.with_udhi_indicator();
+        }
+        payload.extend_from_slice(segment);
+        let short_message = OctetString::<0, 255>::from_vec(payload)
+            .map_err(|e| SendError::Refused(format!("segment too long: {e}")))?;
+        let pdu = SubmitSm::builder()
+            .service_type(ServiceType::default())
+            .source_addr_ton(Ton::Unknown)
+            .source_addr_npi(Npi::Unknown)
+            .source_addr(source.clone())
+            .dest_addr_ton(Ton::Unknown)
+            .dest_addr_npi(Npi::Unknown)
+            .destination_addr(destination.clone())
+            .esm_class(esm)
+            .registered_delivery(RegisteredDelivery::request_all())
+            .data_coding(coding)
+            .short_message(short_message)
+            .build();
+        let _permit = window
+            .acquire()
+            .await
+            .map_err(|_| SendError::Unavailable("the transport stopped".into()))?;
+        match client.submit_sm(pdu).await {
+            Ok(resp) => part_ids.push(resp.message_id().to_string()),
+            Err(e) => return Err(classify(&e)),
+        }
+    }
+    Ok(Submitted {
+        encoding: encoded.encoding,
+        part_ids,
+    })
+}
+
+/// A refusal that is about the message is final; the rest (connection,
+/// timeout, throttling, queue full, system error) may heal.
+fn classify(e: &rusmppc::error::Error) -> SendError {
+    let text = e.to_string();
+    match e {
+        rusmppc::error::Error::UnexpectedResponse { response } => {
+            let status = response.status();
+            let temporary = matches!(
+                status,
+                CommandStatus::EsmeRthrottled
+                    | CommandStatus::EsmeRmsgqful
+                    | CommandStatus::EsmeRsyserr
+                    | CommandStatus::EsmeRinvbndsts
+                    | CommandStatus::EsmeRsubmitfail
+                    | CommandStatus::EsmeRxTAppn
+            );
+            if temporary {
+                SendError::Unavailable(text)
+            } else {
+                SendError::Refused(text)
+            }
+        }
+        _ => SendError::Unavailable(text),
+    }
+}
+
+/// Parts of multipart messages waiting for the rest: (from, reference) → the
+/// parts by number, the total, and the sequence numbers to answer.
+type Parts = HashMap<(String, u8), Partial>;
+
+struct Partial {
+    total: u8,
+    texts: HashMap<u8, String>,
+    sequences: Vec<u32>,
+}
+
+async fn on_command(
+    client: &Client,
+    incoming: &mpsc::Sender<Incoming>,
+    parts: &mut Parts,
+    command: rusmpp::Command,
+) {
+    if command.id() != CommandId::DeliverSm {
+        return;
+    }
+    let sequence = command.sequence_number();
+    let Some(Pdu::DeliverSm(deliver)) = command.pdu() else {
+        return;
+    };
+    let esm = u8::from(deliver.esm_class);
+    let coding = u8::from(deliver.data_coding);
+    let bytes: &[u8] = deliver.short_message().as_ref();
+    let from = deliver.source_addr.to_string();
+    let to = deliver.destination_addr.to_string();
+    let (udh, body) = split_udh(bytes, esm & 0x40 != 0);
+    let text = decode(body, coding);
+    let (what, sequences) = if esm & 0x3C == 0x04 {
+        match centralino_gsm::receipt(&text) {
+            Some(r) => (Delivered::Receipt(r), vec![sequence]),
+            None => {
+                // A receipt we cannot read: answer it, or it comes back forever.
+                tracing::warn!(
+                    "sms: a delivery receipt without id or stat; acknowledged and dropped"
+                );
+                let _ = client
+                    .deliver_sm_resp(sequence, DeliverSmResp::default())
+                    .await;
+                return;
+            }
+        }
+    } else if let Some((reference, total, seq)) = udh.filter(|(_, total, _)| *total > 1) {
+        let entry = parts
+            .entry((from.clone(), reference))
+            .or_insert_with(|| Partial {
+                total,
+                texts: HashMap::new(),
+                sequences: Vec::new(),
+            });
+        entry.texts.insert(seq, text);
+        entry.sequences.push(sequence);
+        if entry.texts.len() < usize::from(entry.total) {
+            return;
+        }
+        let Some(done) = parts.remove(&(from.clone(), reference)) else {
+            return;
+        };
+        let text: String = (1..=done.total)
+            .filter_map(|i| done.texts.get(&i).cloned())
+            .collect();
+        (Delivered::Message { from, to, text }, done.sequences)
+    } else {
+        (Delivered::Message { from, to, text }, vec![sequence])
+    };
+    let (handled, answer) = oneshot::channel();
+    if incoming.send(Incoming { what, handled }).await.is_err() {
+        return;
+    }
+    let client = client.clone();
+    tokio::spawn(async move {
+        let ok = answer.await.unwrap_or(false);
+        for seq in sequences {
+            let result = if ok {
+                client.deliver_sm_resp(seq, DeliverSmResp::default()).await
+            } else {
+                client
+                    .status(CommandStatus::EsmeRxTAppn)
+                    .deliver_sm_resp(seq, DeliverSmResp::default())
+                    .await
+            };
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "sms: deliver_sm_resp not sent; the SMSC will deliver again");
+            }
+        }
+    });
+}
+
+/// The concatenation header (reference, total, number) and the rest.
+fn split_udh(bytes: &[u8], udhi: bool) -> (Option<(u8, u8, u8)>, &[u8]) {
+    if !udhi || bytes.is_empty() {
+        return (None, bytes);
+    }
+    let len = usize::from(bytes[0]);
+    let Some(header) = bytes.get(1..=len) else {
+        return (None, bytes);
+    };
+    let body = &bytes[len + 1..];
+    let mut i = 0;
+    while i + 1 < header.len() {
+        let (iei, ielen) = (header[i], usize::from(header[i + 1]));
+        let data = header.get(i + 2..i + 2 + ielen).unwrap_or(&[]);
+        match (iei, data) {
+            (0x00, [reference, total, seq]) => return (Some((*reference, *total, *seq)), body),
+            (0x08, [hi, lo, total, seq]) => {
+                // 16-bit reference: fold to 8 bits (unique enough per sender).
+                return (Some((hi ^ lo, *total, *seq)), body);
+            }
+            _ => {}
+        }
+        i += 2 + ielen;
+    }
+    (None, body)
+}
+
+fn decode(bytes: &[u8], coding: u8) -> String {
+    match coding & 0x0F {
+        0x00 | 0x01 => centralino_gsm::decode_gsm(bytes),
+        0x08 => centralino_gsm::decode_ucs2(bytes),
+        0x03 => bytes.iter().map(|b| char::from(*b)).collect(),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udh_is_split_from_the_text() {
+        let bytes = [5, 0, 3, 9, 2, 1, b'h', b'i'];
+        assert_eq!(split_udh(&bytes, true), (Some((9, 2, 1)), &b"hi"[..]));
+        assert_eq!(split_udh(&bytes, false), (None, &bytes[..]));
+        assert_eq!(
+            split_udh(&[9, 1], true),
+            (None, &[9, 1][..]),
+            "a header longer than the message"
+        );
+        assert_eq!(split_udh(&[], true), (None, &[][..]));
+    }
+}

@@ -1,0 +1,168 @@
+use std::time::Duration;
+
+use centralino_gsm::Encoding;
+use centralino_sms::smpp::{Delivered, Incoming, SendError, Smpp, SmppConfig};
+use centralino_test_support::mail::Smsc;
+use tokio::sync::{mpsc, watch};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn config(port: u16) -> SmppConfig {
+    SmppConfig {
+        port,
+        system_id: "centralino".into(),
+        password: "secret".into(),
+        source_addr: "4321".into(),
+        enquire_link: Duration::from_secs(1),
+        response_timeout: Duration::from_secs(5),
+        ..SmppConfig::default()
+    }
+}
+
+async fn bound(smpp: &Smpp) {
+    let mut b = smpp.bound();
+    tokio::time::timeout(WAIT, b.wait_for(|b| *b))
+        .await
+        .expect("bound within 20 s")
+        .expect("transport running");
+}
+
+fn submitted(smsc: &Smsc) -> Vec<serde_json::Value> {
+    serde_json::from_str(&smsc.submitted()).expect("JSON from the simulator")
+}
+
+async fn next(rx: &mut mpsc::Receiver<Incoming>) -> Incoming {
+    tokio::time::timeout(WAIT, rx.recv())
+        .await
+        .expect("something delivered within 20 s")
+        .expect("transport running")
+}
+
+/// A long GSM message leaves as concatenated parts the SMSC reads back exactly;
+/// a UCS-2 one too; each part's receipt comes back with its id.
+#[tokio::test]
+async fn segments_reach_the_smsc_exactly_and_receipts_come_back() {
+    let smsc = Smsc::start();
+    let (tx, mut rx) = mpsc::channel(16);
+    let (_stop, stop) = watch::channel(false);
+    let (smpp, _task) = Smpp::start(config(smsc.port()), tx, stop);
+    bound(&smpp).await;
+
+    let text = format!("{} costa 10€ [ok]", "a".repeat(150));
+    let sent = smpp.send("+393331234567", &text).await.expect("submitted");
+    assert_eq!(sent.encoding, Encoding::Gsm7);
+    assert_eq!(
+        sent.part_ids.len(),
+        2,
+        "150 + 17 septets (€ [ ] count twice) = 2 parts"
+    );
+    let parts = submitted(&smsc);
+    assert_eq!(parts.len(), 2);
+    // The simulator lists the header's element: IEI 0, length 3, reference, total, number.
+    let reference = parts[0]["udh"][2].clone();
+    for (i, p) in parts.iter().enumerate() {
+        assert_eq!(p["data_coding"], 0);
+        assert_eq!(
+            p["esm_class"].as_u64().map(|e| e & 0x40),
+            Some(0x40),
+            "UDH indicator"
+        );
+        assert_eq!(p["udh"], serde_json::json!([0, 3, reference, 2, i + 1]));
+        assert_eq!(p["destination"], "393331234567");
+    }
+    let rebuilt: String = parts.iter().filter_map(|p| p["text"].as_str()).collect();
+    assert_eq!(
+        rebuilt, text,
+        "the SMSC's own GSM decoder reads the same text"
+    );
+
+    let mut receipts = Vec::new();
+    while receipts.len() < 2 {
+        let got = next(&mut rx).await;
+        if let Delivered::Receipt(r) = &got.what {
+            receipts.push(r.clone());
+        }
+        let _ = got.handled.send(true);
+    }
+    let mut ids: Vec<String> = receipts.iter().map(|r| r.id.clone()).collect();
+    ids.sort();
+    let mut expected = sent.part_ids.clone();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(receipts.iter().all(|r| r.status() == "delivered"));
+
+    let sent = smpp
+        .send("393331234567", &"ж".repeat(71))
+        .await
+        .expect("submitted");
+    assert_eq!((sent.encoding, sent.part_ids.len()), (Encoding::Ucs2, 2));
+    let parts = submitted(&smsc);
+    let ucs: Vec<_> = parts.iter().skip(2).collect();
+    assert!(ucs.iter().all(|p| p["data_coding"] == 8));
+    assert_eq!(
+        ucs.iter()
+            .filter_map(|p| p["text"].as_str())
+            .collect::<String>(),
+        "ж".repeat(71)
+    );
+}
+
+/// A customer's message reaches us; an undeliverable destination's receipt
+/// says failed; a refused address is refused, not retried.
+#[tokio::test]
+async fn inbound_messages_and_failed_receipts() {
+    let smsc = Smsc::start();
+    let (tx, mut rx) = mpsc::channel(16);
+    let (_stop, stop) = watch::channel(false);
+    let (smpp, _task) = Smpp::start(config(smsc.port()), tx, stop);
+    bound(&smpp).await;
+    assert!(smsc.mobile_originated("393331112222", "4321", "Ciao, è arrivato il pacco?"));
+    let got = next(&mut rx).await;
+    assert_eq!(
+        got.what,
+        Delivered::Message {
+            from: "393331112222".into(),
+            to: "4321".into(),
+            text: "Ciao, è arrivato il pacco?".into(),
+        }
+    );
+    let _ = got.handled.send(true);
+
+    smpp.send("390001234", "prova").await.expect("submitted");
+    let failed = loop {
+        let got = next(&mut rx).await;
+        let _ = got.handled.send(true);
+        if let Delivered::Receipt(r) = got.what {
+            break r;
+        }
+    };
+    assert_eq!((failed.status(), failed.err.as_str()), ("failed", "001"));
+
+    let refused = smpp.send("not a number at all, far too long", "x").await;
+    assert!(matches!(refused, Err(SendError::Refused(_))), "{refused:?}");
+}
+
+/// The SMSC goes away and comes back: the transport binds again by itself and
+/// sends what is asked after that.
+#[tokio::test]
+async fn the_bind_comes_back_after_an_smsc_restart() {
+    let mut smsc = Smsc::start();
+    let (tx, _rx) = mpsc::channel(16);
+    let (_stop, stop) = watch::channel(false);
+    let (smpp, _task) = Smpp::start(config(smsc.port()), tx, stop);
+    bound(&smpp).await;
+    smsc.restart();
+    // Until the transport notices and binds again, sends are refused as
+    // temporary; then they go through.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match smpp.send("393330000000", "di nuovo").await {
+            Ok(_) => break,
+            Err(SendError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("not sent after the SMSC restart: {e}"),
+        }
+    }
+    assert_eq!(submitted(&smsc).len(), 1);
+}
