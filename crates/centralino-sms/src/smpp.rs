@@ -11,7 +11,7 @@ use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_gsm::{Encoding, Receipt};
+use centralino_gsm::Encoding;
 use futures::StreamExt as _;
 use rusmpp::pdus::{BindTransceiver, DeliverSmResp, SubmitSm};
 use rusmpp::types::{COctetString, OctetString};
@@ -19,6 +19,8 @@ use rusmpp::values::{DataCoding, EsmClass, Npi, RegisteredDelivery, ServiceType,
 use rusmpp::{CommandId, CommandStatus, Pdu};
 use rusmppc::{Client, ConnectionBuilder, Event};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use crate::{Delivered, Incoming};
 
 #[derive(Debug, Clone)]
 pub struct SmppConfig {
@@ -47,27 +49,6 @@ impl Default for SmppConfig {
             window: 10,
         }
     }
-}
-
-/// Something the SMSC delivered. The SMSC gets its `deliver_sm_resp` when
-/// `handled` is answered: `true` (kept; it will not be sent again) or `false`
-/// (a temporary failure; the SMSC delivers it again later).
-#[derive(Debug)]
-pub struct Incoming {
-    pub what: Delivered,
-    pub handled: oneshot::Sender<bool>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivered {
-    /// A customer's message (all its parts).
-    Message {
-        from: String,
-        to: String,
-        text: String,
-    },
-    /// A delivery receipt for a message we submitted.
-    Receipt(Receipt),
 }
 
 /// Why a message was not submitted.
@@ -394,9 +375,25 @@ async fn on_command(
         let text: String = (1..=done.total)
             .filter_map(|i| done.texts.get(&i).cloned())
             .collect();
-        (Delivered::Message { from, to, text }, done.sequences)
+        (
+            Delivered::Message {
+                id: None,
+                from,
+                to,
+                text,
+            },
+            done.sequences,
+        )
     } else {
-        (Delivered::Message { from, to, text }, vec![sequence])
+        (
+            Delivered::Message {
+                id: None,
+                from,
+                to,
+                text,
+            },
+            vec![sequence],
+        )
     };
     let (handled, answer) = oneshot::channel();
     if incoming.send(Incoming { what, handled }).await.is_err() {

@@ -1,4 +1,6 @@
 //! SMS adapter tests against real peers: the SMPP SMSC simulator of
-//! `tests/node/smsc.js` (npm `smpp`, installed by `.ci/run`).
+//! `tests/node/smsc.js` (npm `smpp`) and webhook requests signed by the
+//! `twilio` Python package (both installed by `.ci/run`).
 
 mod smpp;
+mod webhook;

@@ -1,7 +1,8 @@
 use std::time::Duration;
 
 use centralino_gsm::Encoding;
-use centralino_sms::smpp::{Delivered, Incoming, SendError, Smpp, SmppConfig};
+use centralino_sms::smpp::{SendError, Smpp, SmppConfig};
+use centralino_sms::{Delivered, Incoming};
 use centralino_test_support::mail::Smsc;
 use tokio::sync::{mpsc, watch};
 
@@ -121,6 +122,7 @@ async fn inbound_messages_and_failed_receipts() {
     assert_eq!(
         got.what,
         Delivered::Message {
+            id: None,
             from: "393331112222".into(),
             to: "4321".into(),
             text: "Ciao, è arrivato il pacco?".into(),
