@@ -51,7 +51,7 @@ pub fn router(config: WebhookConfig, incoming: mpsc::Sender<Incoming>) -> axum::
 async fn inbound(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let params = match verified(&shared.config, "inbound", &headers, &body) {
         Ok(p) => p,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let field = |name: &str| {
         params
@@ -92,7 +92,7 @@ async fn inbound(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
 async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let params = match verified(&shared.config, "status", &headers, &body) {
         Ok(p) => p,
-        Err(refusal) => return refusal,
+        Err(refusal) => return refusal.into_response(),
     };
     let field = |name: &str| {
         params
@@ -137,7 +137,7 @@ fn verified(
     endpoint: &str,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<Vec<(String, String)>, Response> {
+) -> Result<Vec<(String, String)>, (StatusCode, &'static str)> {
     let form = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -146,8 +146,7 @@ fn verified(
         return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "expected application/x-www-form-urlencoded",
-        )
-            .into_response());
+        ));
     }
     let params: Vec<(String, String)> = form_urlencoded::parse(body)
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -169,7 +168,7 @@ fn verified(
             signed = !claimed.is_empty(),
             "sms: webhook refused: bad signature"
         );
-        Err((StatusCode::FORBIDDEN, "bad signature").into_response())
+        Err((StatusCode::FORBIDDEN, "bad signature"))
     }
 }
 
