@@ -253,6 +253,46 @@ pub fn udh(reference: u8, total: u8, seq: u8) -> [u8; 6] {
     [0x05, 0x00, 0x03, reference, total, seq]
 }
 
+/// The concatenation header of a message with the UDH indicator set, as
+/// (reference, total, number), and the text after the header. A 16-bit
+/// reference is folded to 8 bits.
+pub fn split_udh(bytes: &[u8], udhi: bool) -> (Option<(u8, u8, u8)>, &[u8]) {
+    if !udhi || bytes.is_empty() {
+        return (None, bytes);
+    }
+    let len = usize::from(bytes[0]);
+    let Some(header) = bytes.get(1..=len) else {
+        return (None, bytes);
+    };
+    let body = &bytes[len + 1..];
+    let mut i = 0;
+    while i + 1 < header.len() {
+        let (iei, ielen) = (header[i], usize::from(header[i + 1]));
+        let data = header.get(i + 2..i + 2 + ielen).unwrap_or(&[]);
+        match (iei, data) {
+            (0x00, [reference, total, seq]) => return (Some((*reference, *total, *seq)), body),
+            (0x08, [hi, lo, total, seq]) => {
+                // 16-bit reference: fold to 8 bits (unique enough per sender).
+                return (Some((hi ^ lo, *total, *seq)), body);
+            }
+            _ => {}
+        }
+        i += 2 + ielen;
+    }
+    (None, body)
+}
+
+/// Text of a short message by its SMPP `data_coding` (GSM, IA5, Latin-1,
+/// UCS-2; anything else read as UTF-8, lossily).
+pub fn decode(bytes: &[u8], coding: u8) -> String {
+    match coding & 0x0F {
+        0x00 | 0x01 => decode_gsm(bytes),
+        0x08 => decode_ucs2(bytes),
+        0x03 => bytes.iter().map(|b| char::from(*b)).collect(),
+        _ => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
 /// What a short inbound message asks, when it is a keyword.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Keyword {

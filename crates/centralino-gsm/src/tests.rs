@@ -68,6 +68,22 @@ fn gsm_round_trips_and_ucs2_round_trips() {
 }
 
 #[test]
+fn udh_is_split_from_the_text() {
+    let bytes = [5, 0, 3, 9, 2, 1, b'h', b'i'];
+    assert_eq!(split_udh(&bytes, true), (Some((9, 2, 1)), &b"hi"[..]));
+    assert_eq!(split_udh(&bytes, false), (None, &bytes[..]));
+    assert_eq!(
+        split_udh(&[9, 1], true),
+        (None, &[9, 1][..]),
+        "a header longer than the message"
+    );
+    assert_eq!(split_udh(&[], true), (None, &[][..]));
+    assert_eq!(decode(&[0x48, 0x69], 0), "Hi");
+    assert_eq!(decode(&[0x00, 0xE9], 8), "é");
+    assert_eq!(decode(&[0xE9], 3), "é");
+}
+
+#[test]
 fn keywords_are_whole_messages() {
     for stop in [
         "STOP",

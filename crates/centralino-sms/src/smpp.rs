@@ -340,8 +340,8 @@ async fn on_command(
     let bytes: &[u8] = deliver.short_message().as_ref();
     let from = deliver.source_addr.to_string();
     let to = deliver.destination_addr.to_string();
-    let (udh, body) = split_udh(bytes, esm & 0x40 != 0);
-    let text = decode(body, coding);
+    let (udh, body) = centralino_gsm::split_udh(bytes, esm & 0x40 != 0);
+    let text = centralino_gsm::decode(body, coding);
     let (what, sequences) = if esm & 0x3C == 0x04 {
         match centralino_gsm::receipt(&text) {
             Some(r) => (Delivered::Receipt(r), vec![sequence]),
@@ -416,58 +416,4 @@ async fn on_command(
             }
         }
     });
-}
-
-/// The concatenation header (reference, total, number) and the rest.
-fn split_udh(bytes: &[u8], udhi: bool) -> (Option<(u8, u8, u8)>, &[u8]) {
-    if !udhi || bytes.is_empty() {
-        return (None, bytes);
-    }
-    let len = usize::from(bytes[0]);
-    let Some(header) = bytes.get(1..=len) else {
-        return (None, bytes);
-    };
-    let body = &bytes[len + 1..];
-    let mut i = 0;
-    while i + 1 < header.len() {
-        let (iei, ielen) = (header[i], usize::from(header[i + 1]));
-        let data = header.get(i + 2..i + 2 + ielen).unwrap_or(&[]);
-        match (iei, data) {
-            (0x00, [reference, total, seq]) => return (Some((*reference, *total, *seq)), body),
-            (0x08, [hi, lo, total, seq]) => {
-                // 16-bit reference: fold to 8 bits (unique enough per sender).
-                return (Some((hi ^ lo, *total, *seq)), body);
-            }
-            _ => {}
-        }
-        i += 2 + ielen;
-    }
-    (None, body)
-}
-
-fn decode(bytes: &[u8], coding: u8) -> String {
-    match coding & 0x0F {
-        0x00 | 0x01 => centralino_gsm::decode_gsm(bytes),
-        0x08 => centralino_gsm::decode_ucs2(bytes),
-        0x03 => bytes.iter().map(|b| char::from(*b)).collect(),
-        _ => String::from_utf8_lossy(bytes).into_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn udh_is_split_from_the_text() {
-        let bytes = [5, 0, 3, 9, 2, 1, b'h', b'i'];
-        assert_eq!(split_udh(&bytes, true), (Some((9, 2, 1)), &b"hi"[..]));
-        assert_eq!(split_udh(&bytes, false), (None, &bytes[..]));
-        assert_eq!(
-            split_udh(&[9, 1], true),
-            (None, &[9, 1][..]),
-            "a header longer than the message"
-        );
-        assert_eq!(split_udh(&[], true), (None, &[][..]));
-    }
 }
