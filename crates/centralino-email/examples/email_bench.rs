@@ -155,6 +155,7 @@ async fn main() {
                 user: USER.into(),
                 password: PASSWORD.into(),
                 folder: "INBOX".into(),
+                tls_ca_file: None,
             },
             after_import: AfterImport::MarkSeen,
         }],

@@ -65,7 +65,21 @@ pub(crate) async fn connect(
         Security::Plain | Security::StartTls => Box::new(tcp),
         Security::Tls => {
             let mut roots = rustls::RootCertStore::empty();
-            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            match &endpoint.tls_ca_file {
+                Some(path) => {
+                    use rustls::pki_types::pem::PemObject as _;
+                    let certs = rustls::pki_types::CertificateDer::pem_file_iter(path)
+                        .map_err(|e| ImapError::Tls(format!("{}: {e}", path.display())))?;
+                    for cert in certs {
+                        let cert =
+                            cert.map_err(|e| ImapError::Tls(format!("{}: {e}", path.display())))?;
+                        roots
+                            .add(cert)
+                            .map_err(|e| ImapError::Tls(format!("{}: {e}", path.display())))?;
+                    }
+                }
+                None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+            }
             let tls = rustls::ClientConfig::builder()
                 .with_root_certificates(roots)
                 .with_no_client_auth();

@@ -66,6 +66,9 @@ pub struct ImapEndpoint {
     pub password: String,
     /// Folder to import (default `INBOX`).
     pub folder: String,
+    /// With TLS: trust only the CA certificates in this PEM file (a private CA)
+    /// instead of the public web roots.
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 /// What happens on the server to a message once it is imported.

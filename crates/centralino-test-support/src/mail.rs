@@ -44,8 +44,23 @@ pub struct Dovecot {
 }
 
 impl Dovecot {
-    /// Starts Dovecot with `users` (full addresses).
+    /// Starts Dovecot with `users` (full addresses), plain IMAP.
     pub fn start(users: &[&str]) -> Self {
+        Self::start_with(users, false)
+    }
+
+    /// Starts Dovecot speaking IMAPS only, with a certificate for 127.0.0.1
+    /// signed by a CA of its own ([`Dovecot::ca_file`]).
+    pub fn start_tls(users: &[&str]) -> Self {
+        Self::start_with(users, true)
+    }
+
+    /// The PEM file of the CA a TLS instance's certificate chains to.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn start_with(users: &[&str], tls: bool) -> Self {
         let binary = Path::new("/usr/sbin/dovecot");
         assert!(
             binary.exists(),
@@ -62,10 +77,28 @@ impl Dovecot {
             std::fs::create_dir_all(dir.join(sub)).expect("dovecot dirs");
         }
         let d = dir.display();
+        if tls {
+            make_certificates(&dir);
+        }
+        let (ssl, listeners) = if tls {
+            (
+                format!("ssl = required\nssl_cert = <{d}/server.pem\nssl_key = <{d}/server.key\n"),
+                format!(
+                    "  inet_listener imap {{\n    port = 0\n  }}\n  inet_listener imaps {{\n    address = 127.0.0.1\n    port = {port}\n    ssl = yes\n  }}\n"
+                ),
+            )
+        } else {
+            (
+                "ssl = no\n".to_owned(),
+                format!(
+                    "  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n"
+                ),
+            )
+        };
         let config = format!(
             "protocols = imap\n\
              listen = 127.0.0.1\n\
-             ssl = no\n\
+             {ssl}\
              disable_plaintext_auth = no\n\
              auth_mechanisms = plain login\n\
              mail_location = maildir:~/Maildir\n\
@@ -76,7 +109,7 @@ impl Dovecot {
              mail_max_userip_connections = 100\n\
              passdb {{\n  driver = passwd-file\n  args = {d}/passwd\n}}\n\
              userdb {{\n  driver = static\n  args = uid=nobody gid=nogroup home={d}/home/%u\n}}\n\
-             service imap-login {{\n  inet_listener imap {{\n    address = 127.0.0.1\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n"
+             service imap-login {{\n{listeners}}}\n"
         );
         std::fs::write(dir.join("dovecot.conf"), config).expect("dovecot config");
         let status = Command::new("chown")
@@ -113,6 +146,30 @@ impl Dovecot {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Delivers `raw` into `user`'s INBOX with `doveadm save` (no IMAP needed,
+    /// so it works for a TLS-only instance too).
+    pub fn save(&self, user: &str, raw: &[u8]) {
+        use std::io::Write as _;
+        let mut child = Command::new("doveadm")
+            .arg("-c")
+            .arg(self.dir.join("dovecot.conf"))
+            .args(["save", "-u", user])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("doveadm runs");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(raw).expect("message to doveadm");
+        }
+        let out = child.wait_with_output().expect("doveadm finishes");
+        assert!(
+            out.status.success(),
+            "doveadm save failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Stops the server (SIGTERM, as an operator would) and waits for it.
@@ -171,6 +228,70 @@ impl Drop for Dovecot {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A CA (`ca.pem`) and a server certificate for 127.0.0.1 it signed
+/// (`server.pem`, `server.key`), made with openssl.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let status = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl runs");
+        assert!(status.success(), "openssl {args:?} failed");
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Centralino test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
 }
 
 /// An SMTP server that keeps every accepted message as a file. Recipients whose

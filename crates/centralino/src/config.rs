@@ -419,6 +419,10 @@ pub struct MailboxSection {
     /// `seen` (default) or `move:<folder>`.
     #[serde(default = "seen")]
     pub after_import: String,
+    /// PEM file of the CA that signed the server's certificate, when it is a
+    /// private one (empty: the public web roots).
+    #[serde(default)]
+    pub tls_ca_file: String,
 }
 
 /// The SMTP server (`[email.smtp]`).
@@ -505,6 +509,8 @@ impl EmailSection {
                     user: m.user.clone(),
                     password: m.password.clone(),
                     folder: m.folder.clone(),
+                    tls_ca_file: (!m.tls_ca_file.is_empty())
+                        .then(|| std::path::PathBuf::from(&m.tls_ca_file)),
                 },
                 after_import,
             });

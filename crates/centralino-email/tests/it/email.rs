@@ -604,3 +604,32 @@ async fn imported_mail_can_be_moved_to_a_folder() {
     assert_eq!(env.created().len(), 6);
     env.stop().await;
 }
+
+/// A mailbox reached over IMAPS whose certificate is signed by a private CA
+/// (`tls_ca_file`): the adapter verifies it and imports.
+#[tokio::test]
+async fn imaps_with_a_private_ca() {
+    use centralino_test_support::mail::Dovecot;
+    let tls = Dovecot::start_tls(&[SUPPORT]);
+    let mut env = Env::postgres(|c| {
+        c.mailboxes.truncate(1);
+        c.mailboxes[0].imap.port = tls.port();
+        c.mailboxes[0].imap.security = centralino_email::Security::Tls;
+        c.mailboxes[0].imap.tls_ca_file = Some(tls.ca_file());
+    })
+    .await;
+    env.start().await;
+    tls.save(
+        SUPPORT,
+        &mail(
+            "t@example.test",
+            SUPPORT,
+            "over tls",
+            "tls1@example.test",
+            "",
+            "x",
+        ),
+    );
+    one_conversation(&env, "over tls").await;
+    env.stop().await;
+}

@@ -41,6 +41,7 @@ pub fn config(imap_port: u16, smtp_port: u16) -> EmailConfig {
             user: address.into(),
             password: PASSWORD.into(),
             folder: "INBOX".into(),
+            tls_ca_file: None,
         },
         after_import: AfterImport::MarkSeen,
     };
