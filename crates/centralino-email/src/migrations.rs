@@ -1,6 +1,7 @@
 //! The email adapter's tables. Times are milliseconds since the epoch; ids are
 //! UUID text, so PostgreSQL and SQLite share one schema.
 
+use centralino_store::schema::{index, unique_index};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
     big_integer, binary, binary_null, boolean, integer, string_len, string_len_null, text,
@@ -26,18 +27,6 @@ impl MigrationName for Initial {
     fn name(&self) -> &str {
         "email_0001_initial"
     }
-}
-
-fn index(table: &str, name: &str, cols: &[&str], unique: bool) -> IndexCreateStatement {
-    let mut i = Index::create();
-    i.name(name).table(Alias::new(table)).if_not_exists();
-    if unique {
-        i.unique();
-    }
-    for c in cols {
-        i.col(Alias::new(*c));
-    }
-    i.to_owned()
 }
 
 #[async_trait::async_trait]
@@ -85,7 +74,6 @@ impl MigrationTrait for Initial {
                 "email_uids",
                 "email_uids_unflagged",
                 &["mailbox", "flagged", "outbox_mark"],
-                false,
             ))
             .await?;
         // Every message, inbound and outbound. `dedupe_key` makes one email one
@@ -110,11 +98,10 @@ impl MigrationTrait for Initial {
             )
             .await?;
         manager
-            .create_index(index(
+            .create_index(unique_index(
                 "email_messages",
                 "email_messages_dedupe",
                 &["dedupe_key"],
-                true,
             ))
             .await?;
         manager
@@ -122,7 +109,6 @@ impl MigrationTrait for Initial {
                 "email_messages",
                 "email_messages_rfc_id",
                 &["rfc_id"],
-                false,
             ))
             .await?;
         manager
@@ -162,11 +148,10 @@ impl MigrationTrait for Initial {
             )
             .await?;
         manager
-            .create_index(index(
+            .create_index(unique_index(
                 "email_threads",
                 "email_threads_token",
                 &["token"],
-                true,
             ))
             .await?;
         // Messages to send, built once so every attempt sends the same bytes.
@@ -195,7 +180,6 @@ impl MigrationTrait for Initial {
                 "email_outbound",
                 "email_outbound_due",
                 &["status", "next_attempt_at"],
-                false,
             ))
             .await?;
         Ok(())

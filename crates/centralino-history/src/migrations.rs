@@ -2,6 +2,7 @@
 //! attribute maps and lists are JSON text, so PostgreSQL and SQLite share one
 //! schema. PostgreSQL also gets full-text indexes (SQLite searches with LIKE).
 
+use centralino_store::schema::index;
 use sea_orm::{ConnectionTrait, DbBackend};
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
@@ -34,15 +35,6 @@ pub(crate) const INTERACTION_TSV: &str =
     "to_tsvector('simple', coalesce(subject, '') || ' ' || coalesce(notes, ''))";
 pub(crate) const MESSAGE_TSV: &str =
     "to_tsvector('simple', coalesce(subject, '') || ' ' || coalesce(body, ''))";
-
-fn index(table: &str, name: &str, cols: &[&str]) -> IndexCreateStatement {
-    let mut i = Index::create();
-    i.name(name).table(Alias::new(table)).if_not_exists();
-    for c in cols {
-        i.col(Alias::new(*c));
-    }
-    i.to_owned()
-}
 
 #[async_trait::async_trait]
 impl MigrationTrait for Initial {

@@ -53,12 +53,7 @@ async fn inbound(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
         Ok(p) => p,
         Err(refusal) => return refusal.into_response(),
     };
-    let field = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let field = |name: &str| field(&params, name);
     let (Some(id), Some(from), Some(to)) = (field("MessageSid"), field("From"), field("To")) else {
         return (
             StatusCode::BAD_REQUEST,
@@ -94,12 +89,7 @@ async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         Ok(p) => p,
         Err(refusal) => return refusal.into_response(),
     };
-    let field = |name: &str| {
-        params
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let field = |name: &str| field(&params, name);
     let (Some(id), Some(provider_status)) = (field("MessageSid"), field("MessageStatus")) else {
         return (
             StatusCode::BAD_REQUEST,
@@ -129,6 +119,14 @@ async fn status(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         },
     )
     .await
+}
+
+/// The value of parameter `name`, if sent.
+fn field(params: &[(String, String)], name: &str) -> Option<String> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.clone())
 }
 
 /// The request's parameters if its signature is right; otherwise the refusal.

@@ -19,6 +19,7 @@ pub mod inbox;
 pub mod leader;
 mod migrations;
 pub mod outbox;
+pub mod schema;
 
 use std::time::Duration;
 
