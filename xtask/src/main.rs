@@ -117,7 +117,7 @@ fn ensure_python_packages() -> Result<(), String> {
     let probe = Command::new("python3")
         .args([
             "-c",
-            "import grpc, grpc_tools, grpc_health, grpc_reflection",
+            "import grpc, grpc_tools, grpc_health, grpc_reflection, pika, aiosmtpd, twilio",
         ])
         .status();
     if matches!(probe, Ok(s) if s.success()) {
@@ -135,6 +135,24 @@ fn ensure_python_packages() -> Result<(), String> {
         "-r",
         "tests/python/requirements.txt",
     ]))
+}
+
+/// Installs the SMSC simulator's npm packages if they are missing, and says
+/// how to install Dovecot if it is (the email tests need it).
+fn ensure_peers() -> Result<(), String> {
+    if !std::path::Path::new("tests/node/node_modules/smpp").exists() {
+        eprintln!("xtask: installing the SMSC simulator's packages (tests/node)");
+        run(Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--silent"])
+            .current_dir("tests/node"))?;
+    }
+    if !std::path::Path::new("/usr/sbin/dovecot").exists() {
+        eprintln!(
+            "xtask: Dovecot is not installed; the email tests will fail until it is: \
+             apt-get install -y dovecot-imapd"
+        );
+    }
+    Ok(())
 }
 
 /// Drops test databases left behind by interrupted runs (best effort; needs psql).
@@ -223,6 +241,7 @@ fn test(extra: &[String]) -> Result<(), String> {
     drop_stale_test_databases();
     delete_stale_test_queues();
     ensure_python_packages()?;
+    ensure_peers()?;
     if has_nextest() {
         // nextest does not run doctests: run them first, so the suite's summary
         // is the last thing printed.
