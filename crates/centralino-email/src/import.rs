@@ -42,6 +42,8 @@ pub(crate) struct Importer {
     pub db: DatabaseConnection,
     pub relay: Arc<Notify>,
     pub send_wake: Arc<Notify>,
+    /// UIDs the server listed but returned no content for, and how often.
+    pub unreadable: std::sync::Mutex<HashMap<u32, u32>>,
 }
 
 /// One fetched message.
@@ -228,8 +230,8 @@ impl Importer {
     }
 
     /// Fetches `listed`. A UID the server does not return must be gone
-    /// (expunged meanwhile, checked with UID SEARCH); otherwise the batch fails,
-    /// so no message is ever skipped.
+    /// (expunged meanwhile, checked with UID SEARCH); one still there is asked
+    /// for again on its own, so no message is ever skipped.
     async fn fetch(
         &self,
         session: &mut ImapSession,
@@ -267,11 +269,41 @@ impl Importer {
                 .filter(|uid| !got.contains(uid))
                 .collect();
             let still_there = imap::present(session, &missing, self.config.io_timeout).await?;
-            if !still_there.is_empty() {
-                return Err(ImapError::Missing(
-                    "messages it listed (the fetch came back short)",
-                ));
+            for uid in still_there {
+                // Once more on its own; a message the server still will not
+                // return is imported as unreadable (it stays on the server)
+                // rather than holding the mailbox up for ever.
+                let headers_only = sizes.get(&uid).copied().unwrap_or(u64::MAX) > max;
+                let mut again = imap::fetch(session, &[uid], headers_only, t).await?;
+                let raw = match again.pop() {
+                    Some((_, raw)) => raw,
+                    None => {
+                        // A hiccup heals on a new session; a message that stays
+                        // unreadable over three is given up on (it stays on the server).
+                        let tries = {
+                            let mut tries = self
+                                .unreadable
+                                .lock()
+                                .unwrap_or_else(std::sync::PoisonError::into_inner);
+                            let n = tries.entry(uid).or_insert(0);
+                            *n += 1;
+                            *n
+                        };
+                        if tries < 3 {
+                            return Err(ImapError::Missing("a message it listed"));
+                        }
+                        tracing::warn!(mailbox = %self.mailbox.name, uid, "email: the server returns no content for a message; imported as unreadable");
+                        Vec::new()
+                    }
+                };
+                out.push(Fetched {
+                    uid,
+                    size: sizes.get(&uid).copied().unwrap_or(raw.len() as u64),
+                    raw,
+                    headers_only,
+                });
             }
+            out.sort_by_key(|f| f.uid);
         }
         Ok(out)
     }

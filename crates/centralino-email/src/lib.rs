@@ -260,6 +260,7 @@ pub async fn start(
             db: db.clone(),
             relay: waker.clone(),
             send_wake: send_wake.clone(),
+            unreadable: std::sync::Mutex::default(),
         };
         tasks.push(tokio::spawn(importer.run(stop_rx.clone())));
         tracing::info!(
