@@ -9,6 +9,7 @@
 // A small HTTP API on CONTROL_PORT drives and inspects it:
 //   GET  /submitted          every submit_sm received, decoded by this library
 //   POST /mo {from,to,text}  a mobile-originated message to every bound session
+//            {from,to,parts:[[seq,text],...]}  the same as concatenated parts
 //   POST /drop               cut every connection (a network failure)
 // It prints "ready" once both ports listen.
 'use strict';
@@ -106,7 +107,18 @@ const control = http.createServer((req, res) => {
       try { mo = JSON.parse(body); } catch (e) { return reply(400, { error: 'json' }); }
       if (sessions.size === 0) return reply(503, { error: 'no bound session' });
       for (const s of sessions) {
-        s.deliver_sm({ source_addr: mo.from, destination_addr: mo.to, esm_class: 0, short_message: { message: mo.text } });
+        if (Array.isArray(mo.parts)) {
+          // A concatenated message, parts sent in the order given (8-bit reference 42).
+          const total = mo.total || mo.parts.length;
+          for (const [seq, text] of mo.parts) {
+            s.deliver_sm({
+              source_addr: mo.from, destination_addr: mo.to, esm_class: 0,
+              short_message: { udh: Buffer.from([5, 0, 3, 42, total, seq]), message: text },
+            });
+          }
+        } else {
+          s.deliver_sm({ source_addr: mo.from, destination_addr: mo.to, esm_class: 0, short_message: { message: mo.text } });
+        }
       }
       return reply(200, { sent: sessions.size });
     }

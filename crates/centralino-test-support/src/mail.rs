@@ -483,6 +483,22 @@ impl Smsc {
         self.call("POST", "/mo", &body).contains("\"sent\"")
     }
 
+    /// Sends a concatenated mobile-originated message as `parts` (number, text),
+    /// in the order given; false if no session is bound.
+    pub fn mobile_originated_parts(&self, from: &str, to: &str, parts: &[(u8, &str)]) -> bool {
+        let parts: Vec<String> = parts
+            .iter()
+            .map(|(seq, text)| format!("[{seq},{}]", json_string(text)))
+            .collect();
+        let body = format!(
+            "{{\"from\":{},\"to\":{},\"parts\":[{}]}}",
+            json_string(from),
+            json_string(to),
+            parts.join(",")
+        );
+        self.call("POST", "/mo", &body).contains("\"sent\"")
+    }
+
     /// Cuts every connection, as a network failure would.
     pub fn drop_connections(&self) {
         self.call("POST", "/drop", "");

@@ -168,3 +168,36 @@ async fn the_bind_comes_back_after_an_smsc_restart() {
     }
     assert_eq!(submitted(&smsc).len(), 1);
 }
+
+/// A long customer message arrives in parts, out of order: it is handed over
+/// once, whole, in part order.
+#[tokio::test]
+async fn concatenated_inbound_parts_are_reassembled() {
+    let smsc = Smsc::start();
+    let (tx, mut rx) = mpsc::channel(16);
+    let (_stop, stop) = watch::channel(false);
+    let (smpp, _task) = Smpp::start(config(smsc.port()), tx, stop);
+    bound(&smpp).await;
+    assert!(smsc.mobile_originated_parts(
+        "393331112222",
+        "4321",
+        &[(2, "seconda parte."), (1, "Prima parte, ")]
+    ));
+    let got = next(&mut rx).await;
+    assert_eq!(
+        got.what,
+        Delivered::Message {
+            id: None,
+            from: "393331112222".into(),
+            to: "4321".into(),
+            text: "Prima parte, seconda parte.".into(),
+        }
+    );
+    let _ = got.handled.send(true);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rx.recv())
+            .await
+            .is_err(),
+        "handed over once"
+    );
+}
