@@ -228,3 +228,70 @@ pub fn rabbitmq_shared_objects(prefix: &str, consumers: &[&str]) -> (Vec<String>
         .collect();
     (queues, exchanges)
 }
+
+/// A service under test in a tokio runtime of its own, so a test can crash it
+/// (every task dropped at once, as `kill -9` would) or stop it gracefully.
+pub struct Isolated {
+    rt: Option<tokio::runtime::Runtime>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
+}
+
+impl Isolated {
+    /// Runs `service(stop)` on a new two-thread runtime. `stop` resolves when
+    /// [`Isolated::stop`] is called; the future should return once the service
+    /// has shut down.
+    pub fn spawn<F, Fut>(service: F) -> Self
+    where
+        F: FnOnce(tokio::sync::oneshot::Receiver<()>) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (stop, stop_rx) = tokio::sync::oneshot::channel();
+        let (done_tx, done) = tokio::sync::oneshot::channel();
+        let run = service(stop_rx);
+        rt.spawn(async move {
+            run.await;
+            let _ = done_tx.send(());
+        });
+        Self {
+            rt: Some(rt),
+            stop: Some(stop),
+            done: Some(done),
+        }
+    }
+
+    /// Drops every task at once: no graceful step runs.
+    pub fn crash(mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+
+    /// Asks the service to stop and waits up to `limit`; true if it finished.
+    pub async fn stop(mut self, limit: Duration) -> bool {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let finished = match self.done.take() {
+            Some(done) => matches!(tokio::time::timeout(limit, done).await, Ok(Ok(()))),
+            None => false,
+        };
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+        finished
+    }
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
