@@ -14,7 +14,7 @@ use centralino_email::{
 };
 use centralino_proto::v1;
 use centralino_test_support::mail::{Dovecot, PASSWORD, SmtpSink};
-use centralino_test_support::{Isolated, TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, unique};
 use tokio::sync::oneshot;
 
 pub const SUPPORT: &str = "support@example.test";
@@ -66,12 +66,23 @@ pub fn config(imap_port: u16, smtp_port: u16) -> EmailConfig {
 }
 
 /// The adapter in its own runtime.
-pub struct EmailProcess(Isolated);
+pub struct EmailProcess {
+    rt: Option<tokio::runtime::Runtime>,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Receiver<()>>,
+}
 
 impl EmailProcess {
     pub async fn start(url: String, prefix: String, config: EmailConfig) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
         let (ready_tx, ready) = oneshot::channel();
-        let process = Isolated::spawn(move |stop_rx| async move {
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (done_tx, done) = oneshot::channel();
+        rt.spawn(async move {
             let conn = centralino_store::connect(&url, 8).await.expect("database");
             centralino_store::migrate::<centralino_store::CoreMigrator>(&conn, |_| {})
                 .await
@@ -91,21 +102,44 @@ impl EmailProcess {
             .expect("email adapter starts");
             let _ = ready_tx.send(());
             let _ = email.task.await;
+            let _ = done_tx.send(());
         });
         tokio::time::timeout(Duration::from_secs(30), ready)
             .await
             .expect("adapter ready within 30 s")
             .expect("adapter started");
-        Self(process)
+        Self {
+            rt: Some(rt),
+            stop: Some(stop),
+            done: Some(done),
+        }
     }
 
     /// Drops every task at once, as `kill -9` would.
-    pub fn crash(self) {
-        self.0.crash();
+    pub fn crash(mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 
-    pub async fn stop(self) {
-        self.0.stop(Duration::from_secs(15)).await;
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), done).await;
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for EmailProcess {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 

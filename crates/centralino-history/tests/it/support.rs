@@ -14,7 +14,7 @@ use centralino_history::HistoryConfig;
 use centralino_proto::v1;
 use centralino_proto::v1::history_service_client::HistoryServiceClient;
 use centralino_server::{GrpcServer, GrpcSettings};
-use centralino_test_support::{Isolated, TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, unique};
 use tokio::sync::{oneshot, watch};
 use tonic::transport::Channel;
 
@@ -45,7 +45,9 @@ pub struct HistoryProcess {
     pub addr: SocketAddr,
     /// Turns `true` when the service lost its lock (its process would exit).
     pub lost: watch::Receiver<bool>,
-    process: Isolated,
+    rt: Option<tokio::runtime::Runtime>,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Receiver<()>>,
 }
 
 impl HistoryProcess {
@@ -63,8 +65,15 @@ impl HistoryProcess {
         config: HistoryConfig,
         limit: std::time::Duration,
     ) -> Option<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
         let (addr_tx, addr_rx) = oneshot::channel::<(SocketAddr, watch::Receiver<bool>)>();
-        let process = Isolated::spawn(move |stop_rx| async move {
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (done_tx, done) = oneshot::channel();
+        rt.spawn(async move {
             let conn = centralino_store::connect(&url, 8).await.expect("database");
             centralino_store::migrate::<centralino_store::CoreMigrator>(&conn, |_| {})
                 .await
@@ -104,24 +113,48 @@ impl HistoryProcess {
             });
             let _ = serve.await;
             let _ = history.task.await;
+            let _ = done_tx.send(());
         });
         match tokio::time::timeout(limit, addr_rx).await {
             Ok(Ok((addr, lost))) => Some(Self {
                 addr,
                 lost,
-                process,
+                rt: Some(rt),
+                stop: Some(stop),
+                done: Some(done),
             }),
-            _ => None,
+            _ => {
+                rt.shutdown_background();
+                None
+            }
         }
     }
 
     /// Drops every task at once: no graceful step runs.
-    pub fn crash(self) {
-        self.process.crash();
+    pub fn crash(mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 
-    pub async fn stop(self) {
-        self.process.stop(std::time::Duration::from_secs(10)).await;
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), done).await;
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for HistoryProcess {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use centralino_proto::v1::routing_admin_service_client::RoutingAdminServiceClien
 use centralino_proto::v1::supervisor_service_client::SupervisorServiceClient;
 use centralino_router::RouterConfig;
 use centralino_server::{GrpcServer, GrpcSettings};
-use centralino_test_support::{Isolated, TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, unique};
 use tokio::sync::{mpsc, oneshot, watch};
 use tonic::transport::Channel;
 
@@ -158,7 +158,9 @@ fn amqp_config(prefix: &str, name: &str) -> AmqpConfig {
 /// A router running in its own runtime.
 pub struct RouterProcess {
     pub addr: SocketAddr,
-    process: Isolated,
+    rt: Option<tokio::runtime::Runtime>,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<oneshot::Receiver<()>>,
 }
 
 impl RouterProcess {
@@ -181,8 +183,15 @@ impl RouterProcess {
         config: RouterConfig,
         limit: Duration,
     ) -> Option<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
         let (addr_tx, addr_rx) = oneshot::channel();
-        let process = Isolated::spawn(move |stop_rx| async move {
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let (done_tx, done) = oneshot::channel();
+        rt.spawn(async move {
             let db = centralino_store::connect(&url, 8).await.expect("database");
             centralino_store::migrate::<centralino_store::CoreMigrator>(&db, |_| {})
                 .await
@@ -224,10 +233,13 @@ impl RouterProcess {
             });
             let _ = serve.await;
             let _ = router.task.await;
+            let _ = done_tx.send(());
         });
         let mut me = Self {
             addr: "0.0.0.0:0".parse().expect("addr"),
-            process,
+            rt: Some(rt),
+            stop: Some(stop),
+            done: Some(done),
         };
         match tokio::time::timeout(limit, addr_rx).await {
             Ok(Ok(addr)) => {
@@ -247,16 +259,34 @@ impl RouterProcess {
         )
     }
 
-    /// Drops every task at once: no graceful step runs.
-    pub fn crash(self) {
-        self.process.crash();
+    /// Drops every task of the router at once: no graceful step runs.
+    pub fn crash(mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 
-    pub async fn stop(self) {
-        assert!(
-            self.process.stop(Duration::from_secs(10)).await,
-            "graceful shutdown within 10 s, even with sessions open"
-        );
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            tokio::time::timeout(Duration::from_secs(10), done)
+                .await
+                .expect("graceful shutdown within 10 s, even with sessions open")
+                .expect("router task ended");
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+impl Drop for RouterProcess {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
