@@ -30,6 +30,7 @@ typed!(
     ConsentChanged,
     CustomerChanged,
     SendMessage,
+    RecordConsentRequest,
 );
 
 /// A new envelope around `payload`, produced by `source`, stamped now and with the

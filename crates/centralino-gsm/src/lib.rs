@@ -298,7 +298,8 @@ pub fn decode(bytes: &[u8], coding: u8) -> String {
 pub enum Keyword {
     /// STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, REVOKE, OPTOUT.
     OptOut,
-    /// START, UNSTOP (and YES, as carriers accept it).
+    /// START, UNSTOP. (Not YES: in a conversation it is an answer, not a
+    /// consent.)
     OptIn,
     /// HELP, INFO.
     Help,
@@ -317,7 +318,7 @@ pub fn keyword(body: &str) -> Option<Keyword> {
         "STOP" | "STOPALL" | "UNSUBSCRIBE" | "CANCEL" | "END" | "QUIT" | "REVOKE" | "OPTOUT" => {
             Some(Keyword::OptOut)
         }
-        "START" | "UNSTOP" | "YES" => Some(Keyword::OptIn),
+        "START" | "UNSTOP" => Some(Keyword::OptIn),
         "HELP" | "INFO" => Some(Keyword::Help),
         _ => None,
     }

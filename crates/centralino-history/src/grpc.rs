@@ -97,6 +97,69 @@ fn channel_arg(raw: i32, field: &'static str) -> Result<&'static str, ApiError> 
         .map_err(|_| ApiError::invalid(field, "must be a channel (voice, email, sms, desk, chat)"))
 }
 
+/// An identifier a request names, normalized; `None` when it names none.
+fn identifier_of(
+    cfg: &HistoryConfig,
+    raw: Option<&v1::CustomerIdentifier>,
+    field: &'static str,
+) -> Result<Option<centralino_domain::CustomerIdentifier>, ApiError> {
+    match raw {
+        Some(i) if i.kind != 0 || !i.value.is_empty() => {
+            writer::normalize(&cfg.rules, i, field).map(Some)
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Validates a consent request (from gRPC or from the bus command
+/// `history.record_consent`): its request id and the change to make.
+pub(crate) async fn consent_input(
+    cfg: &HistoryConfig,
+    db: &DatabaseConnection,
+    req: v1::RecordConsentRequest,
+) -> Result<(String, ConsentInput), ApiError> {
+    let rid = request_id(&req.request_id)?;
+    let channel = channel_arg(req.channel, "channel")?;
+    token_name("purpose", &req.purpose)?;
+    token_name("source", &req.source)?;
+    bounded("note", &req.note, MAX_TEXT)?;
+    let granted = match v1::ConsentState::try_from(req.state) {
+        Ok(v1::ConsentState::Granted) => true,
+        Ok(v1::ConsentState::Revoked) => false,
+        _ => return Err(ApiError::invalid("state", "must be GRANTED or REVOKED")),
+    };
+    let now = now_ms();
+    let at = req.at.as_ref().map_or(now, ms_of);
+    if at > now + 60_000 {
+        return Err(ApiError::invalid("at", "is in the future"));
+    }
+    let identifier = identifier_of(cfg, req.identifier.as_ref(), "identifier")?;
+    let customer = if req.customer_id.is_empty() {
+        None
+    } else {
+        Some(read::follow(db, &req.customer_id).await?)
+    };
+    if customer.is_none() && identifier.is_none() {
+        return Err(ApiError::invalid(
+            "customer_id",
+            "give a customer id or an identifier",
+        ));
+    }
+    Ok((
+        rid,
+        ConsentInput {
+            customer,
+            identifier,
+            channel,
+            purpose: req.purpose,
+            granted,
+            source: req.source,
+            note: req.note,
+            at,
+        },
+    ))
+}
+
 impl HistoryApi {
     async fn change(
         &self,
@@ -124,12 +187,7 @@ impl HistoryApi {
         raw: Option<&v1::CustomerIdentifier>,
         field: &'static str,
     ) -> Result<Option<centralino_domain::CustomerIdentifier>, ApiError> {
-        match raw {
-            Some(i) if i.kind != 0 || !i.value.is_empty() => {
-                writer::normalize(&self.cfg.rules, i, field).map(Some)
-            }
-            _ => Ok(None),
-        }
+        identifier_of(&self.cfg, raw, field)
     }
 
     /// The customer a request names by id or identifier (`None` when an
@@ -410,43 +468,7 @@ impl HistoryService for HistoryApi {
         request: Request<v1::RecordConsentRequest>,
     ) -> Result<Response<v1::ConsentRecord>, Status> {
         let actor = subject(&request)?;
-        let req = request.into_inner();
-        let rid = request_id(&req.request_id)?;
-        let channel = channel_arg(req.channel, "channel")?;
-        token_name("purpose", &req.purpose)?;
-        token_name("source", &req.source)?;
-        bounded("note", &req.note, MAX_TEXT)?;
-        let granted = match v1::ConsentState::try_from(req.state) {
-            Ok(v1::ConsentState::Granted) => true,
-            Ok(v1::ConsentState::Revoked) => false,
-            _ => return Err(ApiError::invalid("state", "must be GRANTED or REVOKED").into()),
-        };
-        let now = now_ms();
-        let at = req.at.as_ref().map_or(now, ms_of);
-        if at > now + 60_000 {
-            return Err(ApiError::invalid("at", "is in the future").into());
-        }
-        let identifier = self.identifier(req.identifier.as_ref(), "identifier")?;
-        let customer = if req.customer_id.is_empty() {
-            None
-        } else {
-            Some(read::follow(&self.db, &req.customer_id).await?)
-        };
-        if customer.is_none() && identifier.is_none() {
-            return Err(
-                ApiError::invalid("customer_id", "give a customer id or an identifier").into(),
-            );
-        }
-        let input = ConsentInput {
-            customer,
-            identifier,
-            channel,
-            purpose: req.purpose,
-            granted,
-            source: req.source,
-            note: req.note,
-            at,
-        };
+        let (rid, input) = consent_input(&self.cfg, &self.db, request.into_inner()).await?;
         match self.change(actor, rid, Change::Consent(input)).await? {
             Changed::Consent(c) => Ok(Response::new(c)),
             _ => Err(ApiError::Internal("unexpected answer".into()).into()),

@@ -7,7 +7,8 @@
 //! a consent ledger. Integrators and agents read and change it over gRPC
 //! (`HistoryService`): find customers by any identifier, list the timeline,
 //! search, merge and unmerge (audited, reversible), record and read consent,
-//! export and erase a customer.
+//! export and erase a customer. Adapters record consent over the bus too
+//! (`history.record_consent`, e.g. an SMS `STOP`).
 //!
 //! One task (the writer) makes every change: bus events in batches (one
 //! transaction per batch, de-duplicated by message id through the inbox) and
@@ -17,6 +18,7 @@
 
 #![forbid(unsafe_code)]
 
+mod commands;
 mod entities;
 mod grpc;
 mod ingest;
@@ -36,6 +38,7 @@ use centralino_store::outbox::OutboxRelay;
 use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 
+pub use commands::RECORD_CONSENT;
 pub use grpc::HistoryServer;
 pub use migrations::HistoryMigrator;
 
@@ -113,6 +116,13 @@ pub fn consumer_spec() -> ConsumerSpec {
         .single_active()
 }
 
+/// History's command queue: consent changes adapters ask for (an SMS `STOP`).
+pub fn commands_spec() -> ConsumerSpec {
+    ConsumerSpec::new("history-commands")
+        .bind(Exchange::Commands, RECORD_CONSENT)
+        .prefetch(64)
+}
+
 /// A started history service: its gRPC service (add it to a server) and its task.
 pub struct History {
     pub api: HistoryServer,
@@ -160,6 +170,14 @@ pub async fn start(
         writer::ingest_command,
         stopped(stop_rx.clone()),
     ));
+    let commands = bus.subscribe(commands_spec()).await?;
+    let commands_task = tokio::spawn(commands::consume(
+        config.clone(),
+        db.clone(),
+        commands,
+        tx.clone(),
+        stopped(stop_rx.clone()),
+    ));
     let relay_task = tokio::spawn(relay.run(stopped(stop_rx)));
     let api = grpc::server(config, db, tx, max_message_bytes);
     let mut watch_lost = lost.clone();
@@ -170,6 +188,7 @@ pub async fn start(
         }
         let _ = stop_tx.send(true);
         let _ = consumer_task.await;
+        let _ = commands_task.await;
         let _ = writer_task.await;
         let _ = relay_task.await;
         // Last: the lock is released only once nothing writes any more.

@@ -1,26 +1,59 @@
 //! The SMS channel adapter.
 //!
-//! So far, the two transports, which hand what they receive to the adapter as
-//! [`Incoming`] and answer their peer only once it is handled:
-//! - [`smpp`]: SMPP 3.4 (bind transceiver, keep-alive, reconnect with backoff,
-//!   exact segments with concatenation headers, inbound messages reassembled,
-//!   delivery receipts);
-//! - [`webhook`]: Twilio-style HTTP callbacks (signature checked, inbound
-//!   messages and status callbacks).
+//! **Transports.** [`smpp`] keeps one SMPP 3.4 transceiver bind to an SMSC
+//! (keep-alive, reconnect with backoff, exact GSM-7 / UCS-2 segments with
+//! concatenation headers, a window of outstanding submits, inbound parts
+//! reassembled, delivery receipts). [`webhook`] takes a provider's
+//! Twilio-style callbacks (signature checked) and [`rest`] sends through the
+//! same provider's REST API. Transports hand what they receive over as
+//! [`Incoming`] and answer their peer only once it is committed.
 //!
-//! The bus, store and consent sides follow.
+//! **Inbound.** A customer's message opens a conversation (an interaction,
+//! `interaction.sms.created`, in the queue of the number they wrote to) or is
+//! a follow-up in their open one (`interaction.sms.message`); numbers are
+//! normalized to E.164. A provider's retry (same `MessageSid`) is recorded
+//! once. Keywords (STOP, UNSUBSCRIBE, … / START, UNSTOP / HELP) change the
+//! number's consent at once here, ask history to record it in the ledger
+//! (`history.record_consent`), and get the configured answer.
+//!
+//! **Outbound.** `sms.send` commands (`SendMessage`) become rows of a durable
+//! queue in the same transaction as their `MessageRecorded`; a sender task
+//! submits them (SMPP, else REST), retries while the SMSC or provider is away
+//! and reports `queued` / `sent` / `delivered` / `failed`. Every attempt checks
+//! the number's consent, kept current from the keywords and from history's
+//! `consent.sms.changed`, so an opt-out blocks the next send within a second.
 
 #![forbid(unsafe_code)]
 
+mod entities;
+mod inbound;
+mod migrations;
+mod outbound;
+pub mod rest;
 pub mod smpp;
 pub mod webhook;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use centralino_bus::{Bus, BusError, ConsumerSpec, Exchange};
+use centralino_domain::IdentityRules;
 use centralino_gsm::Receipt;
-use tokio::sync::oneshot;
+use centralino_store::StoreError;
+use centralino_store::outbox::OutboxRelay;
+use sea_orm::DatabaseConnection;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+pub use migrations::SmsMigrator;
+
+/// The adapter's name: outbox source, consumer name, envelope source.
+pub const SERVICE: &str = "sms";
 
 /// Something a transport delivered. The transport answers its peer (SMPP
-/// `deliver_sm_resp`, the webhook's HTTP status) when `handled` is answered: `true` (kept; it will not be sent again) or `false`
-/// (a temporary failure; the peer delivers it again later).
+/// `deliver_sm_resp`, the webhook's HTTP status) when `handled` is answered:
+/// `true` (kept; it will not be sent again) or `false` (a temporary failure;
+/// the peer delivers it again later).
 #[derive(Debug)]
 pub struct Incoming {
     pub what: Delivered,
@@ -46,4 +79,298 @@ pub enum Delivered {
         status: String,
         error: String,
     },
+}
+
+/// One of our numbers (or short codes) and where its new conversations go.
+#[derive(Debug, Clone)]
+pub struct NumberConfig {
+    /// As customers write to it (normalized to E.164 when it is a phone number).
+    pub number: String,
+    pub queue: String,
+    /// 0–100.
+    pub priority: u32,
+}
+
+/// Where the provider's webhooks are served.
+#[derive(Debug, Clone)]
+pub struct WebhookListen {
+    pub listen: SocketAddr,
+    pub webhook: webhook::WebhookConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmsConfig {
+    pub smpp: Option<smpp::SmppConfig>,
+    pub webhook: Option<WebhookListen>,
+    /// Outbound through the provider's REST API (used when there is no SMPP).
+    pub rest: Option<rest::RestConfig>,
+    /// Our numbers; the first is the sender of messages that answer no
+    /// conversation. At least one.
+    pub numbers: Vec<NumberConfig>,
+    /// Queue of conversations to a number not listed.
+    pub default_queue: String,
+    /// How phone numbers without an international prefix are read.
+    pub rules: IdentityRules,
+    /// Answer to HELP / INFO.
+    pub help_reply: String,
+    /// Confirmation of an opt-out (carriers expect one); none when `None`.
+    pub stop_reply: Option<String>,
+    /// Confirmation of an opt-in.
+    pub start_reply: Option<String>,
+    /// A message within this long of the conversation's last one is a
+    /// follow-up in it (unless the conversation was completed or closed).
+    pub conversation_window: Duration,
+    /// Longest message accepted, in segments.
+    pub max_segments: usize,
+    /// A message not submitted within this long of its command is given up.
+    pub max_age: Duration,
+    /// First delay after a failed attempt; it doubles, up to a minute.
+    pub retry_base: Duration,
+}
+
+impl Default for SmsConfig {
+    fn default() -> Self {
+        Self {
+            smpp: None,
+            webhook: None,
+            rest: None,
+            numbers: Vec::new(),
+            default_queue: "sms".into(),
+            rules: IdentityRules::default(),
+            help_reply: "Reply STOP to stop receiving messages, START to receive them again."
+                .into(),
+            stop_reply: Some(
+                "You will receive no more messages from us. Reply START to receive them again."
+                    .into(),
+            ),
+            start_reply: Some("You will receive our messages again. Reply STOP to stop.".into()),
+            conversation_window: Duration::from_secs(24 * 3600),
+            max_segments: 10,
+            max_age: Duration::from_secs(24 * 3600),
+            retry_base: Duration::from_secs(2),
+        }
+    }
+}
+
+impl SmsConfig {
+    /// Checks what the code relies on; the error names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.smpp.is_none() && self.webhook.is_none() {
+            return Err("sms: configure [sms.smpp] or [sms.webhook] (or both)".into());
+        }
+        if self.numbers.is_empty() {
+            return Err("sms.numbers: list at least one of our numbers".into());
+        }
+        for (i, n) in self.numbers.iter().enumerate() {
+            if n.number.trim().is_empty() || n.number.len() > 21 {
+                return Err(format!("sms.numbers[{i}].number must be 1–21 characters"));
+            }
+            if n.queue.is_empty() {
+                return Err(format!("sms.numbers[{i}].queue is required"));
+            }
+            if n.priority > 100 {
+                return Err(format!("sms.numbers[{i}].priority must be 0–100"));
+            }
+        }
+        if self.default_queue.is_empty() {
+            return Err("sms.default_queue is required".into());
+        }
+        if self.help_reply.trim().is_empty() {
+            return Err("sms.help_reply must not be empty".into());
+        }
+        if !(1..=255).contains(&self.max_segments) {
+            return Err("sms.max_segments must be 1–255".into());
+        }
+        if let Some(w) = &self.webhook {
+            if !w.webhook.path.starts_with('/') {
+                return Err("sms.webhook.path must start with /".into());
+            }
+            if w.webhook.auth_token.is_empty() {
+                return Err("sms.webhook.auth_token is required".into());
+            }
+            if !w.webhook.public_base_url.starts_with("http") {
+                return Err("sms.webhook.public_base_url must be an http(s) URL".into());
+            }
+        }
+        if let Some(r) = &self.rest {
+            r.validate()?;
+        }
+        Ok(())
+    }
+
+    /// The number a conversation to `to` is answered from, and its queue.
+    fn number(&self, to: &str) -> (&str, &str, u32) {
+        match self.numbers.iter().find(|n| self.same_number(&n.number, to)) {
+            Some(n) => (&n.number, &n.queue, n.priority),
+            None => (
+                self.numbers.first().map_or("", |n| n.number.as_str()),
+                &self.default_queue,
+                50,
+            ),
+        }
+    }
+
+    fn same_number(&self, a: &str, b: &str) -> bool {
+        self.phone(a) == self.phone(b)
+    }
+
+    /// A number as stored: E.164 when it is a phone number, else as written
+    /// (a short code, an alphanumeric sender), at most 32 characters.
+    pub(crate) fn phone(&self, raw: &str) -> String {
+        self.rules
+            .normalize(centralino_domain::IdentifierKind::Phone, raw)
+            .map(|i| i.value().to_owned())
+            .unwrap_or_else(|_| raw.trim().chars().take(32).collect())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SmsError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("invalid sms configuration: {0}")]
+    Config(String),
+    #[error("sms webhook: cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+}
+
+/// The adapter's queue: send commands, consent changes and the end of its
+/// conversations.
+pub fn consumer_spec() -> ConsumerSpec {
+    ConsumerSpec::new(SERVICE)
+        .bind(Exchange::Commands, "sms.send")
+        .bind(Exchange::Events, "consent.sms.changed")
+        .bind(Exchange::Events, "routing.sms.completed")
+        .bind(Exchange::Events, "routing.sms.closed")
+        .bind(Exchange::Events, "routing.sms.abandoned")
+        .prefetch(64)
+}
+
+/// The running adapter: finished once `shutdown` resolved (or leadership was
+/// lost) and every task stopped.
+pub struct Sms {
+    pub task: tokio::task::JoinHandle<()>,
+    /// Turns `true` when the adapter lost its lock (its process should exit).
+    pub lost: watch::Receiver<bool>,
+    /// Where the webhooks listen, when configured.
+    pub webhook_addr: Option<SocketAddr>,
+}
+
+/// PostgreSQL advisory-lock key of the SMS adapter ("cent.sms").
+const LOCK_KEY: i64 = 0x6365_6e74_2e73_6d73;
+
+/// What the adapter's tasks share.
+pub(crate) struct Ctx {
+    pub config: SmsConfig,
+    pub db: DatabaseConnection,
+    /// Wakes the outbox relay.
+    pub relay: Arc<Notify>,
+    /// Wakes the sender.
+    pub send_wake: Arc<Notify>,
+}
+
+/// Starts the transports, the handler of what they deliver, the command
+/// consumer, the sender and the outbox relay. Run [`SmsMigrator`] first.
+pub async fn start(
+    config: SmsConfig,
+    db: DatabaseConnection,
+    bus: Arc<dyn Bus>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Sms, SmsError> {
+    config.validate().map_err(SmsError::Config)?;
+    let leadership = centralino_store::leader::acquire(&db, SERVICE, LOCK_KEY, || {
+        tracing::info!("another sms adapter is active; standing by until it stops");
+    })
+    .await?;
+    let lost = leadership.lost();
+    let relay = OutboxRelay::new(db.clone(), bus.clone(), SERVICE);
+    let ctx = Arc::new(Ctx {
+        config,
+        db: db.clone(),
+        relay: relay.waker(),
+        send_wake: Arc::new(Notify::new()),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut tasks = Vec::new();
+    let (incoming_tx, incoming_rx) = mpsc::channel::<Incoming>(256);
+    let mut transport = outbound::Transport::None;
+    if let Some(smpp) = &ctx.config.smpp {
+        tracing::info!(smsc = %format!("{}:{}", smpp.host, smpp.port), "sms: SMPP transceiver to the SMSC");
+        let (client, task) = smpp::Smpp::start(smpp.clone(), incoming_tx.clone(), stop_rx.clone());
+        tasks.push(task);
+        transport = outbound::Transport::Smpp(client);
+    } else if let Some(r) = &ctx.config.rest {
+        tracing::info!(api = %r.base_url, "sms: sending through the provider's REST API");
+        transport = outbound::Transport::Rest(rest::Rest::new(r.clone()));
+    } else {
+        tracing::warn!("sms: neither [sms.smpp] nor [sms.rest]: messages to send wait until one is configured");
+    }
+    let mut webhook_addr = None;
+    if let Some(w) = &ctx.config.webhook {
+        let listener = tokio::net::TcpListener::bind(w.listen)
+            .await
+            .map_err(|e| SmsError::Listen(w.listen, e))?;
+        let addr = listener.local_addr().map_err(|e| SmsError::Listen(w.listen, e))?;
+        webhook_addr = Some(addr);
+        let app = webhook::router(w.webhook.clone(), incoming_tx.clone());
+        let stop = stopped(stop_rx.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+                tracing::error!(error = %e, "sms: webhook server failed");
+            }
+        }));
+        tracing::info!(listen = %addr, path = %w.webhook.path, "sms: provider webhooks listening");
+    }
+    drop(incoming_tx);
+    tasks.push(tokio::spawn(inbound::run(
+        ctx.clone(),
+        incoming_rx,
+        stopped(stop_rx.clone()),
+    )));
+    let subscription = bus.subscribe(consumer_spec()).await?;
+    tasks.push(tokio::spawn(outbound::consume(
+        ctx.clone(),
+        subscription,
+        stopped(stop_rx.clone()),
+    )));
+    tasks.push(tokio::spawn(outbound::deliver(
+        ctx.clone(),
+        transport,
+        stop_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(relay.run(stopped(stop_rx))));
+    let mut watch_lost = lost.clone();
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown => {}
+            _ = watch_lost.wait_for(|l| *l) => {}
+        }
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        // Last: the lock goes only once nothing receives or sends any more.
+        drop(leadership);
+    });
+    Ok(Sms {
+        task,
+        lost,
+        webhook_addr,
+    })
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+pub(crate) fn encoding_name(e: centralino_gsm::Encoding) -> &'static str {
+    match e {
+        centralino_gsm::Encoding::Gsm7 => "gsm7",
+        centralino_gsm::Encoding::Ucs2 => "ucs2",
+    }
 }

@@ -151,7 +151,8 @@ pub struct SendMessage {
     /// with the same id sends nothing more.
     #[prost(string, tag = "1")]
     pub message_id: ::prost::alloc::string::String,
-    /// The conversation to answer in.
+    /// The conversation to answer in; for a message that answers none (an SMS
+    /// notification), the interaction it is about, if any, and `recipient`.
     #[prost(string, tag = "2")]
     pub interaction_id: ::prost::alloc::string::String,
     #[prost(enumeration = "Channel", tag = "3")]
@@ -166,6 +167,18 @@ pub struct SendMessage {
     /// Who sends it (an agent id), for the record.
     #[prost(string, tag = "7")]
     pub agent_id: ::prost::alloc::string::String,
+    /// Where to send when `interaction_id` is not a conversation of the channel
+    /// (an SMS notification to a phone number).
+    #[prost(string, tag = "8")]
+    pub recipient: ::prost::alloc::string::String,
+    /// What the message is for, checked against the customer's consent on the
+    /// channel: empty for a reply in the customer's conversation (blocked after
+    /// an opt-out until the customer writes again), `transactional` for what the
+    /// customer asked for (a one-time code, "your turn is next"; never blocked),
+    /// or a consent purpose (`notifications`, `marketing`, …; blocked by an
+    /// opt-out of that purpose or of everything).
+    #[prost(string, tag = "9")]
+    pub purpose: ::prost::alloc::string::String,
 }
 /// The channel an interaction arrived on or leaves through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::prost::Enumeration)]

@@ -1,0 +1,79 @@
+//! Consent changes that channel adapters ask for over the bus: an SMS opt-out
+//! keyword becomes `history.record_consent` (a `RecordConsentRequest` on the
+//! commands exchange), applied exactly like the gRPC call, with the envelope's
+//! source as the actor. The request id makes a redelivery a no-op.
+
+use centralino_bus::{Delivery, EnvelopeExt as _, Subscription};
+use centralino_proto::v1;
+use centralino_server::ApiError;
+use sea_orm::DatabaseConnection;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::HistoryConfig;
+use crate::writer::{Change, Command};
+
+/// Routing key of the command, on the commands exchange.
+pub const RECORD_CONSENT: &str = "history.record_consent";
+
+/// Applies consent commands until `shutdown`.
+pub(crate) async fn consume(
+    cfg: HistoryConfig,
+    db: DatabaseConnection,
+    mut subscription: Subscription,
+    tx: mpsc::Sender<Command>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let delivery = tokio::select! {
+            d = subscription.next() => match d { Some(d) => d, None => return },
+            () = &mut shutdown => return,
+        };
+        let settled = match apply(&cfg, &db, &tx, &delivery).await {
+            Ok(()) => delivery.ack().await,
+            Err(ApiError::Unavailable(what)) | Err(ApiError::Internal(what)) => {
+                tracing::warn!(%what, "history: consent command not applied yet; it will be redelivered");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                delivery.retry().await
+            }
+            Err(e) => {
+                // Logged by field, never by value: the values are personal data.
+                tracing::warn!(message = %delivery.envelope.message_id, error = %e, "history: consent command refused; dead-lettered");
+                delivery.dead_letter().await
+            }
+        };
+        if let Err(e) = settled {
+            tracing::warn!(error = %e, "history: consent command not settled; the broker redelivers it");
+        }
+    }
+}
+
+async fn apply(
+    cfg: &HistoryConfig,
+    db: &DatabaseConnection,
+    tx: &mpsc::Sender<Command>,
+    delivery: &Delivery,
+) -> Result<(), ApiError> {
+    let req = delivery
+        .envelope
+        .decode::<v1::RecordConsentRequest>()
+        .map_err(|_| ApiError::invalid("payload", "is not a RecordConsentRequest"))?;
+    let actor = match delivery.envelope.source.as_str() {
+        "" => "bus".to_owned(),
+        s => s.chars().take(64).collect(),
+    };
+    let (request_id, input) = crate::grpc::consent_input(cfg, db, req).await?;
+    let (reply, answer) = oneshot::channel();
+    tx.send(Command::Change {
+        actor,
+        request_id,
+        change: Change::Consent(input),
+        reply,
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable("history".into()))?;
+    answer
+        .await
+        .map_err(|_| ApiError::Unavailable("history".into()))?
+        .map(|_| ())
+}

@@ -1,0 +1,452 @@
+//! What the transports deliver, committed: customers' messages (new
+//! conversation or follow-up, keywords), SMPP delivery receipts and provider
+//! status callbacks. Each is one transaction with its bus events (outbox);
+//! the transport answers its peer only after the commit.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use centralino_bus::{Exchange, new_envelope};
+use centralino_domain::IdentifierKind;
+use centralino_gsm::Keyword;
+use centralino_proto::v1;
+use centralino_store::StoreError;
+use sea_orm::{
+    ActiveModelTrait as _, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    Set, TransactionTrait,
+};
+use tokio::sync::mpsc;
+
+use crate::entities::{conversation, message, part};
+use crate::outbound::{Outgoing, queue as queue_outgoing, set_consent, status_event};
+use crate::{Ctx, Delivered, Incoming, SERVICE, now_ms};
+
+/// Longest inbound text kept (characters); a longer one is cut and flagged.
+const MAX_TEXT: usize = 10_000;
+
+/// A receipt or status callback for a message not recorded as sent yet (the
+/// SMSC answers the submit and reports on it at once) is tried again this
+/// often, this many times, before it is acknowledged and dropped.
+const EARLY_RETRY: Duration = Duration::from_millis(200);
+const EARLY_ATTEMPTS: u8 = 50;
+
+/// Handles deliveries until `shutdown`; one at a time, so two messages from
+/// the same number never open two conversations.
+pub(crate) async fn run(
+    ctx: Arc<Ctx>,
+    mut incoming: mpsc::Receiver<Incoming>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let (again_tx, mut again) = mpsc::channel::<(Incoming, u8)>(1_024);
+    loop {
+        let (item, attempt) = tokio::select! {
+            i = incoming.recv() => match i { Some(i) => (i, 0), None => return },
+            Some(a) = again.recv() => a,
+            () = &mut shutdown => return,
+        };
+        let what = item.what.clone();
+        let ok = match handle(&ctx, what).await {
+            Ok(Known::No) if attempt < EARLY_ATTEMPTS => {
+                let again_tx = again_tx.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(EARLY_RETRY).await;
+                    let _ = again_tx.send((item, attempt + 1)).await;
+                });
+                continue;
+            }
+            Ok(Known::No) => {
+                tracing::debug!("sms: a receipt or status for a message we do not know; acknowledged");
+                true
+            }
+            Ok(Known::Yes) => {
+                ctx.relay.notify_one();
+                ctx.send_wake.notify_one();
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "sms: delivery not stored; the peer will deliver it again");
+                false
+            }
+        };
+        let _ = item.handled.send(ok);
+    }
+}
+
+/// Whether what was delivered is about something we know.
+enum Known {
+    Yes,
+    No,
+}
+
+async fn handle(ctx: &Ctx, what: Delivered) -> Result<Known, StoreError> {
+    match what {
+        Delivered::Message { id, from, to, text } => {
+            customer_message(ctx, id.as_deref(), &from, &to, &text).await?;
+            Ok(Known::Yes)
+        }
+        Delivered::Receipt(r) => receipt(ctx, &r).await,
+        Delivered::Status { id, status, error } => {
+            provider_status(ctx, &id, &status, &error).await
+        }
+    }
+}
+
+async fn customer_message(
+    ctx: &Ctx,
+    provider_id: Option<&str>,
+    from: &str,
+    to: &str,
+    text: &str,
+) -> Result<(), StoreError> {
+    let config = &ctx.config;
+    let identifier = config.rules.normalize(IdentifierKind::Phone, from).ok();
+    let phone = config.phone(from);
+    let (our_number, queue, priority) = config.number(to);
+    let id = uuid::Uuid::now_v7().to_string();
+    let dedupe_key = match provider_id {
+        Some(sid) => format!("sid:{sid}"),
+        None => format!("in:{id}"),
+    };
+    let txn = ctx.db.begin().await?;
+    if message::Entity::find()
+        .filter(message::Column::DedupeKey.eq(dedupe_key.clone()))
+        .one(&txn)
+        .await?
+        .is_some()
+    {
+        // A provider's retry of what is already kept.
+        return Ok(());
+    }
+    let now = now_ms();
+    let keyword = centralino_gsm::keyword(text);
+    let window = i64::try_from(config.conversation_window.as_millis()).unwrap_or(i64::MAX);
+    let open = conversation::Entity::find()
+        .filter(conversation::Column::Phone.eq(phone.clone()))
+        .filter(conversation::Column::Closed.eq(false))
+        .filter(conversation::Column::LastMessageAt.gte(now.saturating_sub(window)))
+        .order_by_desc(conversation::Column::LastMessageAt)
+        .one(&txn)
+        .await?;
+    let wire_identifiers: Vec<v1::CustomerIdentifier> = identifier
+        .iter()
+        .map(|i| v1::CustomerIdentifier {
+            kind: v1::customer_identifier::Kind::Phone as i32,
+            value: i.value().to_owned(),
+        })
+        .collect();
+    // A keyword alone opens no conversation: nobody needs to answer it.
+    let conversation = match (open, keyword) {
+        (Some(c), _) => Some(c),
+        (None, Some(_)) => None,
+        (None, None) => {
+            let c = conversation::Model {
+                interaction_id: id.clone(),
+                phone: phone.clone(),
+                our_number: our_number.to_owned(),
+                closed: false,
+                last_inbound_at: now,
+                last_message_at: now,
+                created_at: now,
+            };
+            conversation::Entity::insert(conversation::ActiveModel::from(c.clone()))
+                .exec_without_returning(&txn)
+                .await?;
+            let created = v1::InteractionCreated {
+                interaction: Some(v1::Interaction {
+                    id: id.clone(),
+                    channel: v1::Channel::Sms as i32,
+                    direction: v1::Direction::Inbound as i32,
+                    identifiers: wire_identifiers.clone(),
+                    queue_hint: queue.to_owned(),
+                    priority,
+                    conversation_id: id.clone(),
+                    subject: text.chars().take(100).collect(),
+                    created_at: Some(centralino_proto::timestamp_from_chrono(
+                        chrono::Utc::now(),
+                    )),
+                    attributes: HashMap::from([("sms.to".to_owned(), our_number.to_owned())]),
+                }),
+            };
+            centralino_store::outbox::enqueue(
+                &txn,
+                SERVICE,
+                Exchange::Events,
+                "interaction.sms.created",
+                &new_envelope(SERVICE, &created),
+            )
+            .await?;
+            Some(c)
+        }
+    };
+    let interaction_id = conversation.as_ref().map(|c| c.interaction_id.clone());
+    message::Entity::insert(message::ActiveModel {
+        id: Set(id.clone()),
+        dedupe_key: Set(dedupe_key),
+        interaction_id: Set(interaction_id.clone()),
+        direction: Set("inbound".into()),
+        provider_id: Set(provider_id.map(str::to_owned)),
+        status: Set("received".into()),
+        segments: Set(0),
+        encoding: Set(String::new()),
+        created_at: Set(now),
+    })
+    .exec_without_returning(&txn)
+    .await?;
+    if let Some(c) = &conversation {
+        let mut active: conversation::ActiveModel = c.clone().into();
+        active.last_inbound_at = Set(now);
+        active.last_message_at = Set(now);
+        active.update(&txn).await?;
+        let mut attributes = HashMap::new();
+        if let Some(k) = keyword {
+            attributes.insert("sms.keyword".to_owned(), keyword_name(k).to_owned());
+        }
+        let cut = text.chars().count() > MAX_TEXT;
+        if cut {
+            attributes.insert("sms.truncated".to_owned(), "true".to_owned());
+        }
+        let recorded = v1::MessageRecorded {
+            message_id: id.clone(),
+            interaction_id: c.interaction_id.clone(),
+            channel: v1::Channel::Sms as i32,
+            direction: v1::Direction::Inbound as i32,
+            identifiers: wire_identifiers,
+            subject: String::new(),
+            body: text.chars().take(MAX_TEXT).collect(),
+            sender: phone.clone(),
+            recipient: our_number.to_owned(),
+            at: Some(centralino_proto::timestamp_from_chrono(chrono::Utc::now())),
+            attributes,
+        };
+        centralino_store::outbox::enqueue(
+            &txn,
+            SERVICE,
+            Exchange::Events,
+            "interaction.sms.message",
+            &new_envelope(SERVICE, &recorded),
+        )
+        .await?;
+    }
+    if let Some(k) = keyword {
+        let answer = match k {
+            Keyword::OptOut => {
+                consent(ctx, &txn, &id, &phone, identifier.is_some(), false, now).await?;
+                config.stop_reply.clone()
+            }
+            Keyword::OptIn => {
+                consent(ctx, &txn, &id, &phone, identifier.is_some(), true, now).await?;
+                config.start_reply.clone()
+            }
+            Keyword::Help => Some(config.help_reply.clone()),
+        };
+        if let Some(body) = answer {
+            let answer_id = uuid::Uuid::now_v7();
+            queue_outgoing(
+                ctx,
+                &txn,
+                Outgoing {
+                    id: answer_id.to_string(),
+                    interaction_id: interaction_id.clone().unwrap_or_default(),
+                    recipient: phone.clone(),
+                    sender: our_number.to_owned(),
+                    body,
+                    kind: keyword_name(k),
+                    purpose: "transactional".into(),
+                    agent: String::new(),
+                },
+            )
+            .await?;
+        }
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+fn keyword_name(k: Keyword) -> &'static str {
+    match k {
+        Keyword::OptOut => "stop",
+        Keyword::OptIn => "start",
+        Keyword::Help => "help",
+    }
+}
+
+/// Records an opt-out (or opt-in) from a keyword: here at once, in history's
+/// ledger through a command (when the number is a phone number history can
+/// keep).
+async fn consent(
+    _ctx: &Ctx,
+    txn: &impl ConnectionTrait,
+    message_id: &str,
+    phone: &str,
+    known_phone: bool,
+    granted: bool,
+    now: i64,
+) -> Result<(), StoreError> {
+    set_consent(txn, phone, "all", !granted, now).await?;
+    if !known_phone {
+        return Ok(());
+    }
+    let request = v1::RecordConsentRequest {
+        request_id: format!("sms-keyword:{message_id}"),
+        customer_id: String::new(),
+        identifier: Some(v1::CustomerIdentifier {
+            kind: v1::customer_identifier::Kind::Phone as i32,
+            value: phone.to_owned(),
+        }),
+        channel: v1::Channel::Sms as i32,
+        purpose: "all".into(),
+        state: if granted {
+            v1::ConsentState::Granted
+        } else {
+            v1::ConsentState::Revoked
+        } as i32,
+        source: "sms-keyword".into(),
+        note: String::new(),
+        at: Some(centralino_proto::timestamp_from_chrono(chrono::Utc::now())),
+    };
+    centralino_store::outbox::enqueue(
+        txn,
+        SERVICE,
+        Exchange::Commands,
+        "history.record_consent",
+        &new_envelope(SERVICE, &request),
+    )
+    .await
+}
+
+/// The forms an SMSC id may take between `submit_sm_resp` and its receipt:
+/// as given, and hexadecimal ↔ decimal (SMSCs disagree on which they print).
+fn id_forms(id: &str) -> Vec<String> {
+    let mut forms = vec![id.to_owned()];
+    if let Ok(n) = u64::from_str_radix(id, 16) {
+        forms.push(n.to_string());
+    }
+    if let Ok(n) = id.parse::<u64>() {
+        forms.push(format!("{n:x}"));
+        forms.push(format!("{n:X}"));
+    }
+    forms.dedup();
+    forms
+}
+
+/// Status order: a late `sent` never undoes `delivered`; `failed` is final.
+pub(crate) fn rank(status: &str) -> u8 {
+    match status {
+        "queued" => 1,
+        "sent" => 2,
+        "delivered" | "failed" => 3,
+        _ => 0,
+    }
+}
+
+async fn receipt(ctx: &Ctx, r: &centralino_gsm::Receipt) -> Result<Known, StoreError> {
+    let txn = ctx.db.begin().await?;
+    let mut found = None;
+    // The id as written first; other forms only when it is not found.
+    for form in id_forms(&r.id) {
+        found = part::Entity::find_by_id(form).one(&txn).await?;
+        if found.is_some() {
+            break;
+        }
+    }
+    let Some(p) = found else {
+        return Ok(Known::No);
+    };
+    let mut active: part::ActiveModel = p.clone().into();
+    let status = r.status();
+    if rank(&p.status) < 3 && rank(status) >= rank(&p.status) {
+        active.status = Set(status.to_owned());
+        active.error = Set(if status == "failed" {
+            format!("{} err:{}", r.stat, r.err).chars().take(32).collect()
+        } else {
+            String::new()
+        });
+        active.update(&txn).await?;
+    }
+    let parts = part::Entity::find()
+        .filter(part::Column::MessageId.eq(p.message_id.clone()))
+        .all(&txn)
+        .await?;
+    let (status, error) = if let Some(f) = parts.iter().find(|p| p.status == "failed") {
+        ("failed", f.error.clone())
+    } else if parts.iter().all(|p| p.status == "delivered") {
+        ("delivered", String::new())
+    } else {
+        txn.commit().await?;
+        return Ok(Known::Yes);
+    };
+    advance(&txn, &p.message_id, status, &error).await?;
+    txn.commit().await?;
+    Ok(Known::Yes)
+}
+
+async fn provider_status(
+    ctx: &Ctx,
+    sid: &str,
+    status: &str,
+    error: &str,
+) -> Result<Known, StoreError> {
+    let txn = ctx.db.begin().await?;
+    let Some(m) = message::Entity::find()
+        .filter(message::Column::ProviderId.eq(sid))
+        .filter(message::Column::Direction.eq("outbound"))
+        .one(&txn)
+        .await?
+    else {
+        return Ok(Known::No);
+    };
+    let error = if error.is_empty() {
+        String::new()
+    } else {
+        format!("provider error {error}")
+    };
+    advance(&txn, &m.id, status, &error).await?;
+    txn.commit().await?;
+    Ok(Known::Yes)
+}
+
+/// Moves a message's status forward (never back) and reports it.
+pub(crate) async fn advance(
+    txn: &impl ConnectionTrait,
+    message_id: &str,
+    status: &str,
+    error: &str,
+) -> Result<(), StoreError> {
+    let Some(m) = message::Entity::find_by_id(message_id.to_owned())
+        .one(txn)
+        .await?
+    else {
+        return Ok(());
+    };
+    if m.status == status || rank(&m.status) == 3 || rank(status) < rank(&m.status) {
+        return Ok(());
+    }
+    let mut active: message::ActiveModel = m.clone().into();
+    active.status = Set(status.to_owned());
+    active.update(txn).await?;
+    if let Some(interaction) = m.interaction_id.as_deref().filter(|i| !i.is_empty()) {
+        status_event(txn, message_id, interaction, status, error).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn smsc_ids_match_in_hex_and_decimal() {
+        let forms = super::id_forms("1a");
+        assert!(forms.contains(&"26".to_owned()));
+        let forms = super::id_forms("26");
+        assert!(forms.contains(&"1a".to_owned()));
+        assert_eq!(super::id_forms("msg-1"), vec!["msg-1".to_owned()]);
+    }
+
+    #[test]
+    fn status_only_moves_forward() {
+        assert!(super::rank("delivered") > super::rank("sent"));
+        assert!(super::rank("sent") > super::rank("queued"));
+        assert_eq!(super::rank("failed"), super::rank("delivered"));
+    }
+}

@@ -1,0 +1,612 @@
+//! Outbound messages: `sms.send` commands become rows of a durable queue (in
+//! the same transaction as their `MessageRecorded`), and a sender submits due
+//! rows through the configured transport, retrying while it is away. The same
+//! queue consumes consent changes (`consent.sms.changed`) and the end of
+//! conversations (`routing.sms.completed|closed|abandoned`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use centralino_bus::{
+    Delivery, EnvelopeExt as _, Exchange, Subscription, TypedPayload as _, new_envelope,
+};
+use centralino_domain::IdentifierKind;
+use centralino_proto::v1;
+use centralino_store::StoreError;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait as _, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+};
+use tokio::sync::watch;
+
+use crate::entities::{consent, conversation, message, outbound, part};
+use crate::rest::Rest;
+use crate::smpp::{SendError, Smpp};
+use crate::{Ctx, SERVICE, encoding_name, now_ms};
+
+/// Longest message body accepted (characters), before the segment limit.
+const MAX_BODY_CHARS: usize = 10_000;
+
+/// How messages leave.
+pub(crate) enum Transport {
+    None,
+    Smpp(Smpp),
+    Rest(Rest),
+}
+
+/// What became of a submitted message.
+struct Sent {
+    provider_id: Option<String>,
+    part_ids: Vec<String>,
+}
+
+impl Transport {
+    async fn send(&self, from: &str, to: &str, body: &str) -> Result<Sent, SendError> {
+        match self {
+            Transport::None => Err(SendError::Unavailable("no transport configured".into())),
+            Transport::Smpp(s) => s.send(to, body).await.map(|s| Sent {
+                provider_id: s.part_ids.first().cloned(),
+                part_ids: s.part_ids,
+            }),
+            Transport::Rest(r) => r.send(from, to, body).await.map(|sid| Sent {
+                provider_id: Some(sid),
+                part_ids: Vec::new(),
+            }),
+        }
+    }
+}
+
+/// A message to queue.
+pub(crate) struct Outgoing {
+    pub id: String,
+    /// Empty when it belongs to no interaction (a HELP answer outside any conversation).
+    pub interaction_id: String,
+    pub recipient: String,
+    pub sender: String,
+    pub body: String,
+    pub kind: &'static str,
+    pub purpose: String,
+    pub agent: String,
+}
+
+/// Queues `o` and reports it (`MessageRecorded`, then `queued`) in `txn`.
+pub(crate) async fn queue(
+    ctx: &Ctx,
+    txn: &impl ConnectionTrait,
+    o: Outgoing,
+) -> Result<(), StoreError> {
+    let encoded = centralino_gsm::encode(&o.body);
+    let segments = i32::try_from(encoded.segment_count()).unwrap_or(i32::MAX);
+    let now = now_ms();
+    let interaction = (!o.interaction_id.is_empty()).then(|| o.interaction_id.clone());
+    message::Entity::insert(message::ActiveModel {
+        id: Set(o.id.clone()),
+        dedupe_key: Set(format!("out:{}", o.id)),
+        interaction_id: Set(interaction.clone()),
+        direction: Set("outbound".into()),
+        provider_id: Set(None),
+        status: Set("queued".into()),
+        segments: Set(segments),
+        encoding: Set(encoding_name(encoded.encoding).into()),
+        created_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    outbound::Entity::insert(outbound::ActiveModel {
+        id: Set(o.id.clone()),
+        interaction_id: Set(o.interaction_id.clone()),
+        kind: Set(o.kind.into()),
+        purpose: Set(o.purpose.clone()),
+        sender: Set(o.sender.clone()),
+        recipient: Set(o.recipient.clone()),
+        body: Set(o.body.clone()),
+        status: Set("queued".into()),
+        attempts: Set(0),
+        next_attempt_at: Set(now),
+        last_error: Set(None),
+        created_at: Set(now),
+    })
+    .exec_without_returning(txn)
+    .await?;
+    let Some(interaction) = interaction else {
+        return Ok(());
+    };
+    let identifiers = ctx
+        .config
+        .rules
+        .normalize(IdentifierKind::Phone, &o.recipient)
+        .map(|i| {
+            vec![v1::CustomerIdentifier {
+                kind: v1::customer_identifier::Kind::Phone as i32,
+                value: i.value().to_owned(),
+            }]
+        })
+        .unwrap_or_default();
+    let mut attributes = HashMap::from([
+        ("sms.segments".to_owned(), segments.to_string()),
+        (
+            "sms.encoding".to_owned(),
+            encoding_name(encoded.encoding).to_owned(),
+        ),
+        ("sms.kind".to_owned(), o.kind.to_owned()),
+    ]);
+    if !o.agent.is_empty() {
+        attributes.insert("agent".into(), o.agent.chars().take(64).collect());
+    }
+    if !o.purpose.is_empty() {
+        attributes.insert("sms.purpose".into(), o.purpose.clone());
+    }
+    let recorded = v1::MessageRecorded {
+        message_id: o.id.clone(),
+        interaction_id: interaction.clone(),
+        channel: v1::Channel::Sms as i32,
+        direction: v1::Direction::Outbound as i32,
+        identifiers,
+        subject: String::new(),
+        body: o.body,
+        sender: o.sender,
+        recipient: o.recipient,
+        at: Some(centralino_proto::timestamp_from_chrono(chrono::Utc::now())),
+        attributes,
+    };
+    centralino_store::outbox::enqueue(
+        txn,
+        SERVICE,
+        Exchange::Events,
+        "interaction.sms.message",
+        &new_envelope(SERVICE, &recorded),
+    )
+    .await?;
+    status_event(txn, &o.id, &interaction, "queued", "").await
+}
+
+pub(crate) async fn status_event(
+    txn: &impl ConnectionTrait,
+    id: &str,
+    interaction: &str,
+    status: &str,
+    error: &str,
+) -> Result<(), StoreError> {
+    let event = v1::MessageStatusChanged {
+        message_id: id.to_owned(),
+        interaction_id: interaction.to_owned(),
+        channel: v1::Channel::Sms as i32,
+        status: status.to_owned(),
+        error: error.chars().take(200).collect(),
+        at: Some(centralino_proto::timestamp_from_chrono(chrono::Utc::now())),
+    };
+    centralino_store::outbox::enqueue(
+        txn,
+        SERVICE,
+        Exchange::Events,
+        "interaction.sms.message_status",
+        &new_envelope(SERVICE, &event),
+    )
+    .await
+}
+
+/// Records the consent of `phone` for `purpose` as of `at`; an older record
+/// than the one kept changes nothing.
+pub(crate) async fn set_consent(
+    txn: &impl ConnectionTrait,
+    phone: &str,
+    purpose: &str,
+    revoked: bool,
+    at: i64,
+) -> Result<(), StoreError> {
+    let key = (phone.to_owned(), purpose.to_owned());
+    match consent::Entity::find_by_id(key).one(txn).await? {
+        Some(c) if c.at > at => {}
+        Some(c) => {
+            let mut active: consent::ActiveModel = c.into();
+            active.revoked = Set(revoked);
+            active.at = Set(at);
+            active.update(txn).await?;
+        }
+        None => {
+            consent::Entity::insert(consent::ActiveModel {
+                phone: Set(phone.to_owned()),
+                purpose: Set(purpose.to_owned()),
+                revoked: Set(revoked),
+                at: Set(at),
+            })
+            .exec_without_returning(txn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Why a queued message must not go now, if it must not: an opt-out.
+async fn blocked(
+    db: &impl ConnectionTrait,
+    row: &outbound::Model,
+) -> Result<Option<&'static str>, StoreError> {
+    if row.purpose == "transactional" {
+        return Ok(None);
+    }
+    let revoked = |purpose: &str| {
+        consent::Entity::find_by_id((row.recipient.clone(), purpose.to_owned())).one(db)
+    };
+    let all = revoked("all").await?.filter(|c| c.revoked);
+    if row.purpose.is_empty() {
+        // A reply: held back by an opt-out, unless the customer wrote since.
+        let Some(all) = all else { return Ok(None) };
+        let wrote_since = conversation::Entity::find_by_id(row.interaction_id.clone())
+            .one(db)
+            .await?
+            .is_some_and(|c| c.last_inbound_at > all.at);
+        return Ok((!wrote_since).then_some("the customer opted out of SMS"));
+    }
+    if all.is_some() || revoked(&row.purpose).await?.is_some_and(|c| c.revoked) {
+        return Ok(Some("the customer opted out of this purpose"));
+    }
+    Ok(None)
+}
+
+/// Consumes the adapter's queue until `shutdown`.
+pub(crate) async fn consume(
+    ctx: Arc<Ctx>,
+    mut subscription: Subscription,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let delivery = tokio::select! {
+            d = subscription.next() => match d { Some(d) => d, None => return },
+            () = &mut shutdown => return,
+        };
+        let settled = match accept(&ctx, &delivery).await {
+            Ok(Accepted::Done) => {
+                ctx.relay.notify_one();
+                ctx.send_wake.notify_one();
+                delivery.ack().await
+            }
+            Ok(Accepted::Unreadable) => delivery.dead_letter().await,
+            Err(e) => {
+                tracing::warn!(error = %e, "sms: bus message not stored; it will be redelivered");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                delivery.retry().await
+            }
+        };
+        if let Err(e) = settled {
+            tracing::warn!(error = %e, "sms: bus message not settled; the broker redelivers it");
+        }
+    }
+}
+
+enum Accepted {
+    Done,
+    Unreadable,
+}
+
+async fn accept(ctx: &Ctx, delivery: &Delivery) -> Result<Accepted, StoreError> {
+    let env = &delivery.envelope;
+    let unreadable = |what: &str| {
+        tracing::warn!(message = %env.message_id, what, "sms: a bus message that does not decode; dead-lettered");
+        Ok(Accepted::Unreadable)
+    };
+    if env.event_type == v1::SendMessage::TYPE_NAME {
+        let Ok(cmd) = env.decode::<v1::SendMessage>() else {
+            return unreadable("SendMessage");
+        };
+        let Ok(id) = uuid::Uuid::parse_str(&cmd.message_id) else {
+            return unreadable("SendMessage without a UUID message_id");
+        };
+        send_command(ctx, id.to_string(), cmd).await?;
+    } else if env.event_type == v1::ConsentChanged::TYPE_NAME {
+        let Ok(changed) = env.decode::<v1::ConsentChanged>() else {
+            return unreadable("ConsentChanged");
+        };
+        consent_changed(ctx, &changed).await?;
+    } else if env.event_type == v1::RoutingEvent::TYPE_NAME {
+        let Ok(event) = env.decode::<v1::RoutingEvent>() else {
+            return unreadable("RoutingEvent");
+        };
+        conversation::Entity::update_many()
+            .col_expr(conversation::Column::Closed, Expr::value(true))
+            .filter(conversation::Column::InteractionId.eq(event.interaction_id))
+            .exec(&ctx.db)
+            .await?;
+    }
+    Ok(Accepted::Done)
+}
+
+async fn consent_changed(ctx: &Ctx, changed: &v1::ConsentChanged) -> Result<(), StoreError> {
+    let Some(c) = &changed.consent else {
+        return Ok(());
+    };
+    let revoked = c.state == v1::ConsentState::Revoked as i32;
+    let at = c.at.as_ref().map_or_else(now_ms, |t| {
+        t.seconds
+            .saturating_mul(1000)
+            .saturating_add(i64::from(t.nanos.clamp(0, 999_999_999)) / 1_000_000)
+    });
+    let txn = ctx.db.begin().await?;
+    for i in &changed.identifiers {
+        if i.kind == v1::customer_identifier::Kind::Phone as i32 && !i.value.is_empty() {
+            let phone = ctx.config.phone(&i.value);
+            set_consent(&txn, &phone, &c.purpose, revoked, at).await?;
+        }
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Why a send command is refused, if it is.
+fn refusal(ctx: &Ctx, cmd: &v1::SendMessage) -> Option<String> {
+    if cmd.body.trim().is_empty() {
+        return Some("body is empty".into());
+    }
+    if cmd.body.chars().count() > MAX_BODY_CHARS {
+        return Some(format!("body is longer than {MAX_BODY_CHARS} characters"));
+    }
+    let segments = centralino_gsm::encode(&cmd.body).segment_count();
+    if segments > ctx.config.max_segments {
+        return Some(format!(
+            "body takes {segments} segments; at most {} are sent",
+            ctx.config.max_segments
+        ));
+    }
+    let purpose_ok = cmd.purpose.len() <= 64
+        && cmd
+            .purpose
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !purpose_ok {
+        return Some("purpose may contain only lowercase letters, digits, '-' and '_'".into());
+    }
+    None
+}
+
+async fn send_command(ctx: &Ctx, id: String, cmd: v1::SendMessage) -> Result<(), StoreError> {
+    let txn = ctx.db.begin().await?;
+    if message::Entity::find()
+        .filter(message::Column::DedupeKey.eq(format!("out:{id}")))
+        .one(&txn)
+        .await?
+        .is_some()
+    {
+        return Ok(());
+    }
+    let interaction = uuid::Uuid::parse_str(&cmd.interaction_id)
+        .ok()
+        .map(|u| u.to_string());
+    let conversation = match &interaction {
+        Some(i) => conversation::Entity::find_by_id(i.clone()).one(&txn).await?,
+        None => None,
+    };
+    let target = match (&conversation, refusal(ctx, &cmd)) {
+        (_, Some(why)) => Err(why),
+        (Some(c), None) => Ok((c.phone.clone(), c.our_number.clone())),
+        (None, None) if !cmd.recipient.is_empty() => ctx
+            .config
+            .rules
+            .normalize(IdentifierKind::Phone, &cmd.recipient)
+            .map(|i| {
+                let from = ctx
+                    .config
+                    .numbers
+                    .first()
+                    .map(|n| n.number.clone())
+                    .unwrap_or_default();
+                (i.value().to_owned(), from)
+            })
+            .map_err(|_| "recipient is not a phone number".to_owned()),
+        (None, None) => Err("no SMS conversation has this interaction_id and no recipient is given".into()),
+    };
+    let interaction_id = interaction.clone().unwrap_or_default();
+    let (recipient, sender) = match target {
+        Ok(t) => t,
+        Err(why) => {
+            // Recorded so the same id is refused again without another event.
+            message::Entity::insert(message::ActiveModel {
+                id: Set(id.clone()),
+                dedupe_key: Set(format!("out:{id}")),
+                interaction_id: Set(interaction.clone()),
+                direction: Set("outbound".into()),
+                provider_id: Set(None),
+                status: Set("failed".into()),
+                segments: Set(0),
+                encoding: Set(String::new()),
+                created_at: Set(now_ms()),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+            if !interaction_id.is_empty() {
+                status_event(&txn, &id, &interaction_id, "failed", &why).await?;
+            }
+            txn.commit().await?;
+            tracing::info!(message = %id, reason = %why, "sms: send command refused");
+            return Ok(());
+        }
+    };
+    if let Some(c) = conversation {
+        let mut active: conversation::ActiveModel = c.into();
+        active.last_message_at = Set(now_ms());
+        active.update(&txn).await?;
+    }
+    queue(
+        ctx,
+        &txn,
+        Outgoing {
+            id,
+            interaction_id,
+            recipient,
+            sender,
+            body: cmd.body,
+            kind: if cmd.purpose.is_empty() { "reply" } else { "notice" },
+            purpose: cmd.purpose,
+            agent: cmd.agent_id,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Delay before attempt `attempts + 1`: `base` doubling, at most a minute.
+fn backoff_ms(base: Duration, attempts: i32) -> i64 {
+    let exp = u32::try_from(attempts.clamp(0, 20)).unwrap_or(0);
+    let base = i64::try_from(base.as_millis()).unwrap_or(i64::MAX);
+    base.saturating_mul(1i64 << exp).min(60_000)
+}
+
+/// Sends due rows until stopped.
+pub(crate) async fn deliver(ctx: Arc<Ctx>, transport: Transport, mut stop: watch::Receiver<bool>) {
+    let mut bound = match &transport {
+        Transport::Smpp(s) => Some(s.bound()),
+        _ => None,
+    };
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match deliver_due(&ctx, &transport).await {
+            Ok(0) => {}
+            Ok(_) => {
+                ctx.relay.notify_one();
+                continue;
+            }
+            Err(e) => tracing::warn!(error = %e, "sms: sender could not read or record its work"),
+        }
+        let back = async {
+            match bound.as_mut() {
+                Some(b) => {
+                    let _ = b.changed().await;
+                    *b.borrow_and_update()
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = ctx.send_wake.notified() => {}
+            up = back => if up {
+                // The SMSC is back: what waited for it goes now, not after its backoff.
+                if let Err(e) = due_now(&ctx.db).await {
+                    tracing::warn!(error = %e, "sms: could not reschedule waiting messages");
+                }
+            },
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+async fn due_now(db: &DatabaseConnection) -> Result<(), StoreError> {
+    outbound::Entity::update_many()
+        .col_expr(outbound::Column::NextAttemptAt, Expr::value(now_ms()))
+        .filter(outbound::Column::Status.eq("queued"))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Submits every due row once; returns how many were settled or rescheduled.
+async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreError> {
+    let now = now_ms();
+    let due = outbound::Entity::find()
+        .filter(outbound::Column::Status.eq("queued"))
+        .filter(outbound::Column::NextAttemptAt.lte(now))
+        .order_by_asc(outbound::Column::NextAttemptAt)
+        .order_by_asc(outbound::Column::CreatedAt)
+        .limit(64)
+        .all(&ctx.db)
+        .await?;
+    let count = due.len();
+    let max_age = i64::try_from(ctx.config.max_age.as_millis()).unwrap_or(i64::MAX);
+    let mut sending = Vec::new();
+    for row in due {
+        let stop = if now.saturating_sub(row.created_at) > max_age {
+            Some("not sent in time (expired)")
+        } else {
+            blocked(&ctx.db, &row).await?
+        };
+        if let Some(why) = stop {
+            finish(ctx, &row, Err(SendError::Refused(why.into()))).await?;
+            continue;
+        }
+        // Claimed before sending: if recording the outcome fails after the
+        // SMSC accepted, the next attempt waits for the backoff.
+        let mut claim: outbound::ActiveModel = row.clone().into();
+        claim.attempts = Set(row.attempts + 1);
+        claim.next_attempt_at = Set(now_ms() + backoff_ms(ctx.config.retry_base, row.attempts));
+        claim.update(&ctx.db).await?;
+        sending.push(row);
+    }
+    let results = futures::future::join_all(
+        sending
+            .iter()
+            .map(|row| transport.send(&row.sender, &row.recipient, &row.body)),
+    )
+    .await;
+    for (row, result) in sending.iter().zip(results) {
+        finish(ctx, row, result).await?;
+    }
+    Ok(count)
+}
+
+/// Records what became of one attempt.
+async fn finish(
+    ctx: &Ctx,
+    row: &outbound::Model,
+    result: Result<Sent, SendError>,
+) -> Result<(), StoreError> {
+    let txn = ctx.db.begin().await?;
+    let mut active: outbound::ActiveModel = row.clone().into();
+    active.attempts = Set(row.attempts + 1);
+    let (status, error) = match result {
+        Ok(sent) => {
+            for (i, smsc_id) in sent.part_ids.iter().enumerate() {
+                part::Entity::insert(part::ActiveModel {
+                    smsc_id: Set(smsc_id.chars().take(64).collect()),
+                    message_id: Set(row.id.clone()),
+                    part: Set(i32::try_from(i + 1).unwrap_or(i32::MAX)),
+                    status: Set("sent".into()),
+                    error: Set(String::new()),
+                })
+                .on_conflict_do_nothing()
+                .exec_without_returning(&txn)
+                .await?;
+            }
+            message::Entity::update_many()
+                .col_expr(message::Column::ProviderId, Expr::value(sent.provider_id))
+                .filter(message::Column::Id.eq(row.id.clone()))
+                .exec(&txn)
+                .await?;
+            active.status = Set("sent".into());
+            active.last_error = Set(None);
+            ("sent", String::new())
+        }
+        Err(SendError::Refused(why)) => {
+            tracing::warn!(message = %row.id, reason = %why, "sms: message not sent for good");
+            active.status = Set("failed".into());
+            active.last_error = Set(Some(why.clone()));
+            ("failed", why)
+        }
+        Err(SendError::Unavailable(why)) => {
+            tracing::info!(message = %row.id, attempts = row.attempts + 1, reason = %why, "sms: message not sent for now; will retry");
+            active.last_error = Set(Some(why));
+            active.update(&txn).await?;
+            txn.commit().await?;
+            return Ok(());
+        }
+    };
+    active.update(&txn).await?;
+    crate::inbound::advance(&txn, &row.id, status, &error).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let base = std::time::Duration::from_secs(2);
+        assert_eq!(super::backoff_ms(base, 0), 2_000);
+        assert_eq!(super::backoff_ms(base, 2), 8_000);
+        assert_eq!(super::backoff_ms(base, 30), 60_000);
+    }
+}
