@@ -58,6 +58,7 @@ const server = smpp.createServer({ debug: false }, (session) => {
       id,
       source: pdu.source_addr,
       destination: pdu.destination_addr,
+      destination_ton: pdu.dest_addr_ton,
       data_coding: pdu.data_coding,
       esm_class: pdu.esm_class,
       registered_delivery: pdu.registered_delivery,
@@ -106,18 +107,22 @@ const control = http.createServer((req, res) => {
       let mo;
       try { mo = JSON.parse(body); } catch (e) { return reply(400, { error: 'json' }); }
       if (sessions.size === 0) return reply(503, { error: 'no bound session' });
+      // Long numbers go out as international (TON 1) without '+', as SMSCs write them.
+      const from = String(mo.from || '');
+      const intl = /^\+?\d{8,}$/.test(from);
+      const addr = { source_addr: intl ? from.replace(/^\+/, '') : from, source_addr_ton: intl ? 1 : 0 };
       for (const s of sessions) {
         if (Array.isArray(mo.parts)) {
           // A concatenated message, parts sent in the order given (8-bit reference 42).
           const total = mo.total || mo.parts.length;
           for (const [seq, text] of mo.parts) {
             s.deliver_sm({
-              source_addr: mo.from, destination_addr: mo.to, esm_class: 0,
+              ...addr, destination_addr: mo.to, esm_class: 0,
               short_message: { udh: Buffer.from([5, 0, 3, 42, total, seq]), message: text },
             });
           }
         } else {
-          s.deliver_sm({ source_addr: mo.from, destination_addr: mo.to, esm_class: 0, short_message: { message: mo.text } });
+          s.deliver_sm({ ...addr, destination_addr: mo.to, esm_class: 0, short_message: { message: mo.text } });
         }
       }
       return reply(200, { sent: sessions.size });

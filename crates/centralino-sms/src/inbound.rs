@@ -13,8 +13,8 @@ use centralino_gsm::Keyword;
 use centralino_proto::v1;
 use centralino_store::StoreError;
 use sea_orm::{
-    ActiveModelTrait as _, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    Set, TransactionTrait,
+    ActiveModelTrait as _, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait,
 };
 use tokio::sync::mpsc;
 
@@ -57,7 +57,9 @@ pub(crate) async fn run(
                 continue;
             }
             Ok(Known::No) => {
-                tracing::debug!("sms: a receipt or status for a message we do not know; acknowledged");
+                tracing::debug!(
+                    "sms: a receipt or status for a message we do not know; acknowledged"
+                );
                 true
             }
             Ok(Known::Yes) => {
@@ -87,9 +89,7 @@ async fn handle(ctx: &Ctx, what: Delivered) -> Result<Known, StoreError> {
             Ok(Known::Yes)
         }
         Delivered::Receipt(r) => receipt(ctx, &r).await,
-        Delivered::Status { id, status, error } => {
-            provider_status(ctx, &id, &status, &error).await
-        }
+        Delivered::Status { id, status, error } => provider_status(ctx, &id, &status, &error).await,
     }
 }
 
@@ -163,9 +163,7 @@ async fn customer_message(
                     priority,
                     conversation_id: id.clone(),
                     subject: text.chars().take(100).collect(),
-                    created_at: Some(centralino_proto::timestamp_from_chrono(
-                        chrono::Utc::now(),
-                    )),
+                    created_at: Some(centralino_proto::timestamp_from_chrono(chrono::Utc::now())),
                     attributes: HashMap::from([("sms.to".to_owned(), our_number.to_owned())]),
                 }),
             };
@@ -359,7 +357,10 @@ async fn receipt(ctx: &Ctx, r: &centralino_gsm::Receipt) -> Result<Known, StoreE
     if rank(&p.status) < 3 && rank(status) >= rank(&p.status) {
         active.status = Set(status.to_owned());
         active.error = Set(if status == "failed" {
-            format!("{} err:{}", r.stat, r.err).chars().take(32).collect()
+            format!("{} err:{}", r.stat, r.err)
+                .chars()
+                .take(32)
+                .collect()
         } else {
             String::new()
         });

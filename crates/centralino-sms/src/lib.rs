@@ -200,7 +200,11 @@ impl SmsConfig {
 
     /// The number a conversation to `to` is answered from, and its queue.
     fn number(&self, to: &str) -> (&str, &str, u32) {
-        match self.numbers.iter().find(|n| self.same_number(&n.number, to)) {
+        match self
+            .numbers
+            .iter()
+            .find(|n| self.same_number(&n.number, to))
+        {
             Some(n) => (&n.number, &n.queue, n.priority),
             None => (
                 self.numbers.first().map_or("", |n| n.number.as_str()),
@@ -308,19 +312,26 @@ pub async fn start(
         tracing::info!(api = %r.base_url, "sms: sending through the provider's REST API");
         transport = outbound::Transport::Rest(rest::Rest::new(r.clone()));
     } else {
-        tracing::warn!("sms: neither [sms.smpp] nor [sms.rest]: messages to send wait until one is configured");
+        tracing::warn!(
+            "sms: neither [sms.smpp] nor [sms.rest]: messages to send wait until one is configured"
+        );
     }
     let mut webhook_addr = None;
     if let Some(w) = &ctx.config.webhook {
         let listener = tokio::net::TcpListener::bind(w.listen)
             .await
             .map_err(|e| SmsError::Listen(w.listen, e))?;
-        let addr = listener.local_addr().map_err(|e| SmsError::Listen(w.listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| SmsError::Listen(w.listen, e))?;
         webhook_addr = Some(addr);
         let app = webhook::router(w.webhook.clone(), incoming_tx.clone());
         let stop = stopped(stop_rx.clone());
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+            {
                 tracing::error!(error = %e, "sms: webhook server failed");
             }
         }));

@@ -375,7 +375,11 @@ async fn send_command(ctx: &Ctx, id: String, cmd: v1::SendMessage) -> Result<(),
         .ok()
         .map(|u| u.to_string());
     let conversation = match &interaction {
-        Some(i) => conversation::Entity::find_by_id(i.clone()).one(&txn).await?,
+        Some(i) => {
+            conversation::Entity::find_by_id(i.clone())
+                .one(&txn)
+                .await?
+        }
         None => None,
     };
     let target = match (&conversation, refusal(ctx, &cmd)) {
@@ -395,7 +399,9 @@ async fn send_command(ctx: &Ctx, id: String, cmd: v1::SendMessage) -> Result<(),
                 (i.value().to_owned(), from)
             })
             .map_err(|_| "recipient is not a phone number".to_owned()),
-        (None, None) => Err("no SMS conversation has this interaction_id and no recipient is given".into()),
+        (None, None) => {
+            Err("no SMS conversation has this interaction_id and no recipient is given".into())
+        }
     };
     let interaction_id = interaction.clone().unwrap_or_default();
     let (recipient, sender) = match target {
@@ -437,7 +443,11 @@ async fn send_command(ctx: &Ctx, id: String, cmd: v1::SendMessage) -> Result<(),
             recipient,
             sender,
             body: cmd.body,
-            kind: if cmd.purpose.is_empty() { "reply" } else { "notice" },
+            kind: if cmd.purpose.is_empty() {
+                "reply"
+            } else {
+                "notice"
+            },
             purpose: cmd.purpose,
             agent: cmd.agent_id,
         },

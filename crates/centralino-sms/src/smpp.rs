@@ -229,7 +229,7 @@ async fn connect(
 async fn submit(
     client: &Client,
     window: &Semaphore,
-    source: &str,
+    source_raw: &str,
     to: &str,
     text: &str,
     reference: u8,
@@ -238,7 +238,17 @@ async fn submit(
         COctetString::<1, 21>::from_str(s.trim_start_matches('+'))
             .map_err(|_| SendError::Refused(format!("not an SMPP address: {s:?}")))
     };
-    let (source, destination) = (address(source)?, address(to)?);
+    let (source, destination) = (address(source_raw)?, address(to)?);
+    // E.164 ('+…') is an international ISDN number; anything else is left to the SMSC.
+    let numbering = |s: &str| {
+        if s.starts_with('+') {
+            (Ton::International, Npi::Isdn)
+        } else {
+            (Ton::Unknown, Npi::Unknown)
+        }
+    };
+    let (source_ton, source_npi) = numbering(source_raw);
+    let (dest_ton, dest_npi) = numbering(to);
     let encoded = centralino_gsm::encode(text);
     let total = u8::try_from(encoded.segments.len())
         .map_err(|_| SendError::Refused("longer than 255 parts".into()))?;
@@ -260,11 +270,11 @@ async fn submit(
             .map_err(|e| SendError::Refused(format!("segment too long: {e}")))?;
         let pdu = SubmitSm::builder()
             .service_type(ServiceType::default())
-            .source_addr_ton(Ton::Unknown)
-            .source_addr_npi(Npi::Unknown)
+            .source_addr_ton(source_ton)
+            .source_addr_npi(source_npi)
             .source_addr(source.clone())
-            .dest_addr_ton(Ton::Unknown)
-            .dest_addr_npi(Npi::Unknown)
+            .dest_addr_ton(dest_ton)
+            .dest_addr_npi(dest_npi)
             .destination_addr(destination.clone())
             .esm_class(esm)
             .registered_delivery(RegisteredDelivery::request_all())
@@ -338,7 +348,12 @@ async fn on_command(
     let esm = u8::from(deliver.esm_class);
     let coding = u8::from(deliver.data_coding);
     let bytes: &[u8] = deliver.short_message().as_ref();
-    let from = deliver.source_addr.to_string();
+    // An international number comes without its '+': put it back, so it
+    // normalizes to E.164 whatever the default region.
+    let from = match (deliver.source_addr_ton, deliver.source_addr.to_string()) {
+        (Ton::International, a) if !a.starts_with('+') => format!("+{a}"),
+        (_, a) => a,
+    };
     let to = deliver.destination_addr.to_string();
     let (udh, body) = centralino_gsm::split_udh(bytes, esm & 0x40 != 0);
     let text = centralino_gsm::decode(body, coding);

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 /// The password of every Dovecot test user.
 pub const PASSWORD: &str = "secret";
 
-fn free_port() -> u16 {
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -460,7 +461,15 @@ impl Smsc {
         self.run();
     }
 
-    fn kill(&mut self) {
+    /// Starts a fresh simulator on the same port after [`Smsc::kill`].
+    pub fn resume(&mut self) {
+        if self.child.is_none() {
+            self.run();
+        }
+    }
+
+    /// Kills the simulator: the port refuses connections until [`Smsc::resume`].
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();

@@ -2,5 +2,7 @@
 //! `tests/node/smsc.js` (npm `smpp`) and webhook requests signed by the
 //! `twilio` Python package (both installed by `.ci/run`).
 
+mod adapter;
 mod smpp;
+mod support;
 mod webhook;

@@ -123,7 +123,7 @@ async fn inbound_messages_and_failed_receipts() {
         got.what,
         Delivered::Message {
             id: None,
-            from: "393331112222".into(),
+            from: "+393331112222".into(),
             to: "4321".into(),
             text: "Ciao, è arrivato il pacco?".into(),
         }
@@ -188,7 +188,7 @@ async fn concatenated_inbound_parts_are_reassembled() {
         got.what,
         Delivered::Message {
             id: None,
-            from: "393331112222".into(),
+            from: "+393331112222".into(),
             to: "4321".into(),
             text: "Prima parte, seconda parte.".into(),
         }

@@ -9,7 +9,7 @@ use centralino_sms::Delivered;
 use centralino_sms::webhook::{WebhookConfig, router};
 use tokio::sync::mpsc;
 
-const TOKEN: &str = "test-auth-token-0123456789";
+pub const TOKEN: &str = "test-auth-token-0123456789";
 
 struct Server {
     base: String,
@@ -55,7 +55,7 @@ async fn server() -> Server {
 }
 
 /// Runs the Python client; returns the status code and body.
-async fn post(url: String, extra: &[&str], params: &[&str]) -> (u16, String) {
+pub async fn post(url: String, extra: &[&str], params: &[&str]) -> (u16, String) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python/twilio_post.py");
     let mut cmd = Command::new("python3");
     cmd.arg(script).arg(url).arg(TOKEN).args(extra).args(params);
