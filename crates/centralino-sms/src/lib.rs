@@ -181,6 +181,21 @@ impl SmsConfig {
         if !(1..=255).contains(&self.max_segments) {
             return Err("sms.max_segments must be 1–255".into());
         }
+        if let Some(s) = &self.smpp {
+            if s.host.is_empty() {
+                return Err("sms.smpp.host is required".into());
+            }
+            // SMPP 3.4 field sizes, terminator included: 16 and 9.
+            if s.system_id.is_empty() || s.system_id.len() > 15 {
+                return Err("sms.smpp.system_id must be 1–15 characters".into());
+            }
+            if s.password.len() > 8 {
+                return Err("sms.smpp.password must be at most 8 characters".into());
+            }
+            if s.source_addr.is_empty() || s.source_addr.len() > 20 {
+                return Err("sms.smpp.source_addr must be 1–20 characters".into());
+            }
+        }
         if let Some(w) = &self.webhook {
             if !w.webhook.path.starts_with('/') {
                 return Err("sms.webhook.path must start with /".into());

@@ -51,6 +51,13 @@ pub enum Command {
     /// new conversation or a follow-up), publishes them on RabbitMQ, and sends the
     /// agents' replies (email.send commands) through [email.smtp].
     Email,
+    /// Run the SMS adapter alone.
+    ///
+    /// Binds to the SMSC in [sms.smpp] and/or serves the provider's webhooks
+    /// ([sms.webhook]); customers' messages become conversations on RabbitMQ,
+    /// agents' replies (sms.send commands) leave as exact segments, STOP and
+    /// START are honoured at once and recorded in history's consent ledger.
+    Sms,
     /// Apply every service's database migrations, then exit.
     Migrate,
     /// Check that a running Centralino answers its gRPC health check (for container

@@ -36,6 +36,8 @@ pub enum RunError {
     History(#[from] centralino_history::HistoryError),
     #[error(transparent)]
     Email(#[from] centralino_email::EmailError),
+    #[error(transparent)]
+    Sms(#[from] centralino_sms::SmsError),
     #[error("{0}")]
     Io(String),
 }
@@ -131,6 +133,8 @@ pub async fn migrate_all(
     applied.extend(
         centralino_store::migrate::<centralino_email::EmailMigrator>(db, &mut progress).await?,
     );
+    applied
+        .extend(centralino_store::migrate::<centralino_sms::SmsMigrator>(db, &mut progress).await?);
     Ok(applied)
 }
 
@@ -140,6 +144,8 @@ pub struct Running {
     pub bus_kind: &'static str,
     pub store_kind: &'static str,
     pub services: Vec<String>,
+    /// Where the SMS provider's webhooks listen, when the adapter runs with them.
+    pub sms_webhook: Option<SocketAddr>,
     pub task: tokio::task::JoinHandle<Result<(), RunError>>,
 }
 
@@ -149,11 +155,18 @@ pub enum Service {
     Routing,
     History,
     Email,
+    /// Runs when `[sms.smpp]` or `[sms.webhook]` is configured.
+    Sms,
 }
 
 impl Service {
     /// Every service: what `up` runs.
-    pub const ALL: [Service; 3] = [Service::Routing, Service::History, Service::Email];
+    pub const ALL: [Service; 4] = [
+        Service::Routing,
+        Service::History,
+        Service::Email,
+        Service::Sms,
+    ];
 }
 
 /// Starts every service in this process and returns once all are listening.
@@ -194,6 +207,16 @@ pub async fn serve(
         .email
         .email_config()
         .map_err(|e| RunError::Io(e.join("; ")))?;
+    let sms = config
+        .sms
+        .sms_config(&config.identity)
+        .map_err(|e| RunError::Io(e.join("; ")))?;
+    if which == [Service::Sms] && sms.is_none() {
+        return Err(RunError::Io(
+            "sms: nothing to run; configure [sms.smpp] or [sms.webhook] (see deploy/sms.toml)"
+                .into(),
+        ));
+    }
 
     // One shutdown signal for the server and every service.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -230,6 +253,12 @@ pub async fn serve(
         Some(centralino_email::start(email, db.clone(), bus.clone(), stopped()).await?)
     } else {
         None
+    };
+    let sms = match sms {
+        Some(sms) if which.contains(&Service::Sms) => {
+            Some(centralino_sms::start(sms, db.clone(), bus.clone(), stopped()).await?)
+        }
+        _ => None,
     };
     let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
     let mut services = vec!["centralino.v1.OpsService".to_owned()];
@@ -282,6 +311,11 @@ pub async fn serve(
         tasks.push(email.task);
         stop_on_loss("email", email.lost);
     }
+    let sms_webhook = sms.as_ref().and_then(|s| s.webhook_addr);
+    if let Some(sms) = sms {
+        tasks.push(sms.task);
+        stop_on_loss("sms", sms.lost);
+    }
     if let Some(history) = history {
         server.add(history.api);
         tasks.push(history.task);
@@ -315,6 +349,7 @@ pub async fn serve(
         bus_kind,
         store_kind,
         services,
+        sms_webhook,
         task,
     })
 }

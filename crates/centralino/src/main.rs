@@ -132,6 +132,9 @@ async fn serve_and_wait(
     if services.contains(&centralino::Service::Email) {
         println!("  email   {}", describe_email(config));
     }
+    if services.contains(&centralino::Service::Sms) {
+        println!("  sms     {}", describe_sms(config, running.sms_webhook));
+    }
     println!("  tokens  centralino token --role admin --subject you");
     println!("press Ctrl-C to stop");
     running
@@ -176,6 +179,15 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
                 &[centralino::Service::Email],
                 "centralino-email",
                 "centralino-email",
+            )
+            .await
+        }
+        Command::Sms => {
+            serve_and_wait(
+                &config,
+                &[centralino::Service::Sms],
+                "centralino-sms",
+                "centralino-sms",
             )
             .await
         }
@@ -285,6 +297,36 @@ fn describe_email(config: &Config) -> String {
         None => "no [email.smtp]: replies wait".to_owned(),
     };
     format!("{imap}; {smtp}")
+}
+
+fn describe_sms(config: &Config, webhook: Option<std::net::SocketAddr>) -> String {
+    let sms = &config.sms;
+    if !sms.configured() {
+        return "not configured ([sms.smpp] or [sms.webhook] in the config file)".to_owned();
+    }
+    let mut parts = Vec::new();
+    if let Some(s) = &sms.smpp {
+        parts.push(format!(
+            "SMSC {}:{} (SMPP, as {})",
+            s.host, s.port, s.system_id
+        ));
+    }
+    if let (Some(w), Some(addr)) = (&sms.webhook, webhook) {
+        parts.push(format!(
+            "webhooks http://{addr}{}/inbound and /status",
+            w.path.trim_end_matches('/')
+        ));
+    }
+    if let (None, Some(r)) = (&sms.smpp, &sms.rest) {
+        parts.push(format!("sending via {}", r.base_url));
+    }
+    let numbers: Vec<String> = sms
+        .numbers
+        .iter()
+        .map(|n| format!("{} -> queue {}", n.number, n.queue))
+        .collect();
+    parts.push(numbers.join(", "));
+    parts.join("; ")
 }
 
 /// Hides the password in `scheme://user:password@host/...`.

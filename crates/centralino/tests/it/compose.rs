@@ -237,3 +237,52 @@ fn the_shipped_email_config_loads_and_bad_email_settings_are_named() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_shipped_sms_config_loads_and_bad_sms_settings_are_named() {
+    let config = centralino::Config::load(Some(&root().join("deploy/sms.toml")), [])
+        .unwrap_or_else(|e| panic!("deploy/sms.toml: {e}"));
+    let sms = config
+        .sms
+        .sms_config(&config.identity)
+        .expect("valid sms settings")
+        .expect("the adapter is configured");
+    assert_eq!(sms.numbers.len(), 2);
+    assert_eq!(sms.numbers[1].queue, "sms-sales");
+    assert!(sms.smpp.is_some() && sms.webhook.is_some() && sms.rest.is_some());
+    assert_eq!(
+        sms.rest.and_then(|r| r.status_callback).as_deref(),
+        Some("https://sms.example.com/sms/twilio/status"),
+        "the status callback defaults to the webhook"
+    );
+    // Secrets from the environment, as compose passes them.
+    let config = centralino::Config::load(
+        Some(&root().join("deploy/sms.toml")),
+        [(
+            "CENTRALINO_SMS__SMPP__PASSWORD".to_owned(),
+            "s3cret".to_owned(),
+        )],
+    )
+    .expect("loads with the override");
+    assert_eq!(
+        config.sms.smpp.map(|s| s.password).as_deref(),
+        Some("s3cret")
+    );
+
+    let dir = std::env::temp_dir().join(centralino_test_support::unique("cfg"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[sms.smpp]\nhost = \"h\"\nsystem_id = \"s\"\npassword = \"p\"\nwindow = 0\n\
+         [sms.webhook]\nlisten = \"everywhere\"\npublic_base_url = \"https://x\"\nauth_token = \"t\"\n",
+    )
+    .expect("write");
+    let err = centralino::Config::load(Some(&bad), [])
+        .expect_err("refused")
+        .to_string();
+    for field in ["sms.smpp.window", "sms.webhook.listen", "sms.numbers"] {
+        assert!(err.contains(field), "{field} is named in: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

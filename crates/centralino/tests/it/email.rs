@@ -141,10 +141,10 @@ async fn up_imports_a_mailbox_into_history() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-struct Bearer(String);
+pub struct Bearer(pub String);
 
 impl Bearer {
-    fn wrap<T>(&self, msg: T) -> tonic::Request<T> {
+    pub fn wrap<T>(&self, msg: T) -> tonic::Request<T> {
         let mut r = tonic::Request::new(msg);
         r.metadata_mut().insert(
             "authorization",

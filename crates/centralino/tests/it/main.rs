@@ -6,3 +6,4 @@ mod cli;
 mod compose;
 mod email;
 mod python;
+mod sms;

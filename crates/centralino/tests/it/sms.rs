@@ -1,0 +1,130 @@
+//! `centralino up` with the SMS adapter in the embedded mode (in-process bus,
+//! SQLite): a customer's SMS through a real SMSC simulator lands in their
+//! history timeline, and their STOP in their consent ledger.
+
+use std::time::Duration;
+
+use centralino_proto::v1;
+use centralino_proto::v1::history_service_client::HistoryServiceClient;
+use centralino_test_support::eventually;
+use centralino_test_support::mail::Smsc;
+
+use crate::email::Bearer;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_takes_sms_into_history_and_stop_into_the_ledger() {
+    let smsc = Smsc::start();
+    let dir = std::env::temp_dir().join(centralino_test_support::unique("centralino-up-"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("centralino.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {data:?}\n[grpc]\nlisten = \"127.0.0.1:0\"\n\
+             [sms]\nnumbers = [{{ number = \"4321\", queue = \"sms\" }}]\n\
+             [sms.smpp]\nhost = \"127.0.0.1\"\nport = {port}\nsystem_id = \"centralino\"\npassword = \"secret\"\n",
+            data = dir.display().to_string(),
+            port = smsc.port(),
+        ),
+    )
+    .expect("config file");
+    let config = centralino::Config::load(Some(&file), []).expect("config loads");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = centralino::up(&config, async {
+        let _ = stopped.await;
+    })
+    .await
+    .expect("up starts");
+    eventually(Duration::from_secs(30), "the adapter bound", || async {
+        smsc.mobile_originated("393331234567", "4321", "Il pacco non è arrivato")
+            .then_some(())
+    })
+    .await;
+
+    let key = centralino::token_key(&config).expect("key");
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs(),
+    )
+    .expect("fits");
+    let token = key
+        .mint("up-test", centralino_auth::Role::Agent, now, 600)
+        .expect("token");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.grpc_addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let history = HistoryServiceClient::new(channel);
+    let authed = Bearer(token);
+    let phone = || {
+        Some(v1::CustomerIdentifier {
+            kind: v1::customer_identifier::Kind::Phone as i32,
+            value: "333 123 4567".into(),
+        })
+    };
+    let timeline = eventually(
+        Duration::from_secs(30),
+        "the SMS in the customer's timeline",
+        || {
+            let mut history = history.clone();
+            let find = authed.wrap(v1::FindCustomersRequest {
+                identifier: phone(),
+                ..Default::default()
+            });
+            let authed = &authed;
+            async move {
+                let customer = history
+                    .find_customers(find)
+                    .await
+                    .ok()?
+                    .into_inner()
+                    .customers
+                    .into_iter()
+                    .next()?;
+                let timeline = history
+                    .list_timeline(authed.wrap(v1::ListTimelineRequest {
+                        customer_id: customer.id,
+                        include_messages: true,
+                        ..Default::default()
+                    }))
+                    .await
+                    .ok()?
+                    .into_inner();
+                timeline
+                    .interactions
+                    .first()
+                    .is_some_and(|i| !i.messages.is_empty())
+                    .then_some(timeline)
+            }
+        },
+    )
+    .await;
+    let interaction = &timeline.interactions[0];
+    assert_eq!(interaction.channel, v1::Channel::Sms as i32);
+    assert_eq!(interaction.messages[0].body, "Il pacco non è arrivato");
+
+    assert!(smsc.mobile_originated("393331234567", "4321", "STOP"));
+    eventually(Duration::from_secs(30), "the opt-out in the ledger", || {
+        let mut history = history.clone();
+        let get = authed.wrap(v1::GetConsentRequest {
+            identifier: phone(),
+            channel: v1::Channel::Sms as i32,
+            ..Default::default()
+        });
+        async move {
+            let consent = history.get_consent(get).await.ok()?.into_inner();
+            consent
+                .current
+                .iter()
+                .any(|c| c.state == v1::ConsentState::Revoked as i32 && c.source == "sms-keyword")
+                .then_some(())
+        }
+    })
+    .await;
+    let _ = stop.send(());
+    let _ = running.task.await;
+    let _ = std::fs::remove_dir_all(dir);
+}
