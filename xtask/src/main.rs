@@ -188,8 +188,12 @@ fn drop_stale_test_databases() {
     }
 }
 
-/// Is `name` a queue made by a test run (`t` + 10 hex digits) or the bus
-/// benchmark (`bench` + 8 hex digits), followed by `.`?
+/// Bus prefixes of the test suites and benchmarks (`unique(prefix)`: prefix +
+/// 10 hex digits).
+const TEST_PREFIXES: [&str; 7] = ["t", "rt", "hi", "em", "sm", "eb", "hbench"];
+
+/// Is `name` a queue made by a test run (a test prefix + 10 hex digits) or the
+/// bus benchmark (`bench` + 8 hex digits), followed by `.`?
 fn is_test_queue(name: &str) -> bool {
     let hex_then_dot = |rest: &str, n: usize| {
         rest.len() > n
@@ -198,7 +202,9 @@ fn is_test_queue(name: &str) -> bool {
     };
     name.strip_prefix("bench")
         .is_some_and(|r| hex_then_dot(r, 8))
-        || name.strip_prefix('t').is_some_and(|r| hex_then_dot(r, 10))
+        || TEST_PREFIXES
+            .iter()
+            .any(|p| name.strip_prefix(p).is_some_and(|r| hex_then_dot(r, 10)))
 }
 
 /// Deletes RabbitMQ queues left behind by interrupted test runs (best effort).
@@ -313,6 +319,8 @@ mod tests {
     fn only_test_queues_match() {
         assert!(super::is_test_queue("t1efd1cfeb1.app.dead"));
         assert!(super::is_test_queue("bench0a1b2c3d.bench"));
+        assert!(super::is_test_queue("sma3d4d53c17.history-commands.dead"));
+        assert!(super::is_test_queue("hicb7a9aa4c4.observer.dead"));
         assert!(!super::is_test_queue("centralino.history"));
         assert!(!super::is_test_queue("t1efd1cfeb1"));
         assert!(!super::is_test_queue("tzzzzzzzzzz.app"));

@@ -347,7 +347,7 @@ async fn ingest(events: u64) {
     );
     let _ = store.close().await;
     let (queues, exchanges) =
-        centralino_test_support::rabbitmq_shared_objects(&prefix, &["history"]);
+        centralino_test_support::rabbitmq_shared_objects(&prefix, &centralino_history::CONSUMERS);
     centralino_test_support::delete_rabbitmq_objects(&amqp_url(), &queues, &exchanges).await;
     db.drop_db().await;
 }
@@ -649,7 +649,7 @@ async fn api(customers: u64, per: u64, rate: u64, seconds: u64) {
     let _ = server_task.await;
     let _ = history.task.await;
     let (queues, exchanges) =
-        centralino_test_support::rabbitmq_shared_objects(&prefix, &["history"]);
+        centralino_test_support::rabbitmq_shared_objects(&prefix, &centralino_history::CONSUMERS);
     centralino_test_support::delete_rabbitmq_objects(&amqp_url(), &queues, &exchanges).await;
 }
 

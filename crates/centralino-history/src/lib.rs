@@ -45,6 +45,11 @@ pub use migrations::HistoryMigrator;
 /// Name of the history service: its consumer queue, outbox source and inbox consumer.
 pub const SERVICE: &str = "history";
 
+/// The consumer (queue) names history declares on the bus.
+pub const CONSUMERS: [&str; 2] = [SERVICE, COMMANDS_CONSUMER];
+
+const COMMANDS_CONSUMER: &str = "history-commands";
+
 /// gRPC service names this crate serves.
 pub const GRPC_SERVICES: [&str; 1] = ["centralino.v1.HistoryService"];
 
@@ -118,7 +123,7 @@ pub fn consumer_spec() -> ConsumerSpec {
 
 /// History's command queue: consent changes adapters ask for (an SMS `STOP`).
 pub fn commands_spec() -> ConsumerSpec {
-    ConsumerSpec::new("history-commands")
+    ConsumerSpec::new(COMMANDS_CONSUMER)
         .bind(Exchange::Commands, RECORD_CONSENT)
         .prefetch(64)
 }

@@ -46,7 +46,7 @@ impl Transport {
     async fn send(&self, from: &str, to: &str, body: &str) -> Result<Sent, SendError> {
         match self {
             Transport::None => Err(SendError::Unavailable("no transport configured".into())),
-            Transport::Smpp(s) => s.send(to, body).await.map(|s| Sent {
+            Transport::Smpp(s) => s.send_from(Some(from), to, body).await.map(|s| Sent {
                 provider_id: s.part_ids.first().cloned(),
                 part_ids: s.part_ids,
             }),

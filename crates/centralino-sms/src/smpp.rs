@@ -34,6 +34,13 @@ pub struct SmppConfig {
     pub response_timeout: Duration,
     /// Most submits awaiting their response at once.
     pub window: usize,
+    /// Most parts submitted per second (the account's throughput at the
+    /// SMSC); 0: no limit.
+    pub max_per_second: u32,
+    /// A multipart message still missing parts after this long is handed over
+    /// with what arrived (a missing part shows as `…`), so its parts are
+    /// answered before the SMSC gives up on them.
+    pub parts_timeout: Duration,
 }
 
 impl Default for SmppConfig {
@@ -47,6 +54,8 @@ impl Default for SmppConfig {
             enquire_link: Duration::from_secs(30),
             response_timeout: Duration::from_secs(10),
             window: 10,
+            max_per_second: 0,
+            parts_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -71,6 +80,7 @@ pub struct Submitted {
 }
 
 struct Request {
+    from: Option<String>,
     to: String,
     text: String,
     reply: oneshot::Sender<Result<Submitted, SendError>>,
@@ -101,11 +111,23 @@ impl Smpp {
         self.bound.clone()
     }
 
-    /// Submits `text` to `to` (digits, optionally with `+`), asking for a receipt.
+    /// Submits `text` to `to` (digits, optionally with `+`), asking for a
+    /// receipt, from the configured `source_addr`.
     pub async fn send(&self, to: &str, text: &str) -> Result<Submitted, SendError> {
+        self.send_from(None, to, text).await
+    }
+
+    /// [`Smpp::send`] from `from` (one of our numbers) instead of `source_addr`.
+    pub async fn send_from(
+        &self,
+        from: Option<&str>,
+        to: &str,
+        text: &str,
+    ) -> Result<Submitted, SendError> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(Request {
+                from: from.filter(|f| !f.is_empty()).map(str::to_owned),
                 to: to.to_owned(),
                 text: text.to_owned(),
                 reply,
@@ -127,6 +149,7 @@ async fn run(
 ) {
     let mut backoff = Duration::from_secs(1);
     let window = Arc::new(Semaphore::new(config.window.max(1)));
+    let pace = Arc::new(Pace::new(config.max_per_second));
     let mut reference: u8 = 0;
     loop {
         if stopping(&stop) {
@@ -155,16 +178,20 @@ async fn run(
         let _ = bound.send(true);
         tracing::info!(smsc = %format!("{}:{}", config.host, config.port), "sms: bound to the SMSC as a transceiver");
         let mut parts: Parts = HashMap::new();
+        let mut sweep = tokio::time::interval(Duration::from_secs(1));
         let ended = loop {
             tokio::select! {
+                _ = sweep.tick() => {
+                    flush_stale(&client, &incoming, &mut parts, config.parts_timeout).await;
+                }
                 r = requests.recv() => {
                     let Some(r) = r else { break true };
                     reference = reference.wrapping_add(1);
                     let client = client.clone();
-                    let window = window.clone();
-                    let source = config.source_addr.clone();
+                    let (window, pace) = (window.clone(), pace.clone());
+                    let source = r.from.clone().unwrap_or_else(|| config.source_addr.clone());
                     tokio::spawn(async move {
-                        let answer = submit(&client, &window, &source, &r.to, &r.text, reference).await;
+                        let answer = submit(&client, &window, &pace, &source, &r.to, &r.text, reference).await;
                         let _ = r.reply.send(answer);
                     });
                 }
@@ -226,9 +253,11 @@ async fn connect(
 }
 
 /// Submits every segment of `text`; the answer names each part's SMSC id.
+#[allow(clippy::too_many_arguments)]
 async fn submit(
     client: &Client,
     window: &Semaphore,
+    pace: &Pace,
     source_raw: &str,
     to: &str,
     text: &str,
@@ -285,6 +314,7 @@ async fn submit(
             .acquire()
             .await
             .map_err(|_| SendError::Unavailable("the transport stopped".into()))?;
+        pace.wait().await;
         match client.submit_sm(pdu).await {
             Ok(resp) => part_ids.push(resp.message_id().to_string()),
             Err(e) => return Err(classify(&e)),
@@ -322,11 +352,74 @@ fn classify(e: &rusmppc::error::Error) -> SendError {
     }
 }
 
+/// Hands over every multipart message that waited longer than `timeout` for
+/// its missing parts, with `…` in their place.
+async fn flush_stale(
+    client: &Client,
+    incoming: &mpsc::Sender<Incoming>,
+    parts: &mut Parts,
+    timeout: Duration,
+) {
+    let stale: Vec<(String, u8)> = parts
+        .iter()
+        .filter(|(_, p)| p.first_seen.elapsed() >= timeout)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in stale {
+        let Some(p) = parts.remove(&key) else {
+            continue;
+        };
+        tracing::warn!(
+            missing = usize::from(p.total).saturating_sub(p.texts.len()),
+            "sms: a multipart message is missing parts; handed over incomplete"
+        );
+        let text: String = (1..=p.total)
+            .map(|i| p.texts.get(&i).cloned().unwrap_or_else(|| "…".to_owned()))
+            .collect();
+        let what = Delivered::Message {
+            id: None,
+            from: key.0,
+            to: p.to,
+            text,
+        };
+        hand_over(client, incoming, what, p.sequences).await;
+    }
+}
+
+/// Spaces submits to at most `per_second` (none when 0).
+struct Pace {
+    gap: Option<Duration>,
+    next: tokio::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pace {
+    fn new(per_second: u32) -> Self {
+        Self {
+            gap: (per_second > 0).then(|| Duration::from_secs(1) / per_second),
+            next: tokio::sync::Mutex::new(tokio::time::Instant::now()),
+        }
+    }
+
+    /// Waits for the next free slot.
+    async fn wait(&self) {
+        let Some(gap) = self.gap else { return };
+        let slot = {
+            let mut next = self.next.lock().await;
+            let slot = (*next).max(tokio::time::Instant::now());
+            *next = slot + gap;
+            slot
+        };
+        tokio::time::sleep_until(slot).await;
+    }
+}
+
 /// Parts of multipart messages waiting for the rest: (from, reference) → the
 /// parts by number, the total, and the sequence numbers to answer.
 type Parts = HashMap<(String, u8), Partial>;
 
 struct Partial {
+    first_seen: tokio::time::Instant,
+    to: String,
     total: u8,
     texts: HashMap<u8, String>,
     sequences: Vec<u32>,
@@ -375,6 +468,8 @@ async fn on_command(
         let entry = parts
             .entry((from.clone(), reference))
             .or_insert_with(|| Partial {
+                first_seen: tokio::time::Instant::now(),
+                to: to.clone(),
                 total,
                 texts: HashMap::new(),
                 sequences: Vec::new(),
@@ -410,6 +505,16 @@ async fn on_command(
             vec![sequence],
         )
     };
+    hand_over(client, incoming, what, sequences).await;
+}
+
+/// Hands `what` to the adapter; answers its `deliver_sm`s once it is handled.
+async fn hand_over(
+    client: &Client,
+    incoming: &mpsc::Sender<Incoming>,
+    what: Delivered,
+    sequences: Vec<u32>,
+) {
     let (handled, answer) = oneshot::channel();
     if incoming.send(Incoming { what, handled }).await.is_err() {
         return;

@@ -495,12 +495,25 @@ impl Smsc {
     /// Sends a concatenated mobile-originated message as `parts` (number, text),
     /// in the order given; false if no session is bound.
     pub fn mobile_originated_parts(&self, from: &str, to: &str, parts: &[(u8, &str)]) -> bool {
+        let total = u8::try_from(parts.len()).unwrap_or(u8::MAX);
+        self.mobile_originated_parts_of(from, to, total, parts)
+    }
+
+    /// [`Smsc::mobile_originated_parts`] announcing `total` parts, so some can
+    /// be left out (a part the network lost).
+    pub fn mobile_originated_parts_of(
+        &self,
+        from: &str,
+        to: &str,
+        total: u8,
+        parts: &[(u8, &str)],
+    ) -> bool {
         let parts: Vec<String> = parts
             .iter()
             .map(|(seq, text)| format!("[{seq},{}]", json_string(text)))
             .collect();
         let body = format!(
-            "{{\"from\":{},\"to\":{},\"parts\":[{}]}}",
+            "{{\"from\":{},\"to\":{},\"total\":{total},\"parts\":[{}]}}",
             json_string(from),
             json_string(to),
             parts.join(",")

@@ -624,6 +624,9 @@ pub struct SmppSection {
     /// Most submits awaiting their response at once.
     #[serde(default = "ten", deserialize_with = "number")]
     pub window: usize,
+    /// Most parts per second the account may submit (0: no limit).
+    #[serde(default, deserialize_with = "number")]
+    pub max_per_second: u32,
 }
 
 /// The provider's webhooks (`[sms.webhook]`), Twilio's form and signature.
@@ -735,6 +738,7 @@ impl SmsSection {
                 source_addr: source,
                 enquire_link: Duration::from_secs(s.enquire_link_secs.clamp(5, 600)),
                 window: s.window,
+                max_per_second: s.max_per_second,
                 ..centralino_sms::smpp::SmppConfig::default()
             });
         }

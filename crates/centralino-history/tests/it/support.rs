@@ -30,6 +30,7 @@ pub struct Env {
     pub published: Arc<Mutex<Vec<(String, Envelope)>>>,
     pub addr: SocketAddr,
     process: Option<HistoryProcess>,
+    observer: tokio::task::JoinHandle<()>,
 }
 
 fn amqp_config(prefix: &str, name: &str) -> AmqpConfig {
@@ -184,7 +185,7 @@ impl Env {
             .await
             .expect("observer subscribes");
         let sink = published.clone();
-        tokio::spawn(async move {
+        let observer = tokio::spawn(async move {
             while let Some(d) = sub.next().await {
                 sink.lock()
                     .expect("published")
@@ -202,6 +203,7 @@ impl Env {
             published,
             addr: process.addr,
             process: Some(process),
+            observer,
         }
     }
 
@@ -294,9 +296,12 @@ impl Env {
         if let Some(p) = self.process.take() {
             p.stop().await;
         }
+        // Stopped first, or its subscription would declare its queue again.
+        self.observer.abort();
+        let _ = (&mut self.observer).await;
         let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(
             &self.prefix,
-            &["history", "observer"],
+            &[centralino_history::CONSUMERS.as_slice(), &["observer"]].concat(),
         );
         centralino_test_support::delete_rabbitmq_objects(&amqp_url(), &queues, &exchanges).await;
         self.db.drop_db().await;

@@ -201,3 +201,61 @@ async fn concatenated_inbound_parts_are_reassembled() {
         "handed over once"
     );
 }
+
+/// A part that never comes: after `parts_timeout` the message is handed over
+/// with what arrived, so the SMSC gets its answers.
+#[tokio::test]
+async fn a_message_missing_a_part_is_handed_over_after_the_timeout() {
+    let smsc = Smsc::start();
+    let (tx, mut rx) = mpsc::channel(16);
+    let (_stop, stop) = watch::channel(false);
+    let mut cfg = config(smsc.port());
+    cfg.parts_timeout = Duration::from_secs(2);
+    let (smpp, _task) = Smpp::start(cfg, tx, stop);
+    bound(&smpp).await;
+    assert!(smsc.mobile_originated_parts_of(
+        "393331112222",
+        "4321",
+        3,
+        &[(1, "Uno, "), (3, " tre.")]
+    ));
+    let got = next(&mut rx).await;
+    assert_eq!(
+        got.what,
+        Delivered::Message {
+            id: None,
+            from: "+393331112222".into(),
+            to: "4321".into(),
+            text: "Uno, … tre.".into(),
+        }
+    );
+    let _ = got.handled.send(true);
+}
+
+/// `max_per_second` spaces the parts: 10 parts at 5 per second take about 2 s.
+#[tokio::test]
+async fn submits_keep_to_the_accounts_throughput() {
+    let smsc = Smsc::start();
+    let (tx, _rx) = mpsc::channel(64);
+    let (_stop, stop) = watch::channel(false);
+    let mut cfg = config(smsc.port());
+    cfg.max_per_second = 5;
+    let (smpp, _task) = Smpp::start(cfg, tx, stop);
+    bound(&smpp).await;
+    let started = std::time::Instant::now();
+    let sends: Vec<_> = (0..10)
+        .map(|i| {
+            let smpp = smpp.clone();
+            tokio::spawn(async move { smpp.send("393331234567", &format!("n. {i}")).await })
+        })
+        .collect();
+    for s in sends {
+        s.await.expect("join").expect("submitted");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(1_700),
+        "10 parts at 5/s took only {took:?}"
+    );
+    assert_eq!(submitted(&smsc).len(), 10);
+}

@@ -141,6 +141,8 @@ pub struct Env {
     pub published: Arc<Mutex<Vec<(String, Envelope)>>>,
     process: Option<SmsProcess>,
     history: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
+    /// Stopped before the queues are deleted, or it would declare them again.
+    observer: tokio::task::JoinHandle<()>,
 }
 
 impl Env {
@@ -171,7 +173,7 @@ impl Env {
             .await
             .expect("observer subscribes");
         let sink = published.clone();
-        tokio::spawn(async move {
+        let observer = tokio::spawn(async move {
             while let Some(d) = sub.next().await {
                 sink.lock()
                     .expect("published")
@@ -189,6 +191,7 @@ impl Env {
             published,
             process: None,
             history: None,
+            observer,
         }
     }
 
@@ -260,9 +263,15 @@ impl Env {
             let _ = stop.send(());
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
+        self.observer.abort();
+        let _ = (&mut self.observer).await;
         let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(
             &self.prefix,
-            &["sms", "observer", "history", "history-commands"],
+            &[
+                &["sms", "observer"],
+                centralino_history::CONSUMERS.as_slice(),
+            ]
+            .concat(),
         );
         centralino_test_support::delete_rabbitmq_objects(&amqp_url(), &queues, &exchanges).await;
         self.db.drop_db().await;

@@ -140,7 +140,12 @@ async fn python_client_against_rabbitmq_and_postgres() {
     let prefix = config.bus.prefix.clone();
     let url = config.bus.url.clone();
     run_python_client(config).await;
-    let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(&prefix, &[]);
+    let consumers = [
+        &["routing", "email", "sms"],
+        centralino_history::CONSUMERS.as_slice(),
+    ]
+    .concat();
+    let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(&prefix, &consumers);
     centralino_test_support::delete_rabbitmq_objects(&url, &queues, &exchanges).await;
     db.drop_db().await;
     let _ = std::fs::remove_dir_all(dir);
