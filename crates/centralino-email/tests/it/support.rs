@@ -153,6 +153,8 @@ pub struct Env {
     /// Everything the adapter published, in arrival order.
     pub published: Arc<Mutex<Vec<(String, Envelope)>>>,
     process: Option<EmailProcess>,
+    /// Stopped before the queues are deleted, or it would declare them again.
+    observer: tokio::task::JoinHandle<()>,
 }
 
 impl Env {
@@ -181,7 +183,7 @@ impl Env {
             .await
             .expect("observer subscribes");
         let sink = published.clone();
-        tokio::spawn(async move {
+        let observer = tokio::spawn(async move {
             while let Some(d) = sub.next().await {
                 sink.lock()
                     .expect("published")
@@ -198,6 +200,7 @@ impl Env {
             config,
             published,
             process: None,
+            observer,
         }
     }
 
@@ -221,6 +224,8 @@ impl Env {
         if let Some(p) = self.process.take() {
             p.stop().await;
         }
+        self.observer.abort();
+        let _ = (&mut self.observer).await;
         let (queues, exchanges) =
             centralino_test_support::rabbitmq_shared_objects(&self.prefix, &["email", "observer"]);
         centralino_test_support::delete_rabbitmq_objects(&amqp_url(), &queues, &exchanges).await;

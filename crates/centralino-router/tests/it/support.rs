@@ -28,6 +28,8 @@ pub struct Env {
     pub bus: Arc<dyn Bus>,
     pub key: TokenKey,
     pub events: Arc<Mutex<Vec<v1::RoutingEvent>>>,
+    /// Stopped before the queues are deleted, or it would declare them again.
+    observer: tokio::task::JoinHandle<()>,
 }
 
 impl Env {
@@ -46,7 +48,7 @@ impl Env {
             .await
             .expect("observer subscribes");
         let sink = events.clone();
-        tokio::spawn(async move {
+        let observer = tokio::spawn(async move {
             let mut seen = std::collections::HashSet::new();
             while let Some(d) = sub.next().await {
                 if seen.insert(d.envelope.message_id.clone())
@@ -63,6 +65,7 @@ impl Env {
             bus,
             key: TokenKey::new(SECRET.to_vec()).expect("key"),
             events,
+            observer,
         }
     }
 
@@ -138,7 +141,9 @@ impl Env {
             .collect()
     }
 
-    pub async fn cleanup(self) {
+    pub async fn cleanup(mut self) {
+        self.observer.abort();
+        let _ = (&mut self.observer).await;
         let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(
             &self.prefix,
             &["routing", "observer"],
