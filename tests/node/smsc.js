@@ -10,6 +10,8 @@
 //   GET  /submitted          every submit_sm received, decoded by this library
 //   POST /mo {from,to,text}  a mobile-originated message to every bound session
 //            {from,to,parts:[[seq,text],...]}  the same as concatenated parts
+//            {from_prefix,to,text,count}  COUNT messages from numbers
+//            FROM_PREFIX + 7 digits to the first bound session (benchmarks)
 //   POST /drop               cut every connection (a network failure)
 // It prints "ready" once both ports listen.
 'use strict';
@@ -111,6 +113,17 @@ const control = http.createServer((req, res) => {
       const from = String(mo.from || '');
       const intl = /^\+?\d{8,}$/.test(from);
       const addr = { source_addr: intl ? from.replace(/^\+/, '') : from, source_addr_ton: intl ? 1 : 0 };
+      if (Number.isInteger(mo.count)) {
+        // Many messages from numbers `from_prefix` + 7 digits (benchmarks).
+        const s = sessions.values().next().value;
+        for (let i = 0; i < mo.count; i += 1) {
+          s.deliver_sm({
+            source_addr: `${mo.from_prefix}${String(i).padStart(7, '0')}`, source_addr_ton: 1,
+            destination_addr: mo.to, esm_class: 0, short_message: { message: `${mo.text} ${i}` },
+          });
+        }
+        return reply(200, { sent: mo.count });
+      }
       for (const s of sessions) {
         if (Array.isArray(mo.parts)) {
           // A concatenated message, parts sent in the order given (8-bit reference 42).

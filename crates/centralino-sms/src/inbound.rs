@@ -31,8 +31,13 @@ const MAX_TEXT: usize = 10_000;
 const EARLY_RETRY: Duration = Duration::from_millis(200);
 const EARLY_ATTEMPTS: u8 = 50;
 
-/// Handles deliveries until `shutdown`; one at a time, so two messages from
-/// the same number never open two conversations.
+/// Most deliveries committed together.
+const BATCH: usize = 128;
+
+/// Handles deliveries until `shutdown`, in the order they come, committing
+/// what is waiting together (one transaction per batch, one by one when a
+/// batch fails), so two messages from the same number never open two
+/// conversations.
 pub(crate) async fn run(
     ctx: Arc<Ctx>,
     mut incoming: mpsc::Receiver<Incoming>,
@@ -41,38 +46,81 @@ pub(crate) async fn run(
     tokio::pin!(shutdown);
     let (again_tx, mut again) = mpsc::channel::<(Incoming, u8)>(1_024);
     loop {
-        let (item, attempt) = tokio::select! {
+        let first = tokio::select! {
             i = incoming.recv() => match i { Some(i) => (i, 0), None => return },
             Some(a) = again.recv() => a,
             () = &mut shutdown => return,
         };
-        let what = item.what.clone();
-        let ok = match handle(&ctx, what).await {
-            Ok(Known::No) if attempt < EARLY_ATTEMPTS => {
-                let again_tx = again_tx.clone();
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match incoming.try_recv() {
+                Ok(i) => batch.push((i, 0)),
+                Err(_) => break,
+            }
+        }
+        let whats: Vec<Delivered> = batch.iter().map(|(i, _)| i.what.clone()).collect();
+        match commit(&ctx, &whats).await {
+            Ok(known) => settle(&ctx, batch, known, &again_tx),
+            Err(e) if batch.len() == 1 => fail(batch, &e),
+            Err(_) => {
+                for item in batch {
+                    match commit(&ctx, std::slice::from_ref(&item.0.what)).await {
+                        Ok(known) => settle(&ctx, vec![item], known, &again_tx),
+                        Err(e) => fail(vec![item], &e),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Applies `whats` in one transaction.
+async fn commit(ctx: &Ctx, whats: &[Delivered]) -> Result<Vec<Known>, StoreError> {
+    let txn = ctx.db.begin().await?;
+    let mut known = Vec::with_capacity(whats.len());
+    for what in whats {
+        known.push(handle(ctx, &txn, what).await?);
+    }
+    txn.commit().await?;
+    Ok(known)
+}
+
+/// Answers the peers of a committed batch; what named an unknown message is
+/// tried again a little later.
+fn settle(
+    ctx: &Ctx,
+    batch: Vec<(Incoming, u8)>,
+    known: Vec<Known>,
+    again: &mpsc::Sender<(Incoming, u8)>,
+) {
+    ctx.relay.notify_one();
+    ctx.send_wake.notify_one();
+    for ((item, attempt), known) in batch.into_iter().zip(known) {
+        match known {
+            Known::No if attempt < EARLY_ATTEMPTS => {
+                let again = again.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(EARLY_RETRY).await;
-                    let _ = again_tx.send((item, attempt + 1)).await;
+                    let _ = again.send((item, attempt + 1)).await;
                 });
-                continue;
             }
-            Ok(Known::No) => {
+            Known::No => {
                 tracing::debug!(
                     "sms: a receipt or status for a message we do not know; acknowledged"
                 );
-                true
+                let _ = item.handled.send(true);
             }
-            Ok(Known::Yes) => {
-                ctx.relay.notify_one();
-                ctx.send_wake.notify_one();
-                true
+            Known::Yes => {
+                let _ = item.handled.send(true);
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "sms: delivery not stored; the peer will deliver it again");
-                false
-            }
-        };
-        let _ = item.handled.send(ok);
+        }
+    }
+}
+
+fn fail(batch: Vec<(Incoming, u8)>, e: &StoreError) {
+    tracing::warn!(error = %e, "sms: delivery not stored; the peer will deliver it again");
+    for (item, _) in batch {
+        let _ = item.handled.send(false);
     }
 }
 
@@ -82,19 +130,24 @@ enum Known {
     No,
 }
 
-async fn handle(ctx: &Ctx, what: Delivered) -> Result<Known, StoreError> {
+async fn handle(
+    ctx: &Ctx,
+    txn: &impl ConnectionTrait,
+    what: &Delivered,
+) -> Result<Known, StoreError> {
     match what {
         Delivered::Message { id, from, to, text } => {
-            customer_message(ctx, id.as_deref(), &from, &to, &text).await?;
+            customer_message(ctx, txn, id.as_deref(), from, to, text).await?;
             Ok(Known::Yes)
         }
-        Delivered::Receipt(r) => receipt(ctx, &r).await,
-        Delivered::Status { id, status, error } => provider_status(ctx, &id, &status, &error).await,
+        Delivered::Receipt(r) => receipt(txn, r).await,
+        Delivered::Status { id, status, error } => provider_status(txn, id, status, error).await,
     }
 }
 
 async fn customer_message(
     ctx: &Ctx,
+    txn: &impl ConnectionTrait,
     provider_id: Option<&str>,
     from: &str,
     to: &str,
@@ -109,10 +162,9 @@ async fn customer_message(
         Some(sid) => format!("sid:{sid}"),
         None => format!("in:{id}"),
     };
-    let txn = ctx.db.begin().await?;
     if message::Entity::find()
         .filter(message::Column::DedupeKey.eq(dedupe_key.clone()))
-        .one(&txn)
+        .one(txn)
         .await?
         .is_some()
     {
@@ -127,7 +179,7 @@ async fn customer_message(
         .filter(conversation::Column::Closed.eq(false))
         .filter(conversation::Column::LastMessageAt.gte(now.saturating_sub(window)))
         .order_by_desc(conversation::Column::LastMessageAt)
-        .one(&txn)
+        .one(txn)
         .await?;
     let wire_identifiers: Vec<v1::CustomerIdentifier> = identifier
         .iter()
@@ -151,7 +203,7 @@ async fn customer_message(
                 created_at: now,
             };
             conversation::Entity::insert(conversation::ActiveModel::from(c.clone()))
-                .exec_without_returning(&txn)
+                .exec_without_returning(txn)
                 .await?;
             let created = v1::InteractionCreated {
                 interaction: Some(v1::Interaction {
@@ -168,7 +220,7 @@ async fn customer_message(
                 }),
             };
             centralino_store::outbox::enqueue(
-                &txn,
+                txn,
                 SERVICE,
                 Exchange::Events,
                 "interaction.sms.created",
@@ -190,13 +242,13 @@ async fn customer_message(
         encoding: Set(String::new()),
         created_at: Set(now),
     })
-    .exec_without_returning(&txn)
+    .exec_without_returning(txn)
     .await?;
     if let Some(c) = &conversation {
         let mut active: conversation::ActiveModel = c.clone().into();
         active.last_inbound_at = Set(now);
         active.last_message_at = Set(now);
-        active.update(&txn).await?;
+        active.update(txn).await?;
         let mut attributes = HashMap::new();
         if let Some(k) = keyword {
             attributes.insert("sms.keyword".to_owned(), keyword_name(k).to_owned());
@@ -219,7 +271,7 @@ async fn customer_message(
             attributes,
         };
         centralino_store::outbox::enqueue(
-            &txn,
+            txn,
             SERVICE,
             Exchange::Events,
             "interaction.sms.message",
@@ -230,11 +282,11 @@ async fn customer_message(
     if let Some(k) = keyword {
         let answer = match k {
             Keyword::OptOut => {
-                consent(ctx, &txn, &id, &phone, identifier.is_some(), false, now).await?;
+                consent(ctx, txn, &id, &phone, identifier.is_some(), false, now).await?;
                 config.stop_reply.clone()
             }
             Keyword::OptIn => {
-                consent(ctx, &txn, &id, &phone, identifier.is_some(), true, now).await?;
+                consent(ctx, txn, &id, &phone, identifier.is_some(), true, now).await?;
                 config.start_reply.clone()
             }
             Keyword::Help => Some(config.help_reply.clone()),
@@ -243,7 +295,7 @@ async fn customer_message(
             let answer_id = uuid::Uuid::now_v7();
             queue_outgoing(
                 ctx,
-                &txn,
+                txn,
                 Outgoing {
                     id: answer_id.to_string(),
                     interaction_id: interaction_id.clone().unwrap_or_default(),
@@ -258,7 +310,6 @@ async fn customer_message(
             .await?;
         }
     }
-    txn.commit().await?;
     Ok(())
 }
 
@@ -339,12 +390,14 @@ pub(crate) fn rank(status: &str) -> u8 {
     }
 }
 
-async fn receipt(ctx: &Ctx, r: &centralino_gsm::Receipt) -> Result<Known, StoreError> {
-    let txn = ctx.db.begin().await?;
+async fn receipt(
+    txn: &impl ConnectionTrait,
+    r: &centralino_gsm::Receipt,
+) -> Result<Known, StoreError> {
     let mut found = None;
     // The id as written first; other forms only when it is not found.
     for form in id_forms(&r.id) {
-        found = part::Entity::find_by_id(form).one(&txn).await?;
+        found = part::Entity::find_by_id(form).one(txn).await?;
         if found.is_some() {
             break;
         }
@@ -364,36 +417,33 @@ async fn receipt(ctx: &Ctx, r: &centralino_gsm::Receipt) -> Result<Known, StoreE
         } else {
             String::new()
         });
-        active.update(&txn).await?;
+        active.update(txn).await?;
     }
     let parts = part::Entity::find()
         .filter(part::Column::MessageId.eq(p.message_id.clone()))
-        .all(&txn)
+        .all(txn)
         .await?;
     let (status, error) = if let Some(f) = parts.iter().find(|p| p.status == "failed") {
         ("failed", f.error.clone())
     } else if parts.iter().all(|p| p.status == "delivered") {
         ("delivered", String::new())
     } else {
-        txn.commit().await?;
         return Ok(Known::Yes);
     };
-    advance(&txn, &p.message_id, status, &error).await?;
-    txn.commit().await?;
+    advance(txn, &p.message_id, status, &error).await?;
     Ok(Known::Yes)
 }
 
 async fn provider_status(
-    ctx: &Ctx,
+    txn: &impl ConnectionTrait,
     sid: &str,
     status: &str,
     error: &str,
 ) -> Result<Known, StoreError> {
-    let txn = ctx.db.begin().await?;
     let Some(m) = message::Entity::find()
         .filter(message::Column::ProviderId.eq(sid))
         .filter(message::Column::Direction.eq("outbound"))
-        .one(&txn)
+        .one(txn)
         .await?
     else {
         return Ok(Known::No);
@@ -403,8 +453,7 @@ async fn provider_status(
     } else {
         format!("provider error {error}")
     };
-    advance(&txn, &m.id, status, &error).await?;
-    txn.commit().await?;
+    advance(txn, &m.id, status, &error).await?;
     Ok(Known::Yes)
 }
 

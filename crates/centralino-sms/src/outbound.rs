@@ -246,32 +246,74 @@ async fn blocked(
     Ok(None)
 }
 
-/// Consumes the adapter's queue until `shutdown`.
+/// Most bus messages committed together.
+const BATCH: usize = 64;
+
+/// Consumes the adapter's queue until `shutdown`, committing what is waiting
+/// together (one transaction per batch, one by one when a batch fails).
 pub(crate) async fn consume(
     ctx: Arc<Ctx>,
     mut subscription: Subscription,
     shutdown: impl Future<Output = ()>,
 ) {
+    use futures::FutureExt as _;
     tokio::pin!(shutdown);
     loop {
-        let delivery = tokio::select! {
+        let first = tokio::select! {
             d = subscription.next() => match d { Some(d) => d, None => return },
             () = &mut shutdown => return,
         };
-        let settled = match accept(&ctx, &delivery).await {
-            Ok(Accepted::Done) => {
-                ctx.relay.notify_one();
-                ctx.send_wake.notify_one();
-                delivery.ack().await
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match subscription.next().now_or_never() {
+                Some(Some(d)) => batch.push(d),
+                _ => break,
             }
-            Ok(Accepted::Unreadable) => delivery.dead_letter().await,
-            Err(e) => {
-                tracing::warn!(error = %e, "sms: bus message not stored; it will be redelivered");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                delivery.retry().await
+        }
+        match accept_all(&ctx, &batch).await {
+            Ok(outcomes) => settle_all(&ctx, batch, outcomes).await,
+            Err(e) if batch.len() == 1 => retry_all(batch, &e).await,
+            Err(_) => {
+                for d in batch {
+                    match accept_all(&ctx, std::slice::from_ref(&d)).await {
+                        Ok(outcomes) => settle_all(&ctx, vec![d], outcomes).await,
+                        Err(e) => retry_all(vec![d], &e).await,
+                    }
+                }
             }
+        }
+    }
+}
+
+async fn accept_all(ctx: &Ctx, batch: &[Delivery]) -> Result<Vec<Accepted>, StoreError> {
+    let txn = ctx.db.begin().await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    for d in batch {
+        outcomes.push(accept(ctx, &txn, d).await?);
+    }
+    txn.commit().await?;
+    Ok(outcomes)
+}
+
+async fn settle_all(ctx: &Ctx, batch: Vec<Delivery>, outcomes: Vec<Accepted>) {
+    ctx.relay.notify_one();
+    ctx.send_wake.notify_one();
+    for (d, outcome) in batch.into_iter().zip(outcomes) {
+        let settled = match outcome {
+            Accepted::Done => d.ack().await,
+            Accepted::Unreadable => d.dead_letter().await,
         };
         if let Err(e) = settled {
+            tracing::warn!(error = %e, "sms: bus message not settled; the broker redelivers it");
+        }
+    }
+}
+
+async fn retry_all(batch: Vec<Delivery>, e: &StoreError) {
+    tracing::warn!(error = %e, "sms: bus message not stored; it will be redelivered");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for d in batch {
+        if let Err(e) = d.retry().await {
             tracing::warn!(error = %e, "sms: bus message not settled; the broker redelivers it");
         }
     }
@@ -282,7 +324,11 @@ enum Accepted {
     Unreadable,
 }
 
-async fn accept(ctx: &Ctx, delivery: &Delivery) -> Result<Accepted, StoreError> {
+async fn accept(
+    ctx: &Ctx,
+    txn: &impl ConnectionTrait,
+    delivery: &Delivery,
+) -> Result<Accepted, StoreError> {
     let env = &delivery.envelope;
     let unreadable = |what: &str| {
         tracing::warn!(message = %env.message_id, what, "sms: a bus message that does not decode; dead-lettered");
@@ -295,12 +341,12 @@ async fn accept(ctx: &Ctx, delivery: &Delivery) -> Result<Accepted, StoreError> 
         let Ok(id) = uuid::Uuid::parse_str(&cmd.message_id) else {
             return unreadable("SendMessage without a UUID message_id");
         };
-        send_command(ctx, id.to_string(), cmd).await?;
+        send_command(ctx, txn, id.to_string(), cmd).await?;
     } else if env.event_type == v1::ConsentChanged::TYPE_NAME {
         let Ok(changed) = env.decode::<v1::ConsentChanged>() else {
             return unreadable("ConsentChanged");
         };
-        consent_changed(ctx, &changed).await?;
+        consent_changed(ctx, txn, &changed).await?;
     } else if env.event_type == v1::RoutingEvent::TYPE_NAME {
         let Ok(event) = env.decode::<v1::RoutingEvent>() else {
             return unreadable("RoutingEvent");
@@ -308,13 +354,17 @@ async fn accept(ctx: &Ctx, delivery: &Delivery) -> Result<Accepted, StoreError> 
         conversation::Entity::update_many()
             .col_expr(conversation::Column::Closed, Expr::value(true))
             .filter(conversation::Column::InteractionId.eq(event.interaction_id))
-            .exec(&ctx.db)
+            .exec(txn)
             .await?;
     }
     Ok(Accepted::Done)
 }
 
-async fn consent_changed(ctx: &Ctx, changed: &v1::ConsentChanged) -> Result<(), StoreError> {
+async fn consent_changed(
+    ctx: &Ctx,
+    txn: &impl ConnectionTrait,
+    changed: &v1::ConsentChanged,
+) -> Result<(), StoreError> {
     let Some(c) = &changed.consent else {
         return Ok(());
     };
@@ -324,14 +374,12 @@ async fn consent_changed(ctx: &Ctx, changed: &v1::ConsentChanged) -> Result<(), 
             .saturating_mul(1000)
             .saturating_add(i64::from(t.nanos.clamp(0, 999_999_999)) / 1_000_000)
     });
-    let txn = ctx.db.begin().await?;
     for i in &changed.identifiers {
         if i.kind == v1::customer_identifier::Kind::Phone as i32 && !i.value.is_empty() {
             let phone = ctx.config.phone(&i.value);
-            set_consent(&txn, &phone, &c.purpose, revoked, at).await?;
+            set_consent(txn, &phone, &c.purpose, revoked, at).await?;
         }
     }
-    txn.commit().await?;
     Ok(())
 }
 
@@ -361,11 +409,15 @@ fn refusal(ctx: &Ctx, cmd: &v1::SendMessage) -> Option<String> {
     None
 }
 
-async fn send_command(ctx: &Ctx, id: String, cmd: v1::SendMessage) -> Result<(), StoreError> {
-    let txn = ctx.db.begin().await?;
+async fn send_command(
+    ctx: &Ctx,
+    txn: &impl ConnectionTrait,
+    id: String,
+    cmd: v1::SendMessage,
+) -> Result<(), StoreError> {
     if message::Entity::find()
         .filter(message::Column::DedupeKey.eq(format!("out:{id}")))
-        .one(&txn)
+        .one(txn)
         .await?
         .is_some()
     {
@@ -375,11 +427,7 @@ async fn send_command(ctx: &Ctx, id: String, cmd: v1::SendMessage) -> Result<(),
         .ok()
         .map(|u| u.to_string());
     let conversation = match &interaction {
-        Some(i) => {
-            conversation::Entity::find_by_id(i.clone())
-                .one(&txn)
-                .await?
-        }
+        Some(i) => conversation::Entity::find_by_id(i.clone()).one(txn).await?,
         None => None,
     };
     let target = match (&conversation, refusal(ctx, &cmd)) {
@@ -419,12 +467,11 @@ async fn send_command(ctx: &Ctx, id: String, cmd: v1::SendMessage) -> Result<(),
                 encoding: Set(String::new()),
                 created_at: Set(now_ms()),
             })
-            .exec_without_returning(&txn)
+            .exec_without_returning(txn)
             .await?;
             if !interaction_id.is_empty() {
-                status_event(&txn, &id, &interaction_id, "failed", &why).await?;
+                status_event(txn, &id, &interaction_id, "failed", &why).await?;
             }
-            txn.commit().await?;
             tracing::info!(message = %id, reason = %why, "sms: send command refused");
             return Ok(());
         }
@@ -432,11 +479,11 @@ async fn send_command(ctx: &Ctx, id: String, cmd: v1::SendMessage) -> Result<(),
     if let Some(c) = conversation {
         let mut active: conversation::ActiveModel = c.into();
         active.last_message_at = Set(now_ms());
-        active.update(&txn).await?;
+        active.update(txn).await?;
     }
     queue(
         ctx,
-        &txn,
+        txn,
         Outgoing {
             id,
             interaction_id,
@@ -453,7 +500,6 @@ async fn send_command(ctx: &Ctx, id: String, cmd: v1::SendMessage) -> Result<(),
         },
     )
     .await?;
-    txn.commit().await?;
     Ok(())
 }
 
@@ -528,23 +574,41 @@ async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreErr
     let count = due.len();
     let max_age = i64::try_from(ctx.config.max_age.as_millis()).unwrap_or(i64::MAX);
     let mut sending = Vec::new();
+    let mut stopped = Vec::new();
     for row in due {
         let stop = if now.saturating_sub(row.created_at) > max_age {
             Some("not sent in time (expired)")
         } else {
             blocked(&ctx.db, &row).await?
         };
-        if let Some(why) = stop {
-            finish(ctx, &row, Err(SendError::Refused(why.into()))).await?;
-            continue;
+        match stop {
+            Some(why) => stopped.push((row, why)),
+            None => sending.push(row),
         }
-        // Claimed before sending: if recording the outcome fails after the
-        // SMSC accepted, the next attempt waits for the backoff.
-        let mut claim: outbound::ActiveModel = row.clone().into();
-        claim.attempts = Set(row.attempts + 1);
-        claim.next_attempt_at = Set(now_ms() + backoff_ms(ctx.config.retry_base, row.attempts));
-        claim.update(&ctx.db).await?;
-        sending.push(row);
+    }
+    // Claimed before sending (one statement per attempt count): if recording
+    // the outcome fails after the SMSC accepted, the next attempt waits for
+    // the backoff.
+    let mut by_attempts: std::collections::BTreeMap<i32, Vec<String>> = Default::default();
+    for row in &sending {
+        by_attempts
+            .entry(row.attempts)
+            .or_default()
+            .push(row.id.clone());
+    }
+    for (attempts, ids) in by_attempts {
+        outbound::Entity::update_many()
+            .col_expr(
+                outbound::Column::Attempts,
+                sea_orm::sea_query::ExprTrait::add(Expr::col(outbound::Column::Attempts), 1),
+            )
+            .col_expr(
+                outbound::Column::NextAttemptAt,
+                Expr::value(now_ms() + backoff_ms(ctx.config.retry_base, attempts)),
+            )
+            .filter(outbound::Column::Id.is_in(ids))
+            .exec(&ctx.db)
+            .await?;
     }
     let results = futures::future::join_all(
         sending
@@ -552,19 +616,23 @@ async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreErr
             .map(|row| transport.send(&row.sender, &row.recipient, &row.body)),
     )
     .await;
-    for (row, result) in sending.iter().zip(results) {
-        finish(ctx, row, result).await?;
+    let txn = ctx.db.begin().await?;
+    for (row, why) in &stopped {
+        finish(&txn, row, Err(SendError::Refused((*why).into()))).await?;
     }
+    for (row, result) in sending.iter().zip(results) {
+        finish(&txn, row, result).await?;
+    }
+    txn.commit().await?;
     Ok(count)
 }
 
 /// Records what became of one attempt.
 async fn finish(
-    ctx: &Ctx,
+    txn: &impl ConnectionTrait,
     row: &outbound::Model,
     result: Result<Sent, SendError>,
 ) -> Result<(), StoreError> {
-    let txn = ctx.db.begin().await?;
     let mut active: outbound::ActiveModel = row.clone().into();
     active.attempts = Set(row.attempts + 1);
     let (status, error) = match result {
@@ -578,13 +646,13 @@ async fn finish(
                     error: Set(String::new()),
                 })
                 .on_conflict_do_nothing()
-                .exec_without_returning(&txn)
+                .exec_without_returning(txn)
                 .await?;
             }
             message::Entity::update_many()
                 .col_expr(message::Column::ProviderId, Expr::value(sent.provider_id))
                 .filter(message::Column::Id.eq(row.id.clone()))
-                .exec(&txn)
+                .exec(txn)
                 .await?;
             active.status = Set("sent".into());
             active.last_error = Set(None);
@@ -599,14 +667,12 @@ async fn finish(
         Err(SendError::Unavailable(why)) => {
             tracing::info!(message = %row.id, attempts = row.attempts + 1, reason = %why, "sms: message not sent for now; will retry");
             active.last_error = Set(Some(why));
-            active.update(&txn).await?;
-            txn.commit().await?;
+            active.update(txn).await?;
             return Ok(());
         }
     };
-    active.update(&txn).await?;
-    crate::inbound::advance(&txn, &row.id, status, &error).await?;
-    txn.commit().await?;
+    active.update(txn).await?;
+    crate::inbound::advance(txn, &row.id, status, &error).await?;
     Ok(())
 }
 

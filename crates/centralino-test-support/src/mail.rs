@@ -521,6 +521,24 @@ impl Smsc {
         self.call("POST", "/mo", &body).contains("\"sent\"")
     }
 
+    /// Sends `count` messages (`text` + their number) from `from_prefix` + 7
+    /// digits to the first bound session; false if none is bound.
+    pub fn mobile_originated_many(
+        &self,
+        from_prefix: &str,
+        to: &str,
+        text: &str,
+        count: usize,
+    ) -> bool {
+        let body = format!(
+            "{{\"from_prefix\":{},\"to\":{},\"text\":{},\"count\":{count}}}",
+            json_string(from_prefix),
+            json_string(to),
+            json_string(text)
+        );
+        self.call("POST", "/mo", &body).contains("\"sent\"")
+    }
+
     /// Cuts every connection, as a network failure would.
     pub fn drop_connections(&self) {
         self.call("POST", "/drop", "");
