@@ -29,17 +29,32 @@ pub(crate) async fn consume(
             d = subscription.next() => match d { Some(d) => d, None => return },
             () = &mut shutdown => return,
         };
-        let settled = match apply(&cfg, &db, &tx, &delivery).await {
-            Ok(()) => delivery.ack().await,
-            Err(ApiError::Unavailable(what)) | Err(ApiError::Internal(what)) => {
-                tracing::warn!(%what, "history: consent command not applied yet; it will be redelivered");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                delivery.retry().await
-            }
-            Err(e) => {
-                // Logged by field, never by value: the values are personal data.
-                tracing::warn!(message = %delivery.envelope.message_id, error = %e, "history: consent command refused; dead-lettered");
-                delivery.dead_letter().await
+        let mut delay = std::time::Duration::from_millis(500);
+        let settled = loop {
+            match apply(&cfg, &db, &tx, &delivery).await {
+                Ok(()) => break delivery.ack().await,
+                Err(ApiError::Unavailable(what)) | Err(ApiError::Internal(what)) => {
+                    if db.ping().await.is_ok() {
+                        tracing::warn!(%what, "history: consent command not applied; it will be redelivered");
+                        break delivery.retry().await;
+                    }
+                    // The store is away: hold the command rather than spend its
+                    // deliveries (an opt-out must not be dead-lettered by an outage).
+                    tracing::warn!(
+                        retry_in_ms = delay.as_millis() as u64,
+                        "history: the database is unreachable; holding a consent command"
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(delay) => {}
+                        () = &mut shutdown => break delivery.retry().await,
+                    }
+                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                }
+                Err(e) => {
+                    // Logged by field, never by value: the values are personal data.
+                    tracing::warn!(message = %delivery.envelope.message_id, error = %e, "history: consent command refused; dead-lettered");
+                    break delivery.dead_letter().await;
+                }
             }
         };
         if let Err(e) = settled {

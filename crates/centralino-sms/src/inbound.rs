@@ -176,6 +176,7 @@ async fn customer_message(
     let window = i64::try_from(config.conversation_window.as_millis()).unwrap_or(i64::MAX);
     let open = conversation::Entity::find()
         .filter(conversation::Column::Phone.eq(phone.clone()))
+        .filter(conversation::Column::OurNumber.eq(our_number))
         .filter(conversation::Column::Closed.eq(false))
         .filter(conversation::Column::LastMessageAt.gte(now.saturating_sub(window)))
         .order_by_desc(conversation::Column::LastMessageAt)
@@ -369,14 +370,17 @@ async fn consent(
 /// as given, and hexadecimal ↔ decimal (SMSCs disagree on which they print).
 fn id_forms(id: &str) -> Vec<String> {
     let mut forms = vec![id.to_owned()];
-    if let Ok(n) = u64::from_str_radix(id, 16) {
-        forms.push(n.to_string());
-    }
+    // Hexadecimal in the submit answer, decimal in the receipt is the usual
+    // disagreement: that reading first.
     if let Ok(n) = id.parse::<u64>() {
         forms.push(format!("{n:x}"));
         forms.push(format!("{n:X}"));
     }
-    forms.dedup();
+    if let Ok(n) = u64::from_str_radix(id, 16) {
+        forms.push(n.to_string());
+    }
+    let mut seen = std::collections::HashSet::new();
+    forms.retain(|f| seen.insert(f.clone()));
     forms
 }
 

@@ -158,12 +158,18 @@ impl SmsConfig {
         if self.smpp.is_none() && self.webhook.is_none() {
             return Err("sms: configure [sms.smpp] or [sms.webhook] (or both)".into());
         }
+        if self.smpp.is_none() && self.rest.is_none() {
+            return Err(
+                "sms.rest: needed to send (replies, STOP and HELP answers) when there is no [sms.smpp]"
+                    .into(),
+            );
+        }
         if self.numbers.is_empty() {
             return Err("sms.numbers: list at least one of our numbers".into());
         }
         for (i, n) in self.numbers.iter().enumerate() {
-            if n.number.trim().is_empty() || n.number.len() > 21 {
-                return Err(format!("sms.numbers[{i}].number must be 1–21 characters"));
+            if n.number.trim().is_empty() || n.number.len() > 20 {
+                return Err(format!("sms.numbers[{i}].number must be 1–20 characters"));
             }
             if n.queue.is_empty() {
                 return Err(format!("sms.numbers[{i}].queue is required"));
@@ -317,20 +323,25 @@ pub async fn start(
     };
     let mut tasks = Vec::new();
     let (incoming_tx, incoming_rx) = mpsc::channel::<Incoming>(256);
-    let mut transport = outbound::Transport::None;
-    if let Some(smpp) = &ctx.config.smpp {
-        tracing::info!(smsc = %format!("{}:{}", smpp.host, smpp.port), "sms: SMPP transceiver to the SMSC");
-        let (client, task) = smpp::Smpp::start(smpp.clone(), incoming_tx.clone(), stop_rx.clone());
-        tasks.push(task);
-        transport = outbound::Transport::Smpp(client);
-    } else if let Some(r) = &ctx.config.rest {
-        tracing::info!(api = %r.base_url, "sms: sending through the provider's REST API");
-        transport = outbound::Transport::Rest(rest::Rest::new(r.clone()));
-    } else {
-        tracing::warn!(
-            "sms: neither [sms.smpp] nor [sms.rest]: messages to send wait until one is configured"
-        );
-    }
+    // `validate` made sure one of the two is there.
+    let transport = match (&ctx.config.smpp, &ctx.config.rest) {
+        (Some(smpp), _) => {
+            tracing::info!(smsc = %format!("{}:{}", smpp.host, smpp.port), "sms: SMPP transceiver to the SMSC");
+            let (client, task) =
+                smpp::Smpp::start(smpp.clone(), incoming_tx.clone(), stop_rx.clone());
+            tasks.push(task);
+            outbound::Transport::Smpp(client)
+        }
+        (None, Some(r)) => {
+            tracing::info!(api = %r.base_url, "sms: sending through the provider's REST API");
+            outbound::Transport::Rest(rest::Rest::new(r.clone()))
+        }
+        (None, None) => {
+            return Err(SmsError::Config(
+                "sms.rest: needed to send when there is no [sms.smpp]".into(),
+            ));
+        }
+    };
     let mut webhook_addr = None;
     if let Some(w) = &ctx.config.webhook {
         let listener = tokio::net::TcpListener::bind(w.listen)

@@ -31,7 +31,6 @@ const MAX_BODY_CHARS: usize = 10_000;
 
 /// How messages leave.
 pub(crate) enum Transport {
-    None,
     Smpp(Smpp),
     Rest(Rest),
 }
@@ -45,13 +44,12 @@ struct Sent {
 impl Transport {
     async fn send(&self, from: &str, to: &str, body: &str) -> Result<Sent, SendError> {
         match self {
-            Transport::None => Err(SendError::Unavailable("no transport configured".into())),
             Transport::Smpp(s) => s.send_from(Some(from), to, body).await.map(|s| Sent {
                 provider_id: s.part_ids.first().cloned(),
                 part_ids: s.part_ids,
             }),
             Transport::Rest(r) => r.send(from, to, body).await.map(|sid| Sent {
-                provider_id: Some(sid),
+                provider_id: (!sid.is_empty()).then_some(sid),
                 part_ids: Vec::new(),
             }),
         }
@@ -188,7 +186,8 @@ pub(crate) async fn status_event(
 }
 
 /// Records the consent of `phone` for `purpose` as of `at`; an older record
-/// than the one kept changes nothing.
+/// than the one kept changes nothing (checked in the statement itself, so a
+/// late echo racing a fresh keyword cannot undo it).
 pub(crate) async fn set_consent(
     txn: &impl ConnectionTrait,
     phone: &str,
@@ -196,25 +195,29 @@ pub(crate) async fn set_consent(
     revoked: bool,
     at: i64,
 ) -> Result<(), StoreError> {
-    let key = (phone.to_owned(), purpose.to_owned());
-    match consent::Entity::find_by_id(key).one(txn).await? {
-        Some(c) if c.at > at => {}
-        Some(c) => {
-            let mut active: consent::ActiveModel = c.into();
-            active.revoked = Set(revoked);
-            active.at = Set(at);
-            active.update(txn).await?;
-        }
-        None => {
-            consent::Entity::insert(consent::ActiveModel {
-                phone: Set(phone.to_owned()),
-                purpose: Set(purpose.to_owned()),
-                revoked: Set(revoked),
-                at: Set(at),
-            })
-            .exec_without_returning(txn)
-            .await?;
-        }
+    let update = || {
+        consent::Entity::update_many()
+            .col_expr(consent::Column::Revoked, Expr::value(revoked))
+            .col_expr(consent::Column::At, Expr::value(at))
+            .filter(consent::Column::Phone.eq(phone))
+            .filter(consent::Column::Purpose.eq(purpose))
+            .filter(consent::Column::At.lte(at))
+    };
+    if update().exec(txn).await?.rows_affected > 0 {
+        return Ok(());
+    }
+    let inserted = consent::Entity::insert(consent::ActiveModel {
+        phone: Set(phone.to_owned()),
+        purpose: Set(purpose.to_owned()),
+        revoked: Set(revoked),
+        at: Set(at),
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(txn)
+    .await?;
+    if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
+        // Someone inserted meanwhile: apply ours if it is the newer.
+        update().exec(txn).await?;
     }
     Ok(())
 }
@@ -270,17 +273,48 @@ pub(crate) async fn consume(
                 _ => break,
             }
         }
-        match accept_all(&ctx, &batch).await {
-            Ok(outcomes) => settle_all(&ctx, batch, outcomes).await,
-            Err(e) if batch.len() == 1 => retry_all(batch, &e).await,
-            Err(_) => {
-                for d in batch {
-                    match accept_all(&ctx, std::slice::from_ref(&d)).await {
-                        Ok(outcomes) => settle_all(&ctx, vec![d], outcomes).await,
-                        Err(e) => retry_all(vec![d], &e).await,
-                    }
+        let mut delay = Duration::from_millis(500);
+        loop {
+            if let Ok(outcomes) = accept_all(&ctx, &batch).await {
+                settle_all(&ctx, batch, outcomes).await;
+                break;
+            }
+            // One by one, so one bad message cannot hold back the others.
+            let mut failed = Vec::new();
+            for d in batch {
+                match accept_all(&ctx, std::slice::from_ref(&d)).await {
+                    Ok(outcomes) => settle_all(&ctx, vec![d], outcomes).await,
+                    Err(e) => failed.push((d, e)),
                 }
             }
+            if failed.is_empty() {
+                break;
+            }
+            if ctx.db.ping().await.is_ok() {
+                // The store answers: these messages themselves fail. The broker
+                // redelivers them, then dead-letters them at its limit.
+                for (d, e) in failed {
+                    retry(d, &e).await;
+                }
+                break;
+            }
+            // The store is away: keep them (a redelivery would count against
+            // the delivery limit and dead-letter a good message) and try again.
+            tracing::warn!(
+                retry_in_ms = delay.as_millis() as u64,
+                "sms: the database is unreachable; holding the messages"
+            );
+            batch = failed.into_iter().map(|(d, _)| d).collect();
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = &mut shutdown => {
+                    for d in batch {
+                        let _ = d.retry().await;
+                    }
+                    return;
+                }
+            }
+            delay = (delay * 2).min(Duration::from_secs(10));
         }
     }
 }
@@ -309,13 +343,10 @@ async fn settle_all(ctx: &Ctx, batch: Vec<Delivery>, outcomes: Vec<Accepted>) {
     }
 }
 
-async fn retry_all(batch: Vec<Delivery>, e: &StoreError) {
-    tracing::warn!(error = %e, "sms: bus message not stored; it will be redelivered");
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for d in batch {
-        if let Err(e) = d.retry().await {
-            tracing::warn!(error = %e, "sms: bus message not settled; the broker redelivers it");
-        }
+async fn retry(d: Delivery, e: &StoreError) {
+    tracing::warn!(message = %d.envelope.message_id, error = %e, "sms: bus message not stored; it will be redelivered");
+    if let Err(e) = d.retry().await {
+        tracing::warn!(error = %e, "sms: bus message not settled; the broker redelivers it");
     }
 }
 
@@ -560,8 +591,10 @@ async fn due_now(db: &DatabaseConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Submits every due row once; returns how many were settled or rescheduled.
+/// Submits every due row once (at most one per recipient, so a customer gets
+/// their messages in order); returns how many were due.
 async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreError> {
+    use futures::StreamExt as _;
     let now = now_ms();
     let due = outbound::Entity::find()
         .filter(outbound::Column::Status.eq("queued"))
@@ -573,17 +606,14 @@ async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreErr
         .await?;
     let count = due.len();
     let max_age = i64::try_from(ctx.config.max_age.as_millis()).unwrap_or(i64::MAX);
+    let mut recipients = std::collections::HashSet::new();
     let mut sending = Vec::new();
-    let mut stopped = Vec::new();
     for row in due {
-        let stop = if now.saturating_sub(row.created_at) > max_age {
-            Some("not sent in time (expired)")
-        } else {
-            blocked(&ctx.db, &row).await?
-        };
-        match stop {
-            Some(why) => stopped.push((row, why)),
-            None => sending.push(row),
+        if now.saturating_sub(row.created_at) > max_age {
+            let expired = Err(SendError::Refused("not sent in time (expired)".into()));
+            finish_one(ctx, &row, expired).await?;
+        } else if recipients.insert(row.recipient.clone()) {
+            sending.push(row);
         }
     }
     // Claimed before sending (one statement per attempt count): if recording
@@ -610,21 +640,37 @@ async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreErr
             .exec(&ctx.db)
             .await?;
     }
-    let results = futures::future::join_all(
-        sending
-            .iter()
-            .map(|row| transport.send(&row.sender, &row.recipient, &row.body)),
-    )
-    .await;
-    let txn = ctx.db.begin().await?;
-    for (row, why) in &stopped {
-        finish(&txn, row, Err(SendError::Refused((*why).into()))).await?;
+    // Each outcome is committed as soon as it is known (receipts for it may
+    // already be on their way), and consent is read at the last moment.
+    let mut in_flight: futures::stream::FuturesUnordered<_> = sending
+        .iter()
+        .map(|row| async move {
+            let result = match blocked(&ctx.db, row).await {
+                Ok(Some(why)) => Err(SendError::Refused(why.into())),
+                Ok(None) => transport.send(&row.sender, &row.recipient, &row.body).await,
+                Err(e) => Err(SendError::Unavailable(format!("consent not readable: {e}"))),
+            };
+            (row, result)
+        })
+        .collect();
+    while let Some((row, result)) = in_flight.next().await {
+        if let Err(e) = finish_one(ctx, row, result).await {
+            tracing::warn!(message = %row.id, error = %e, "sms: outcome not recorded; the message is tried again after its backoff");
+        }
     }
-    for (row, result) in sending.iter().zip(results) {
-        finish(&txn, row, result).await?;
-    }
-    txn.commit().await?;
     Ok(count)
+}
+
+async fn finish_one(
+    ctx: &Ctx,
+    row: &outbound::Model,
+    result: Result<Sent, SendError>,
+) -> Result<(), StoreError> {
+    let txn = ctx.db.begin().await?;
+    finish(&txn, row, result).await?;
+    txn.commit().await?;
+    ctx.relay.notify_one();
+    Ok(())
 }
 
 /// Records what became of one attempt.
@@ -645,7 +691,17 @@ async fn finish(
                     status: Set("sent".into()),
                     error: Set(String::new()),
                 })
-                .on_conflict_do_nothing()
+                // An SMSC that reuses ids after a restart: the newest message owns it.
+                .on_conflict(
+                    sea_orm::sea_query::OnConflict::column(part::Column::SmscId)
+                        .update_columns([
+                            part::Column::MessageId,
+                            part::Column::Part,
+                            part::Column::Status,
+                            part::Column::Error,
+                        ])
+                        .to_owned(),
+                )
                 .exec_without_returning(txn)
                 .await?;
             }

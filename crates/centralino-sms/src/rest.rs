@@ -80,7 +80,8 @@ impl Rest {
         Self { config, http }
     }
 
-    /// Sends `body` from `from` to `to`; the provider's id of the message.
+    /// Sends `body` from `from` to `to`; the provider's id of the message
+    /// (empty when its answer had none).
     pub async fn send(&self, from: &str, to: &str, body: &str) -> Result<String, SendError> {
         let url = format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",
@@ -101,15 +102,16 @@ impl Rest {
             .map_err(|e| SendError::Unavailable(format!("provider: {}", e.without_url())))?;
         let status = response.status();
         if status.is_success() {
-            let created: Created = response.json().await.map_err(|e| {
-                SendError::Unavailable(format!("provider answer unreadable: {}", e.without_url()))
-            })?;
-            if created.sid.is_empty() || created.sid.len() > 64 {
-                return Err(SendError::Unavailable(
-                    "provider answer has no usable sid".into(),
-                ));
-            }
-            return Ok(created.sid);
+            // Accepted: never send it again, even if the answer is unreadable
+            // (its status callbacks then cannot be matched).
+            let sid = match response.json::<Created>().await {
+                Ok(c) if !c.sid.is_empty() && c.sid.len() <= 64 => c.sid,
+                _ => {
+                    tracing::warn!("sms: the provider accepted a message without a usable sid");
+                    String::new()
+                }
+            };
+            return Ok(sid);
         }
         let refusal: Refusal = response.json().await.unwrap_or_default();
         let code = refusal.code.map(|c| c.to_string()).unwrap_or_default();

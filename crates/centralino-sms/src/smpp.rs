@@ -265,13 +265,17 @@ async fn submit(
 ) -> Result<Submitted, SendError> {
     let address = |s: &str| {
         COctetString::<1, 21>::from_str(s.trim_start_matches('+'))
-            .map_err(|_| SendError::Refused(format!("not an SMPP address: {s:?}")))
+            // Not the value: it is a phone number.
+            .map_err(|_| SendError::Refused("an address is not a valid SMPP address".into()))
     };
     let (source, destination) = (address(source_raw)?, address(to)?);
-    // E.164 ('+…') is an international ISDN number; anything else is left to the SMSC.
+    // E.164 ('+…') is an international ISDN number, a name (`ACME`) an
+    // alphanumeric sender; anything else is left to the SMSC.
     let numbering = |s: &str| {
         if s.starts_with('+') {
             (Ton::International, Npi::Isdn)
+        } else if s.bytes().any(|b| b.is_ascii_alphabetic()) {
+            (Ton::Alphanumeric, Npi::Unknown)
         } else {
             (Ton::Unknown, Npi::Unknown)
         }
@@ -306,7 +310,9 @@ async fn submit(
             .dest_addr_npi(dest_npi)
             .destination_addr(destination.clone())
             .esm_class(esm)
-            .registered_delivery(RegisteredDelivery::request_all())
+            // The final outcome only: intermediate notifications and SME
+            // acknowledgements are not asked for.
+            .registered_delivery(RegisteredDelivery::from(0x01))
             .data_coding(coding)
             .short_message(short_message)
             .build();
@@ -447,10 +453,23 @@ async fn on_command(
         (Ton::International, a) if !a.starts_with('+') => format!("+{a}"),
         (_, a) => a,
     };
-    let to = deliver.destination_addr.to_string();
+    let to = match (deliver.dest_addr_ton, deliver.destination_addr.to_string()) {
+        (Ton::International, a) if !a.starts_with('+') => format!("+{a}"),
+        (_, a) => a,
+    };
     let (udh, body) = centralino_gsm::split_udh(bytes, esm & 0x40 != 0);
     let text = centralino_gsm::decode(body, coding);
-    let (what, sequences) = if esm & 0x3C == 0x04 {
+    // Message type (esm_class bits 2–5): 0 a customer's message, 0x04 a
+    // delivery receipt, 0x20 an intermediate notification (read like a
+    // receipt); anything else (SME acknowledgements) is answered and dropped.
+    let kind = esm & 0x3C;
+    if !matches!(kind, 0x00 | 0x04 | 0x20) {
+        let _ = client
+            .deliver_sm_resp(sequence, DeliverSmResp::default())
+            .await;
+        return;
+    }
+    let (what, sequences) = if kind != 0 {
         match centralino_gsm::receipt(&text) {
             Some(r) => (Delivered::Receipt(r), vec![sequence]),
             None => {

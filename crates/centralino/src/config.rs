@@ -616,9 +616,6 @@ pub struct SmppSection {
     pub port: u16,
     pub system_id: String,
     pub password: String,
-    /// Sender address of outbound messages (empty: the first of `numbers`).
-    #[serde(default)]
-    pub source_addr: String,
     #[serde(default = "thirty", deserialize_with = "number")]
     pub enquire_link_secs: u64,
     /// Most submits awaiting their response at once.
@@ -719,14 +716,13 @@ impl SmsSection {
             ..centralino_sms::SmsConfig::default()
         };
         if let Some(s) = &self.smpp {
-            let source = if s.source_addr.is_empty() {
-                self.numbers
-                    .first()
-                    .map(|n| n.number.clone())
-                    .unwrap_or_default()
-            } else {
-                s.source_addr.clone()
-            };
+            // Messages leave from the number the customer wrote to (or the
+            // first one); this is only the fallback.
+            let source = self
+                .numbers
+                .first()
+                .map(|n| n.number.clone())
+                .unwrap_or_default();
             if s.window == 0 || s.window > 1_000 {
                 errors.push("sms.smpp.window: must be 1–1000".to_owned());
             }
@@ -761,15 +757,21 @@ impl SmsSection {
             }
         }
         if let Some(r) = &self.rest {
-            let callback = optional(&r.status_callback).or_else(|| {
-                self.webhook.as_ref().map(|w| {
-                    format!(
-                        "{}{}/status",
-                        w.public_base_url.trim_end_matches('/'),
-                        w.path.trim_end_matches('/')
-                    )
-                })
+            let signed = self.webhook.as_ref().map(|w| {
+                format!(
+                    "{}{}/status",
+                    w.public_base_url.trim_end_matches('/'),
+                    w.path.trim_end_matches('/')
+                )
             });
+            let callback = optional(&r.status_callback).or_else(|| signed.clone());
+            if let (Some(cb), Some(signed)) = (&callback, &signed)
+                && cb != signed
+            {
+                errors.push(format!(
+                    "sms.rest.status_callback: must be {signed} (the URL the webhook checks signatures for), or empty"
+                ));
+            }
             config.rest = Some(centralino_sms::rest::RestConfig {
                 base_url: r.base_url.clone(),
                 account_sid: r.account_sid.clone(),

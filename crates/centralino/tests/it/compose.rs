@@ -284,5 +284,29 @@ fn the_shipped_sms_config_loads_and_bad_sms_settings_are_named() {
     for field in ["sms.smpp.window", "sms.webhook.listen", "sms.numbers"] {
         assert!(err.contains(field), "{field} is named in: {err}");
     }
+    // Webhooks alone can receive but not answer; a status callback the
+    // webhook would refuse is named too.
+    std::fs::write(
+        &bad,
+        "[sms]\nnumbers = [{ number = \"4321\", queue = \"sms\" }]\n\
+         [sms.webhook]\npublic_base_url = \"https://x.test\"\nauth_token = \"t\"\n",
+    )
+    .expect("write");
+    let err = centralino::Config::load(Some(&bad), [])
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("sms.rest"), "{err}");
+    std::fs::write(
+        &bad,
+        "[sms]\nnumbers = [{ number = \"4321\", queue = \"sms\" }]\n\
+         [sms.webhook]\npublic_base_url = \"https://x.test\"\nauth_token = \"t\"\n\
+         [sms.rest]\nbase_url = \"https://api.x.test\"\naccount_sid = \"AC1\"\nauth_token = \"t\"\n\
+         status_callback = \"https://x.test/elsewhere\"\n",
+    )
+    .expect("write");
+    let err = centralino::Config::load(Some(&bad), [])
+        .expect_err("refused")
+        .to_string();
+    assert!(err.contains("sms.rest.status_callback"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
