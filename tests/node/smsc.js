@@ -5,10 +5,12 @@
 // It accepts bind_transceiver with the given credentials, answers enquire_link,
 // acknowledges every submit_sm with a message id and, when a receipt is asked
 // for (registered_delivery & 1), sends a delivery receipt (deliver_sm with
-// esm_class 0x04): DELIVRD, or UNDELIV for destinations starting with 39000.
+// esm_class 0x04): DELIVRD, or UNDELIV for destinations starting with 39000;
+// for destinations starting with 39111 the receipt is in TLVs only.
 // A small HTTP API on CONTROL_PORT drives and inspects it:
 //   GET  /submitted          every submit_sm received, decoded by this library
-//   POST /mo {from,to,text}  a mobile-originated message to every bound session
+//   POST /mo {from,to,text[,payload]}  a mobile-originated message to every bound
+//            session (payload: in the message_payload TLV, short_message empty)
 //            {from,to,parts:[[seq,text],...]}  the same as concatenated parts
 //            {from_prefix,to,text,count}  COUNT messages from numbers
 //            FROM_PREFIX + 7 digits to the first bound session (benchmarks)
@@ -75,11 +77,13 @@ const server = smpp.createServer({ debug: false }, (session) => {
       const err = failed ? '001' : '000';
       const now = stamp(new Date());
       setTimeout(() => {
+        // Destinations starting with 39111 get a receipt in TLVs only (empty text).
+        const tlvOnly = String(pdu.destination_addr).replace(/^\+/, '').startsWith('39111');
         session.deliver_sm({
           source_addr: pdu.destination_addr,
           destination_addr: pdu.source_addr,
           esm_class: 0x04,
-          short_message: `id:${id} sub:001 dlvr:${failed ? '000' : '001'} submit date:${now} done date:${now} stat:${stat} err:${err} text:`,
+          short_message: tlvOnly ? '' : `id:${id} sub:001 dlvr:${failed ? '000' : '001'} submit date:${now} done date:${now} stat:${stat} err:${err} text:`,
           receipted_message_id: id,
           message_state: failed ? 5 : 2,
         });
@@ -135,7 +139,8 @@ const control = http.createServer((req, res) => {
             });
           }
         } else {
-          s.deliver_sm({ ...addr, destination_addr: mo.to, esm_class: 0, short_message: { message: mo.text } });
+          const body = mo.payload ? { message_payload: mo.text } : { short_message: { message: mo.text } };
+          s.deliver_sm({ ...addr, destination_addr: mo.to, esm_class: 0, ...body });
         }
       }
       return reply(200, { sent: sessions.size });

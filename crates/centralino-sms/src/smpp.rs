@@ -14,8 +14,11 @@ use std::time::Duration;
 use centralino_gsm::Encoding;
 use futures::StreamExt as _;
 use rusmpp::pdus::{BindTransceiver, DeliverSmResp, SubmitSm};
+use rusmpp::tlvs::TlvValue;
 use rusmpp::types::{COctetString, OctetString};
-use rusmpp::values::{DataCoding, EsmClass, Npi, RegisteredDelivery, ServiceType, Ton};
+use rusmpp::values::{
+    DataCoding, EsmClass, MessageState, Npi, RegisteredDelivery, ServiceType, Ton,
+};
 use rusmpp::{CommandId, CommandStatus, Pdu};
 use rusmppc::{Client, ConnectionBuilder, Event};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -323,6 +326,15 @@ async fn submit(
         pace.wait().await;
         match client.submit_sm(pdu).await {
             Ok(resp) => part_ids.push(resp.message_id().to_string()),
+            // Some parts are with the customer already: sending the whole
+            // message again would repeat them, so it is given up.
+            Err(e) if !part_ids.is_empty() => {
+                return Err(SendError::Refused(format!(
+                    "only {} of {total} parts accepted: {}",
+                    part_ids.len(),
+                    classify(&e)
+                )));
+            }
             Err(e) => return Err(classify(&e)),
         }
     }
@@ -446,7 +458,17 @@ async fn on_command(
     };
     let esm = u8::from(deliver.esm_class);
     let coding = u8::from(deliver.data_coding);
-    let bytes: &[u8] = deliver.short_message().as_ref();
+    // SMSCs put long texts (and some all texts) in `message_payload` instead.
+    let short: &[u8] = deliver.short_message().as_ref();
+    let payload = if short.is_empty() {
+        deliver.tlvs().iter().find_map(|t| match t.value() {
+            Some(TlvValue::MessagePayload(p)) => Some(p.value.as_ref().to_vec()),
+            _ => None,
+        })
+    } else {
+        None
+    };
+    let bytes: &[u8] = payload.as_deref().unwrap_or(short);
     // An international number comes without its '+': put it back, so it
     // normalizes to E.164 whatever the default region.
     let from = match (deliver.source_addr_ton, deliver.source_addr.to_string()) {
@@ -470,7 +492,7 @@ async fn on_command(
         return;
     }
     let (what, sequences) = if kind != 0 {
-        match centralino_gsm::receipt(&text) {
+        match centralino_gsm::receipt(&text).or_else(|| tlv_receipt(deliver.tlvs())) {
             Some(r) => (Delivered::Receipt(r), vec![sequence]),
             None => {
                 // A receipt we cannot read: answer it, or it comes back forever.
@@ -525,6 +547,35 @@ async fn on_command(
         )
     };
     hand_over(client, incoming, what, sequences).await;
+}
+
+/// A receipt from the `receipted_message_id` and `message_state` TLVs, for an
+/// SMSC whose receipt text is empty or unreadable.
+fn tlv_receipt(tlvs: &[rusmpp::tlvs::Tlv]) -> Option<centralino_gsm::Receipt> {
+    let mut id = None;
+    let mut state = None;
+    for t in tlvs {
+        match t.value() {
+            Some(TlvValue::ReceiptedMessageId(v)) => id = Some(v.to_string()),
+            Some(TlvValue::MessageState(s)) => state = Some(*s),
+            _ => {}
+        }
+    }
+    let stat = match state? {
+        MessageState::Delivered => "DELIVRD",
+        MessageState::Expired => "EXPIRED",
+        MessageState::Deleted => "DELETED",
+        MessageState::Undeliverable => "UNDELIV",
+        MessageState::Accepted => "ACCEPTD",
+        MessageState::Rejected => "REJECTD",
+        MessageState::Unknown => "UNKNOWN",
+        _ => "ENROUTE",
+    };
+    Some(centralino_gsm::Receipt {
+        id: id.filter(|i| !i.is_empty())?,
+        stat: stat.into(),
+        err: "000".into(),
+    })
 }
 
 /// Hands `what` to the adapter; answers its `deliver_sm`s once it is handled.

@@ -492,6 +492,18 @@ impl Smsc {
         self.call("POST", "/mo", &body).contains("\"sent\"")
     }
 
+    /// [`Smsc::mobile_originated`] with the text in the `message_payload` TLV
+    /// and an empty `short_message`.
+    pub fn mobile_originated_payload(&self, from: &str, to: &str, text: &str) -> bool {
+        let body = format!(
+            "{{\"from\":{},\"to\":{},\"text\":{},\"payload\":true}}",
+            json_string(from),
+            json_string(to),
+            json_string(text)
+        );
+        self.call("POST", "/mo", &body).contains("\"sent\"")
+    }
+
     /// Sends a concatenated mobile-originated message as `parts` (number, text),
     /// in the order given; false if no session is bound.
     pub fn mobile_originated_parts(&self, from: &str, to: &str, parts: &[(u8, &str)]) -> bool {

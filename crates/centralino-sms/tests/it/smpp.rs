@@ -259,3 +259,39 @@ async fn submits_keep_to_the_accounts_throughput() {
     );
     assert_eq!(submitted(&smsc).len(), 10);
 }
+
+/// SMSCs that carry the text in `message_payload` and the receipt in TLVs
+/// (`receipted_message_id`, `message_state`) are read too.
+#[tokio::test]
+async fn texts_and_receipts_in_tlvs_are_read() {
+    let smsc = Smsc::start();
+    let (tx, mut rx) = mpsc::channel(16);
+    let (_stop, stop) = watch::channel(false);
+    let (smpp, _task) = Smpp::start(config(smsc.port()), tx, stop);
+    bound(&smpp).await;
+    assert!(smsc.mobile_originated_payload("393331112222", "4321", "Testo nel TLV"));
+    let got = next(&mut rx).await;
+    assert_eq!(
+        got.what,
+        Delivered::Message {
+            id: None,
+            from: "+393331112222".into(),
+            to: "4321".into(),
+            text: "Testo nel TLV".into(),
+        }
+    );
+    let _ = got.handled.send(true);
+    let sent = smpp
+        .send("+391112223334", "prova")
+        .await
+        .expect("submitted");
+    let receipt = loop {
+        let got = next(&mut rx).await;
+        let _ = got.handled.send(true);
+        if let Delivered::Receipt(r) = got.what {
+            break r;
+        }
+    };
+    assert_eq!(receipt.id, sent.part_ids[0]);
+    assert_eq!(receipt.status(), "delivered");
+}
