@@ -14,6 +14,7 @@
 //            {from,to,parts:[[seq,text],...]}  the same as concatenated parts
 //            {from_prefix,to,text,count}  COUNT messages from numbers
 //            FROM_PREFIX + 7 digits to the first bound session (benchmarks)
+//   POST /unbind             unbind every session (answered), then close it
 //   POST /drop               cut every connection (a network failure)
 // It prints "ready" once both ports listen.
 'use strict';
@@ -104,6 +105,15 @@ const control = http.createServer((req, res) => {
       res.end(text);
     };
     if (req.method === 'GET' && req.url === '/submitted') return reply(200, submitted);
+    if (req.method === 'POST' && req.url === '/unbind') {
+      // An orderly goodbye (maintenance): unbind, wait for the answer, close.
+      const count = sessions.size;
+      for (const s of sessions) {
+        s.unbind(() => { s.close(); });
+      }
+      sessions.clear();
+      return reply(200, { unbound: count });
+    }
     if (req.method === 'POST' && req.url === '/drop') {
       for (const s of sessions) s.destroy();
       sessions.clear();

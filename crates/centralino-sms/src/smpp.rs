@@ -449,6 +449,13 @@ async fn on_command(
     parts: &mut Parts,
     command: rusmpp::Command,
 ) {
+    if command.id() == CommandId::Unbind {
+        // The SMSC is going away (maintenance): answer; it closes the
+        // connection and the bind is made again with backoff.
+        tracing::info!("sms: the SMSC unbinds; binding again");
+        let _ = client.clone().unbind_resp(command.sequence_number()).await;
+        return;
+    }
     if command.id() != CommandId::DeliverSm {
         return;
     }

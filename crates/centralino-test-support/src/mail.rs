@@ -551,6 +551,12 @@ impl Smsc {
         self.call("POST", "/mo", &body).contains("\"sent\"")
     }
 
+    /// Unbinds every session (an SMSC going down for maintenance); true when
+    /// a session was bound and its `unbind_resp` came back.
+    pub fn unbind(&self) -> bool {
+        !self.call("POST", "/unbind", "").contains("\"unbound\":0")
+    }
+
     /// Cuts every connection, as a network failure would.
     pub fn drop_connections(&self) {
         self.call("POST", "/drop", "");

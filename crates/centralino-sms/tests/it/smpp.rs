@@ -154,19 +154,32 @@ async fn the_bind_comes_back_after_an_smsc_restart() {
     let (smpp, _task) = Smpp::start(config(smsc.port()), tx, stop);
     bound(&smpp).await;
     smsc.restart();
-    // Until the transport notices and binds again, sends are refused as
-    // temporary; then they go through.
+    send_again(&smpp, "di nuovo").await;
+    assert_eq!(submitted(&smsc).len(), 1);
+    // An orderly unbind from the SMSC: answered, and the bind is made again.
+    let mut b = smpp.bound();
+    assert!(smsc.unbind());
+    tokio::time::timeout(WAIT, b.wait_for(|b| !*b))
+        .await
+        .expect("the unbind is noticed")
+        .expect("transport running");
+    send_again(&smpp, "dopo l'unbind").await;
+    assert_eq!(submitted(&smsc).len(), 2);
+}
+
+/// Until the transport notices and binds again, sends are refused as
+/// temporary; then they go through.
+async fn send_again(smpp: &Smpp, text: &str) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        match smpp.send("393330000000", "di nuovo").await {
+        match smpp.send("393330000000", text).await {
             Ok(_) => break,
             Err(SendError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Err(e) => panic!("not sent after the SMSC restart: {e}"),
+            Err(e) => panic!("not sent after the SMSC came back: {e}"),
         }
     }
-    assert_eq!(submitted(&smsc).len(), 1);
 }
 
 /// A long customer message arrives in parts, out of order: it is handed over
