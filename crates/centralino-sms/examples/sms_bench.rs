@@ -251,6 +251,14 @@ async fn ours_inbound(n: usize) -> Duration {
 
 #[tokio::main]
 async fn main() {
+    // Warnings by default (RUST_LOG=sms=debug,… for more), on stderr.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())

@@ -231,12 +231,14 @@ fn stopping(stop: &watch::Receiver<bool>) -> bool {
 async fn connect(
     config: &SmppConfig,
 ) -> Result<(Client, impl futures::Stream<Item = Event> + Unpin), String> {
-    let (client, events) = ConnectionBuilder::new()
+    let (client, events, connection) = ConnectionBuilder::new()
         .enquire_link_interval(config.enquire_link)
         .response_timeout(config.response_timeout)
+        .no_spawn()
         .connect(format!("smpp://{}:{}", config.host, config.port))
         .await
         .map_err(|e| e.to_string())?;
+    tokio::spawn(Driven::new(connection));
     let system_id = COctetString::from_str(&config.system_id).map_err(|e| e.to_string())?;
     let password = COctetString::from_str(&config.password).map_err(|e| e.to_string())?;
     client
@@ -253,6 +255,49 @@ async fn connect(
         .await
         .map_err(|e| e.to_string())?;
     Ok((client, Box::pin(events)))
+}
+
+/// Drives rusmppc's connection future. rusmppc 0.4 handles at most five
+/// queued requests per poll and, when it stops at that limit, does not wake
+/// itself: the rest wait for the next socket event or timer (the
+/// enquire_link, seconds later), and a burst of submits and answers stalls
+/// (seen: 64 submits held for 30 s). This polls it a few times per wake and
+/// at least every 10 ms.
+struct Driven<F> {
+    inner: std::pin::Pin<Box<F>>,
+    tick: tokio::time::Interval,
+}
+
+impl<F: Future<Output = ()>> Driven<F> {
+    fn new(inner: F) -> Self {
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        Self {
+            inner: Box::pin(inner),
+            tick,
+        }
+    }
+}
+
+impl<F: Future<Output = ()>> Future for Driven<F> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let this = self.get_mut();
+        // A future may be polled again at any time; each poll takes up to
+        // five more of its queued requests.
+        for _ in 0..8 {
+            if this.inner.as_mut().poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        // Registers the next tick's wake-up.
+        while this.tick.poll_tick(cx).is_ready() {}
+        std::task::Poll::Pending
+    }
 }
 
 /// Submits every segment of `text`; the answer names each part's SMSC id.
