@@ -50,6 +50,34 @@ pub fn new_envelope<P: TypedPayload>(source: &str, payload: &P) -> Envelope {
     }
 }
 
+/// The `MessageStatusChanged` an adapter reports for one of its messages
+/// (`queued`, `sent`, `delivered`, `failed`), as (routing key, envelope):
+/// `interaction.<channel>.message_status`. `error` is cut to 500 characters.
+pub fn message_status(
+    source: &str,
+    channel: centralino_proto::v1::Channel,
+    message_id: &str,
+    interaction_id: &str,
+    status: &str,
+    error: &str,
+) -> (String, Envelope) {
+    let name = centralino_proto::channel_from_i32(channel as i32)
+        .map(|c| c.as_str())
+        .unwrap_or("unspecified");
+    let event = centralino_proto::v1::MessageStatusChanged {
+        message_id: message_id.to_owned(),
+        interaction_id: interaction_id.to_owned(),
+        channel: channel as i32,
+        status: status.to_owned(),
+        error: error.chars().take(500).collect(),
+        at: Some(centralino_proto::timestamp_from_chrono(chrono::Utc::now())),
+    };
+    (
+        format!("interaction.{name}.message_status"),
+        new_envelope(source, &event),
+    )
+}
+
 /// Why an envelope's payload could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {

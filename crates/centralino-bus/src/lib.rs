@@ -25,7 +25,7 @@ mod topology;
 use std::fmt;
 
 pub use amqp::{AmqpBus, AmqpConfig};
-pub use envelope::{DecodeError, EnvelopeExt, TypedPayload, new_envelope};
+pub use envelope::{DecodeError, EnvelopeExt, TypedPayload, message_status, new_envelope};
 pub use error::BusError;
 pub use handoff::{Settle, run_in_order};
 pub use memory::MemoryBus;

@@ -278,22 +278,9 @@ async fn status_event(
     status: &str,
     error: &str,
 ) -> Result<(), StoreError> {
-    let event = v1::MessageStatusChanged {
-        message_id: id.to_owned(),
-        interaction_id: interaction.to_owned(),
-        channel: v1::Channel::Email as i32,
-        status: status.to_owned(),
-        error: error.chars().take(500).collect(),
-        at: Some(centralino_proto::timestamp_from_chrono(chrono::Utc::now())),
-    };
-    centralino_store::outbox::enqueue(
-        txn,
-        SERVICE,
-        Exchange::Events,
-        "interaction.email.message_status",
-        &new_envelope(SERVICE, &event),
-    )
-    .await
+    let (key, envelope) =
+        centralino_bus::message_status(SERVICE, v1::Channel::Email, id, interaction, status, error);
+    centralino_store::outbox::enqueue(txn, SERVICE, Exchange::Events, &key, &envelope).await
 }
 
 fn transport(

@@ -167,22 +167,9 @@ pub(crate) async fn status_event(
     status: &str,
     error: &str,
 ) -> Result<(), StoreError> {
-    let event = v1::MessageStatusChanged {
-        message_id: id.to_owned(),
-        interaction_id: interaction.to_owned(),
-        channel: v1::Channel::Sms as i32,
-        status: status.to_owned(),
-        error: error.chars().take(200).collect(),
-        at: Some(centralino_proto::timestamp_from_chrono(chrono::Utc::now())),
-    };
-    centralino_store::outbox::enqueue(
-        txn,
-        SERVICE,
-        Exchange::Events,
-        "interaction.sms.message_status",
-        &new_envelope(SERVICE, &event),
-    )
-    .await
+    let (key, envelope) =
+        centralino_bus::message_status(SERVICE, v1::Channel::Sms, id, interaction, status, error);
+    centralino_store::outbox::enqueue(txn, SERVICE, Exchange::Events, &key, &envelope).await
 }
 
 /// Records the consent of `phone` for `purpose` as of `at`; an older record
