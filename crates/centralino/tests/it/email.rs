@@ -60,64 +60,23 @@ async fn up_imports_a_mailbox_into_history() {
     .expect("APPEND");
     let _ = imap.logout().await;
 
-    let key = centralino::token_key(&config).expect("key");
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs(),
-    )
-    .expect("fits");
-    let token = key
-        .mint("up-test", centralino_auth::Role::Agent, now, 600)
-        .expect("token");
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.grpc_addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    let history = HistoryServiceClient::new(channel);
-    let authed = Bearer(token);
-    let timeline = eventually(
-        Duration::from_secs(30),
+    let (history, authed) = history_client(&config, &running).await;
+    let timeline = timeline_when(
+        &history,
+        &authed,
+        v1::CustomerIdentifier {
+            kind: v1::customer_identifier::Kind::Email as i32,
+            value: "Lucia@Example.test".into(),
+        },
         "the email in Lucia's timeline",
-        || {
-            let mut history = history.clone();
-            let find = authed.wrap(v1::FindCustomersRequest {
-                identifier: Some(v1::CustomerIdentifier {
-                    kind: v1::customer_identifier::Kind::Email as i32,
-                    value: "Lucia@Example.test".into(),
-                }),
-                ..Default::default()
-            });
-            let authed = &authed;
-            async move {
-                let customer = history
-                    .find_customers(find)
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .customers
-                    .into_iter()
-                    .next()?;
-                let timeline = history
-                    .list_timeline(authed.wrap(v1::ListTimelineRequest {
-                        customer_id: customer.id,
-                        include_messages: true,
-                        ..Default::default()
-                    }))
-                    .await
-                    .ok()?
-                    .into_inner();
-                // The message and the acknowledgement (with its sent status) are in.
-                let done = timeline.interactions.first().is_some_and(|i| {
-                    i.messages.len() == 2
-                        && i.messages.iter().any(|m| {
-                            m.direction == v1::Direction::Outbound as i32 && m.status == "sent"
-                        })
-                });
-                done.then_some(timeline)
-            }
+        // The message and the acknowledgement (with its sent status) are in.
+        |t| {
+            t.interactions.first().is_some_and(|i| {
+                i.messages.len() == 2
+                    && i.messages.iter().any(|m| {
+                        m.direction == v1::Direction::Outbound as i32 && m.status == "sent"
+                    })
+            })
         },
     )
     .await;
@@ -152,4 +111,68 @@ impl Bearer {
         );
         r
     }
+}
+
+/// A history client of a running `up`, with an agent's token.
+pub async fn history_client(
+    config: &centralino::Config,
+    running: &centralino::Running,
+) -> (HistoryServiceClient<tonic::transport::Channel>, Bearer) {
+    let key = centralino::token_key(config).expect("key");
+    let now = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_secs(),
+    )
+    .expect("fits");
+    let token = key
+        .mint("up-test", centralino_auth::Role::Agent, now, 600)
+        .expect("token");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.grpc_addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    (HistoryServiceClient::new(channel), Bearer(token))
+}
+
+/// The timeline (messages included) of the customer `identifier` names, once
+/// `ready` says it is complete; fails the test after 30 s.
+pub async fn timeline_when(
+    history: &HistoryServiceClient<tonic::transport::Channel>,
+    authed: &Bearer,
+    identifier: v1::CustomerIdentifier,
+    what: &str,
+    ready: impl Fn(&v1::ListTimelineResponse) -> bool,
+) -> v1::ListTimelineResponse {
+    eventually(Duration::from_secs(30), what, || {
+        let mut history = history.clone();
+        let find = authed.wrap(v1::FindCustomersRequest {
+            identifier: Some(identifier.clone()),
+            ..Default::default()
+        });
+        let ready = &ready;
+        async move {
+            let customer = history
+                .find_customers(find)
+                .await
+                .ok()?
+                .into_inner()
+                .customers
+                .into_iter()
+                .next()?;
+            let timeline = history
+                .list_timeline(authed.wrap(v1::ListTimelineRequest {
+                    customer_id: customer.id,
+                    include_messages: true,
+                    ..Default::default()
+                }))
+                .await
+                .ok()?
+                .into_inner();
+            ready(&timeline).then_some(timeline)
+        }
+    })
+    .await
 }

@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use centralino_proto::v1;
-use centralino_proto::v1::history_service_client::HistoryServiceClient;
 use centralino_test_support::eventually;
 use centralino_test_support::mail::Smsc;
 
-use crate::email::Bearer;
+use crate::email::{history_client, timeline_when};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_takes_sms_into_history_and_stop_into_the_ledger() {
@@ -41,64 +40,22 @@ async fn up_takes_sms_into_history_and_stop_into_the_ledger() {
     })
     .await;
 
-    let key = centralino::token_key(&config).expect("key");
-    let now = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_secs(),
-    )
-    .expect("fits");
-    let token = key
-        .mint("up-test", centralino_auth::Role::Agent, now, 600)
-        .expect("token");
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.grpc_addr))
-        .expect("uri")
-        .connect()
-        .await
-        .expect("connect");
-    let history = HistoryServiceClient::new(channel);
-    let authed = Bearer(token);
+    let (history, authed) = history_client(&config, &running).await;
     let phone = || {
         Some(v1::CustomerIdentifier {
             kind: v1::customer_identifier::Kind::Phone as i32,
             value: "333 123 4567".into(),
         })
     };
-    let timeline = eventually(
-        Duration::from_secs(30),
+    let timeline = timeline_when(
+        &history,
+        &authed,
+        phone().expect("an identifier"),
         "the SMS in the customer's timeline",
-        || {
-            let mut history = history.clone();
-            let find = authed.wrap(v1::FindCustomersRequest {
-                identifier: phone(),
-                ..Default::default()
-            });
-            let authed = &authed;
-            async move {
-                let customer = history
-                    .find_customers(find)
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .customers
-                    .into_iter()
-                    .next()?;
-                let timeline = history
-                    .list_timeline(authed.wrap(v1::ListTimelineRequest {
-                        customer_id: customer.id,
-                        include_messages: true,
-                        ..Default::default()
-                    }))
-                    .await
-                    .ok()?
-                    .into_inner();
-                timeline
-                    .interactions
-                    .first()
-                    .is_some_and(|i| !i.messages.is_empty())
-                    .then_some(timeline)
-            }
+        |t| {
+            t.interactions
+                .first()
+                .is_some_and(|i| !i.messages.is_empty())
         },
     )
     .await;
