@@ -31,6 +31,7 @@ typed!(
     CustomerChanged,
     SendMessage,
     RecordConsentRequest,
+    AgentNotReached,
 );
 
 /// A new envelope around `payload`, produced by `source`, stamped now and with the

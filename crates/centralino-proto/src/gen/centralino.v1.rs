@@ -2887,6 +2887,21 @@ pub mod routing_event {
         }
     }
 }
+/// An adapter could not connect an assigned interaction's customer to the agent
+/// (command `routing.agent_not_reached`, e.g. the agent's phone did not answer).
+/// Routing puts the interaction back in its place, keeps that agent away from it
+/// for a while and sets the agent not ready with the reason (redirection on no
+/// answer), so the next call does not ring the same empty desk.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct AgentNotReached {
+    #[prost(string, tag = "1")]
+    pub interaction_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub agent: ::prost::alloc::string::String,
+    /// no-answer, busy, unreachable or no-endpoint.
+    #[prost(string, tag = "3")]
+    pub reason: ::prost::alloc::string::String,
+}
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct AgentRequest {
     /// Echoed in the result. Repeating a request id returns the first result without acting twice.

@@ -1,0 +1,832 @@
+//! One task per call: answers the INVITE, runs the IVR, keeps the caller
+//! company while routing finds an agent, rings the agent's phone, bridges the
+//! two RTP streams and records how it ended.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use centralino_proto::v1;
+use centralino_telephony::g711::Codec;
+use centralino_telephony::ivr::{Effect, Flow, Session};
+use centralino_telephony::sdp;
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::{Header, HeadersExt as _, Request, StatusCode};
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::media::{FRAME, Frame, Leg, Player, Received, transcode};
+use crate::record::{self, Ended, Queued};
+use crate::{Shared, now_ms};
+
+/// Codecs we take, in order of preference.
+const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+
+/// What the call task is doing.
+enum Phase {
+    /// In the IVR.
+    Ivr(Session),
+    /// Waiting for an agent.
+    Queued,
+    /// The assigned agent's phone rings.
+    Ringing(Box<Ringing>),
+    /// Caller and agent talk.
+    Bridged(Box<Bridge>),
+    /// A last prompt plays, then the call ends with `outcome`.
+    Closing { outcome: &'static str },
+}
+
+struct Ringing {
+    agent: String,
+    dialog: InviteDialog,
+    states: DialogStateReceiver,
+    answer: tokio::task::JoinHandle<rsipstack::dialog::invitation::InviteAsyncResult>,
+    leg: Leg,
+    until: Instant,
+}
+
+struct Bridge {
+    agent: String,
+    dialog: InviteDialog,
+    states: DialogStateReceiver,
+    leg: Leg,
+}
+
+/// How the caller got to us.
+pub(crate) struct Incoming {
+    pub dialog: InviteDialog,
+    pub states: DialogStateReceiver,
+    pub invite: Request,
+    pub flow: Arc<Flow>,
+    pub dialled: String,
+}
+
+/// Routing's news about this call's interaction.
+pub(crate) type RoutingRx = mpsc::Receiver<v1::RoutingEvent>;
+
+struct Call {
+    shared: Arc<Shared>,
+    dialog: InviteDialog,
+    states: DialogStateReceiver,
+    flow: Arc<Flow>,
+    caller: Leg,
+    player: Player,
+    phase: Phase,
+    started_at: i64,
+    sip_call_id: String,
+    caller_raw: String,
+    caller_e164: Option<String>,
+    dialled: String,
+    /// The queue the IVR chose.
+    queue: String,
+    /// Set once the IVR chose a queue.
+    interaction: Option<String>,
+    routing: Option<RoutingRx>,
+    path: Vec<String>,
+    position: u64,
+    estimated_wait_ms: Option<u64>,
+    next_announcement: Option<Instant>,
+}
+
+/// Answers and runs the call to its end.
+pub(crate) async fn run(shared: Arc<Shared>, incoming: Incoming, stop: watch::Receiver<bool>) {
+    let Incoming {
+        dialog,
+        states,
+        invite,
+        flow,
+        dialled,
+    } = incoming;
+    let sip_call_id = invite
+        .call_id_header()
+        .map(|c| c.value().to_owned())
+        .unwrap_or_default();
+    let offer = std::str::from_utf8(&invite.body)
+        .map_err(|_| "the SDP offer is not UTF-8".to_owned())
+        .and_then(|text| {
+            if text.trim().is_empty() {
+                return Err("no SDP offer (late offer is not supported)".to_owned());
+            }
+            let parsed = sdp::parse(text).map_err(|e| e.to_string())?;
+            sdp::negotiate(&parsed, &CODECS).map_err(|e| e.to_string())
+        });
+    let neg = match offer {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::info!(call = %sip_call_id, error = %e, "voice: call refused (488)");
+            let _ = dialog.reject(Some(StatusCode::NotAcceptableHere), Some(e));
+            return;
+        }
+    };
+    let socket = match Leg::bind(shared.media_ip).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "voice: cannot open an RTP port; call refused (503)");
+            let _ = dialog.reject(Some(StatusCode::ServiceUnavailable), None);
+            return;
+        }
+    };
+    let local = match socket.local_addr() {
+        Ok(a) => a,
+        Err(_) => {
+            let _ = dialog.reject(Some(StatusCode::ServiceUnavailable), None);
+            return;
+        }
+    };
+    let session_id = u64::from(uuid::Uuid::new_v4().as_u128() as u32);
+    let answer = sdp::answer(&neg, local, session_id, 1);
+    if let Err(e) = dialog.accept(
+        Some(vec![Header::ContentType("application/sdp".into())]),
+        Some(answer.into_bytes()),
+    ) {
+        tracing::warn!(call = %sip_call_id, error = %e, "voice: could not answer");
+        return;
+    }
+    let caller_raw = caller_number(&invite);
+    let caller_e164 = shared
+        .config
+        .rules
+        .normalize(centralino_domain::IdentifierKind::Phone, &caller_raw)
+        .ok()
+        .map(|i| i.value().to_owned());
+    let (session, effects) = Session::start(&flow);
+    let mut call = Call {
+        shared,
+        dialog,
+        states,
+        flow,
+        caller: Leg::new(socket, &neg),
+        player: Player::default(),
+        phase: Phase::Ivr(session),
+        started_at: now_ms(),
+        sip_call_id,
+        caller_raw,
+        caller_e164,
+        dialled,
+        queue: String::new(),
+        interaction: None,
+        routing: None,
+        path: Vec::new(),
+        position: 0,
+        estimated_wait_ms: None,
+        next_announcement: None,
+    };
+    tracing::info!(call = %call.sip_call_id, dialled = %call.dialled, codec = call.caller.codec.name(), "voice: call answered");
+    call.effects(effects).await;
+    call.run(stop).await;
+}
+
+/// The caller's number: the user part of P-Asserted-Identity, else of From.
+fn caller_number(invite: &Request) -> String {
+    let from_pai = invite
+        .header_value("P-Asserted-Identity")
+        .and_then(|v| user_part(&v));
+    from_pai
+        .or_else(|| invite.from_header().ok().and_then(|f| user_part(f.value())))
+        .unwrap_or_default()
+}
+
+/// `"Name" <sip:+39...@host>;tag=x` → `+39...`; a URI without a user part → `None`.
+fn user_part(header: &str) -> Option<String> {
+    let start = header.find("sip:").or_else(|| header.find("tel:"))?;
+    let scheme_tel = header[start..].starts_with("tel:");
+    let rest = &header[start + 4..];
+    let uri = &rest[..rest.find(['>', ';']).unwrap_or(rest.len())];
+    let user = match uri.find('@') {
+        Some(at) => &uri[..at],
+        None if scheme_tel => uri,
+        None => return None,
+    };
+    let user = user.trim();
+    (!user.is_empty() && user.len() <= 64).then(|| user.to_owned())
+}
+
+/// Why a call task loop iteration woke.
+enum Wake {
+    Tick,
+    CallerState(Option<DialogState>),
+    CallerPacket(usize, std::net::SocketAddr),
+    AgentPacket(usize, std::net::SocketAddr),
+    AgentState(Option<DialogState>),
+    AgentAnswer(Result<rsipstack::dialog::invitation::InviteAsyncResult, tokio::task::JoinError>),
+    Routing(Option<v1::RoutingEvent>),
+    Deadline,
+    Stop,
+}
+
+impl Call {
+    async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(Duration::from_millis(20));
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let mut caller_buf = vec![0u8; 2048];
+        let mut agent_buf = vec![0u8; 2048];
+        let mut frame = [0i16; FRAME];
+        loop {
+            let deadline = self.deadline();
+            let wake = {
+                let (agent_socket, agent_states, agent_answer) = match &mut self.phase {
+                    Phase::Ringing(r) => {
+                        let r = &mut **r;
+                        (
+                            Some(&r.leg.socket),
+                            Some(&mut r.states),
+                            Some(&mut r.answer),
+                        )
+                    }
+                    Phase::Bridged(b) => {
+                        let b = &mut **b;
+                        (Some(&b.leg.socket), Some(&mut b.states), None)
+                    }
+                    _ => (None, None, None),
+                };
+                tokio::select! {
+                    _ = ticker.tick() => Wake::Tick,
+                    s = self.states.recv() => Wake::CallerState(s),
+                    r = self.caller.socket.recv_from(&mut caller_buf) => match r {
+                        Ok((n, from)) => Wake::CallerPacket(n, from),
+                        Err(_) => Wake::Tick,
+                    },
+                    r = async { agent_socket?.recv_from(&mut agent_buf).await.ok() }, if agent_socket.is_some() => match r {
+                        Some((n, from)) => Wake::AgentPacket(n, from),
+                        None => Wake::Tick,
+                    },
+                    s = async { agent_states?.recv().await }, if agent_states.is_some() => Wake::AgentState(s),
+                    a = async { match agent_answer { Some(h) => h.await, None => std::future::pending().await } }, if agent_answer.is_some() => Wake::AgentAnswer(a),
+                    e = async { match self.routing.as_mut() { Some(r) => r.recv().await, None => std::future::pending().await } }, if self.routing.is_some() => Wake::Routing(e),
+                    () = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => Wake::Deadline,
+                    _ = stop.wait_for(|s| *s) => Wake::Stop,
+                }
+            };
+            let go_on = match wake {
+                Wake::Tick => self.tick(&mut frame).await,
+                Wake::CallerState(s) => self.caller_state(s).await,
+                Wake::CallerPacket(n, from) => {
+                    self.caller_packet(&caller_buf[..n.min(caller_buf.len())], from)
+                        .await
+                }
+                Wake::AgentPacket(n, from) => {
+                    self.agent_packet(&agent_buf[..n.min(agent_buf.len())], from)
+                        .await;
+                    true
+                }
+                Wake::AgentState(s) => self.agent_state(s).await,
+                Wake::AgentAnswer(a) => self.agent_answered(a).await,
+                Wake::Routing(Some(e)) => self.routing_event(e).await,
+                Wake::Routing(None) => {
+                    self.routing = None;
+                    true
+                }
+                Wake::Deadline => self.deadline_passed().await,
+                Wake::Stop => {
+                    self.hang_up_all("failed", Some("adapter-stopped")).await;
+                    false
+                }
+            };
+            if !go_on {
+                break;
+            }
+        }
+        if let Some(id) = &self.interaction {
+            self.shared.forget(id);
+        }
+    }
+
+    /// The next timed thing: the IVR's timeout, the ring timeout, the next
+    /// announcement.
+    fn deadline(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Ivr(s) => s.deadline().map(|ms| self.instant_of(ms)),
+            Phase::Ringing(r) => Some(r.until),
+            Phase::Queued => self.next_announcement,
+            _ => None,
+        }
+    }
+
+    fn ivr_now(&self) -> u64 {
+        u64::try_from(now_ms().saturating_sub(self.started_at)).unwrap_or(0)
+    }
+
+    fn instant_of(&self, ivr_ms: u64) -> Instant {
+        let now = self.ivr_now();
+        Instant::now() + Duration::from_millis(ivr_ms.saturating_sub(now))
+    }
+
+    async fn tick(&mut self, frame: &mut [i16; FRAME]) -> bool {
+        if matches!(self.phase, Phase::Bridged(_)) {
+            return true; // the agent's audio feeds the caller
+        }
+        let result = self.player.frame(frame);
+        if result != Frame::Silence || !matches!(self.phase, Phase::Ivr(_)) {
+            self.caller.send_samples(frame).await;
+        } else {
+            // Keep the stream (and NAT bindings) alive with silence.
+            self.caller.send_samples(frame).await;
+        }
+        if result == Frame::Finished {
+            let now = self.ivr_now();
+            match &mut self.phase {
+                Phase::Ivr(session) => {
+                    session.prompt_finished(&self.flow, now);
+                }
+                Phase::Closing { outcome } => {
+                    let outcome = *outcome;
+                    self.hang_up_all(outcome, None).await;
+                    return false;
+                }
+                _ => {}
+            }
+        }
+        true
+    }
+
+    async fn caller_state(&mut self, state: Option<DialogState>) -> bool {
+        match state {
+            None | Some(DialogState::Terminated(..)) => {
+                self.caller_left().await;
+                false
+            }
+            Some(DialogState::Info(_, req, handle)) => {
+                let content_type = req.header_value("Content-Type").unwrap_or_default();
+                let body = String::from_utf8_lossy(&req.body).into_owned();
+                match centralino_telephony::dtmf::parse_info(&content_type, &body) {
+                    Ok(key) => {
+                        let _ = handle.reply(StatusCode::OK).await;
+                        self.key(key).await
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "voice: INFO without a key");
+                        let _ = handle.reply(StatusCode::UnsupportedMediaType).await;
+                        true
+                    }
+                }
+            }
+            Some(DialogState::Options(_, _, handle)) => {
+                let _ = handle.reply(StatusCode::OK).await;
+                true
+            }
+            Some(DialogState::Updated(_, _, handle))
+            | Some(DialogState::Notify(_, _, handle))
+            | Some(DialogState::Refer(_, _, handle))
+            | Some(DialogState::Message(_, _, handle))
+            | Some(DialogState::Publish(_, _, handle)) => {
+                let _ = handle.reply(StatusCode::NotImplemented).await;
+                true
+            }
+            Some(_) => true,
+        }
+    }
+
+    async fn caller_packet(&mut self, packet: &[u8], from: std::net::SocketAddr) -> bool {
+        match self.caller.receive(packet, from) {
+            Received::Key(k) => self.key(k).await,
+            Received::Audio(payload) => {
+                if let Phase::Bridged(b) = &mut self.phase {
+                    let mut out = Vec::with_capacity(payload.len());
+                    transcode(self.caller.codec, b.leg.codec, payload, &mut out);
+                    b.leg.send_payload(&out).await;
+                }
+                true
+            }
+            Received::Nothing => true,
+        }
+    }
+
+    async fn agent_packet(&mut self, packet: &[u8], from: std::net::SocketAddr) {
+        let (leg, bridged) = match &mut self.phase {
+            Phase::Bridged(b) => (&mut b.leg, true),
+            Phase::Ringing(r) => (&mut r.leg, false),
+            _ => return,
+        };
+        if let Received::Audio(payload) = leg.receive(packet, from) {
+            if bridged {
+                let mut out = Vec::with_capacity(payload.len());
+                transcode(leg.codec, self.caller.codec, payload, &mut out);
+                self.caller.send_payload(&out).await;
+            }
+        }
+    }
+
+    async fn key(&mut self, key: char) -> bool {
+        let now = self.ivr_now();
+        match &mut self.phase {
+            Phase::Ivr(session) => {
+                let effects = session.key(&self.flow, key, now);
+                self.effects(effects).await;
+                true
+            }
+            Phase::Queued if Some(key) == self.shared.config.hold.callback_key => {
+                self.callback().await;
+                true
+            }
+            _ => true,
+        }
+    }
+
+    async fn effects(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Play(names) => self.player.play(&self.shared.prompts, &names),
+                Effect::Queue {
+                    queue,
+                    priority,
+                    keys,
+                    path,
+                } => self.enter_queue(queue, priority, keys, path).await,
+                Effect::Hangup { prompt, path } => {
+                    self.path = path;
+                    self.player.play(&self.shared.prompts, &prompt);
+                    self.phase = Phase::Closing { outcome: "ivr" };
+                }
+            }
+        }
+    }
+
+    async fn enter_queue(&mut self, queue: String, priority: u32, keys: String, path: Vec<String>) {
+        let id = uuid::Uuid::new_v4().to_string();
+        let (tx, rx) = mpsc::channel(64);
+        // Registered before the event can be published, so nothing routing
+        // says about it is missed.
+        self.shared.register(&id, tx);
+        let q = Queued {
+            interaction_id: id.clone(),
+            sip_call_id: self.sip_call_id.clone(),
+            caller: self.caller_e164.clone(),
+            caller_raw: self.caller_raw.clone(),
+            dialled: self.dialled.clone(),
+            queue: queue.clone(),
+            priority,
+            keys,
+            path: path.clone(),
+            started_at: self.started_at,
+        };
+        self.path = path;
+        self.queue.clone_from(&queue);
+        if let Err(e) = record::queued(&self.shared.db, &q).await {
+            tracing::error!(error = %e, "voice: could not record the call; it cannot be queued");
+            self.shared.forget(&id);
+            self.player
+                .play(&self.shared.prompts, &self.shared.config.hold.closed_prompt);
+            self.phase = Phase::Closing { outcome: "failed" };
+            return;
+        }
+        self.shared.relay.notify_one();
+        tracing::info!(interaction = %id, %queue, "voice: caller queued");
+        self.interaction = Some(id);
+        self.routing = Some(rx);
+        let hold = &self.shared.config.hold;
+        self.player.play(&self.shared.prompts, &hold.please_hold);
+        self.player
+            .set_background(self.shared.prompts.get(&hold.music));
+        self.next_announcement = Some(Instant::now() + hold.first_announcement);
+        self.phase = Phase::Queued;
+    }
+
+    async fn routing_event(&mut self, e: v1::RoutingEvent) -> bool {
+        use v1::routing_event::Kind;
+        let kind = Kind::try_from(e.kind).unwrap_or(Kind::Unspecified);
+        match kind {
+            Kind::Queued | Kind::Position | Kind::Requeued | Kind::Overflowed => {
+                if e.position > 0 {
+                    self.position = e.position;
+                }
+                self.estimated_wait_ms = e.estimated_wait_ms;
+                if kind == Kind::Requeued {
+                    if let Phase::Ringing(r) = &self.phase {
+                        if r.agent == e.agent || e.agent.is_empty() {
+                            // Routing took it back (the agent went away): stop ringing.
+                            let _ = r.dialog.hangup().await;
+                        }
+                    }
+                }
+                true
+            }
+            Kind::Assigned if matches!(self.phase, Phase::Queued) => {
+                self.ring_agent(&e.agent).await;
+                true
+            }
+            Kind::Closed if matches!(self.phase, Phase::Queued) => {
+                self.player
+                    .play(&self.shared.prompts, &self.shared.config.hold.closed_prompt);
+                self.player.set_background(None);
+                self.phase = Phase::Closing { outcome: "closed" };
+                true
+            }
+            _ => true,
+        }
+    }
+
+    async fn ring_agent(&mut self, agent: &str) {
+        let Some(id) = self.interaction.clone() else {
+            return;
+        };
+        let Some(target) = self.shared.agent_uri(agent) else {
+            tracing::warn!(%agent, "voice: no SIP address for the assigned agent");
+            self.not_reached(&id, agent, "no-endpoint").await;
+            return;
+        };
+        let socket = match Leg::bind(self.shared.media_ip).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "voice: cannot open an RTP port for the agent");
+                self.not_reached(&id, agent, "unreachable").await;
+                return;
+            }
+        };
+        let Ok(local) = socket.local_addr() else {
+            self.not_reached(&id, agent, "unreachable").await;
+            return;
+        };
+        let offer = sdp::offer(
+            local,
+            u64::from(uuid::Uuid::new_v4().as_u128() as u32),
+            1,
+            101,
+        );
+        let (state_tx, states) = self.shared.dialogs.new_dialog_state_channel();
+        let caller_uri = self.shared.caller_uri(self.caller_e164.as_deref());
+        let option = InviteOption {
+            caller: caller_uri,
+            callee: target,
+            contact: self.shared.contact.clone(),
+            content_type: Some("application/sdp".into()),
+            offer: Some(offer.into_bytes()),
+            ..Default::default()
+        };
+        match self.shared.dialogs.do_invite_async(option, state_tx) {
+            Ok((dialog, answer)) => {
+                tracing::info!(interaction = %id, %agent, "voice: ringing the agent");
+                // Until the agent answers, the leg has no remote address yet.
+                let neg = sdp::Negotiated {
+                    remote: std::net::SocketAddr::new(self.shared.media_ip, 0),
+                    codec: self.caller.codec,
+                    telephone_event: None,
+                    ptime: 20,
+                    direction: sdp::Direction::SendRecv,
+                };
+                self.phase = Phase::Ringing(Box::new(Ringing {
+                    agent: agent.to_owned(),
+                    dialog,
+                    states,
+                    answer,
+                    leg: Leg::new(socket, &neg),
+                    until: Instant::now() + self.shared.config.ring_timeout,
+                }));
+            }
+            Err(e) => {
+                tracing::warn!(%agent, error = %e, "voice: could not call the agent");
+                self.not_reached(&id, agent, "unreachable").await;
+            }
+        }
+    }
+
+    async fn agent_answered(
+        &mut self,
+        result: Result<rsipstack::dialog::invitation::InviteAsyncResult, tokio::task::JoinError>,
+    ) -> bool {
+        let Phase::Ringing(ringing) = std::mem::replace(&mut self.phase, Phase::Queued) else {
+            return true;
+        };
+        let Some(id) = self.interaction.clone() else {
+            return true;
+        };
+        let Ringing {
+            agent,
+            dialog,
+            states,
+            mut leg,
+            ..
+        } = *ringing;
+        let response = match result {
+            Ok(Ok((_, Some(resp)))) => resp,
+            Ok(Ok((_, None))) | Ok(Err(_)) | Err(_) => {
+                self.not_reached(&id, &agent, "unreachable").await;
+                return true;
+            }
+        };
+        let code = response.status_code.code();
+        if !(200..300).contains(&code) {
+            let reason = match code {
+                486 | 600 | 603 => "busy",
+                408 | 480 | 487 => "no-answer",
+                _ => "unreachable",
+            };
+            tracing::info!(interaction = %id, %agent, code, "voice: the agent's phone did not answer");
+            self.not_reached(&id, &agent, reason).await;
+            return true;
+        }
+        let neg = std::str::from_utf8(&response.body)
+            .map_err(|e| e.to_string())
+            .and_then(|t| sdp::parse(t).map_err(|e| e.to_string()))
+            .and_then(|s| sdp::negotiate(&s, &CODECS).map_err(|e| e.to_string()));
+        let neg = match neg {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(%agent, error = %e, "voice: the agent's phone answered without usable audio");
+                let _ = dialog.hangup().await;
+                self.not_reached(&id, &agent, "unreachable").await;
+                return true;
+            }
+        };
+        leg.remote = neg.remote;
+        leg.codec = neg.codec;
+        leg.telephone_event = neg.telephone_event;
+        let now = now_ms();
+        if let Err(e) = record::answered(&self.shared.db, &id, &agent, now).await {
+            tracing::warn!(error = %e, "voice: could not record the answer (the call goes on)");
+        }
+        tracing::info!(interaction = %id, %agent, "voice: caller and agent connected");
+        self.player.stop();
+        self.player.set_background(None);
+        self.next_announcement = None;
+        self.phase = Phase::Bridged(Box::new(Bridge {
+            agent,
+            dialog,
+            states,
+            leg,
+        }));
+        true
+    }
+
+    async fn agent_state(&mut self, state: Option<DialogState>) -> bool {
+        match (&self.phase, state) {
+            (Phase::Bridged(_), None | Some(DialogState::Terminated(..))) => {
+                // The agent hung up: the call is over for the caller too.
+                self.hang_up_all("answered", None).await;
+                false
+            }
+            (_, Some(DialogState::Info(_, _, handle)))
+            | (_, Some(DialogState::Options(_, _, handle))) => {
+                let _ = handle.reply(StatusCode::OK).await;
+                true
+            }
+            _ => true,
+        }
+    }
+
+    async fn deadline_passed(&mut self) -> bool {
+        let now = self.ivr_now();
+        match &mut self.phase {
+            Phase::Ivr(session) => {
+                let effects = session.tick(&self.flow, now);
+                self.effects(effects).await;
+            }
+            Phase::Ringing(r) => {
+                // Ring timeout: CANCEL; the INVITE's answer (487) says no-answer.
+                let _ = r.dialog.hangup().await;
+                r.until = Instant::now() + Duration::from_secs(3600);
+            }
+            Phase::Queued => {
+                let hold = &self.shared.config.hold;
+                self.next_announcement = Some(Instant::now() + hold.announce_every);
+                if !self.player.playing() && self.position > 0 {
+                    let mut names = centralino_telephony::announce::position_announcement(
+                        self.position,
+                        self.estimated_wait_ms,
+                    );
+                    if hold.callback_key.is_some() && self.caller_e164.is_some() {
+                        names.extend(hold.callback_prompt.iter().cloned());
+                    }
+                    self.player.play(&self.shared.prompts, &names);
+                }
+            }
+            _ => {}
+        }
+        true
+    }
+
+    async fn not_reached(&mut self, id: &str, agent: &str, reason: &str) {
+        self.phase = Phase::Queued;
+        if let Err(e) = record::agent_not_reached(&self.shared.db, id, agent, reason).await {
+            tracing::error!(error = %e, "voice: could not hand the call back to routing");
+        }
+        self.shared.relay.notify_one();
+    }
+
+    /// Virtual hold: a callback interaction replaces the wait.
+    async fn callback(&mut self) {
+        let (Some(id), Some(phone)) = (self.interaction.clone(), self.caller_e164.clone()) else {
+            return;
+        };
+        let q = Queued {
+            interaction_id: uuid::Uuid::new_v4().to_string(),
+            sip_call_id: format!("callback:{}", self.sip_call_id),
+            caller: Some(phone.clone()),
+            caller_raw: phone,
+            dialled: self.dialled.clone(),
+            queue: self.queue.clone(),
+            priority: 0,
+            keys: String::new(),
+            path: self.path.clone(),
+            started_at: now_ms(),
+        };
+        if let Err(e) = record::callback(&self.shared.db, &id, &q).await {
+            tracing::error!(error = %e, "voice: could not record the callback request");
+            return;
+        }
+        self.shared.relay.notify_one();
+        self.player.play(
+            &self.shared.prompts,
+            &self.shared.config.hold.callback_confirmed,
+        );
+        self.player.set_background(None);
+        self.phase = Phase::Closing {
+            outcome: "callback",
+        };
+    }
+
+    /// The caller hung up (or the dialog died).
+    async fn caller_left(&mut self) {
+        let outcome = match &self.phase {
+            Phase::Ringing(r) => {
+                let _ = r.dialog.hangup().await;
+                "abandoned"
+            }
+            Phase::Bridged(b) => {
+                let _ = b.dialog.hangup().await;
+                "answered"
+            }
+            Phase::Closing { outcome } => outcome,
+            Phase::Ivr(s) => {
+                self.path = s.path().to_vec();
+                "abandoned"
+            }
+            Phase::Queued => "abandoned",
+        };
+        self.finish(
+            outcome,
+            (outcome == "abandoned").then_some("caller-hung-up"),
+        )
+        .await;
+    }
+
+    /// We end the call: BYE both parties and record it.
+    async fn hang_up_all(&mut self, outcome: &'static str, reason: Option<&'static str>) {
+        match &self.phase {
+            Phase::Ringing(r) => {
+                let _ = r.dialog.hangup().await;
+            }
+            Phase::Bridged(b) => {
+                let _ = b.dialog.hangup().await;
+            }
+            _ => {}
+        }
+        let _ = self.dialog.hangup().await;
+        let abandoned = match (&self.phase, outcome) {
+            (Phase::Bridged(_), _) => None,
+            (_, "failed") => reason.or(Some("adapter-stopped")),
+            _ => None,
+        };
+        self.finish(outcome, abandoned).await;
+    }
+
+    async fn finish(&mut self, outcome: &'static str, abandoned: Option<&'static str>) {
+        let Some(id) = self.interaction.clone() else {
+            tracing::info!(call = %self.sip_call_id, outcome, path = ?self.path, "voice: call ended in the IVR");
+            return;
+        };
+        let (outcome, abandoned) = match outcome {
+            // Closing after a callback or routing's close: routing already knows.
+            "callback" => ("callback", None),
+            "closed" => ("closed", None),
+            o => (o, abandoned),
+        };
+        let e = Ended {
+            interaction_id: id.clone(),
+            outcome,
+            started_at: self.started_at,
+            at: now_ms(),
+            path: self.path.clone(),
+            abandoned,
+        };
+        if let Err(err) = record::ended(&self.shared.db, &e).await {
+            tracing::error!(interaction = %id, error = %err, "voice: could not record the end of the call (it is closed at the next start)");
+        }
+        self.shared.relay.notify_one();
+        tracing::info!(interaction = %id, outcome, "voice: call ended");
+        self.phase = Phase::Closing { outcome };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::user_part;
+
+    #[test]
+    fn the_callers_number_comes_from_the_uri_user() {
+        assert_eq!(
+            user_part("\"Mario\" <sip:+393471234567@example.com>;tag=1").as_deref(),
+            Some("+393471234567")
+        );
+        assert_eq!(
+            user_part("<tel:+39061234567>").as_deref(),
+            Some("+39061234567")
+        );
+        assert_eq!(
+            user_part("sip:sipp@127.0.0.1:5061;tag=9").as_deref(),
+            Some("sipp")
+        );
+        assert_eq!(user_part("<sip:127.0.0.1>"), None);
+        assert_eq!(user_part("nothing here"), None);
+    }
+}

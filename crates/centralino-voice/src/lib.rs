@@ -1,0 +1,428 @@
+//! The voice channel adapter.
+//!
+//! **Calls.** The adapter is a SIP user agent (rsipstack: UDP and TCP,
+//! transactions with retransmissions, dialogs). An INVITE to one of our
+//! numbers is answered with G.711 (PCMU or PCMA) and RFC 4733
+//! telephone-events on the payload type the caller offered; every call has
+//! its own RTP port and task ([`call`]).
+//!
+//! **IVR.** Each number runs a flow of menus from the configuration
+//! (`centralino_telephony::ivr`): prompts are WAV files played as 20 ms
+//! G.711 packets, keys come from RFC 4733 events or SIP INFO
+//! (`application/dtmf-relay`, `application/dtmf`), each key press counted
+//! once. The queue chosen becomes an interaction (`interaction.voice.created`,
+//! the caller's number as E.164, the keys and menu path as attributes),
+//! written with the call's row in one transaction and published through the
+//! outbox.
+//!
+//! **Waiting.** The caller hears a hold message, then music, and every
+//! `announce_every` their position and estimated wait from routing's events
+//! (`routing.voice.*`); optionally a key asks for a callback instead (virtual
+//! hold: the wait is abandoned and an outbound callback interaction takes its
+//! place). A caller who hangs up is `interaction.voice.abandoned`.
+//!
+//! **Agents.** When routing assigns the call, the adapter calls the agent's
+//! SIP address and relays RTP both ways (transcoding PCMU/PCMA when the
+//! phones differ). A phone that does not answer in `ring_timeout`, is busy or
+//! unreachable hands the call back (`routing.agent_not_reached`) and the
+//! caller keeps waiting. Every call that reached a queue ends with
+//! `interaction.voice.ended` (outcome, duration, IVR path): its CDR.
+
+#![forbid(unsafe_code)]
+
+pub mod call;
+mod entities;
+pub mod media;
+mod migrations;
+mod record;
+mod sip;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use centralino_bus::{Bus, BusError, ConsumerSpec, Exchange};
+use centralino_domain::IdentityRules;
+use centralino_proto::v1;
+use centralino_store::StoreError;
+use centralino_store::outbox::OutboxRelay;
+use centralino_telephony::ivr::Flow;
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use sea_orm::DatabaseConnection;
+use tokio::sync::{Notify, mpsc, watch};
+
+pub use migrations::VoiceMigrator;
+
+/// The adapter's name: outbox source, consumer name, envelope source.
+pub const SERVICE: &str = "voice";
+
+/// One of our numbers (the user part callers dial) and its IVR flow.
+#[derive(Debug, Clone)]
+pub struct NumberConfig {
+    pub number: String,
+    pub flow: String,
+}
+
+/// What a waiting caller hears.
+#[derive(Debug, Clone)]
+pub struct HoldConfig {
+    /// Played once on entering the queue.
+    pub please_hold: Vec<String>,
+    /// Looped between announcements.
+    pub music: String,
+    /// The first position announcement comes this long after entering the queue.
+    pub first_announcement: Duration,
+    /// Then one every this long.
+    pub announce_every: Duration,
+    /// A key that asks for a callback instead of waiting (virtual hold);
+    /// offered only to callers whose number is known.
+    pub callback_key: Option<char>,
+    /// Appended to announcements when callbacks are offered.
+    pub callback_prompt: Vec<String>,
+    /// Played before hanging up on a callback request.
+    pub callback_confirmed: Vec<String>,
+    /// Played when routing closes the wait (or the call cannot be queued).
+    pub closed_prompt: Vec<String>,
+}
+
+impl Default for HoldConfig {
+    fn default() -> Self {
+        Self {
+            please_hold: vec!["queue/please-hold".into()],
+            music: "moh/default".into(),
+            first_announcement: Duration::from_secs(10),
+            announce_every: Duration::from_secs(30),
+            callback_key: None,
+            callback_prompt: vec!["queue/press-1-callback".into()],
+            callback_confirmed: vec!["queue/callback-confirmed".into()],
+            closed_prompt: vec!["queue/closed".into()],
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VoiceConfig {
+    /// SIP over UDP and TCP on this address.
+    pub listen: SocketAddr,
+    /// Where RTP is bound and what SDP announces; the SIP address's IP when
+    /// `None` (which must then be a concrete address).
+    pub media_ip: Option<IpAddr>,
+    /// Prompt files: `<dir>/<name>.wav`, 8 kHz mono.
+    pub prompts_dir: PathBuf,
+    /// Dialled numbers and their flows.
+    pub numbers: Vec<NumberConfig>,
+    /// Flow for numbers not listed; such calls are refused (404) when `None`.
+    pub default_flow: Option<String>,
+    pub flows: BTreeMap<String, Flow>,
+    pub hold: HoldConfig,
+    /// Agent login → the SIP URI of their phone.
+    pub agents: BTreeMap<String, String>,
+    /// How long an agent's phone rings before the call goes back to routing.
+    pub ring_timeout: Duration,
+    /// How callers' numbers are read (national numbers get this country).
+    pub rules: IdentityRules,
+    /// Calls at once; more are refused with 503.
+    pub max_calls: usize,
+}
+
+impl Default for VoiceConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 5080)),
+            media_ip: None,
+            prompts_dir: PathBuf::from("deploy/prompts"),
+            numbers: Vec::new(),
+            default_flow: None,
+            flows: BTreeMap::new(),
+            hold: HoldConfig::default(),
+            agents: BTreeMap::new(),
+            ring_timeout: Duration::from_secs(20),
+            rules: IdentityRules::default(),
+            max_calls: 500,
+        }
+    }
+}
+
+impl VoiceConfig {
+    /// Checks what the code relies on; the error names the setting.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.media_ip.is_none() && self.listen.ip().is_unspecified() {
+            return Err(
+                "voice.media_ip is required when voice.listen is a wildcard address".into(),
+            );
+        }
+        if self.flows.is_empty() {
+            return Err("voice.flows: define at least one IVR flow".into());
+        }
+        for (name, flow) in &self.flows {
+            flow.validate()
+                .map_err(|e| format!("voice.flows.{name}: {e}"))?;
+        }
+        if self.numbers.is_empty() && self.default_flow.is_none() {
+            return Err(
+                "voice.numbers: list at least one number (or set voice.default_flow)".into(),
+            );
+        }
+        for (i, n) in self.numbers.iter().enumerate() {
+            if n.number.is_empty() || n.number.len() > 64 {
+                return Err(format!("voice.numbers[{i}].number must be 1–64 characters"));
+            }
+            if !self.flows.contains_key(&n.flow) {
+                return Err(format!(
+                    "voice.numbers[{i}].flow: `{}` is not a flow",
+                    n.flow
+                ));
+            }
+        }
+        if let Some(f) = &self.default_flow {
+            if !self.flows.contains_key(f) {
+                return Err(format!("voice.default_flow: `{f}` is not a flow"));
+            }
+        }
+        for (agent, uri) in &self.agents {
+            if rsipstack::sip::Uri::try_from(uri.as_str()).is_err() {
+                return Err(format!("voice.agents.{agent}: `{uri}` is not a SIP URI"));
+            }
+        }
+        if let Some(k) = self.hold.callback_key {
+            if centralino_telephony::dtmf::event_of(k).is_none() {
+                return Err(format!(
+                    "voice.hold.callback_key: `{k}` is not a keypad key"
+                ));
+            }
+        }
+        if self.hold.announce_every < Duration::from_secs(5) {
+            return Err("voice.hold.announce_every must be at least 5 s".into());
+        }
+        if self.ring_timeout.is_zero() || self.ring_timeout > Duration::from_secs(300) {
+            return Err("voice.ring_timeout must be 1 s to 5 min".into());
+        }
+        if self.max_calls == 0 {
+            return Err("voice.max_calls must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// Every prompt the configuration can play.
+    fn prompt_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.flows.values().flat_map(Flow::prompt_names).collect();
+        let h = &self.hold;
+        names.extend(
+            h.please_hold
+                .iter()
+                .chain(&h.callback_prompt)
+                .chain(&h.callback_confirmed)
+                .chain(&h.closed_prompt)
+                .map(String::as_str),
+        );
+        names.push(&h.music);
+        names.extend(centralino_telephony::announce::all_prompt_names());
+        names
+    }
+
+    fn flow_for(&self, dialled: &str) -> Option<&str> {
+        self.numbers
+            .iter()
+            .find(|n| n.number == dialled)
+            .map(|n| n.flow.as_str())
+            .or(self.default_flow.as_deref())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VoiceError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("invalid voice configuration: {0}")]
+    Config(String),
+    #[error("voice: cannot listen for SIP on {0}: {1}")]
+    Listen(SocketAddr, String),
+}
+
+/// The adapter's queue: routing's news about voice interactions.
+pub fn consumer_spec() -> ConsumerSpec {
+    ConsumerSpec::new(SERVICE)
+        .bind(Exchange::Events, "routing.voice.*")
+        .prefetch(256)
+}
+
+/// The running adapter.
+pub struct Voice {
+    pub task: tokio::task::JoinHandle<()>,
+    /// Turns `true` when the adapter lost its lock (its process should exit).
+    pub lost: watch::Receiver<bool>,
+    /// Where SIP listens (UDP and TCP).
+    pub sip_addr: SocketAddr,
+    /// Calls up now.
+    pub active: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// PostgreSQL advisory-lock key of the voice adapter ("cent.voi").
+const LOCK_KEY: i64 = 0x6365_6e74_2e76_6f69;
+
+/// What the call tasks share.
+pub(crate) struct Shared {
+    pub config: VoiceConfig,
+    pub prompts: media::Prompts,
+    pub db: DatabaseConnection,
+    /// Wakes the outbox relay.
+    pub relay: Arc<Notify>,
+    pub dialogs: Arc<DialogLayer>,
+    /// Our Contact.
+    pub contact: rsipstack::sip::Uri,
+    pub media_ip: IpAddr,
+    /// Interaction id → its call task.
+    calls: Mutex<HashMap<String, mpsc::Sender<v1::RoutingEvent>>>,
+    pub active: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Shared {
+    pub(crate) fn register(&self, interaction: &str, tx: mpsc::Sender<v1::RoutingEvent>) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.insert(interaction.to_owned(), tx);
+        }
+    }
+
+    pub(crate) fn forget(&self, interaction: &str) {
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.remove(interaction);
+        }
+    }
+
+    fn call(&self, interaction: &str) -> Option<mpsc::Sender<v1::RoutingEvent>> {
+        self.calls.lock().ok()?.get(interaction).cloned()
+    }
+
+    pub(crate) fn agent_uri(&self, agent: &str) -> Option<rsipstack::sip::Uri> {
+        let uri = self.config.agents.get(agent)?;
+        rsipstack::sip::Uri::try_from(uri.as_str()).ok()
+    }
+
+    /// Who the agent's phone shows as calling: the caller's number at our host.
+    pub(crate) fn caller_uri(&self, phone: Option<&str>) -> rsipstack::sip::Uri {
+        let mut uri = self.contact.clone();
+        uri.auth = Some(rsipstack::sip::Auth {
+            user: phone.unwrap_or("anonymous").to_owned(),
+            password: None,
+        });
+        uri
+    }
+}
+
+/// Starts the SIP endpoint, the routing-event consumer and the outbox relay.
+/// Run [`VoiceMigrator`] first.
+pub async fn start(
+    config: VoiceConfig,
+    db: DatabaseConnection,
+    bus: Arc<dyn Bus>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<Voice, VoiceError> {
+    config.validate().map_err(VoiceError::Config)?;
+    let prompts = media::Prompts::load(&config.prompts_dir, config.prompt_names())
+        .map_err(VoiceError::Config)?;
+    let leadership = centralino_store::leader::acquire(&db, SERVICE, LOCK_KEY, || {
+        tracing::info!("another voice adapter is active; standing by until it stops");
+    })
+    .await?;
+    let lost = leadership.lost();
+    let closed = record::close_lost_calls(&db, now_ms()).await?;
+    if closed > 0 {
+        tracing::warn!(
+            calls = closed,
+            "voice: calls a previous run left open were closed"
+        );
+    }
+    let relay = OutboxRelay::new(db.clone(), bus.clone(), SERVICE);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let endpoint = sip::Endpoint::bind(config.listen)
+        .await
+        .map_err(|e| VoiceError::Listen(config.listen, e))?;
+    let sip_addr = endpoint.addr;
+    let media_ip = config.media_ip.unwrap_or(sip_addr.ip());
+    let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let shared = Arc::new(Shared {
+        prompts,
+        db,
+        relay: relay.waker(),
+        dialogs: endpoint.dialogs.clone(),
+        contact: endpoint.contact.clone(),
+        media_ip,
+        calls: Mutex::new(HashMap::new()),
+        active: active.clone(),
+        config,
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let mut tasks = Vec::new();
+    let subscription = bus.subscribe(consumer_spec()).await?;
+    tasks.push(tokio::spawn(dispatch(
+        shared.clone(),
+        subscription,
+        stopped(stop_rx.clone()),
+    )));
+    tasks.push(tokio::spawn(relay.run(stopped(stop_rx.clone()))));
+    tasks.push(tokio::spawn(endpoint.run(shared, stop_rx)));
+    tracing::info!(sip = %sip_addr, media = %media_ip, "voice: SIP (UDP and TCP) listening");
+    let mut watch_lost = lost.clone();
+    let task = tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown => {}
+            _ = watch_lost.wait_for(|l| *l) => {}
+        }
+        let _ = stop_tx.send(true);
+        for t in tasks {
+            let _ = t.await;
+        }
+        drop(leadership);
+    });
+    Ok(Voice {
+        task,
+        lost,
+        sip_addr,
+        active,
+    })
+}
+
+/// Hands routing's events to the call they are about. Calls live in this
+/// process only: an event for a call that is gone is dropped (its end was
+/// or will be published by the call itself or by the next start).
+async fn dispatch(
+    shared: Arc<Shared>,
+    mut sub: centralino_bus::Subscription,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use centralino_bus::{EnvelopeExt as _, TypedPayload as _};
+    tokio::pin!(shutdown);
+    loop {
+        let delivery = tokio::select! {
+            () = &mut shutdown => return,
+            d = sub.next() => match d {
+                Some(d) => d,
+                None => return,
+            },
+        };
+        let env = &delivery.envelope;
+        if env.event_type == v1::RoutingEvent::TYPE_NAME {
+            match env.decode::<v1::RoutingEvent>() {
+                Ok(e) => {
+                    if let Some(tx) = shared.call(&e.interaction_id) {
+                        let _ = tx.send(e).await;
+                    }
+                }
+                Err(err) => tracing::warn!(error = %err, "voice: undecodable routing event"),
+            }
+        }
+        if let Err(e) = delivery.ack().await {
+            tracing::debug!(error = %e, "voice: ack failed (the event comes again)");
+        }
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

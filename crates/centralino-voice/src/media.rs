@@ -1,0 +1,309 @@
+//! Audio: prompts loaded once, a player that turns them into 20 ms frames, and
+//! one RTP leg per call party (its UDP socket, the negotiated codec, our
+//! sequence numbers and timestamps, RFC 4733 key detection).
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use centralino_telephony::dtmf::{EventDetector, TelephoneEvent};
+use centralino_telephony::g711::Codec;
+use centralino_telephony::rtp;
+use centralino_telephony::sdp::Negotiated;
+use tokio::net::UdpSocket;
+
+/// Samples in one 20 ms packet at 8 kHz.
+pub const FRAME: usize = 160;
+
+/// Every prompt the configuration can play, decoded to 8 kHz samples.
+#[derive(Debug, Default)]
+pub struct Prompts {
+    by_name: HashMap<String, Arc<[i16]>>,
+}
+
+impl Prompts {
+    /// Loads `<dir>/<name>.wav` for every name; the error lists what is
+    /// missing or unreadable.
+    pub fn load<'a>(dir: &Path, names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let mut by_name = HashMap::new();
+        let mut problems = Vec::new();
+        for name in names {
+            if by_name.contains_key(name) {
+                continue;
+            }
+            if name.is_empty()
+                || name.contains("..")
+                || name.starts_with('/')
+                || name.contains('\\')
+            {
+                problems.push(format!("`{name}`: not a prompt name"));
+                continue;
+            }
+            let path = dir.join(format!("{name}.wav"));
+            match std::fs::read(&path) {
+                Ok(bytes) => match centralino_telephony::wav::parse(&bytes) {
+                    Ok(samples) => {
+                        by_name.insert(name.to_owned(), Arc::from(samples));
+                    }
+                    Err(e) => problems.push(format!("{}: {e}", path.display())),
+                },
+                Err(e) => problems.push(format!("{}: {e}", path.display())),
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { by_name })
+        } else {
+            Err(format!("voice prompts: {}", problems.join("; ")))
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<[i16]>> {
+        self.by_name.get(name).cloned()
+    }
+}
+
+/// What the caller hears: a queue of prompts, then (optionally) a loop.
+#[derive(Debug, Default)]
+pub struct Player {
+    queue: VecDeque<Arc<[i16]>>,
+    pos: usize,
+    background: Option<(Arc<[i16]>, usize)>,
+}
+
+/// What [`Player::frame`] produced.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Audio was written.
+    Audio,
+    /// The prompt queue just ran out (the frame holds its last samples or
+    /// silence); reported once.
+    Finished,
+    /// Nothing to play: silence.
+    Silence,
+}
+
+impl Player {
+    /// Replaces what is queued by `prompts` (missing names are skipped).
+    pub fn play(&mut self, prompts: &Prompts, names: &[String]) {
+        self.queue = names.iter().filter_map(|n| prompts.get(n)).collect();
+        self.pos = 0;
+    }
+
+    /// Stops the prompts (the background loop, if any, goes on).
+    pub fn stop(&mut self) {
+        self.queue.clear();
+        self.pos = 0;
+    }
+
+    /// Loops `audio` whenever no prompt plays (music on hold); `None` stops it.
+    pub fn set_background(&mut self, audio: Option<Arc<[i16]>>) {
+        self.background = audio.map(|a| (a, 0));
+    }
+
+    pub fn playing(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Fills `out` with the next 20 ms.
+    pub fn frame(&mut self, out: &mut [i16; FRAME]) -> Frame {
+        out.fill(0);
+        if self.queue.is_empty() {
+            return match &mut self.background {
+                Some((audio, pos)) if !audio.is_empty() => {
+                    for s in out.iter_mut() {
+                        if *pos >= audio.len() {
+                            *pos = 0;
+                        }
+                        *s = audio[*pos];
+                        *pos += 1;
+                    }
+                    Frame::Audio
+                }
+                _ => Frame::Silence,
+            };
+        }
+        let mut filled = 0;
+        while filled < FRAME {
+            let Some(current) = self.queue.front() else {
+                break;
+            };
+            let take = (current.len() - self.pos.min(current.len())).min(FRAME - filled);
+            out[filled..filled + take].copy_from_slice(&current[self.pos..self.pos + take]);
+            filled += take;
+            self.pos += take;
+            if self.pos >= current.len() {
+                self.queue.pop_front();
+                self.pos = 0;
+            }
+        }
+        if self.queue.is_empty() {
+            Frame::Finished
+        } else {
+            Frame::Audio
+        }
+    }
+}
+
+/// Counters of one leg (tests and the call record read them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LegStats {
+    pub sent: u64,
+    pub received: u64,
+}
+
+/// What arrived on a leg.
+#[derive(Debug)]
+pub enum Received<'a> {
+    /// Audio in the leg's codec.
+    Audio(&'a [u8]),
+    /// A key (RFC 4733), reported once per key press.
+    Key(char),
+    /// Anything else (continuation of a key, comfort noise, a stranger's packet).
+    Nothing,
+}
+
+/// One party's RTP stream.
+pub struct Leg {
+    pub socket: UdpSocket,
+    pub remote: SocketAddr,
+    pub codec: Codec,
+    pub telephone_event: Option<u8>,
+    sender: rtp::Sender,
+    detector: EventDetector,
+    latched: bool,
+    pub stats: LegStats,
+    out: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+impl Leg {
+    /// Binds a socket on `ip` (any free port).
+    pub async fn bind(ip: IpAddr) -> std::io::Result<UdpSocket> {
+        UdpSocket::bind(SocketAddr::new(ip, 0)).await
+    }
+
+    pub fn new(socket: UdpSocket, neg: &Negotiated) -> Self {
+        let seed = uuid::Uuid::new_v4().as_u128();
+        Leg {
+            socket,
+            remote: neg.remote,
+            codec: neg.codec,
+            telephone_event: neg.telephone_event,
+            sender: rtp::Sender::new(seed as u32, (seed >> 32) as u16, (seed >> 48) as u32),
+            detector: EventDetector::default(),
+            latched: false,
+            stats: LegStats::default(),
+            out: Vec::with_capacity(12 + FRAME),
+            payload: Vec::with_capacity(FRAME),
+        }
+    }
+
+    /// Sends 20 ms of audio (encoded in the leg's codec).
+    pub async fn send_samples(&mut self, samples: &[i16; FRAME]) {
+        let mut payload = std::mem::take(&mut self.payload);
+        payload.clear();
+        self.codec.encode(samples, &mut payload);
+        self.send_payload(&payload).await;
+        self.payload = payload;
+    }
+
+    /// Sends an already encoded audio payload; its duration is its length
+    /// (one byte per sample in G.711).
+    pub async fn send_payload(&mut self, payload: &[u8]) {
+        let header = self
+            .sender
+            .packet(self.codec.payload_type(), false, payload.len() as u32);
+        self.out.clear();
+        rtp::write(&header, payload, &mut self.out);
+        if self.remote.ip().is_unspecified() || self.remote.port() == 0 {
+            return; // the party holds the call (c=0.0.0.0): nothing to send to
+        }
+        if self.socket.send_to(&self.out, self.remote).await.is_ok() {
+            self.stats.sent += 1;
+        }
+    }
+
+    /// Interprets a datagram from `from`. Packets from another address than
+    /// the party's are ignored, except that the first one from the party's
+    /// IP fixes the port (symmetric RTP, for phones behind NAT).
+    pub fn receive<'a>(&mut self, packet: &'a [u8], from: SocketAddr) -> Received<'a> {
+        if from != self.remote {
+            if self.latched || from.ip() != self.remote.ip() {
+                return Received::Nothing;
+            }
+            self.remote = from;
+        }
+        self.latched = true;
+        let Ok((header, payload)) = rtp::parse(packet) else {
+            return Received::Nothing;
+        };
+        self.stats.received += 1;
+        if Some(header.payload_type) == self.telephone_event {
+            return match TelephoneEvent::parse(payload) {
+                Ok(ev) => self
+                    .detector
+                    .on_packet(header.timestamp, &ev)
+                    .map_or(Received::Nothing, Received::Key),
+                Err(_) => Received::Nothing,
+            };
+        }
+        if header.payload_type == self.codec.payload_type() {
+            Received::Audio(payload)
+        } else {
+            Received::Nothing
+        }
+    }
+}
+
+/// Re-encodes a G.711 payload from one law to the other (same length).
+pub fn transcode(from: Codec, to: Codec, payload: &[u8], out: &mut Vec<u8>) {
+    out.clear();
+    if from == to {
+        out.extend_from_slice(payload);
+        return;
+    }
+    let mut samples = Vec::with_capacity(payload.len());
+    from.decode(payload, &mut samples);
+    to.encode(&samples, out);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prompts() -> Prompts {
+        let mut p = Prompts::default();
+        p.by_name.insert("a".into(), Arc::from(vec![1i16; 200]));
+        p.by_name.insert("b".into(), Arc::from(vec![2i16; 100]));
+        p
+    }
+
+    #[test]
+    fn the_player_chains_prompts_and_reports_the_end_once() {
+        let p = prompts();
+        let mut player = Player::default();
+        let mut out = [0i16; FRAME];
+        assert_eq!(player.frame(&mut out), Frame::Silence);
+        player.play(&p, &["a".into(), "missing".into(), "b".into()]);
+        assert_eq!(player.frame(&mut out), Frame::Audio);
+        assert!(out.iter().all(|&s| s == 1));
+        assert_eq!(player.frame(&mut out), Frame::Finished);
+        assert!(out[..40].iter().all(|&s| s == 1));
+        assert!(out[40..140].iter().all(|&s| s == 2));
+        assert!(out[140..].iter().all(|&s| s == 0));
+        assert_eq!(player.frame(&mut out), Frame::Silence);
+        player.set_background(p.get("b"));
+        assert_eq!(player.frame(&mut out), Frame::Audio);
+        assert!(out.iter().all(|&s| s == 2), "the loop wraps around");
+    }
+
+    #[test]
+    fn prompt_names_cannot_leave_the_directory() {
+        let dir = std::env::temp_dir();
+        let e = Prompts::load(&dir, ["../etc/passwd"]).expect_err("refused");
+        assert!(e.contains("not a prompt name"), "{e}");
+        let e = Prompts::load(&dir, ["surely-not-here-4711"]).expect_err("missing");
+        assert!(e.contains("surely-not-here-4711.wav"), "{e}");
+    }
+}
