@@ -75,6 +75,12 @@ pub(crate) enum Ingest {
         occurred_at: Millis,
     },
     Abandoned(InteractionId),
+    /// An adapter could not connect the customer to the assigned agent.
+    NotReached {
+        interaction: InteractionId,
+        agent: String,
+        reason: String,
+    },
 }
 
 #[derive(Debug)]
@@ -820,6 +826,23 @@ impl Actor {
                     tracing::error!(error = %e, "enqueue refused after its check");
                     self.payloads.remove(&id);
                     return Settle::Reject(e.to_string());
+                }
+                Settle::Done
+            }
+            Ingest::NotReached {
+                interaction,
+                agent,
+                reason,
+            } => {
+                match self.engine.not_reached(&agent, interaction, &reason, now) {
+                    Ok(()) => {
+                        tracing::info!(%interaction, %agent, %reason, "agent not reached; back in the queue")
+                    }
+                    // The agent completed, transferred or lost it meanwhile:
+                    // nothing to take back.
+                    Err(e) => {
+                        tracing::info!(%interaction, %agent, error = %e, "agent-not-reached ignored")
+                    }
                 }
                 Settle::Done
             }
@@ -1576,5 +1599,6 @@ fn requeue_reason(r: centralino_routing::RequeueReason) -> &'static str {
         R::TimedOut => "timed-out",
         R::AgentUnavailable => "agent-unavailable",
         R::Transferred => "transferred",
+        R::NotReached => "agent-not-reached",
     }
 }

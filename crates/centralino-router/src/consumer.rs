@@ -17,6 +17,7 @@ pub(crate) async fn subscribe(bus: &dyn Bus) -> Result<Subscription, BusError> {
         ConsumerSpec::new(SERVICE)
             .bind(Exchange::Events, "interaction.*.created")
             .bind(Exchange::Events, "interaction.*.abandoned")
+            .bind(Exchange::Commands, "routing.agent_not_reached")
             .prefetch(512)
             .single_active(),
     )
@@ -65,6 +66,23 @@ fn parse(d: &Delivery) -> Result<Ingest, String> {
         let id = InteractionId::parse_field(&abandoned.interaction_id, "interaction_id")
             .map_err(|e| e.to_string())?;
         Ok(Ingest::Abandoned(id))
+    } else if env.event_type == v1::AgentNotReached::TYPE_NAME {
+        let n: v1::AgentNotReached = env.decode().map_err(|e| e.to_string())?;
+        let interaction = InteractionId::parse_field(&n.interaction_id, "interaction_id")
+            .map_err(|e| e.to_string())?;
+        if n.agent.is_empty() || n.agent.len() > 64 {
+            return Err("agent must be 1 to 64 characters".into());
+        }
+        let reason = if n.reason.is_empty() {
+            "no-answer".to_owned()
+        } else {
+            n.reason
+        };
+        Ok(Ingest::NotReached {
+            interaction,
+            agent: n.agent,
+            reason,
+        })
     } else {
         Err(format!("routing does not handle {}", env.event_type))
     }

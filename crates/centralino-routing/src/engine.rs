@@ -106,6 +106,9 @@ pub enum RequeueReason {
     AgentUnavailable,
     /// Moved by an agent or supervisor (transfer), keeping its place.
     Transferred,
+    /// Assigned, but the adapter could not connect the customer to the agent
+    /// (their phone did not answer).
+    NotReached,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1064,6 +1067,43 @@ impl Engine {
         self.requeue_waiting(ix, reason);
         self.refresh(a);
         self.dispatch_agent(a);
+    }
+
+    /// The adapter could not connect the customer of an interaction `agent`
+    /// holds (their phone did not answer, was busy or unreachable): the
+    /// interaction goes back to its place, the agent is kept away from it for
+    /// `exclusion_ms` and set not ready with `reason` (redirection on no
+    /// answer), so the next call does not ring the same empty desk.
+    pub fn not_reached(
+        &mut self,
+        agent: &str,
+        interaction: InteractionId,
+        reason: &str,
+        now: Millis,
+    ) -> Result<(), EngineError> {
+        crate::config::validate_name("reason", reason)?;
+        self.clock(now);
+        let (a, ix) = self.held_by(agent, interaction)?;
+        let until = self.now.saturating_add(self.settings.exclusion_ms);
+        let (channel, uid) = {
+            let i = self.ixm(ix);
+            i.exclusions.push((a, until));
+            (i.channel, i.uid)
+        };
+        self.timer(until, Timer::Exclusion { ix, uid });
+        let ag = &mut self.agents[a as usize];
+        ag.held.retain(|&x| x != ix);
+        ag.load[index(channel)] = ag.load[index(channel)].saturating_sub(1);
+        // Not ready first, so the requeue does not offer it straight back.
+        let presence = Presence::NotReady(reason.to_owned());
+        if self.agents[a as usize].presence != presence {
+            self.agents[a as usize].presence = presence;
+            self.release_agent_offers(a, RevokeReason::AgentUnavailable);
+            self.release_reserved(a);
+        }
+        self.requeue_waiting(ix, RequeueReason::NotReached);
+        self.refresh(a);
+        Ok(())
     }
 
     /// Finishes a held interaction. Wrap-up (the channel's default, or

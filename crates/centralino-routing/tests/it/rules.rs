@@ -386,6 +386,47 @@ fn a_rejected_offer_keeps_its_place_and_the_agent_is_excluded_for_a_while() {
 }
 
 #[test]
+fn an_agent_whose_phone_does_not_answer_is_paused_and_the_call_keeps_its_place() {
+    let mut h = H::new();
+    h.queue(queue("q", &[Channel::Voice], &[]));
+    h.agent(agent("a", &[]));
+    let first = h.enqueue("q", Channel::Voice);
+    h.accept("a", first);
+    let second = h.enqueue("q", Channel::Voice);
+    assert_eq!(h.state(first), Some("assigned"));
+    h.clear();
+    h.e.not_reached("a", first, "no-answer", h.now)
+        .expect("not reached");
+    h.e.check_invariants().expect("invariants");
+    let events: Vec<Event> = h.e.drain_events().collect();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Requeued {
+            reason: RequeueReason::NotReached,
+            interaction,
+            ..
+        } if *interaction == first
+    )));
+    assert_eq!(h.state(first), Some("waiting"));
+    assert_eq!(h.offered_to(second), None, "the paused agent gets nothing");
+    let order: Vec<_> =
+        h.e.positions("q")
+            .expect("positions")
+            .iter()
+            .map(|p| p.interaction)
+            .collect();
+    assert_eq!(order, [first, second], "the call kept its place");
+    // Another agent gets it; the first is kept away from it even once back.
+    h.agent(agent("b", &[]));
+    assert_eq!(h.offered_to(first).as_deref(), Some("b"));
+    h.presence("a", Presence::Available);
+    assert_eq!(h.offered_to(second).as_deref(), Some("a"));
+    // Only the holder can say so, with a valid reason.
+    assert!(h.e.not_reached("b", second, "no-answer", h.now).is_err());
+    assert!(h.e.not_reached("a", first, "no answer!", h.now).is_err());
+}
+
+#[test]
 fn expired_offers_requeue_and_consecutive_misses_make_the_agent_not_ready() {
     let mut h = H::new();
     h.queue(queue("q", &[Channel::Voice], &[]));

@@ -115,6 +115,14 @@ fn telephone_event_at_8000_hz_on_any_payload_type() {
     )
     .expect("offer");
     assert_eq!(negotiate(&dynamic, &BOTH).map(|n| n.codec), Ok(Codec::Pcma));
+    // telephone-event on the static type we answer the codec with is dropped.
+    let clash = parse(
+        "v=0\nc=IN IP4 192.0.2.7\nm=audio 7078 RTP/AVP 97 0\n\
+         a=rtpmap:97 PCMU/8000\na=rtpmap:0 telephone-event/8000\n",
+    )
+    .expect("offer");
+    let neg = negotiate(&clash, &BOTH).expect("negotiated");
+    assert_eq!((neg.codec, neg.telephone_event), (Codec::Pcmu, None));
 }
 
 #[test]
