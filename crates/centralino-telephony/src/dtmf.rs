@@ -71,30 +71,64 @@ pub fn event_of(digit: char) -> Option<u8> {
     (0..=15).find(|&e| digit_of(e) == Some(digit.to_ascii_uppercase()))
 }
 
-/// How many recent event timestamps [`EventDetector`] remembers.
+/// How many recent events [`EventDetector`] remembers.
 const REMEMBERED: usize = 8;
 
 /// Turns a stream of RFC 4733 packets into one digit per key press.
 ///
 /// All packets of one event carry the event's start timestamp (RFC 4733
-/// §2.5.1), so the detector reports a digit on the first packet it sees with
-/// a new timestamp, and ignores the continuation and retransmitted end
-/// packets, even late ones of one of the last few events.
+/// §2.5.1), so an event is its (timestamp, event code): the detector reports
+/// a digit on the first packet of a new one and ignores the continuation and
+/// retransmitted end packets, even late ones of one of the last few events.
+/// Some senders (sipp without an audio stream) give every event the same
+/// timestamp: a press of the same key after the previous one ended is then
+/// told apart by its duration starting again from a smaller value.
 #[derive(Clone, Debug, Default)]
 pub struct EventDetector {
-    recent: [Option<u32>; REMEMBERED],
+    recent: [Option<(u32, u8)>; REMEMBERED],
     next: usize,
+    current: Option<Current>,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Current {
+    timestamp: u32,
+    event: u8,
+    ended: bool,
+    longest: u16,
 }
 
 impl EventDetector {
     /// The digit this packet starts, if it is the first seen of a DTMF event.
     pub fn on_packet(&mut self, rtp_timestamp: u32, ev: &TelephoneEvent) -> Option<char> {
         let digit = digit_of(ev.event)?;
-        if self.recent.contains(&Some(rtp_timestamp)) {
+        if let Some(c) = &mut self.current
+            && c.timestamp == rtp_timestamp
+            && c.event == ev.event
+        {
+            if c.ended && !ev.end && ev.duration < c.longest {
+                // The same key again, with the same timestamp.
+                c.ended = false;
+                c.longest = ev.duration;
+                return Some(digit);
+            }
+            c.ended |= ev.end;
+            c.longest = c.longest.max(ev.duration);
             return None;
         }
-        self.recent[self.next] = Some(rtp_timestamp);
-        self.next = (self.next + 1) % REMEMBERED;
+        if self.recent.contains(&Some((rtp_timestamp, ev.event))) {
+            return None;
+        }
+        if let Some(c) = self.current.take() {
+            self.recent[self.next] = Some((c.timestamp, c.event));
+            self.next = (self.next + 1) % REMEMBERED;
+        }
+        self.current = Some(Current {
+            timestamp: rtp_timestamp,
+            event: ev.event,
+            ended: ev.end,
+            longest: ev.duration,
+        });
         Some(digit)
     }
 }
@@ -232,6 +266,17 @@ mod tests {
     }
 
     #[test]
+    fn senders_that_keep_one_timestamp_still_give_every_key() {
+        // sipp's play_dtmf without an audio stream: every event at the same timestamp.
+        let mut d = EventDetector::default();
+        let keys: String = [7, 2, 1, 1]
+            .iter()
+            .map(|&event| run(&mut d, 5000, &key_press(event)))
+            .collect();
+        assert_eq!(keys, "7211");
+    }
+
+    #[test]
     fn detector_forgets_only_after_many_events() {
         let mut d = EventDetector::default();
         let press = key_press(7);
@@ -241,6 +286,12 @@ mod tests {
         // The oldest event is still remembered as the newest fills the memory.
         assert_eq!(d.on_packet(0, &press[9].1), None);
         assert_eq!(run(&mut d, 99_000, &press), "7");
+        assert_eq!(
+            d.on_packet(0, &press[9].1),
+            None,
+            "the current one counts too"
+        );
+        assert_eq!(run(&mut d, 100_000, &press), "7");
         // Now the first has been forgotten.
         assert_eq!(d.on_packet(0, &press[9].1), Some('7'));
     }

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 pub mod mail;
+pub mod voice;
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";

@@ -109,9 +109,10 @@ pub(crate) async fn run(shared: Arc<Shared>, incoming: Incoming, stop: watch::Re
                 return Err("no SDP offer (late offer is not supported)".to_owned());
             }
             let parsed = sdp::parse(text).map_err(|e| e.to_string())?;
-            sdp::negotiate(&parsed, &CODECS).map_err(|e| e.to_string())
+            let neg = sdp::negotiate(&parsed, &CODECS).map_err(|e| e.to_string())?;
+            Ok((parsed, neg))
         });
-    let neg = match offer {
+    let (offer, neg) = match offer {
         Ok(n) => n,
         Err(e) => {
             tracing::info!(call = %sip_call_id, error = %e, "voice: call refused (488)");
@@ -135,7 +136,7 @@ pub(crate) async fn run(shared: Arc<Shared>, incoming: Incoming, stop: watch::Re
         }
     };
     let session_id = u64::from(uuid::Uuid::new_v4().as_u128() as u32);
-    let answer = sdp::answer(&neg, local, session_id, 1);
+    let answer = sdp::answer_to(&offer, &neg, local, session_id, 1);
     if let Err(e) = dialog.accept(
         Some(vec![Header::ContentType("application/sdp".into())]),
         Some(answer.into_bytes()),

@@ -176,3 +176,40 @@ async fn a_key_by_sip_info_queues_the_caller_and_hanging_up_abandons() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     env.stop().await;
 }
+
+fn rfc4733(keys: &str) -> String {
+    format!(
+        "  <nop><action><exec play_dtmf=\"{keys}\"/></action></nop>\n{}",
+        pause(1000 * keys.len() as u64)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rfc4733_keys_walk_the_menus_and_a_wrong_key_prompts_again() {
+    let env = Env::start(config()).await;
+    let body = format!(
+        "{}{}{}{}{}{}",
+        pause(800),
+        rfc4733("7"),
+        rfc4733("2"),
+        rfc4733("1"),
+        pause(1000),
+        bye(2)
+    );
+    sipp(&env, &body).await;
+    let created = env.wait_created(1).await;
+    assert_eq!(
+        created[0].queue_hint, "billing",
+        "{:?}",
+        created[0].attributes
+    );
+    assert_eq!(created[0].priority, 50);
+    assert_eq!(
+        created[0].attributes.get("ivr.keys").map(String::as_str),
+        Some("721"),
+        "each key counted once although RFC 4733 repeats its end packets"
+    );
+    let ended = env.wait_ended(&created[0].id).await;
+    assert_eq!(ended.ivr_path, vec!["root:invalid", "root:2", "billing:1"]);
+    env.stop().await;
+}
