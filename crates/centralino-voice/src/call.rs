@@ -629,9 +629,7 @@ impl Call {
                 return true;
             }
         };
-        leg.remote = neg.remote;
-        leg.codec = neg.codec;
-        leg.telephone_event = neg.telephone_event;
+        leg.retarget(&neg);
         let now = now_ms();
         if let Err(e) = record::answered(&self.shared.db, &id, &agent, now).await {
             tracing::warn!(error = %e, "voice: could not record the answer (the call goes on)");

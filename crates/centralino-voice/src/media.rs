@@ -199,6 +199,15 @@ impl Leg {
         }
     }
 
+    /// Points the leg at what the party's answer said (its address, codec
+    /// and key events); the address is learned again from its packets.
+    pub fn retarget(&mut self, neg: &Negotiated) {
+        self.remote = neg.remote;
+        self.codec = neg.codec;
+        self.telephone_event = neg.telephone_event;
+        self.latched = false;
+    }
+
     /// Sends 20 ms of audio (encoded in the leg's codec).
     pub async fn send_samples(&mut self, samples: &[i16; FRAME]) {
         let mut payload = std::mem::take(&mut self.payload);

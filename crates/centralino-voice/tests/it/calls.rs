@@ -213,3 +213,43 @@ async fn rfc4733_keys_walk_the_menus_and_a_wrong_key_prompts_again() {
     assert_eq!(ended.ivr_path, vec!["root:invalid", "root:2", "billing:1"]);
     env.stop().await;
 }
+
+/// Waits for the adapter's BYE and answers it.
+const WAIT_BYE: &str = r#"
+  <recv request="BYE" timeout="20000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+    ]]>
+  </send>
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn virtual_hold_turns_the_wait_into_a_callback() {
+    let env = Env::start(config()).await;
+    let body = format!("{}{}{}{}{WAIT_BYE}", pause(500), info(2, '1'), pause(1500), info(3, '1'));
+    sipp(&env, &body).await;
+    let created = env.wait_created(2).await;
+    let (waiting, callback) = (&created[0], &created[1]);
+    assert_eq!(waiting.queue_hint, "sales");
+    assert_eq!(callback.queue_hint, "sales");
+    assert_eq!(callback.direction, v1::Direction::Outbound as i32);
+    assert_eq!(callback.identifiers[0].value, "+393471234567");
+    assert_eq!(
+        callback.attributes.get("voice.callback_for"),
+        Some(&waiting.id)
+    );
+    let abandoned = env.events::<v1::InteractionAbandoned>("interaction.voice.abandoned");
+    assert_eq!(abandoned.len(), 1);
+    assert_eq!(abandoned[0].interaction_id, waiting.id);
+    assert_eq!(abandoned[0].reason, "callback-requested");
+    let ended = env.wait_ended(&waiting.id).await;
+    assert_eq!(ended.outcome, "callback");
+    env.stop().await;
+}
