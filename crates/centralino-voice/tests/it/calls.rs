@@ -101,12 +101,16 @@ fn pause(ms: u64) -> String {
 }
 
 async fn sipp(env: &Env, body: &str) {
+    sipp_scenario(env, NUMBER, &format!("{INVITE}{body}")).await;
+}
+
+async fn sipp_scenario(env: &Env, service: &str, steps: &str) {
     let dir = std::env::temp_dir().join(centralino_test_support::unique("sipp"));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let file = dir.join("scenario.xml");
     std::fs::write(
         &file,
-        format!("<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"caller\">\n{INVITE}{body}</scenario>\n"),
+        format!("<?xml version=\"1.0\" encoding=\"ISO-8859-1\" ?>\n<scenario name=\"caller\">\n{steps}</scenario>\n"),
     )
     .expect("scenario written");
     let out = tokio::process::Command::new("sipp")
@@ -118,7 +122,7 @@ async fn sipp(env: &Env, body: &str) {
             "1",
             "-nostdin",
             "-s",
-            NUMBER,
+            service,
             "-i",
             "127.0.0.1",
             "-p",
@@ -143,7 +147,7 @@ async fn sipp(env: &Env, body: &str) {
         .collect::<String>();
     assert!(
         out.status.success(),
-        "sipp failed: {}\n{}\n{errors}",
+        "sipp failed ({service}): {}\n{}\n{errors}",
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .rev()
@@ -233,7 +237,13 @@ const WAIT_BYE: &str = r#"
 #[tokio::test(flavor = "multi_thread")]
 async fn virtual_hold_turns_the_wait_into_a_callback() {
     let env = Env::start(config()).await;
-    let body = format!("{}{}{}{}{WAIT_BYE}", pause(500), info(2, '1'), pause(1500), info(3, '1'));
+    let body = format!(
+        "{}{}{}{}{WAIT_BYE}",
+        pause(500),
+        info(2, '1'),
+        pause(1500),
+        info(3, '1')
+    );
     sipp(&env, &body).await;
     let created = env.wait_created(2).await;
     let (waiting, callback) = (&created[0], &created[1]);
@@ -251,5 +261,49 @@ async fn virtual_hold_turns_the_wait_into_a_callback() {
     assert_eq!(abandoned[0].reason, "callback-requested");
     let ended = env.wait_ended(&waiting.id).await;
     assert_eq!(ended.outcome, "callback");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_calls_get_proper_answers_and_leave_nothing_behind() {
+    let env = Env::start(config()).await;
+    // Only G.729 offered: 488, no call.
+    let g729 = INVITE
+        .replace("RTP/AVP 0 96", "RTP/AVP 18")
+        .replace("a=rtpmap:0 PCMU/8000\n", "a=rtpmap:18 G729/8000\n")
+        .replace(
+            "<recv response=\"200\" rtd=\"true\" rrs=\"true\"/>",
+            "<recv response=\"488\"/>",
+        );
+    let g729 = &g729[..g729.find("<send>").expect("the ACK follows")];
+    sipp_scenario(&env, NUMBER, g729).await;
+    // A number we do not serve: 404.
+    let unknown = INVITE.replace(
+        "<recv response=\"200\" rtd=\"true\" rrs=\"true\"/>",
+        "<recv response=\"404\"/>",
+    );
+    let unknown = &unknown[..unknown
+        .find("<send>\n    <![CDATA[\n      ACK")
+        .expect("ACK")];
+    sipp_scenario(&env, "999", unknown).await;
+    // OPTIONS (a keep-alive ping) outside any call: 200.
+    let options = r#"
+  <send retrans="500">
+    <![CDATA[
+      OPTIONS sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:monitor@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>
+      Call-ID: [call_id]
+      CSeq: 1 OPTIONS
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+  <recv response="200"/>
+"#;
+    sipp_scenario(&env, NUMBER, options).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(env.created().is_empty(), "no interaction for refused calls");
     env.stop().await;
 }
