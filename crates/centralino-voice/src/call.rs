@@ -16,7 +16,7 @@ use rsipstack::sip::{Header, HeadersExt as _, Request, StatusCode};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::media::{FRAME, Frame, Leg, Player, Received, transcode};
+use crate::media::{FRAME, Frame, Leg, LegStats, Player, Received, transcode};
 use crate::record::{self, Ended, Queued};
 use crate::{Shared, now_ms};
 
@@ -87,6 +87,8 @@ struct Call {
     position: u64,
     estimated_wait_ms: Option<u64>,
     next_announcement: Option<Instant>,
+    /// The agent who talked with the caller, and their leg's counters.
+    agent: Option<(String, LegStats)>,
 }
 
 /// Answers and runs the call to its end.
@@ -116,7 +118,10 @@ pub(crate) async fn run(shared: Arc<Shared>, incoming: Incoming, stop: watch::Re
         Ok(n) => n,
         Err(e) => {
             tracing::info!(call = %sip_call_id, error = %e, "voice: call refused (488)");
-            let _ = dialog.reject(Some(StatusCode::NotAcceptableHere), Some(e));
+            // RFC 3326 Reason, so the caller's logs say why.
+            let text: String = e.chars().filter(|c| *c != '"' && !c.is_control()).collect();
+            let reason = format!("SIP;cause=488;text=\"{text}\"");
+            let _ = dialog.reject(Some(StatusCode::NotAcceptableHere), Some(reason));
             return;
         }
     };
@@ -172,6 +177,7 @@ pub(crate) async fn run(shared: Arc<Shared>, incoming: Incoming, stop: watch::Re
         position: 0,
         estimated_wait_ms: None,
         next_announcement: None,
+        agent: None,
     };
     tracing::info!(call = %call.sip_call_id, dialled = %call.dialled, codec = call.caller.codec.name(), "voice: call answered");
     call.effects(effects).await;
@@ -790,6 +796,24 @@ impl Call {
             "closed" => ("closed", None),
             o => (o, abandoned),
         };
+        if let Phase::Bridged(b) = &self.phase {
+            self.agent = Some((b.agent.clone(), b.leg.stats));
+        }
+        let mut attributes = std::collections::HashMap::from([
+            (
+                "rtp.caller.received".to_owned(),
+                self.caller.stats.received.to_string(),
+            ),
+            (
+                "rtp.caller.sent".to_owned(),
+                self.caller.stats.sent.to_string(),
+            ),
+        ]);
+        if let Some((agent, stats)) = &self.agent {
+            attributes.insert("agent".into(), agent.clone());
+            attributes.insert("rtp.agent.received".into(), stats.received.to_string());
+            attributes.insert("rtp.agent.sent".into(), stats.sent.to_string());
+        }
         let e = Ended {
             interaction_id: id.clone(),
             outcome,
@@ -797,6 +821,7 @@ impl Call {
             at: now_ms(),
             path: self.path.clone(),
             abandoned,
+            attributes,
         };
         if let Err(err) = record::ended(&self.shared.db, &e).await {
             tracing::error!(interaction = %id, error = %err, "voice: could not record the end of the call (it is closed at the next start)");

@@ -203,6 +203,8 @@ pub(crate) struct Ended {
     /// Set when the customer left before being served (routing must forget
     /// the interaction).
     pub abandoned: Option<&'static str>,
+    /// Channel details for the record (agent, RTP packet counts).
+    pub attributes: HashMap<String, String>,
 }
 
 /// The row's outcome, `interaction.voice.ended` (the CDR) and, for a caller
@@ -248,6 +250,7 @@ pub(crate) async fn ended(db: &DatabaseConnection, e: &Ended) -> Result<(), Stor
                 recording_ref: String::new(),
                 ivr_path: e.path.clone(),
                 at: Some(ts(e.at)),
+                attributes: e.attributes.clone(),
             },
         ),
     ));
@@ -281,6 +284,11 @@ pub(crate) async fn close_lost_calls(
                 at: now,
                 path,
                 abandoned: c.answered_at.is_none().then_some("adapter-restart"),
+                attributes: c
+                    .agent
+                    .iter()
+                    .map(|a| ("agent".to_owned(), a.clone()))
+                    .collect(),
             },
         )
         .await?;

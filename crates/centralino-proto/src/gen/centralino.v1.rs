@@ -302,7 +302,7 @@ pub struct MessageStatusChanged {
 }
 /// The end of an interaction on its channel, with its detail record
 /// (`interaction.<channel>.ended`): for a call, its CDR.
-#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+#[derive(Clone, PartialEq, ::prost::Message)]
 pub struct InteractionEnded {
     #[prost(string, tag = "1")]
     pub interaction_id: ::prost::alloc::string::String,
@@ -321,6 +321,13 @@ pub struct InteractionEnded {
     pub ivr_path: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
     #[prost(message, optional, tag = "7")]
     pub at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Channel details: for a call, the agent and the RTP packets of each leg
+    /// (`rtp.caller.received`, `rtp.caller.sent`, `rtp.agent.received`, `rtp.agent.sent`).
+    #[prost(map = "string, string", tag = "8")]
+    pub attributes: ::std::collections::HashMap<
+        ::prost::alloc::string::String,
+        ::prost::alloc::string::String,
+    >,
 }
 /// A consent changed (`consent.<channel>.changed`): channels that send read it
 /// to stop within a second of an opt-out.

@@ -2,5 +2,6 @@
 //! `baresip` as the agent's phone (both installed by `.ci/run`), RabbitMQ and
 //! PostgreSQL.
 
+mod agents;
 mod calls;
 mod support;

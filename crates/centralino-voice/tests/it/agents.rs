@@ -1,0 +1,160 @@
+//! Calls that reach an agent: baresip as the agent's phone (auto-answer or
+//! not answering), sipp as the caller, routing's decisions published by the
+//! test.
+
+use std::time::Duration;
+
+use centralino_proto::v1;
+use centralino_proto::v1::routing_event::Kind;
+use centralino_test_support::voice::{
+    Baresip, CallerScript, Ending, Sipp, Step, sipp_caller_scenario,
+};
+
+use crate::support::{Env, NUMBER, WAIT, config};
+
+fn count(ended: &v1::InteractionEnded, key: &str) -> u64 {
+    ended
+        .attributes
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{key} in {:?}", ended.attributes))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_phone_rings_audio_flows_both_ways_and_bye_ends_both_legs() {
+    let mut phone = Baresip::start("alice").await;
+    let mut cfg = config();
+    cfg.agents.insert("alice".into(), phone.uri());
+    let env = Env::start(cfg).await;
+    let script = CallerScript::new(NUMBER, "+393471234567")
+        .steps([
+            Step::Pause(500),
+            Step::Info('1'),
+            Step::Audio,
+            Step::Pause(8_000),
+        ])
+        .ending(Ending::Bye);
+    let caller = Sipp::spawn(
+        &sipp_caller_scenario(&script),
+        env.sip,
+        &[],
+        Duration::from_secs(60),
+    );
+    let created = env.wait_created(1).await;
+    let id = created[0].id.clone();
+    assert_eq!(created[0].queue_hint, "sales");
+    env.routing(Kind::Assigned, &id, "alice").await;
+    phone
+        .wait_event("CALL_ESTABLISHED", WAIT)
+        .await
+        .expect("the agent's phone answered");
+    // Talk for a while, then look at the phone's own counters.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (phone_rx, phone_tx) = phone.rtp_stats().await.expect("baresip's RTP counters");
+    assert!(
+        phone_rx > 50,
+        "the phone hears the caller: {phone_rx} packets"
+    );
+    assert!(phone_tx > 50, "the phone speaks: {phone_tx} packets");
+    caller.finish().await.assert_success();
+    phone
+        .wait_event("CALL_CLOSED", WAIT)
+        .await
+        .expect("the caller's BYE ended the agent's leg too");
+    let ended = env.wait_ended(&id).await;
+    assert_eq!(ended.outcome, "answered");
+    assert_eq!(
+        ended.attributes.get("agent").map(String::as_str),
+        Some("alice")
+    );
+    // Both directions, at both ends of the bridge.
+    let caller_in = count(&ended, "rtp.caller.received");
+    let agent_out = count(&ended, "rtp.agent.sent");
+    let agent_in = count(&ended, "rtp.agent.received");
+    let caller_out = count(&ended, "rtp.caller.sent");
+    assert!(caller_in > 150, "caller → adapter: {caller_in}");
+    assert!(agent_out > 100, "adapter → agent: {agent_out}");
+    assert!(agent_in > 100, "agent → adapter: {agent_in}");
+    assert!(
+        caller_out > agent_in,
+        "adapter → caller (prompts, hold, then the agent): {caller_out}"
+    );
+    assert!(
+        env.events::<v1::InteractionAbandoned>("interaction.voice.abandoned")
+            .is_empty(),
+        "an answered call is not abandoned"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_hanging_up_ends_the_callers_leg() {
+    let mut phone = Baresip::start("bob").await;
+    let mut cfg = config();
+    cfg.agents.insert("bob".into(), phone.uri());
+    let env = Env::start(cfg).await;
+    let script = CallerScript::new(NUMBER, "+393471234567")
+        .steps([Step::Pause(500), Step::Info('1'), Step::Audio])
+        .ending(Ending::WaitBye { timeout_ms: 30_000 });
+    let caller = Sipp::spawn(
+        &sipp_caller_scenario(&script),
+        env.sip,
+        &[],
+        Duration::from_secs(60),
+    );
+    let created = env.wait_created(1).await;
+    env.routing(Kind::Assigned, &created[0].id, "bob").await;
+    phone
+        .wait_event("CALL_ESTABLISHED", WAIT)
+        .await
+        .expect("the agent's phone answered");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    phone.hangup().await;
+    caller.finish().await.assert_success();
+    let ended = env.wait_ended(&created[0].id).await;
+    assert_eq!(ended.outcome, "answered");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_who_does_not_answer_gives_the_call_back_to_routing() {
+    let mut phone = Baresip::start_without_answer("carol").await;
+    let mut cfg = config();
+    cfg.agents.insert("carol".into(), phone.uri());
+    let env = Env::start(cfg).await;
+    let script = CallerScript::new(NUMBER, "+393471234567")
+        .steps([Step::Pause(500), Step::Info('1'), Step::Pause(7_000)])
+        .ending(Ending::Bye);
+    let caller = Sipp::spawn(
+        &sipp_caller_scenario(&script),
+        env.sip,
+        &[],
+        Duration::from_secs(60),
+    );
+    let created = env.wait_created(1).await;
+    let id = created[0].id.clone();
+    env.routing(Kind::Assigned, &id, "carol").await;
+    phone
+        .wait_event("CALL_INCOMING", WAIT)
+        .await
+        .expect("the agent's phone rang");
+    // ring_timeout is 3 s: then CANCEL and the call goes back to routing.
+    let back = centralino_test_support::eventually(WAIT, "agent_not_reached", || async {
+        env.events::<v1::AgentNotReached>("routing.agent_not_reached")
+            .into_iter()
+            .next()
+    })
+    .await;
+    assert_eq!(back.interaction_id, id);
+    assert_eq!(back.agent, "carol");
+    assert_eq!(back.reason, "no-answer");
+    phone
+        .wait_event("CALL_CLOSED", WAIT)
+        .await
+        .expect("the ringing stopped (CANCEL)");
+    // The caller is still waiting (not hung up on), then leaves.
+    caller.finish().await.assert_success();
+    let ended = env.wait_ended(&id).await;
+    assert_eq!(ended.outcome, "abandoned");
+    env.stop().await;
+}
