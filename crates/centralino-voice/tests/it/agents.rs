@@ -158,3 +158,57 @@ async fn an_agent_who_does_not_answer_gives_the_call_back_to_routing() {
     assert_eq!(ended.outcome, "abandoned");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn routing_closing_the_wait_says_so_and_hangs_up() {
+    let env = Env::start(config()).await;
+    let script = CallerScript::new(NUMBER, "+393471234567")
+        .steps([Step::Pause(500), Step::Info('1')])
+        .ending(Ending::WaitBye { timeout_ms: 30_000 });
+    let caller = Sipp::spawn(
+        &sipp_caller_scenario(&script),
+        env.sip,
+        &[],
+        Duration::from_secs(60),
+    );
+    let created = env.wait_created(1).await;
+    let id = created[0].id.clone();
+    // Announcements use routing's figures; then a routing step closes the wait.
+    env.routing(Kind::Queued, &id, "").await;
+    env.routing(Kind::Position, &id, "").await;
+    env.routing(Kind::Closed, &id, "").await;
+    caller.finish().await.assert_success();
+    let ended = env.wait_ended(&id).await;
+    assert_eq!(ended.outcome, "closed");
+    assert!(
+        env.events::<v1::InteractionAbandoned>("interaction.voice.abandoned")
+            .is_empty(),
+        "routing closed it: nothing to abandon"
+    );
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_lost_in_a_crash_are_closed_when_the_adapter_starts_again() {
+    let mut env = Env::start(config()).await;
+    let script = CallerScript::new(NUMBER, "+393471234567")
+        .steps([Step::Pause(500), Step::Info('1'), Step::Pause(20_000)])
+        .ending(Ending::Bye);
+    let caller = Sipp::spawn(
+        &sipp_caller_scenario(&script),
+        env.sip,
+        &[],
+        Duration::from_secs(40),
+    );
+    let created = env.wait_created(1).await;
+    let id = created[0].id.clone();
+    env.crash();
+    drop(caller); // the caller's phone gives up too
+    env.restart().await;
+    let ended = env.wait_ended(&id).await;
+    assert_eq!(ended.outcome, "failed");
+    let abandoned = env.events::<v1::InteractionAbandoned>("interaction.voice.abandoned");
+    assert_eq!(abandoned.len(), 1, "routing is told to forget the call");
+    assert_eq!(abandoned[0].reason, "adapter-restart");
+    env.stop().await;
+}

@@ -13,9 +13,9 @@ use centralino_bus::{
 };
 use centralino_proto::v1;
 use centralino_telephony::ivr::{Action, Flow, Menu};
+use centralino_test_support::isolated::Isolated;
 use centralino_test_support::{TestDatabase, amqp_url, unique};
 use centralino_voice::{HoldConfig, NumberConfig, VoiceConfig};
-use tokio::sync::oneshot;
 
 pub const WAIT: Duration = Duration::from_secs(20);
 /// The number callers dial.
@@ -100,10 +100,10 @@ pub struct Env {
     pub prefix: String,
     pub bus: Arc<dyn Bus>,
     pub sip: SocketAddr,
+    pub config: VoiceConfig,
     /// Everything the adapter published, in arrival order.
     pub published: Arc<Mutex<Vec<(String, Envelope)>>>,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    process: Option<Isolated>,
     observer: tokio::task::JoinHandle<()>,
 }
 
@@ -134,39 +134,61 @@ impl Env {
                 let _ = d.ack().await;
             }
         });
-        let conn = centralino_store::connect(&db.url, 8)
-            .await
-            .expect("database");
-        centralino_store::migrate::<centralino_store::CoreMigrator>(&conn, |_| {})
-            .await
-            .expect("core migrations");
-        centralino_store::migrate::<centralino_voice::VoiceMigrator>(&conn, |_| {})
-            .await
-            .expect("voice migrations");
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let voice = centralino_voice::start(config, conn, bus.clone(), async move {
-            let _ = stop_rx.await;
-        })
-        .await
-        .expect("voice adapter starts");
+        let (process, sip) = Self::launch(&db.url, &prefix, config.clone()).await;
         Self {
             db,
             prefix,
             bus,
-            sip: voice.sip_addr,
+            sip,
+            config,
             published,
-            stop: Some(stop),
-            task: Some(voice.task),
+            process: Some(process),
             observer,
         }
     }
 
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+    /// The adapter in a runtime of its own (so a test can crash it).
+    async fn launch(url: &str, prefix: &str, config: VoiceConfig) -> (Isolated, SocketAddr) {
+        let (url, prefix) = (url.to_owned(), prefix.to_owned());
+        Isolated::start(move |ready, stop| async move {
+            let conn = centralino_store::connect(&url, 8).await.expect("database");
+            centralino_store::migrate::<centralino_store::CoreMigrator>(&conn, |_| {})
+                .await
+                .expect("core migrations");
+            centralino_store::migrate::<centralino_voice::VoiceMigrator>(&conn, |_| {})
+                .await
+                .expect("voice migrations");
+            let bus: Arc<dyn Bus> = Arc::new(
+                AmqpBus::connect(amqp_config(&prefix, "voice-under-test"))
+                    .await
+                    .expect("bus"),
+            );
+            let voice = centralino_voice::start(config, conn, bus, stop)
+                .await
+                .expect("voice adapter starts");
+            let _ = ready.send(voice.sip_addr);
+            let _ = voice.task.await;
+        })
+        .await
+    }
+
+    /// Drops the adapter's runtime at once, as `kill -9` would.
+    pub fn crash(&mut self) {
+        if let Some(p) = self.process.take() {
+            p.crash();
         }
-        if let Some(task) = self.task.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+    }
+
+    /// Starts the adapter again (after [`Env::crash`]), on a new SIP port.
+    pub async fn restart(&mut self) {
+        let (process, sip) = Self::launch(&self.db.url, &self.prefix, self.config.clone()).await;
+        self.process = Some(process);
+        self.sip = sip;
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(p) = self.process.take() {
+            p.stop().await;
         }
         self.observer.abort();
         let _ = (&mut self.observer).await;
