@@ -405,12 +405,12 @@ impl Call {
             Phase::Ringing(r) => (&mut r.leg, false),
             _ => return,
         };
-        if let Received::Audio(payload) = leg.receive(packet, from) {
-            if bridged {
-                let mut out = Vec::with_capacity(payload.len());
-                transcode(leg.codec, self.caller.codec, payload, &mut out);
-                self.caller.send_payload(&out).await;
-            }
+        if let Received::Audio(payload) = leg.receive(packet, from)
+            && bridged
+        {
+            let mut out = Vec::with_capacity(payload.len());
+            transcode(leg.codec, self.caller.codec, payload, &mut out);
+            self.caller.send_payload(&out).await;
         }
     }
 
@@ -498,13 +498,12 @@ impl Call {
                     self.position = e.position;
                 }
                 self.estimated_wait_ms = e.estimated_wait_ms;
-                if kind == Kind::Requeued {
-                    if let Phase::Ringing(r) = &self.phase {
-                        if r.agent == e.agent || e.agent.is_empty() {
-                            // Routing took it back (the agent went away): stop ringing.
-                            let _ = r.dialog.hangup().await;
-                        }
-                    }
+                if kind == Kind::Requeued
+                    && let Phase::Ringing(r) = &self.phase
+                    && (r.agent == e.agent || e.agent.is_empty())
+                {
+                    // Routing took it back (the agent went away): stop ringing.
+                    let _ = r.dialog.hangup().await;
                 }
                 true
             }

@@ -176,22 +176,22 @@ impl VoiceConfig {
                 ));
             }
         }
-        if let Some(f) = &self.default_flow {
-            if !self.flows.contains_key(f) {
-                return Err(format!("voice.default_flow: `{f}` is not a flow"));
-            }
+        if let Some(f) = &self.default_flow
+            && !self.flows.contains_key(f)
+        {
+            return Err(format!("voice.default_flow: `{f}` is not a flow"));
         }
         for (agent, uri) in &self.agents {
             if rsipstack::sip::Uri::try_from(uri.as_str()).is_err() {
                 return Err(format!("voice.agents.{agent}: `{uri}` is not a SIP URI"));
             }
         }
-        if let Some(k) = self.hold.callback_key {
-            if centralino_telephony::dtmf::event_of(k).is_none() {
-                return Err(format!(
-                    "voice.hold.callback_key: `{k}` is not a keypad key"
-                ));
-            }
+        if let Some(k) = self.hold.callback_key
+            && centralino_telephony::dtmf::event_of(k).is_none()
+        {
+            return Err(format!(
+                "voice.hold.callback_key: `{k}` is not a keypad key"
+            ));
         }
         if self.hold.announce_every < Duration::from_secs(5) {
             return Err("voice.hold.announce_every must be at least 5 s".into());
