@@ -19,7 +19,6 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::io::Read as _;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -36,10 +35,11 @@ const BARESIP_MISSING: &str =
     "baresip is not installed: apt-get install -y baresip-core (.ci/run does this)";
 const BARESIP_MODULES: &str = "/usr/lib/baresip/modules";
 
-/// Time SIPp's `play_dtmf` needs for `n` digits: 400 ms of filler, then a
-/// digit every 400 ms, each lasting 200 ms (plus a margin).
+/// Time SIPp's `play_dtmf` needs for `n` digits: 400 ms of filler, silence
+/// up to 800 ms, then a digit every 400 ms, each lasting 200 ms; plus 300 ms
+/// for the receiver's jitter buffer to deliver the last end-of-event.
 fn play_dtmf_duration_ms(digits: usize) -> u64 {
-    600 + 400 * digits as u64 + 100
+    600 + 400 * digits as u64 + 300
 }
 
 fn program(name: &str, missing: &str) -> PathBuf {
@@ -99,7 +99,7 @@ pub enum Step {
     /// Waits this many milliseconds.
     Pause(u64),
     /// Sends these digits (`0-9*#A-D`) as RFC 4733 events (payload type 96)
-    /// and waits until the last one ended (400 ms a digit + 700 ms). A
+    /// and waits until the last one ended (400 ms a digit + 900 ms). A
     /// stream started by [`Step::Audio`] is paused meanwhile, because SIPp
     /// sends the events in an SSRC of their own and a receiver that follows
     /// one SSRC at a time (baresip does) loses events interleaved with audio.
@@ -308,9 +308,9 @@ pub fn sipp_caller_scenario(opts: &CallerScript) -> String {
 
     ]]>
   </send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
+  <recv response="100" optional="true" timeout="{answer_timeout}"/>
+  <recv response="180" optional="true" timeout="{answer_timeout}"/>
+  <recv response="183" optional="true" timeout="{answer_timeout}"/>
   <recv response="200" rrs="true" timeout="{answer_timeout}"/>
 "#,
         answer_timeout = opts.answer_timeout_ms
@@ -499,7 +499,7 @@ impl std::fmt::Display for SippOutcome {
 fn parse_stats_csv(csv: &str) -> Option<(u64, u64)> {
     let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<&str> = lines.next()?.split(';').collect();
-    let last: Vec<&str> = lines.last()?.split(';').collect();
+    let last: Vec<&str> = lines.next_back()?.split(';').collect();
     let column = |name: &str| -> Option<u64> {
         let i = header.iter().position(|h| h.trim() == name)?;
         last.get(i)?.trim().parse().ok()
@@ -719,9 +719,13 @@ impl Drop for SippUas {
 /// "direction":"incoming","peeruri":..,"id":"<Call-ID>","param":..}`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BaresipEvent {
-    /// `type`: `CALL_INCOMING`, `CALL_RINGING`, `CALL_ESTABLISHED`,
-    /// `CALL_RTPESTAB`, `CALL_DTMF_START` (param: the digit),
-    /// `CALL_DTMF_END`, `CALL_CLOSED` (param: the reason), ...
+    /// `type`. A call answered by itself gives `CALL_REMOTE_SDP`,
+    /// `CALL_LOCAL_SDP`, `CALL_ESTABLISHED` (no `CALL_INCOMING`!),
+    /// `CALL_RTPESTAB` (param `audio`: first RTP in), `CALL_DTMF_START`
+    /// (param: the digit, from RFC 4733 or INFO), `CALL_DTMF_END`,
+    /// `CALL_CLOSED` (param: the reason; `Connection reset by peer` after a
+    /// BYE). A phone that does not answer gives `CALL_INCOMING`, then
+    /// `CALL_CLOSED` when the caller cancels.
     pub kind: String,
     pub param: String,
     pub peer_uri: String,
@@ -784,6 +788,9 @@ pub struct Baresip {
     buf: Vec<u8>,
     events: VecDeque<BaresipEvent>,
     next_token: u64,
+    /// `CALL_ESTABLISHED` events read so far (each such call prints an RTP
+    /// summary when it ends).
+    established: usize,
 }
 
 impl Baresip {
@@ -859,6 +866,7 @@ impl Baresip {
                         buf: Vec::new(),
                         events: VecDeque::new(),
                         next_token: 0,
+                        established: 0,
                     };
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -912,6 +920,9 @@ impl Baresip {
                     let message =
                         String::from_utf8_lossy(&self.buf[colon + 1..colon + 1 + len]).into_owned();
                     self.buf.drain(..colon + len + 2);
+                    if message.contains("\"CALL_ESTABLISHED\"") {
+                        self.established += 1;
+                    }
                     return Some(message);
                 }
             }
@@ -1008,10 +1019,12 @@ impl Baresip {
     }
 
     /// RTP packets `(received, sent)` in the current call, from
-    /// `audio_debug` (RTCP session: `rcvd=` of every source, `TX:
-    /// packets=`); with no call up, those of the last call that ended, from
-    /// the summary baresip prints then (`rtp_stats yes`: `packets: <sent>
-    /// <received>`), waiting up to 2 s for it. `None` if neither exists.
+    /// `audio_debug` (its RTCP session: `rcvd=` summed over the sources,
+    /// `TX: packets=`). With no call up, those of the last call that ended,
+    /// from the summary baresip prints on stdout when a call's audio stream
+    /// goes (`rtp_stats yes`: `packets: <sent> <received>`), waiting up to
+    /// 2 s for the summary of every call established so far. `None` if
+    /// there is neither (e.g. the phone never answered).
     pub async fn rtp_stats(&mut self) -> Option<(u64, u64)> {
         let debug = self.command("audio_debug", "").await;
         if let Some(stats) = parse_audio_debug(&debug) {
@@ -1019,11 +1032,9 @@ impl Baresip {
         }
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
-            if let Some(stats) = parse_call_summary(&self.log()) {
-                return Some(stats);
-            }
-            if Instant::now() > deadline {
-                return None;
+            let summaries = call_summaries(&self.log());
+            if summaries.len() >= self.established || Instant::now() > deadline {
+                return summaries.last().copied();
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -1087,20 +1098,19 @@ fn parse_audio_debug(debug: &str) -> Option<(u64, u64)> {
     Some((received, sent))
 }
 
-/// `(received, sent)` from the last `packets: <sent> <received>` line of
-/// the summary baresip prints when a call's audio stream ends.
-fn parse_call_summary(log: &str) -> Option<(u64, u64)> {
-    let line = log
-        .lines()
-        .rev()
+/// `(received, sent)` of every `packets: <sent> <received>` line of the
+/// summaries baresip prints when a call's audio stream ends, in order.
+fn call_summaries(log: &str) -> Vec<(u64, u64)> {
+    log.lines()
         .map(|l| l.trim_start_matches(['\r', '\0']))
-        .find(|l| l.starts_with("packets:"))?;
-    let mut numbers = line["packets:".len()..]
-        .split_whitespace()
-        .map(|n| n.parse::<u64>());
-    let sent = numbers.next()?.ok()?;
-    let received = numbers.next()?.ok()?;
-    Some((received, sent))
+        .filter_map(|l| l.strip_prefix("packets:"))
+        .filter_map(|numbers| {
+            let mut numbers = numbers.split_whitespace().map(str::parse::<u64>);
+            let sent = numbers.next()?.ok()?;
+            let received = numbers.next()?.ok()?;
+            Some((received, sent))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -1124,7 +1134,7 @@ mod tests {
         assert!(xml.contains("CSeq: 2 INFO") && xml.contains("CSeq: 3 INFO"));
         assert!(xml.contains("CSeq: 4 BYE"));
         assert!(xml.contains(r#"play_dtmf="42*""#));
-        assert!(xml.contains(r#"<pause milliseconds="1900"/>"#));
+        assert!(xml.contains(r#"<pause milliseconds="2100"/>"#));
         assert!(xml.contains("Signal=#"));
         assert!(xml.contains(",-1,0\"/>"));
     }
@@ -1149,7 +1159,7 @@ mod tests {
         assert_eq!(parse_stats_screen(screen), Some((1, 3)));
         let summary =
             "\naudio           Transmit:     Receive:\npackets:            141          186\n";
-        assert_eq!(parse_call_summary(summary), Some((186, 141)));
+        assert_eq!(call_summaries(summary), vec![(186, 141)]);
         let debug = " TX: packets=86, octets=13760\n  member 0xca110000: lost=0\n  IP=127.0.0.1:6004 psent=0 rcvd=85\n  member 0x01020305:\n   psent=0 rcvd=20\n";
         assert_eq!(parse_audio_debug(debug), Some((105, 86)));
     }
@@ -1267,6 +1277,7 @@ mod tests {
         )
         .await;
         assert!(!outcome.success, "{outcome}");
+        assert_eq!(outcome.failed, 1, "{outcome}");
         assert!(outcome.messages_log.contains("180 Ringing"), "{outcome}");
         phone
             .wait_event("CALL_INCOMING", Duration::from_secs(5))
