@@ -323,13 +323,9 @@ impl Call {
         if matches!(self.phase, Phase::Bridged(_)) {
             return true; // the agent's audio feeds the caller
         }
+        // Silence is sent too: it keeps the stream (and NAT bindings) alive.
         let result = self.player.frame(frame);
-        if result != Frame::Silence || !matches!(self.phase, Phase::Ivr(_)) {
-            self.caller.send_samples(frame).await;
-        } else {
-            // Keep the stream (and NAT bindings) alive with silence.
-            self.caller.send_samples(frame).await;
-        }
+        self.caller.send_samples(frame).await;
         if result == Frame::Finished {
             let now = self.ivr_now();
             match &mut self.phase {
