@@ -16,7 +16,8 @@ use rsipstack::sip::{Header, HeadersExt as _, Request, StatusCode};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::media::{FRAME, Frame, Leg, LegStats, Player, Received, transcode};
+use crate::bridge::{self, HungUp};
+use crate::media::{FRAME, Frame, Leg, LegStats, Player, Received};
 use crate::record::{self, Ended, Queued};
 use crate::{Shared, now_ms};
 
@@ -230,6 +231,10 @@ impl Call {
         let mut agent_buf = vec![0u8; 2048];
         let mut frame = [0i16; FRAME];
         loop {
+            if matches!(self.phase, Phase::Bridged(_)) {
+                self.talk(&mut stop).await;
+                break;
+            }
             let deadline = self.deadline();
             let wake = {
                 let (agent_socket, agent_states, agent_answer) = match &mut self.phase {
@@ -240,10 +245,6 @@ impl Call {
                             Some(&mut r.states),
                             Some(&mut r.answer),
                         )
-                    }
-                    Phase::Bridged(b) => {
-                        let b = &mut **b;
-                        (Some(&b.leg.socket), Some(&mut b.states), None)
                     }
                     _ => (None, None, None),
                 };
@@ -320,9 +321,6 @@ impl Call {
     }
 
     async fn tick(&mut self, frame: &mut [i16; FRAME]) -> bool {
-        if matches!(self.phase, Phase::Bridged(_)) {
-            return true; // the agent's audio feeds the caller
-        }
         // Silence is sent too: it keeps the stream (and NAT bindings) alive.
         let result = self.player.frame(frame);
         self.caller.send_samples(frame).await;
@@ -364,50 +362,46 @@ impl Call {
                     }
                 }
             }
-            Some(DialogState::Options(_, _, handle)) => {
-                let _ = handle.reply(StatusCode::OK).await;
-                true
-            }
-            Some(DialogState::Updated(_, _, handle))
-            | Some(DialogState::Notify(_, _, handle))
-            | Some(DialogState::Refer(_, _, handle))
-            | Some(DialogState::Message(_, _, handle))
-            | Some(DialogState::Publish(_, _, handle)) => {
-                let _ = handle.reply(StatusCode::NotImplemented).await;
-                true
-            }
-            Some(_) => true,
+            other => bridge::still_up(other).await,
         }
     }
 
     async fn caller_packet(&mut self, packet: &[u8], from: std::net::SocketAddr) -> bool {
         match self.caller.receive(packet, from) {
             Received::Key(k) => self.key(k).await,
-            Received::Audio(payload) => {
-                if let Phase::Bridged(b) = &mut self.phase {
-                    let mut out = Vec::with_capacity(payload.len());
-                    transcode(self.caller.codec, b.leg.codec, payload, &mut out);
-                    b.leg.send_payload(&out).await;
-                }
-                true
-            }
-            Received::Nothing => true,
+            Received::Audio(_) | Received::Nothing => true,
         }
     }
 
+    /// The agent's phone is ringing: early media is not relayed.
     async fn agent_packet(&mut self, packet: &[u8], from: std::net::SocketAddr) {
-        let (leg, bridged) = match &mut self.phase {
-            Phase::Bridged(b) => (&mut b.leg, true),
-            Phase::Ringing(r) => (&mut r.leg, false),
-            _ => return,
-        };
-        if let Received::Audio(payload) = leg.receive(packet, from)
-            && bridged
-        {
-            let mut out = Vec::with_capacity(payload.len());
-            transcode(leg.codec, self.caller.codec, payload, &mut out);
-            self.caller.send_payload(&out).await;
+        if let Phase::Ringing(r) = &mut self.phase {
+            let _ = r.leg.receive(packet, from);
         }
+    }
+
+    /// Caller and agent talk until one hangs up (or the adapter stops); then
+    /// the other is hung up on and the call recorded.
+    async fn talk(&mut self, stop: &mut watch::Receiver<bool>) {
+        let Phase::Bridged(b) = &mut self.phase else {
+            return;
+        };
+        let b = &mut **b;
+        let who = bridge::relay(
+            &mut self.caller,
+            &mut self.states,
+            &mut b.leg,
+            &mut b.states,
+            stop,
+        )
+        .await;
+        if who != HungUp::Second {
+            let _ = b.dialog.hangup().await;
+        }
+        if who != HungUp::First {
+            let _ = self.dialog.hangup().await;
+        }
+        self.finish("answered", None).await;
     }
 
     async fn key(&mut self, key: char) -> bool {
@@ -648,20 +642,10 @@ impl Call {
         true
     }
 
+    /// The ringing phone's dialog: its end shows in the INVITE's answer.
     async fn agent_state(&mut self, state: Option<DialogState>) -> bool {
-        match (&self.phase, state) {
-            (Phase::Bridged(_), None | Some(DialogState::Terminated(..))) => {
-                // The agent hung up: the call is over for the caller too.
-                self.hang_up_all("answered", None).await;
-                false
-            }
-            (_, Some(DialogState::Info(_, _, handle)))
-            | (_, Some(DialogState::Options(_, _, handle))) => {
-                let _ = handle.reply(StatusCode::OK).await;
-                true
-            }
-            _ => true,
-        }
+        bridge::still_up(state).await;
+        true
     }
 
     async fn deadline_passed(&mut self) -> bool {

@@ -30,6 +30,7 @@
 
 #![forbid(unsafe_code)]
 
+mod bridge;
 pub mod call;
 mod entities;
 pub mod media;
