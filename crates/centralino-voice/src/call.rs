@@ -6,23 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use centralino_proto::v1;
-use centralino_telephony::g711::Codec;
 use centralino_telephony::ivr::{Effect, Flow, Session};
 use centralino_telephony::sdp;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
-use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Header, HeadersExt as _, Request, StatusCode};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::bridge::{self, HungUp};
+use crate::dial::{self, Dialing};
 use crate::media::{FRAME, Frame, Leg, LegStats, Player, Received};
 use crate::record::{self, Ended, Queued};
 use crate::{Shared, now_ms};
-
-/// Codecs we take, in order of preference.
-const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
 
 /// What the call task is doing.
 enum Phase {
@@ -40,10 +36,7 @@ enum Phase {
 
 struct Ringing {
     agent: String,
-    dialog: InviteDialog,
-    states: DialogStateReceiver,
-    answer: tokio::task::JoinHandle<rsipstack::dialog::invitation::InviteAsyncResult>,
-    leg: Leg,
+    dialing: Dialing,
     until: Instant,
 }
 
@@ -112,7 +105,7 @@ pub(crate) async fn run(shared: Arc<Shared>, incoming: Incoming, stop: watch::Re
                 return Err("no SDP offer (late offer is not supported)".to_owned());
             }
             let parsed = sdp::parse(text).map_err(|e| e.to_string())?;
-            let neg = sdp::negotiate(&parsed, &CODECS).map_err(|e| e.to_string())?;
+            let neg = sdp::negotiate(&parsed, &dial::CODECS).map_err(|e| e.to_string())?;
             Ok((parsed, neg))
         });
     let (offer, neg) = match offer {
@@ -239,11 +232,11 @@ impl Call {
             let wake = {
                 let (agent_socket, agent_states, agent_answer) = match &mut self.phase {
                     Phase::Ringing(r) => {
-                        let r = &mut **r;
+                        let d = &mut r.dialing;
                         (
-                            Some(&r.leg.socket),
-                            Some(&mut r.states),
-                            Some(&mut r.answer),
+                            Some(&d.leg.socket),
+                            Some(&mut d.states),
+                            Some(&mut d.answer),
                         )
                     }
                     _ => (None, None, None),
@@ -376,7 +369,7 @@ impl Call {
     /// The agent's phone is ringing: early media is not relayed.
     async fn agent_packet(&mut self, packet: &[u8], from: std::net::SocketAddr) {
         if let Phase::Ringing(r) = &mut self.phase {
-            let _ = r.leg.receive(packet, from);
+            let _ = r.dialing.leg.receive(packet, from);
         }
     }
 
@@ -493,7 +486,7 @@ impl Call {
                     && (r.agent == e.agent || e.agent.is_empty())
                 {
                     // Routing took it back (the agent went away): stop ringing.
-                    let _ = r.dialog.hangup().await;
+                    let _ = r.dialing.dialog.hangup().await;
                 }
                 true
             }
@@ -521,58 +514,23 @@ impl Call {
             self.not_reached(&id, agent, "no-endpoint").await;
             return;
         };
-        let socket = match Leg::bind(self.shared.media_ip).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "voice: cannot open an RTP port for the agent");
-                self.not_reached(&id, agent, "unreachable").await;
-                return;
-            }
-        };
-        let Ok(local) = socket.local_addr() else {
-            self.not_reached(&id, agent, "unreachable").await;
-            return;
-        };
-        let offer = sdp::offer(
-            local,
-            u64::from(uuid::Uuid::new_v4().as_u128() as u32),
-            1,
-            101,
-        );
-        let (state_tx, states) = self.shared.dialogs.new_dialog_state_channel();
-        let caller_uri = self.shared.caller_uri(self.caller_e164.as_deref());
-        let option = InviteOption {
-            caller: caller_uri,
-            callee: target,
-            contact: self.shared.contact.clone(),
-            content_type: Some("application/sdp".into()),
-            offer: Some(offer.into_bytes()),
-            ..Default::default()
-        };
-        match self.shared.dialogs.do_invite_async(option, state_tx) {
-            Ok((dialog, answer)) => {
+        match dial::start(
+            &self.shared,
+            target,
+            self.caller_e164.as_deref(),
+            self.caller.codec,
+        )
+        .await
+        {
+            Ok(dialing) => {
                 tracing::info!(interaction = %id, %agent, "voice: ringing the agent");
-                // Until the agent answers, the leg has no remote address yet.
-                let neg = sdp::Negotiated {
-                    remote: std::net::SocketAddr::new(self.shared.media_ip, 0),
-                    codec: self.caller.codec,
-                    telephone_event: None,
-                    ptime: 20,
-                    direction: sdp::Direction::SendRecv,
-                };
                 self.phase = Phase::Ringing(Box::new(Ringing {
                     agent: agent.to_owned(),
-                    dialog,
-                    states,
-                    answer,
-                    leg: Leg::new(socket, &neg),
+                    dialing,
                     until: Instant::now() + self.shared.config.ring_timeout,
                 }));
             }
-            Err(e) => {
-                tracing::warn!(%agent, error = %e, "voice: could not call the agent");
-                self.not_reached(&id, agent, "unreachable").await;
-            }
+            Err(reason) => self.not_reached(&id, agent, reason).await,
         }
     }
 
@@ -587,46 +545,14 @@ impl Call {
             return true;
         };
         let Ringing {
-            agent,
-            dialog,
-            states,
-            mut leg,
-            ..
+            agent, mut dialing, ..
         } = *ringing;
-        let response = match result {
-            Ok(Ok((_, Some(resp)))) => resp,
-            Ok(Ok((_, None))) | Ok(Err(_)) | Err(_) => {
-                self.not_reached(&id, &agent, "unreachable").await;
-                return true;
-            }
-        };
-        let code = response.status_code.code();
-        if !(200..300).contains(&code) {
-            let reason = match code {
-                486 | 600 | 603 => "busy",
-                408 | 480 | 487 => "no-answer",
-                _ => "unreachable",
-            };
-            tracing::info!(interaction = %id, %agent, code, "voice: the agent's phone did not answer");
+        if let Err(reason) = dial::answered(&mut dialing, result).await {
+            tracing::info!(interaction = %id, %agent, reason, "voice: the agent's phone did not answer");
             self.not_reached(&id, &agent, reason).await;
             return true;
         }
-        let neg = std::str::from_utf8(&response.body)
-            .map_err(|e| e.to_string())
-            .and_then(|t| sdp::parse(t).map_err(|e| e.to_string()))
-            .and_then(|s| sdp::negotiate(&s, &CODECS).map_err(|e| e.to_string()));
-        let neg = match neg {
-            Ok(n) => n,
-            Err(e) => {
-                tracing::warn!(%agent, error = %e, "voice: the agent's phone answered without usable audio");
-                let _ = dialog.hangup().await;
-                self.not_reached(&id, &agent, "unreachable").await;
-                return true;
-            }
-        };
-        leg.retarget(&neg);
-        let now = now_ms();
-        if let Err(e) = record::answered(&self.shared.db, &id, &agent, now).await {
+        if let Err(e) = record::answered(&self.shared.db, &id, &agent, now_ms()).await {
             tracing::warn!(error = %e, "voice: could not record the answer (the call goes on)");
         }
         tracing::info!(interaction = %id, %agent, "voice: caller and agent connected");
@@ -635,9 +561,9 @@ impl Call {
         self.next_announcement = None;
         self.phase = Phase::Bridged(Box::new(Bridge {
             agent,
-            dialog,
-            states,
-            leg,
+            dialog: dialing.dialog,
+            states: dialing.states,
+            leg: dialing.leg,
         }));
         true
     }
@@ -657,7 +583,7 @@ impl Call {
             }
             Phase::Ringing(r) => {
                 // Ring timeout: CANCEL; the INVITE's answer (487) says no-answer.
-                let _ = r.dialog.hangup().await;
+                let _ = r.dialing.dialog.hangup().await;
                 r.until = Instant::now() + Duration::from_secs(3600);
             }
             Phase::Queued => {
@@ -723,7 +649,7 @@ impl Call {
     async fn caller_left(&mut self) {
         let outcome = match &self.phase {
             Phase::Ringing(r) => {
-                let _ = r.dialog.hangup().await;
+                let _ = r.dialing.dialog.hangup().await;
                 "abandoned"
             }
             Phase::Bridged(b) => {
@@ -748,7 +674,7 @@ impl Call {
     async fn hang_up_all(&mut self, outcome: &'static str, reason: Option<&'static str>) {
         match &self.phase {
             Phase::Ringing(r) => {
-                let _ = r.dialog.hangup().await;
+                let _ = r.dialing.dialog.hangup().await;
             }
             Phase::Bridged(b) => {
                 let _ = b.dialog.hangup().await;

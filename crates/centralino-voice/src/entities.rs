@@ -9,6 +9,8 @@ pub mod call {
         #[sea_orm(primary_key, auto_increment = false)]
         pub interaction_id: String,
         pub sip_call_id: String,
+        /// `inbound` (a customer called) or `outbound` (a callback to place).
+        pub direction: String,
         pub caller: String,
         pub dialled: String,
         pub queue: String,

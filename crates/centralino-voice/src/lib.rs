@@ -32,9 +32,11 @@
 
 mod bridge;
 pub mod call;
+mod dial;
 mod entities;
 pub mod media;
 mod migrations;
+mod outbound;
 mod record;
 mod sip;
 
@@ -122,6 +124,9 @@ pub struct VoiceConfig {
     pub agents: BTreeMap<String, String>,
     /// How long an agent's phone rings before the call goes back to routing.
     pub ring_timeout: Duration,
+    /// Where customers are called (callbacks): a SIP URI with `{number}`
+    /// for their E.164 number, e.g. `sip:{number}@gateway.example.com:5060`.
+    pub trunk: Option<String>,
     /// How callers' numbers are read (national numbers get this country).
     pub rules: IdentityRules,
     /// Calls at once; more are refused with 503.
@@ -140,6 +145,7 @@ impl Default for VoiceConfig {
             hold: HoldConfig::default(),
             agents: BTreeMap::new(),
             ring_timeout: Duration::from_secs(20),
+            trunk: None,
             rules: IdentityRules::default(),
             max_calls: 500,
         }
@@ -303,6 +309,12 @@ impl Shared {
         rsipstack::sip::Uri::try_from(uri.as_str()).ok()
     }
 
+    /// A customer's number through the trunk.
+    pub(crate) fn trunk_uri(&self, number: &str) -> Option<rsipstack::sip::Uri> {
+        let template = self.config.trunk.as_ref()?;
+        rsipstack::sip::Uri::try_from(template.replace("{number}", number).as_str()).ok()
+    }
+
     /// Who the agent's phone shows as calling: the caller's number at our host.
     pub(crate) fn caller_uri(&self, phone: Option<&str>) -> rsipstack::sip::Uri {
         let mut uri = self.contact.clone();
@@ -364,7 +376,7 @@ pub async fn start(
     tasks.push(tokio::spawn(dispatch(
         shared.clone(),
         subscription,
-        stopped(stop_rx.clone()),
+        stop_rx.clone(),
     )));
     tasks.push(tokio::spawn(relay.run(stopped(stop_rx.clone()))));
     tasks.push(tokio::spawn(endpoint.run(shared, stop_rx)));
@@ -395,8 +407,14 @@ pub async fn start(
 async fn dispatch(
     shared: Arc<Shared>,
     mut sub: centralino_bus::Subscription,
-    shutdown: impl std::future::Future<Output = ()>,
+    stop: watch::Receiver<bool>,
 ) {
+    let shutdown = {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
     use centralino_bus::{EnvelopeExt as _, TypedPayload as _};
     tokio::pin!(shutdown);
     loop {
@@ -413,6 +431,8 @@ async fn dispatch(
                 Ok(e) => {
                     if let Some(tx) = shared.call(&e.interaction_id) {
                         let _ = tx.send(e).await;
+                    } else if e.kind == v1::routing_event::Kind::Assigned as i32 {
+                        place_callback(&shared, &e, &stop).await;
                     }
                 }
                 Err(err) => tracing::warn!(error = %err, "voice: undecodable routing event"),
@@ -422,6 +442,29 @@ async fn dispatch(
             tracing::debug!(error = %e, "voice: ack failed (the event comes again)");
         }
     }
+}
+
+/// Routing assigned an interaction no call of ours holds: a callback to
+/// place, if there is one waiting for it.
+async fn place_callback(shared: &Arc<Shared>, e: &v1::RoutingEvent, stop: &watch::Receiver<bool>) {
+    let row = match record::outbound(&shared.db, &e.interaction_id).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return,
+        Err(err) => {
+            tracing::error!(error = %err, "voice: cannot look the callback up");
+            return;
+        }
+    };
+    // Registered first, so a repeated assignment does not dial twice.
+    let (tx, _rx) = mpsc::channel(1);
+    shared.register(&e.interaction_id, tx);
+    tracing::info!(interaction = %e.interaction_id, agent = %e.agent, "voice: placing a callback");
+    tokio::spawn(outbound::callback(
+        shared.clone(),
+        row,
+        e.agent.clone(),
+        stop.clone(),
+    ));
 }
 
 pub(crate) fn now_ms() -> i64 {

@@ -30,7 +30,8 @@ impl MigrationName for Initial {
 #[async_trait::async_trait]
 impl MigrationTrait for Initial {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // `outcome` is empty while the call is up; a row still open when the
+        // `outcome` is empty while the call is up (or, for an outbound
+        // callback, not yet placed); an inbound row still open when the
         // adapter starts belongs to a call its previous run lost.
         manager
             .create_table(
@@ -39,6 +40,7 @@ impl MigrationTrait for Initial {
                     .if_not_exists()
                     .col(string_len("interaction_id", 36).primary_key())
                     .col(string_len("sip_call_id", 255))
+                    .col(string_len("direction", 8))
                     .col(string_len("caller", 64))
                     .col(string_len("dialled", 64))
                     .col(string_len("queue", 64))
@@ -52,7 +54,11 @@ impl MigrationTrait for Initial {
             )
             .await?;
         manager
-            .create_index(index("voice_calls", "voice_calls_open", &["outcome"]))
+            .create_index(index(
+                "voice_calls",
+                "voice_calls_open",
+                &["outcome", "direction"],
+            ))
             .await?;
         Ok(())
     }

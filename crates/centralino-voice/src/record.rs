@@ -102,9 +102,44 @@ pub(crate) async fn callback(
         ),
     ];
     let txn = db.begin().await?;
+    call::Entity::insert(row(q, "outbound"))
+        .exec_without_returning(&txn)
+        .await?;
     centralino_store::outbox::enqueue_many(&txn, SERVICE, &events).await?;
     txn.commit().await?;
     Ok(())
+}
+
+fn row(q: &Queued, direction: &str) -> call::ActiveModel {
+    call::ActiveModel {
+        interaction_id: Set(q.interaction_id.clone()),
+        sip_call_id: Set(q.sip_call_id.chars().take(255).collect()),
+        direction: Set(direction.to_owned()),
+        caller: Set(q
+            .caller
+            .clone()
+            .unwrap_or_else(|| q.caller_raw.chars().take(64).collect())),
+        dialled: Set(q.dialled.chars().take(64).collect()),
+        queue: Set(q.queue.clone()),
+        ivr_path: Set(q.path.join(" ")),
+        agent: Set(None),
+        outcome: Set(String::new()),
+        created_at: Set(q.started_at),
+        answered_at: Set(None),
+        ended_at: Set(None),
+    }
+}
+
+/// The outbound call waiting to be placed for `interaction_id`, if any.
+pub(crate) async fn outbound(
+    db: &DatabaseConnection,
+    interaction_id: &str,
+) -> Result<Option<call::Model>, StoreError> {
+    Ok(call::Entity::find_by_id(interaction_id.to_owned())
+        .filter(call::Column::Direction.eq("outbound"))
+        .filter(call::Column::Outcome.eq(""))
+        .one(db)
+        .await?)
 }
 
 /// The row and `interaction.voice.created`.
@@ -118,24 +153,9 @@ pub(crate) async fn queued(db: &DatabaseConnection, q: &Queued) -> Result<(), St
     }
     let created = created(q, v1::Direction::Inbound, attributes);
     let txn = db.begin().await?;
-    call::Entity::insert(call::ActiveModel {
-        interaction_id: Set(q.interaction_id.clone()),
-        sip_call_id: Set(q.sip_call_id.chars().take(255).collect()),
-        caller: Set(q
-            .caller
-            .clone()
-            .unwrap_or_else(|| q.caller_raw.chars().take(64).collect())),
-        dialled: Set(q.dialled.chars().take(64).collect()),
-        queue: Set(q.queue.clone()),
-        ivr_path: Set(q.path.join(" ")),
-        agent: Set(None),
-        outcome: Set(String::new()),
-        created_at: Set(q.started_at),
-        answered_at: Set(None),
-        ended_at: Set(None),
-    })
-    .exec_without_returning(&txn)
-    .await?;
+    call::Entity::insert(row(q, "inbound"))
+        .exec_without_returning(&txn)
+        .await?;
     centralino_store::outbox::enqueue(
         &txn,
         SERVICE,
@@ -148,7 +168,23 @@ pub(crate) async fn queued(db: &DatabaseConnection, q: &Queued) -> Result<(), St
     Ok(())
 }
 
-/// The agent's phone answered.
+/// A callback's agent answered: the customer is being dialled.
+pub(crate) async fn dialling(
+    db: &DatabaseConnection,
+    interaction_id: &str,
+    agent: &str,
+) -> Result<(), StoreError> {
+    call::ActiveModel {
+        interaction_id: Set(interaction_id.to_owned()),
+        agent: Set(Some(agent.to_owned())),
+        ..Default::default()
+    }
+    .update(db)
+    .await?;
+    Ok(())
+}
+
+/// The agent's phone answered (for a callback: the customer did).
 pub(crate) async fn answered(
     db: &DatabaseConnection,
     interaction_id: &str,
@@ -265,8 +301,15 @@ pub(crate) async fn close_lost_calls(
     db: &DatabaseConnection,
     now: i64,
 ) -> Result<usize, StoreError> {
+    // Inbound calls that were up, and callbacks whose dialing had begun
+    // (a callback not yet placed waits for routing's next assignment).
     let open = call::Entity::find()
         .filter(call::Column::Outcome.eq(""))
+        .filter(
+            sea_orm::Condition::any()
+                .add(call::Column::Direction.eq("inbound"))
+                .add(call::Column::Agent.is_not_null()),
+        )
         .all(db)
         .await?;
     for c in &open {
@@ -283,7 +326,8 @@ pub(crate) async fn close_lost_calls(
                 started_at: c.created_at,
                 at: now,
                 path,
-                abandoned: c.answered_at.is_none().then_some("adapter-restart"),
+                abandoned: (c.direction == "inbound" && c.answered_at.is_none())
+                    .then_some("adapter-restart"),
                 attributes: c
                     .agent
                     .iter()

@@ -7,7 +7,7 @@ use std::time::Duration;
 use centralino_proto::v1;
 use centralino_proto::v1::routing_event::Kind;
 use centralino_test_support::voice::{
-    Baresip, CallerScript, Ending, Sipp, Step, sipp_caller_scenario,
+    Baresip, CallerScript, Ending, Sipp, SippUas, Step, run_sipp, sipp_caller_scenario,
 };
 
 use crate::support::{Env, NUMBER, WAIT, config};
@@ -210,5 +210,59 @@ async fn calls_lost_in_a_crash_are_closed_when_the_adapter_starts_again() {
     let abandoned = env.events::<v1::InteractionAbandoned>("interaction.voice.abandoned");
     assert_eq!(abandoned.len(), 1, "routing is told to forget the call");
     assert_eq!(abandoned[0].reason, "adapter-restart");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callback_rings_the_agent_then_calls_the_customer_back() {
+    let mut phone = Baresip::start("dave").await;
+    let customer = SippUas::start();
+    let mut cfg = config();
+    cfg.agents.insert("dave".into(), phone.uri());
+    cfg.trunk = Some(format!("sip:{{number}}@{}", customer.addr()));
+    let env = Env::start(cfg).await;
+    // The caller asks for a callback instead of waiting.
+    let script = CallerScript::new(NUMBER, "+393471234567")
+        .steps([
+            Step::Pause(500),
+            Step::Info('1'),
+            Step::Pause(1000),
+            Step::Info('1'),
+        ])
+        .ending(Ending::WaitBye { timeout_ms: 20_000 });
+    run_sipp(
+        &sipp_caller_scenario(&script),
+        env.sip,
+        &[],
+        Duration::from_secs(60),
+    )
+    .await
+    .assert_success();
+    let created = env.wait_created(2).await;
+    let callback = created[1].id.clone();
+    // Routing gives the callback to dave: his phone rings first, then the customer's.
+    env.routing(Kind::Assigned, &callback, "dave").await;
+    phone
+        .wait_event("CALL_ESTABLISHED", WAIT)
+        .await
+        .expect("the agent answered the callback");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    phone.hangup().await;
+    let ended = env.wait_ended(&callback).await;
+    assert_eq!(ended.outcome, "answered", "{:?}", ended.attributes);
+    assert_eq!(
+        ended.attributes.get("agent").map(String::as_str),
+        Some("dave")
+    );
+    assert!(
+        count(&ended, "rtp.agent.received") > 20,
+        "{:?}",
+        ended.attributes
+    );
+    assert!(
+        count(&ended, "rtp.customer.sent") > 20,
+        "{:?}",
+        ended.attributes
+    );
     env.stop().await;
 }

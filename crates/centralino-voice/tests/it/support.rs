@@ -84,6 +84,8 @@ pub fn config() -> VoiceConfig {
             ..HoldConfig::default()
         },
         ring_timeout: Duration::from_secs(3),
+        // Nobody answers there; the callback test points it at a phone.
+        trunk: Some("sip:{number}@127.0.0.1:9".into()),
         ..VoiceConfig::default()
     }
 }
