@@ -194,3 +194,29 @@ async fn bad_calls_get_proper_answers_and_leave_nothing_behind() {
     assert!(env.created().is_empty(), "no interaction for refused calls");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_over_tcp_work_the_same() {
+    let env = Env::start(config()).await;
+    let script = CallerScript::new(NUMBER, CALLER)
+        .steps([
+            Step::Pause(500),
+            Step::Info('2'),
+            Step::Info('1'),
+            Step::Pause(500),
+        ])
+        .ending(Ending::Bye);
+    run_sipp(
+        &sipp_caller_scenario(&script),
+        env.sip,
+        &["-t", "t1"],
+        Duration::from_secs(60),
+    )
+    .await
+    .assert_success();
+    let created = env.wait_created(1).await;
+    assert_eq!(created[0].queue_hint, "billing");
+    let ended = env.wait_ended(&created[0].id).await;
+    assert_eq!(ended.outcome, "abandoned");
+    env.stop().await;
+}
