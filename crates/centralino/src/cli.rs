@@ -58,6 +58,14 @@ pub enum Command {
     /// agents' replies (sms.send commands) leave as exact segments, STOP and
     /// START are honoured at once and recorded in history's consent ledger.
     Sms,
+    /// Run the voice adapter alone.
+    ///
+    /// Answers SIP calls (UDP and TCP on [voice] listen, 127.0.0.1:5080 by
+    /// default; RTP from media_ip on ephemeral UDP ports) to the [[voice.numbers]],
+    /// walks callers through their IVR flow ([voice.flows]), queues them on
+    /// RabbitMQ with hold music and position announcements, and rings the
+    /// assigned agent's phone ([voice.agents]) to connect the call.
+    Voice,
     /// Apply every service's database migrations, then exit.
     Migrate,
     /// Check that a running Centralino answers its gRPC health check (for container

@@ -38,6 +38,8 @@ pub enum RunError {
     Email(#[from] centralino_email::EmailError),
     #[error(transparent)]
     Sms(#[from] centralino_sms::SmsError),
+    #[error(transparent)]
+    Voice(#[from] centralino_voice::VoiceError),
     #[error("{0}")]
     Io(String),
 }
@@ -135,6 +137,9 @@ pub async fn migrate_all(
     );
     applied
         .extend(centralino_store::migrate::<centralino_sms::SmsMigrator>(db, &mut progress).await?);
+    applied.extend(
+        centralino_store::migrate::<centralino_voice::VoiceMigrator>(db, &mut progress).await?,
+    );
     Ok(applied)
 }
 
@@ -146,6 +151,8 @@ pub struct Running {
     pub services: Vec<String>,
     /// Where the SMS provider's webhooks listen, when the adapter runs with them.
     pub sms_webhook: Option<SocketAddr>,
+    /// Where SIP (UDP and TCP) listens, when the voice adapter runs.
+    pub voice_sip: Option<SocketAddr>,
     pub task: tokio::task::JoinHandle<Result<(), RunError>>,
 }
 
@@ -157,15 +164,18 @@ pub enum Service {
     Email,
     /// Runs when `[sms.smpp]` or `[sms.webhook]` is configured.
     Sms,
+    /// Runs when `[voice.flows]` defines a flow.
+    Voice,
 }
 
 impl Service {
     /// Every service: what `up` runs.
-    pub const ALL: [Service; 4] = [
+    pub const ALL: [Service; 5] = [
         Service::Routing,
         Service::History,
         Service::Email,
         Service::Sms,
+        Service::Voice,
     ];
 }
 
@@ -217,6 +227,15 @@ pub async fn serve(
                 .into(),
         ));
     }
+    let voice = config
+        .voice
+        .voice_config(&config.identity)
+        .map_err(|e| RunError::Io(e.join("; ")))?;
+    if which == [Service::Voice] && voice.is_none() {
+        return Err(RunError::Io(
+            "voice: nothing to run; configure [voice.flows] (see deploy/voice.toml)".into(),
+        ));
+    }
 
     // One shutdown signal for the server and every service.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -257,6 +276,12 @@ pub async fn serve(
     let sms = match sms {
         Some(sms) if which.contains(&Service::Sms) => {
             Some(centralino_sms::start(sms, db.clone(), bus.clone(), stopped()).await?)
+        }
+        _ => None,
+    };
+    let voice = match voice {
+        Some(voice) if which.contains(&Service::Voice) => {
+            Some(centralino_voice::start(voice, db.clone(), bus.clone(), stopped()).await?)
         }
         _ => None,
     };
@@ -316,6 +341,11 @@ pub async fn serve(
         tasks.push(sms.task);
         stop_on_loss("sms", sms.lost);
     }
+    let voice_sip = voice.as_ref().map(|v| v.sip_addr);
+    if let Some(voice) = voice {
+        tasks.push(voice.task);
+        stop_on_loss("voice", voice.lost);
+    }
     if let Some(history) = history {
         server.add(history.api);
         tasks.push(history.task);
@@ -350,6 +380,7 @@ pub async fn serve(
         store_kind,
         services,
         sms_webhook,
+        voice_sip,
         task,
     })
 }

@@ -135,6 +135,9 @@ async fn serve_and_wait(
     if services.contains(&centralino::Service::Sms) {
         println!("  sms     {}", describe_sms(config, running.sms_webhook));
     }
+    if services.contains(&centralino::Service::Voice) {
+        println!("  voice   {}", describe_voice(config, running.voice_sip));
+    }
     println!("  tokens  centralino token --role admin --subject you");
     println!("press Ctrl-C to stop");
     running
@@ -188,6 +191,15 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
                 &[centralino::Service::Sms],
                 "centralino-sms",
                 "centralino-sms",
+            )
+            .await
+        }
+        Command::Voice => {
+            serve_and_wait(
+                &config,
+                &[centralino::Service::Voice],
+                "centralino-voice",
+                "centralino-voice",
             )
             .await
         }
@@ -327,6 +339,33 @@ fn describe_sms(config: &Config, webhook: Option<std::net::SocketAddr>) -> Strin
         .collect();
     parts.push(numbers.join(", "));
     parts.join("; ")
+}
+
+fn describe_voice(config: &Config, sip: Option<std::net::SocketAddr>) -> String {
+    let voice = &config.voice;
+    if !voice.configured() {
+        return "not configured ([voice.flows] in the config file)".to_owned();
+    }
+    let Some(sip) = sip else {
+        return "not started".to_owned();
+    };
+    let media = match voice.media_ip.trim() {
+        "" => sip.ip().to_string(),
+        ip => ip.to_owned(),
+    };
+    let mut numbers: Vec<String> = voice
+        .numbers
+        .iter()
+        .map(|n| format!("{} -> {}", n.number, n.flow))
+        .collect();
+    if !voice.default_flow.trim().is_empty() {
+        numbers.push(format!("others -> {}", voice.default_flow.trim()));
+    }
+    let mut text = format!("SIP udp+tcp {sip} (media {media}); {}", numbers.join(", "));
+    if !voice.agents.is_empty() {
+        text.push_str(&format!("; {} agent phone(s)", voice.agents.len()));
+    }
+    text
 }
 
 /// Hides the password in `scheme://user:password@host/...`.

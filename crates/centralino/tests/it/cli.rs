@@ -19,9 +19,45 @@ fn help_lists_the_commands() {
     let out = centralino(&temp()).arg("--help").output().expect("run");
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
-    for cmd in ["up", "migrate", "token", "health"] {
+    for cmd in ["up", "migrate", "token", "health", "sms", "voice"] {
         assert!(text.contains(cmd), "{cmd} missing from --help:\n{text}");
     }
+}
+
+#[test]
+fn voice_says_where_it_listens_and_what_it_needs() {
+    let dir = temp();
+    let help = centralino(&dir)
+        .args(["voice", "--help"])
+        .output()
+        .expect("run");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for what in [
+        "SIP",
+        "UDP and TCP",
+        "127.0.0.1:5080",
+        "[voice.flows]",
+        "RTP",
+    ] {
+        assert!(
+            text.contains(what),
+            "{what} missing from voice --help:\n{text}"
+        );
+    }
+    // Nothing configured: it says what to configure instead of idling.
+    let out = centralino(&dir)
+        .arg("voice")
+        .env("CENTRALINO_GRPC__LISTEN", "127.0.0.1:0")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("[voice.flows]") && err.contains("deploy/voice.toml"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

@@ -44,6 +44,77 @@ fn is_centralino(svc: &Value) -> bool {
     svc.get("image").and_then(Value::as_str) == Some("centralino:dev")
 }
 
+/// What compose makes of a value: `${VAR:-default}` becomes its default;
+/// `${VAR:?msg}` and `${VAR}` are filled in at run time, so a valid stand-in.
+fn interpolate(v: &str) -> String {
+    let mut out = String::new();
+    let mut rest = v;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find('}')
+            .map(|e| start + e)
+            .unwrap_or_else(|| panic!("unclosed ${{ in {v:?}"));
+        let inner = &rest[start + 2..end];
+        match inner.split_once(":-").or_else(|| inner.split_once('-')) {
+            Some((_, default)) => out.push_str(default),
+            None => out.push_str(&"s".repeat(40)),
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A service's environment as the process sees it.
+fn environment(name: &str, svc: &Value) -> Vec<(String, String)> {
+    svc.get("environment")
+        .and_then(Value::as_mapping)
+        .unwrap_or_else(|| panic!("{name} has an environment map"))
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().expect("env name").to_owned(),
+                interpolate(v.as_str().unwrap_or_default()),
+            )
+        })
+        .collect()
+}
+
+/// `(host path, container path, read-only)` of each bind mount.
+fn mounts(svc: &Value) -> Vec<(String, String, bool)> {
+    strings(svc.get("volumes"))
+        .into_iter()
+        .filter_map(|v| {
+            let mut parts = v.split(':');
+            let host = parts.next()?.to_owned();
+            let target = parts.next()?.to_owned();
+            let ro = parts.next() == Some("ro");
+            host.starts_with("./").then_some((host, target, ro))
+        })
+        .collect()
+}
+
+/// The configuration a centralino service runs with: its `--config` file
+/// (through its bind mount) overlaid with its environment.
+fn service_config(name: &str, svc: &Value) -> centralino::Config {
+    let command = strings(svc.get("command"));
+    let file = command
+        .iter()
+        .skip_while(|a| *a != "--config")
+        .nth(1)
+        .map(|target| {
+            let (host, _, ro) = mounts(svc)
+                .into_iter()
+                .find(|(_, t, _)| t == target)
+                .unwrap_or_else(|| panic!("{name}: --config {target} is not mounted"));
+            assert!(ro, "{name}: {target} is mounted read-only");
+            root().join(host)
+        });
+    centralino::Config::load(file.as_deref(), environment(name, svc))
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
 #[test]
 fn compose_commands_are_real_subcommands() {
     let cli = centralino::cli::Cli::command();
@@ -85,27 +156,16 @@ fn compose_environment_is_what_the_config_reads_and_is_valid() {
         if !is_centralino(&svc) {
             continue;
         }
-        let env = svc
-            .get("environment")
-            .and_then(Value::as_mapping)
-            .unwrap_or_else(|| panic!("{name} has an environment map"));
-        let mut pairs = Vec::new();
-        for (k, v) in env {
-            let k = k.as_str().expect("env name").to_owned();
+        let pairs = environment(&name, &svc);
+        for (k, _) in &pairs {
             assert!(
-                known.contains(&k),
+                known.contains(k),
                 "{name}: {k} is not read by the config (known: {known:?})"
             );
-            let v = v.as_str().map(str::to_owned).unwrap_or_default();
-            // `${VAR:?msg}` is filled in by compose at run time: use a valid stand-in.
-            let v = if v.starts_with("${") {
-                "s".repeat(40)
-            } else {
-                v
-            };
-            pairs.push((k, v));
         }
         centralino::Config::load(None, pairs).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // With the file it is given, too.
+        service_config(&name, &svc);
     }
 }
 
@@ -309,4 +369,95 @@ fn the_shipped_sms_config_loads_and_bad_sms_settings_are_named() {
         .to_string();
     assert!(err.contains("sms.rest.status_callback"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The voice adapter's RTP ports are ephemeral, so it runs on the host's
+/// network: it publishes nothing, reaches the others through their published
+/// ports, listens where no published port is, and has its prompts.
+#[test]
+fn compose_runs_voice_on_the_host_network_with_its_prompts() {
+    let all = services(&compose());
+    let published: HashSet<u16> = all
+        .values()
+        .flat_map(|s| strings(s.get("ports")))
+        .filter_map(|p| p.split(':').next()?.parse().ok())
+        .collect();
+    for name in ["voice", "voice-standby"] {
+        let svc = all
+            .get(name)
+            .unwrap_or_else(|| panic!("docker-compose.yml has a {name} service"));
+        assert_eq!(
+            strings(svc.get("command")),
+            ["voice", "--config", "/etc/centralino/voice.toml"],
+            "{name}"
+        );
+        assert_eq!(
+            svc.get("network_mode").and_then(Value::as_str),
+            Some("host"),
+            "{name}: RTP ports are ephemeral"
+        );
+        assert!(
+            svc.get("ports").is_none(),
+            "{name}: nothing is published on the host's network"
+        );
+        // The compose network's names do not resolve on the host's network.
+        for (key, value) in environment(name, svc) {
+            for other in all.keys() {
+                assert!(
+                    !value.contains(&format!("@{other}:"))
+                        && !value.contains(&format!("//{other}:")),
+                    "{name}: {key} names the service {other}, unreachable from the host's network"
+                );
+            }
+        }
+        let config = service_config(name, svc);
+        let voice = config
+            .voice
+            .voice_config(&config.identity)
+            .expect("valid voice settings")
+            .expect("the adapter is configured");
+        for port in [
+            voice.listen.port(),
+            config.listen_addr().expect("grpc listen").port(),
+        ] {
+            assert!(
+                !published.contains(&port),
+                "{name}: listens on the host's port {port}, which another service publishes"
+            );
+        }
+        assert_eq!(voice.listen.port(), 5060, "{name}: SIP on 5060");
+        let (host, _, ro) = mounts(svc)
+            .into_iter()
+            .find(|(_, target, _)| voice.prompts_dir == Path::new(target))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{name}: prompts_dir {} is not mounted",
+                    voice.prompts_dir.display()
+                )
+            });
+        assert!(ro, "{name}: the prompts are mounted read-only");
+        assert!(
+            root().join(&host).join("moh/default.wav").is_file(),
+            "{name}: {host} holds the prompts"
+        );
+    }
+    let deps = |name: &str| -> Vec<String> {
+        let mut d: Vec<String> = all[name]
+            .get("depends_on")
+            .and_then(Value::as_mapping)
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        d.sort();
+        d
+    };
+    assert_eq!(
+        deps("voice"),
+        deps("sms"),
+        "voice waits for what sms waits for"
+    );
+    assert_eq!(deps("voice-standby"), ["voice"]);
 }

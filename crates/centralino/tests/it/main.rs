@@ -1,9 +1,10 @@
 //! Integration tests of the centralino binary crate: the running process seen from
-//! a Python grpcio client, the CLI, and the docker-compose file checked against
-//! the code.
+//! a Python grpcio client, the CLI, the docker-compose file checked against the
+//! code, and `up` with each channel adapter (email, SMS, voice).
 
 mod cli;
 mod compose;
 mod email;
 mod python;
 mod sms;
+mod voice;
