@@ -189,8 +189,10 @@ impl VoiceConfig {
             return Err(format!("voice.default_flow: `{f}` is not a flow"));
         }
         for (agent, uri) in &self.agents {
-            if rsipstack::sip::Uri::try_from(uri.as_str()).is_err() {
-                return Err(format!("voice.agents.{agent}: `{uri}` is not a SIP URI"));
+            if !sip_uri(uri) {
+                return Err(format!(
+                    "voice.agents.{agent}: `{uri}` is not a SIP URI like sip:{agent}@10.0.0.21:5060"
+                ));
             }
         }
         if let Some(k) = self.hold.callback_key
@@ -199,6 +201,18 @@ impl VoiceConfig {
             return Err(format!(
                 "voice.hold.callback_key: `{k}` is not a keypad key"
             ));
+        }
+        if let Some(t) = &self.trunk
+            && (!t.contains("{number}") || !sip_uri(&t.replace("{number}", "+390000")))
+        {
+            return Err(format!(
+                "voice.trunk: `{t}` must be a SIP URI with {{number}}, e.g. sip:{{number}}@gateway:5060"
+            ));
+        }
+        if self.hold.callback_key.is_some() && self.trunk.is_none() {
+            return Err(
+                "voice.hold.callback_key needs voice.trunk (to call customers back)".into(),
+            );
         }
         if self.hold.announce_every < Duration::from_secs(5) {
             return Err("voice.hold.announce_every must be at least 5 s".into());
@@ -236,6 +250,18 @@ impl VoiceConfig {
             .map(|n| n.flow.as_str())
             .or(self.default_flow.as_deref())
     }
+}
+
+/// `sip:` or `sips:`, a host, and what rsipstack can parse.
+fn sip_uri(text: &str) -> bool {
+    let rest = text
+        .strip_prefix("sip:")
+        .or_else(|| text.strip_prefix("sips:"))
+        .unwrap_or_default();
+    let host = rest.rsplit('@').next().unwrap_or_default();
+    !host.is_empty()
+        && !text.chars().any(char::is_whitespace)
+        && rsipstack::sip::Uri::try_from(text).is_ok()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -351,7 +377,7 @@ pub async fn start(
     }
     let relay = OutboxRelay::new(db.clone(), bus.clone(), SERVICE);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let endpoint = sip::Endpoint::bind(config.listen)
+    let endpoint = sip::Endpoint::bind(config.listen, config.media_ip)
         .await
         .map_err(|e| VoiceError::Listen(config.listen, e))?;
     let sip_addr = endpoint.addr;
@@ -469,4 +495,92 @@ async fn place_callback(shared: &Arc<Shared>, e: &v1::RoutingEvent, stop: &watch
 
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use centralino_telephony::ivr::{Action, Menu};
+
+    fn valid() -> VoiceConfig {
+        let menu = Menu {
+            prompt: vec!["menu/welcome".into()],
+            options: BTreeMap::from([(
+                '1',
+                Action::Queue {
+                    queue: "sales".into(),
+                    priority: 0,
+                },
+            )]),
+            timeout_ms: 5_000,
+            retries: 1,
+            invalid_prompt: vec![],
+            no_input_prompt: vec![],
+            default: Action::Hangup,
+        };
+        VoiceConfig {
+            numbers: vec![NumberConfig {
+                number: "100".into(),
+                flow: "main".into(),
+            }],
+            flows: BTreeMap::from([(
+                "main".into(),
+                Flow {
+                    start: "root".into(),
+                    menus: BTreeMap::from([("root".into(), menu)]),
+                    goodbye: vec![],
+                },
+            )]),
+            agents: BTreeMap::from([("alice".into(), "sip:alice@10.0.0.21:5060".into())]),
+            ..VoiceConfig::default()
+        }
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_named() {
+        assert_eq!(valid().validate(), Ok(()));
+        let bad = |f: &dyn Fn(&mut VoiceConfig), what: &str| {
+            let mut c = valid();
+            f(&mut c);
+            let e = c.validate().expect_err(what);
+            assert!(e.starts_with(what), "{e}");
+        };
+        bad(
+            &|c| c.listen = "0.0.0.0:5060".parse().expect("addr"),
+            "voice.media_ip",
+        );
+        bad(
+            &|c| {
+                c.agents.insert("bob".into(), "not a uri".into());
+            },
+            "voice.agents.bob",
+        );
+        bad(
+            &|c| {
+                c.agents.insert("bob".into(), "sip:".into());
+            },
+            "voice.agents.bob",
+        );
+        bad(
+            &|c| c.trunk = Some("sip:gateway:5060".into()),
+            "voice.trunk",
+        );
+        bad(
+            &|c| c.hold.callback_key = Some('1'),
+            "voice.hold.callback_key",
+        );
+        bad(
+            &|c| c.hold.callback_key = Some('x'),
+            "voice.hold.callback_key",
+        );
+        bad(
+            &|c| c.numbers[0].flow = "other".into(),
+            "voice.numbers[0].flow",
+        );
+        bad(&|c| c.ring_timeout = Duration::ZERO, "voice.ring_timeout");
+        let mut c = valid();
+        c.trunk = Some("sip:{number}@gateway.example.com:5060".into());
+        c.hold.callback_key = Some('1');
+        assert_eq!(c.validate(), Ok(()));
+    }
 }

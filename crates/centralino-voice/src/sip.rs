@@ -2,7 +2,7 @@
 //! new INVITEs become call tasks, requests inside a dialog go to it, the rest
 //! gets a proper answer.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -29,11 +29,15 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     /// Binds UDP on `listen`, then TCP on the same address (port 0 picks a
-    /// free UDP port that TCP then shares).
-    pub async fn bind(listen: SocketAddr) -> Result<Self, String> {
+    /// free UDP port that TCP then shares). On a wildcard address, `advertise`
+    /// is what Via and Contact carry, so phones can reach us back.
+    pub async fn bind(listen: SocketAddr, advertise: Option<IpAddr>) -> Result<Self, String> {
         let cancel = CancellationToken::new();
         let transport = TransportLayer::new(cancel.clone());
-        let udp = UdpConnection::create_connection(listen, None, Some(cancel.child_token()))
+        let external = advertise
+            .filter(|_| listen.ip().is_unspecified() && listen.port() != 0)
+            .map(|ip| SocketAddr::new(ip, listen.port()));
+        let udp = UdpConnection::create_connection(listen, external, Some(cancel.child_token()))
             .await
             .map_err(|e| format!("UDP: {e}"))?;
         let addr = udp
@@ -41,7 +45,7 @@ impl Endpoint {
             .get_socketaddr()
             .map_err(|e| format!("UDP: {e}"))?;
         transport.add_transport(udp.into());
-        let tcp = TcpListenerConnection::new(addr, None)
+        let tcp = TcpListenerConnection::new(SocketAddr::new(listen.ip(), addr.port()), external)
             .await
             .map_err(|e| format!("TCP: {e}"))?;
         transport.add_transport(tcp.into());
@@ -54,8 +58,10 @@ impl Endpoint {
             .incoming_transactions()
             .map_err(|e| e.to_string())?;
         let dialogs = Arc::new(DialogLayer::new(endpoint.inner.clone()));
-        let contact = rsipstack::sip::Uri::try_from(format!("sip:centralino@{addr}").as_str())
-            .map_err(|e| e.to_string())?;
+        let contact = rsipstack::sip::Uri::try_from(
+            format!("sip:centralino@{}", external.unwrap_or(addr)).as_str(),
+        )
+        .map_err(|e| e.to_string())?;
         Ok(Self {
             endpoint,
             incoming,
