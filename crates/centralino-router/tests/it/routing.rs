@@ -331,6 +331,77 @@ async fn an_agent_who_does_not_answer_is_skipped() {
 }
 
 #[tokio::test]
+async fn a_phone_that_does_not_answer_pauses_its_agent_and_the_call_goes_to_another() {
+    let env = Env::new().await;
+    let router = RouterProcess::start(&env, config(30_000)).await;
+    configure(
+        router.addr,
+        &env.token("root", Role::Admin),
+        &[],
+        vec![queue("sales", &[v1::Channel::Voice], vec![])],
+        vec![agent("away", vec![], &[]), agent("here", vec![], &[])],
+    )
+    .await;
+    let (mut away, _) = Desk::open(router.addr, &env.token("away", Role::Agent))
+        .await
+        .expect("away");
+    away.available().await;
+    let call = env.publish("sales", v1::Channel::Voice).await;
+    assert_eq!(
+        away.wait_for(WAIT, offer_id).await.as_deref(),
+        Some(call.as_str())
+    );
+    away.send(Action::Accept(v1::OfferAnswer {
+        interaction_id: call.clone(),
+    }))
+    .await;
+    eventually(WAIT, "assigned to away", || async {
+        env.events_of(&call)
+            .contains(&(Kind::Assigned, "away".into()))
+            .then_some(())
+    })
+    .await;
+    let (mut here, _) = Desk::open(router.addr, &env.token("here", Role::Agent))
+        .await
+        .expect("here");
+    here.available().await;
+    // The voice adapter rang away's phone in vain.
+    env.not_reached(&call, "away", "no-answer").await;
+    let status = away
+        .wait_for(WAIT, |u| match u {
+            Update::Status(s) if s.status == "not-ready" => Some(s.reason.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(status.as_deref(), Some("no-answer"), "away is paused");
+    assert_eq!(
+        here.wait_for(WAIT, offer_id).await.as_deref(),
+        Some(call.as_str()),
+        "the call went to the agent who is there"
+    );
+    eventually(WAIT, "requeued on the bus", || async {
+        env.events_of(&call)
+            .contains(&(Kind::Requeued, String::new()))
+            .then_some(())
+    })
+    .await;
+    // A repeated or stale command changes nothing (here holds only an offer).
+    env.not_reached(&call, "away", "no-answer").await;
+    here.send(Action::Accept(v1::OfferAnswer {
+        interaction_id: call.clone(),
+    }))
+    .await;
+    eventually(WAIT, "assigned to here", || async {
+        env.events_of(&call)
+            .contains(&(Kind::Assigned, "here".into()))
+            .then_some(())
+    })
+    .await;
+    router.stop().await;
+    env.cleanup().await;
+}
+
+#[tokio::test]
 async fn a_creation_delivered_after_its_abandon_is_not_routed() {
     let env = Env::new().await;
     let router = RouterProcess::start(&env, config(20_000)).await;

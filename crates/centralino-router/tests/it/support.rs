@@ -131,6 +131,22 @@ impl Env {
             .expect("publish");
     }
 
+    /// What the voice adapter says when the assigned agent's phone did not answer.
+    pub async fn not_reached(&self, id: &str, agent: &str, reason: &str) {
+        let env = new_envelope(
+            "test-adapter",
+            &v1::AgentNotReached {
+                interaction_id: id.to_owned(),
+                agent: agent.to_owned(),
+                reason: reason.to_owned(),
+            },
+        );
+        self.bus
+            .publish(Exchange::Commands, "routing.agent_not_reached", &env)
+            .await
+            .expect("publish");
+    }
+
     pub fn events_of(&self, id: &str) -> Vec<(v1::routing_event::Kind, String)> {
         self.events
             .lock()
