@@ -30,6 +30,8 @@ enum Phase {
     Ringing(Box<Ringing>),
     /// Caller and agent talk.
     Bridged(Box<Bridge>),
+    /// The caller's side was asked (REFER) to call the agent.
+    Referred { agent: String, until: Instant },
     /// A last prompt plays, then the call ends with `outcome`.
     Closing { outcome: &'static str },
 }
@@ -83,6 +85,8 @@ struct Call {
     next_announcement: Option<Instant>,
     /// The agent who talked with the caller, and their leg's counters.
     agent: Option<(String, LegStats)>,
+    /// Handed to the agent by REFER (the adapter left the call).
+    transferred: bool,
 }
 
 /// Answers and runs the call to its end.
@@ -172,6 +176,7 @@ pub(crate) async fn run(shared: Arc<Shared>, incoming: Incoming, stop: watch::Re
         estimated_wait_ms: None,
         next_announcement: None,
         agent: None,
+        transferred: false,
     };
     tracing::info!(call = %call.sip_call_id, dialled = %call.dialled, codec = call.caller.codec.name(), "voice: call answered");
     call.effects(effects).await;
@@ -201,6 +206,19 @@ fn user_part(header: &str) -> Option<String> {
     };
     let user = user.trim();
     (!user.is_empty() && user.len() <= 64).then(|| user.to_owned())
+}
+
+/// The status a REFER's NOTIFY reports (`Event: refer`, a `message/sipfrag`
+/// body starting `SIP/2.0 200 OK`).
+fn refer_status(event: &str, body: &str) -> Option<u16> {
+    let package = event.split(';').next()?.trim();
+    if !package.eq_ignore_ascii_case("refer") {
+        return None;
+    }
+    let line = body
+        .lines()
+        .find(|l| l.trim_start().starts_with("SIP/2.0"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Why a call task loop iteration woke.
@@ -299,6 +317,7 @@ impl Call {
         match &self.phase {
             Phase::Ivr(s) => s.deadline().map(|ms| self.instant_of(ms)),
             Phase::Ringing(r) => Some(r.until),
+            Phase::Referred { until, .. } => Some(*until),
             Phase::Queued => self.next_announcement,
             _ => None,
         }
@@ -353,6 +372,16 @@ impl Call {
                         let _ = handle.reply(StatusCode::UnsupportedMediaType).await;
                         true
                     }
+                }
+            }
+            Some(DialogState::Notify(_, req, handle))
+                if matches!(self.phase, Phase::Referred { .. }) =>
+            {
+                let _ = handle.reply(StatusCode::OK).await;
+                let event = req.header_value("Event").unwrap_or_default();
+                match refer_status(&event, &String::from_utf8_lossy(&req.body)) {
+                    Some(code) => self.refer_progress(code).await,
+                    None => true,
                 }
             }
             other => bridge::still_up(other).await,
@@ -491,7 +520,11 @@ impl Call {
                 true
             }
             Kind::Assigned if matches!(self.phase, Phase::Queued) => {
-                self.ring_agent(&e.agent).await;
+                if self.shared.config.transfer == crate::Transfer::Refer {
+                    self.refer_agent(&e.agent).await;
+                } else {
+                    self.ring_agent(&e.agent).await;
+                }
                 true
             }
             Kind::Closed if matches!(self.phase, Phase::Queued) => {
@@ -502,6 +535,70 @@ impl Call {
                 true
             }
             _ => true,
+        }
+    }
+
+    /// Asks the caller's side to call the agent (REFER); bridges instead
+    /// when it refuses.
+    async fn refer_agent(&mut self, agent: &str) {
+        let Some(id) = self.interaction.clone() else {
+            return;
+        };
+        let Some(target) = self.shared.agent_uri(agent) else {
+            tracing::warn!(%agent, "voice: no SIP address for the assigned agent");
+            self.not_reached(&id, agent, "no-endpoint").await;
+            return;
+        };
+        match self.dialog.refer(format!("<{target}>"), None, None).await {
+            Ok(Some(resp)) if (200..300).contains(&resp.status_code.code()) => {
+                tracing::info!(interaction = %id, %agent, "voice: caller referred to the agent");
+                self.phase = Phase::Referred {
+                    agent: agent.to_owned(),
+                    // The caller's side rings the agent, then reports.
+                    until: Instant::now()
+                        + self.shared.config.ring_timeout
+                        + Duration::from_secs(5),
+                };
+            }
+            other => {
+                let code = other.ok().flatten().map(|r| r.status_code.code());
+                tracing::info!(interaction = %id, ?code, "voice: REFER refused; bridging instead");
+                self.ring_agent(agent).await;
+            }
+        }
+    }
+
+    /// The caller's side reports on the call to the agent (NOTIFY sipfrag).
+    async fn refer_progress(&mut self, code: u16) -> bool {
+        let Phase::Referred { agent, .. } = &self.phase else {
+            return true;
+        };
+        let agent = agent.clone();
+        let Some(id) = self.interaction.clone() else {
+            return true;
+        };
+        match code {
+            100..=199 => true,
+            200..=299 => {
+                if let Err(e) = record::answered(&self.shared.db, &id, &agent, now_ms()).await {
+                    tracing::warn!(error = %e, "voice: could not record the answer");
+                }
+                tracing::info!(interaction = %id, %agent, "voice: transferred to the agent");
+                self.agent = Some((agent, LegStats::default()));
+                self.transferred = true;
+                let _ = self.dialog.hangup().await;
+                self.finish("answered", None).await;
+                false
+            }
+            _ => {
+                let reason = match code {
+                    486 | 600 | 603 => "busy",
+                    408 | 480 | 487 => "no-answer",
+                    _ => "unreachable",
+                };
+                self.not_reached(&id, &agent, reason).await;
+                true
+            }
         }
     }
 
@@ -581,6 +678,12 @@ impl Call {
                 let effects = session.tick(&self.flow, now);
                 self.effects(effects).await;
             }
+            Phase::Referred { agent, .. } => {
+                let agent = agent.clone();
+                if let Some(id) = self.interaction.clone() {
+                    self.not_reached(&id, &agent, "no-answer").await;
+                }
+            }
             Phase::Ringing(r) => {
                 // Ring timeout: CANCEL; the INVITE's answer (487) says no-answer.
                 let _ = r.dialing.dialog.hangup().await;
@@ -652,8 +755,13 @@ impl Call {
                 let _ = r.dialing.dialog.hangup().await;
                 "abandoned"
             }
-            Phase::Bridged(b) => {
-                let _ = b.dialog.hangup().await;
+            // (A bridged call ends in `talk`.)
+            Phase::Bridged(_) => "answered",
+            // The caller's side took the call over once it accepted the
+            // REFER (a blind transfer hangs up on us at once).
+            Phase::Referred { agent, .. } => {
+                self.agent = Some((agent.clone(), LegStats::default()));
+                self.transferred = true;
                 "answered"
             }
             Phase::Closing { outcome } => outcome,
@@ -714,6 +822,9 @@ impl Call {
                 self.caller.stats.sent.to_string(),
             ),
         ]);
+        if self.transferred {
+            attributes.insert("transfer".into(), "refer".into());
+        }
         if let Some((agent, stats)) = &self.agent {
             attributes.insert("agent".into(), agent.clone());
             attributes.insert("rtp.agent.received".into(), stats.received.to_string());
@@ -757,5 +868,19 @@ mod tests {
         );
         assert_eq!(user_part("<sip:127.0.0.1>"), None);
         assert_eq!(user_part("nothing here"), None);
+    }
+
+    #[test]
+    fn a_refer_notify_says_how_the_transfer_went() {
+        use super::refer_status;
+        assert_eq!(refer_status("refer", "SIP/2.0 200 OK\r\n"), Some(200));
+        assert_eq!(refer_status("Refer;id=93", "SIP/2.0 100 Trying"), Some(100));
+        assert_eq!(
+            refer_status("refer", "SIP/2.0 486 Busy Here\r\n"),
+            Some(486)
+        );
+        assert_eq!(refer_status("presence", "SIP/2.0 200 OK"), None);
+        assert_eq!(refer_status("refer", "garbage"), None);
+        assert_eq!(refer_status("refer", "SIP/2.0 abc"), None);
     }
 }

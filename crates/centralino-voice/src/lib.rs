@@ -105,6 +105,18 @@ impl Default for HoldConfig {
     }
 }
 
+/// How an assigned caller reaches the agent's phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// The adapter calls the agent and relays the audio (it sees the whole
+    /// call, its end and its duration).
+    Bridge,
+    /// The adapter asks the caller's side to call the agent (REFER, RFC
+    /// 3515) and leaves the call once the agent answered; a REFER the
+    /// caller's side refuses falls back to bridging.
+    Refer,
+}
+
 #[derive(Debug, Clone)]
 pub struct VoiceConfig {
     /// SIP over UDP and TCP on this address.
@@ -124,6 +136,8 @@ pub struct VoiceConfig {
     pub agents: BTreeMap<String, String>,
     /// How long an agent's phone rings before the call goes back to routing.
     pub ring_timeout: Duration,
+    /// How an assigned caller reaches the agent.
+    pub transfer: Transfer,
     /// Where customers are called (callbacks): a SIP URI with `{number}`
     /// for their E.164 number, e.g. `sip:{number}@gateway.example.com:5060`.
     pub trunk: Option<String>,
@@ -145,6 +159,7 @@ impl Default for VoiceConfig {
             hold: HoldConfig::default(),
             agents: BTreeMap::new(),
             ring_timeout: Duration::from_secs(20),
+            transfer: Transfer::Bridge,
             trunk: None,
             rules: IdentityRules::default(),
             max_calls: 500,

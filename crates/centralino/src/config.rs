@@ -814,6 +814,10 @@ pub struct VoiceSection {
     /// How long an agent's phone rings before the call goes back to routing.
     #[serde(deserialize_with = "number")]
     pub ring_timeout_secs: u64,
+    /// How an assigned caller reaches the agent: `bridge` (the adapter calls
+    /// the agent and relays the audio) or `refer` (the caller's side is asked
+    /// to call the agent, RFC 3515; bridging when it refuses).
+    pub transfer: String,
     /// Where customers are called back (virtual hold): a SIP URI with
     /// `{number}` for their E.164 number, e.g. `sip:{number}@gateway.example.com`.
     pub trunk: String,
@@ -838,6 +842,7 @@ impl Default for VoiceSection {
             prompts_dir: d.prompts_dir,
             default_flow: String::new(),
             ring_timeout_secs: d.ring_timeout.as_secs(),
+            transfer: "bridge".into(),
             trunk: d.trunk.unwrap_or_default(),
             max_calls: d.max_calls,
             numbers: Vec::new(),
@@ -1102,6 +1107,16 @@ impl VoiceSection {
                 })
                 .ok(),
         };
+        let transfer = match self.transfer.trim() {
+            "bridge" | "" => centralino_voice::Transfer::Bridge,
+            "refer" => centralino_voice::Transfer::Refer,
+            other => {
+                errors.push(format!(
+                    "voice.transfer: {other:?} must be `bridge` or `refer`"
+                ));
+                centralino_voice::Transfer::Bridge
+            }
+        };
         if self.ring_timeout_secs == 0 || self.ring_timeout_secs > 300 {
             errors.push("voice.ring_timeout_secs: must be 1–300".to_owned());
         }
@@ -1210,6 +1225,7 @@ impl VoiceSection {
             },
             agents: self.agents.clone(),
             ring_timeout: Duration::from_secs(self.ring_timeout_secs),
+            transfer,
             trunk: (!trunk.is_empty()).then(|| trunk.to_owned()),
             rules: centralino_domain::IdentityRules::with_default_region(&identity.default_region)
                 .unwrap_or_default(),

@@ -266,3 +266,81 @@ async fn a_callback_rings_the_agent_then_calls_the_customer_back() {
     );
     env.stop().await;
 }
+
+/// The caller's side of a transfer: takes the REFER, reports that the agent
+/// answered (NOTIFY with a 200 sipfrag), then waits for our BYE.
+const TAKES_REFER: &str = r#"  <recv request="REFER" timeout="20000"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 202 Accepted
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Contact: <sip:+393471234567@[local_ip]:[local_port]>
+      Content-Length: 0
+    ]]>
+  </send>
+  <send retrans="500">
+    <![CDATA[
+      NOTIFY [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      From: <sip:+393471234567@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:100@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 10 NOTIFY
+      Contact: <sip:+393471234567@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Event: refer
+      Subscription-State: terminated;reason=noresource
+      Content-Type: message/sipfrag
+      Content-Length: [len]
+
+      SIP/2.0 200 OK
+    ]]>
+  </send>
+  <recv response="200"/>
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_refer_configured_the_caller_is_transferred_to_the_agent() {
+    let mut cfg = config();
+    cfg.agents
+        .insert("erin".into(), "sip:erin@127.0.0.1:5999".into());
+    cfg.transfer = centralino_voice::Transfer::Refer;
+    let env = Env::start(cfg).await;
+    let script = CallerScript::new(NUMBER, "+393471234567")
+        .steps([Step::Pause(500), Step::Info('1')])
+        .ending(Ending::WaitBye { timeout_ms: 30_000 });
+    let xml = sipp_caller_scenario(&script);
+    let at = xml
+        .find("  <recv request=\"BYE\"")
+        .expect("the ending waits for BYE");
+    let xml = format!("{}{TAKES_REFER}{}", &xml[..at], &xml[at..]);
+    let caller = Sipp::spawn(&xml, env.sip, &[], Duration::from_secs(60));
+    let created = env.wait_created(1).await;
+    let id = created[0].id.clone();
+    env.routing(Kind::Assigned, &id, "erin").await;
+    let outcome = caller.finish().await;
+    outcome.assert_success();
+    assert!(
+        outcome
+            .messages_log
+            .contains("Refer-To: <sip:erin@127.0.0.1:5999>"),
+        "REFER names the agent's phone:\n{}",
+        outcome.messages_log
+    );
+    let ended = env.wait_ended(&id).await;
+    assert_eq!(ended.outcome, "answered");
+    assert_eq!(
+        ended.attributes.get("transfer").map(String::as_str),
+        Some("refer")
+    );
+    assert_eq!(
+        ended.attributes.get("agent").map(String::as_str),
+        Some("erin")
+    );
+    env.stop().await;
+}

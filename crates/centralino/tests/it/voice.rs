@@ -222,6 +222,11 @@ fn bad_voice_settings_are_named() {
             &["[voice.hold]\ncallback_key = \"1\"\n\n[voice.agents]"],
         ),
         (
+            "an unknown transfer mode",
+            "listen = \"127.0.0.1:5090\"",
+            &["listen = \"127.0.0.1:5090\"\ntransfer = \"blind\""],
+        ),
+        (
             "a trunk without {number}",
             "listen = \"127.0.0.1:5090\"",
             &["listen = \"127.0.0.1:5090\"\ntrunk = \"sip:gateway.example.com\""],
@@ -251,6 +256,7 @@ fn bad_voice_settings_are_named() {
         &["voice.agents.alice: \"not a uri\" is not a SIP URI"],
         &["voice.hold.callback_key: \"12\" is not one key"],
         &["voice.trunk: required when voice.hold.callback_key offers callbacks"],
+        &["voice.transfer: \"blind\" must be `bridge` or `refer`"],
         &["voice.trunk: \"sip:gateway.example.com\" is not a SIP URI with {number}"],
         &["unknown field `timeout`"],
         &["unknown field `not_flows`"],
