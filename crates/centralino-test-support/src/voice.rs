@@ -548,7 +548,8 @@ impl Sipp {
         let dir = temp_dir("sipp");
         let scenario = dir.join("scenario.xml");
         std::fs::write(&scenario, scenario_xml).expect("scenario file");
-        let port = free_udp_port();
+        // Free for UDP and TCP: a scenario may run over either (`-t t1`).
+        let port = free_sip_port();
         let mut cmd = tokio::process::Command::new(sipp);
         cmd.current_dir(&dir)
             .arg("-sf")

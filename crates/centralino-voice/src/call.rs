@@ -538,15 +538,24 @@ impl Call {
         }
     }
 
+    /// This call's interaction and the agent's phone; without a phone the
+    /// call goes back to routing.
+    async fn agent_target(&mut self, agent: &str) -> Option<(String, rsipstack::sip::Uri)> {
+        let id = self.interaction.clone()?;
+        match self.shared.agent_uri(agent) {
+            Some(target) => Some((id, target)),
+            None => {
+                tracing::warn!(%agent, "voice: no SIP address for the assigned agent");
+                self.not_reached(&id, agent, "no-endpoint").await;
+                None
+            }
+        }
+    }
+
     /// Asks the caller's side to call the agent (REFER); bridges instead
     /// when it refuses.
     async fn refer_agent(&mut self, agent: &str) {
-        let Some(id) = self.interaction.clone() else {
-            return;
-        };
-        let Some(target) = self.shared.agent_uri(agent) else {
-            tracing::warn!(%agent, "voice: no SIP address for the assigned agent");
-            self.not_reached(&id, agent, "no-endpoint").await;
+        let Some((id, target)) = self.agent_target(agent).await else {
             return;
         };
         match self.dialog.refer(format!("<{target}>"), None, None).await {
@@ -603,12 +612,7 @@ impl Call {
     }
 
     async fn ring_agent(&mut self, agent: &str) {
-        let Some(id) = self.interaction.clone() else {
-            return;
-        };
-        let Some(target) = self.shared.agent_uri(agent) else {
-            tracing::warn!(%agent, "voice: no SIP address for the assigned agent");
-            self.not_reached(&id, agent, "no-endpoint").await;
+        let Some((id, target)) = self.agent_target(agent).await else {
             return;
         };
         match dial::start(

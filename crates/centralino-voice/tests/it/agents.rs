@@ -12,6 +12,37 @@ use centralino_test_support::voice::{
 
 use crate::support::{Env, NUMBER, WAIT, config};
 
+const CALLER: &str = "+393471234567";
+
+/// The adapter, with `agent`'s phone at `uri`.
+async fn with_agent(agent: &str, uri: String) -> Env {
+    let mut cfg = config();
+    cfg.agents.insert(agent.into(), uri);
+    Env::start(cfg).await
+}
+
+/// A caller who picks sales (key 1, SIP INFO), then goes on with `steps`
+/// and `ending`; returns once the call is queued, with its interaction.
+async fn queued_caller(
+    env: &Env,
+    steps: impl IntoIterator<Item = Step>,
+    ending: Ending,
+) -> (Sipp, String) {
+    let script = CallerScript::new(NUMBER, CALLER)
+        .steps([Step::Pause(500), Step::Info('1')])
+        .steps(steps)
+        .ending(ending);
+    let caller = Sipp::spawn(
+        &sipp_caller_scenario(&script),
+        env.sip,
+        &[],
+        Duration::from_secs(60),
+    );
+    let created = env.wait_created(1).await;
+    assert_eq!(created[0].queue_hint, "sales");
+    (caller, created[0].id.clone())
+}
+
 fn count(ended: &v1::InteractionEnded, key: &str) -> u64 {
     ended
         .attributes
@@ -23,26 +54,8 @@ fn count(ended: &v1::InteractionEnded, key: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_agent_phone_rings_audio_flows_both_ways_and_bye_ends_both_legs() {
     let mut phone = Baresip::start("alice").await;
-    let mut cfg = config();
-    cfg.agents.insert("alice".into(), phone.uri());
-    let env = Env::start(cfg).await;
-    let script = CallerScript::new(NUMBER, "+393471234567")
-        .steps([
-            Step::Pause(500),
-            Step::Info('1'),
-            Step::Audio,
-            Step::Pause(8_000),
-        ])
-        .ending(Ending::Bye);
-    let caller = Sipp::spawn(
-        &sipp_caller_scenario(&script),
-        env.sip,
-        &[],
-        Duration::from_secs(60),
-    );
-    let created = env.wait_created(1).await;
-    let id = created[0].id.clone();
-    assert_eq!(created[0].queue_hint, "sales");
+    let env = with_agent("alice", phone.uri()).await;
+    let (caller, id) = queued_caller(&env, [Step::Audio, Step::Pause(8_000)], Ending::Bye).await;
     env.routing(Kind::Assigned, &id, "alice").await;
     phone
         .wait_event("CALL_ESTABLISHED", WAIT)
@@ -90,20 +103,10 @@ async fn the_agent_phone_rings_audio_flows_both_ways_and_bye_ends_both_legs() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_agent_hanging_up_ends_the_callers_leg() {
     let mut phone = Baresip::start("bob").await;
-    let mut cfg = config();
-    cfg.agents.insert("bob".into(), phone.uri());
-    let env = Env::start(cfg).await;
-    let script = CallerScript::new(NUMBER, "+393471234567")
-        .steps([Step::Pause(500), Step::Info('1'), Step::Audio])
-        .ending(Ending::WaitBye { timeout_ms: 30_000 });
-    let caller = Sipp::spawn(
-        &sipp_caller_scenario(&script),
-        env.sip,
-        &[],
-        Duration::from_secs(60),
-    );
-    let created = env.wait_created(1).await;
-    env.routing(Kind::Assigned, &created[0].id, "bob").await;
+    let env = with_agent("bob", phone.uri()).await;
+    let (caller, id) =
+        queued_caller(&env, [Step::Audio], Ending::WaitBye { timeout_ms: 30_000 }).await;
+    env.routing(Kind::Assigned, &id, "bob").await;
     phone
         .wait_event("CALL_ESTABLISHED", WAIT)
         .await
@@ -111,7 +114,7 @@ async fn the_agent_hanging_up_ends_the_callers_leg() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     phone.hangup().await;
     caller.finish().await.assert_success();
-    let ended = env.wait_ended(&created[0].id).await;
+    let ended = env.wait_ended(&id).await;
     assert_eq!(ended.outcome, "answered");
     env.stop().await;
 }
@@ -119,20 +122,8 @@ async fn the_agent_hanging_up_ends_the_callers_leg() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_agent_who_does_not_answer_gives_the_call_back_to_routing() {
     let mut phone = Baresip::start_without_answer("carol").await;
-    let mut cfg = config();
-    cfg.agents.insert("carol".into(), phone.uri());
-    let env = Env::start(cfg).await;
-    let script = CallerScript::new(NUMBER, "+393471234567")
-        .steps([Step::Pause(500), Step::Info('1'), Step::Pause(7_000)])
-        .ending(Ending::Bye);
-    let caller = Sipp::spawn(
-        &sipp_caller_scenario(&script),
-        env.sip,
-        &[],
-        Duration::from_secs(60),
-    );
-    let created = env.wait_created(1).await;
-    let id = created[0].id.clone();
+    let env = with_agent("carol", phone.uri()).await;
+    let (caller, id) = queued_caller(&env, [Step::Pause(7_000)], Ending::Bye).await;
     env.routing(Kind::Assigned, &id, "carol").await;
     phone
         .wait_event("CALL_INCOMING", WAIT)
@@ -162,17 +153,7 @@ async fn an_agent_who_does_not_answer_gives_the_call_back_to_routing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn routing_closing_the_wait_says_so_and_hangs_up() {
     let env = Env::start(config()).await;
-    let script = CallerScript::new(NUMBER, "+393471234567")
-        .steps([Step::Pause(500), Step::Info('1')])
-        .ending(Ending::WaitBye { timeout_ms: 30_000 });
-    let caller = Sipp::spawn(
-        &sipp_caller_scenario(&script),
-        env.sip,
-        &[],
-        Duration::from_secs(60),
-    );
-    let created = env.wait_created(1).await;
-    let id = created[0].id.clone();
+    let (caller, id) = queued_caller(&env, [], Ending::WaitBye { timeout_ms: 30_000 }).await;
     // Announcements use routing's figures; then a routing step closes the wait.
     env.routing(Kind::Queued, &id, "").await;
     env.routing(Kind::Position, &id, "").await;
@@ -191,17 +172,7 @@ async fn routing_closing_the_wait_says_so_and_hangs_up() {
 #[tokio::test(flavor = "multi_thread")]
 async fn calls_lost_in_a_crash_are_closed_when_the_adapter_starts_again() {
     let mut env = Env::start(config()).await;
-    let script = CallerScript::new(NUMBER, "+393471234567")
-        .steps([Step::Pause(500), Step::Info('1'), Step::Pause(20_000)])
-        .ending(Ending::Bye);
-    let caller = Sipp::spawn(
-        &sipp_caller_scenario(&script),
-        env.sip,
-        &[],
-        Duration::from_secs(40),
-    );
-    let created = env.wait_created(1).await;
-    let id = created[0].id.clone();
+    let (caller, id) = queued_caller(&env, [Step::Pause(20_000)], Ending::Bye).await;
     env.crash();
     drop(caller); // the caller's phone gives up too
     env.restart().await;
@@ -222,7 +193,7 @@ async fn a_callback_rings_the_agent_then_calls_the_customer_back() {
     cfg.trunk = Some(format!("sip:{{number}}@{}", customer.addr()));
     let env = Env::start(cfg).await;
     // The caller asks for a callback instead of waiting.
-    let script = CallerScript::new(NUMBER, "+393471234567")
+    let script = CallerScript::new(NUMBER, CALLER)
         .steps([
             Step::Pause(500),
             Step::Info('1'),
@@ -311,7 +282,7 @@ async fn with_refer_configured_the_caller_is_transferred_to_the_agent() {
         .insert("erin".into(), "sip:erin@127.0.0.1:5999".into());
     cfg.transfer = centralino_voice::Transfer::Refer;
     let env = Env::start(cfg).await;
-    let script = CallerScript::new(NUMBER, "+393471234567")
+    let script = CallerScript::new(NUMBER, CALLER)
         .steps([Step::Pause(500), Step::Info('1')])
         .ending(Ending::WaitBye { timeout_ms: 30_000 });
     let xml = sipp_caller_scenario(&script);
