@@ -25,19 +25,31 @@ enum Wake {
     Nothing,
 }
 
-/// Relays until a party hangs up (its dialog ends) or `stop`.
+/// Relays until a party hangs up (its dialog ends), sends no RTP for
+/// `media_timeout` (it is gone: treated as its hang-up), or `stop`.
 pub(crate) async fn relay(
     first: &mut Leg,
     first_states: &mut DialogStateReceiver,
     second: &mut Leg,
     second_states: &mut DialogStateReceiver,
+    media_timeout: std::time::Duration,
     stop: &mut watch::Receiver<bool>,
 ) -> HungUp {
     let mut a = vec![0u8; 2048];
     let mut b = vec![0u8; 2048];
     let mut out = Vec::with_capacity(256);
+    let mut check = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         let wake = tokio::select! {
+            _ = check.tick() => {
+                if first.silent_for(media_timeout) {
+                    return HungUp::First;
+                }
+                if second.silent_for(media_timeout) {
+                    return HungUp::Second;
+                }
+                Wake::Nothing
+            }
             r = first.socket.recv_from(&mut a) => r.map_or(Wake::Nothing, |(n, from)| Wake::FromFirst(n, from)),
             r = second.socket.recv_from(&mut b) => r.map_or(Wake::Nothing, |(n, from)| Wake::FromSecond(n, from)),
             s = first_states.recv() => Wake::First(s),

@@ -14,7 +14,7 @@ use rsipstack::sip::{Header, HeadersExt as _, Request, StatusCode};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
-use crate::bridge::{self, HungUp};
+use crate::bridge;
 use crate::dial::{self, Dialing};
 use crate::media::{FRAME, Frame, Leg, LegStats, Player, Received};
 use crate::record::{self, Ended, Queued};
@@ -333,6 +333,15 @@ impl Call {
     }
 
     async fn tick(&mut self, frame: &mut [i16; FRAME]) -> bool {
+        if self.caller.silent_for(self.shared.config.media_timeout) {
+            tracing::info!(call = %self.sip_call_id, "voice: no RTP from the caller; hanging up");
+            let reason = self.interaction.is_some().then_some("media-timeout");
+            if let Phase::Ivr(s) = &self.phase {
+                self.path = s.path().to_vec();
+            }
+            self.hang_up_all("abandoned", reason).await;
+            return false;
+        }
         // Silence is sent too: it keeps the stream (and NAT bindings) alive.
         let result = self.player.frame(frame);
         self.caller.send_samples(frame).await;
@@ -414,15 +423,15 @@ impl Call {
             &mut self.states,
             &mut b.leg,
             &mut b.states,
+            self.shared.config.media_timeout,
             stop,
         )
         .await;
-        if who != HungUp::Second {
-            let _ = b.dialog.hangup().await;
-        }
-        if who != HungUp::First {
-            let _ = self.dialog.hangup().await;
-        }
+        // A dialog that has ended sends nothing more; one whose party went
+        // silent (or the other, or both on a stop) gets its BYE.
+        tracing::debug!(?who, "voice: conversation over");
+        let _ = b.dialog.hangup().await;
+        let _ = self.dialog.hangup().await;
         self.finish("answered", None).await;
     }
 
@@ -797,6 +806,7 @@ impl Call {
         let abandoned = match (&self.phase, outcome) {
             (Phase::Bridged(_), _) => None,
             (_, "failed") => reason.or(Some("adapter-stopped")),
+            (_, "abandoned") => reason,
             _ => None,
         };
         self.finish(outcome, abandoned).await;

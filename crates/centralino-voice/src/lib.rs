@@ -145,6 +145,9 @@ pub struct VoiceConfig {
     pub rules: IdentityRules,
     /// Calls at once; more are refused with 503.
     pub max_calls: usize,
+    /// A party that sends no RTP for this long is gone (its phone or network
+    /// died without a BYE): the call is ended. Zero never ends a call so.
+    pub media_timeout: Duration,
 }
 
 impl Default for VoiceConfig {
@@ -163,6 +166,7 @@ impl Default for VoiceConfig {
             trunk: None,
             rules: IdentityRules::default(),
             max_calls: 500,
+            media_timeout: Duration::from_secs(60),
         }
     }
 }

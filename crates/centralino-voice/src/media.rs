@@ -172,6 +172,8 @@ pub struct Leg {
     sender: rtp::Sender,
     detector: EventDetector,
     latched: bool,
+    /// When the party's last packet arrived (the leg's start until then).
+    pub heard: std::time::Instant,
     pub stats: LegStats,
     out: Vec<u8>,
     payload: Vec<u8>,
@@ -193,6 +195,7 @@ impl Leg {
             sender: rtp::Sender::new(seed as u32, (seed >> 32) as u16, (seed >> 48) as u32),
             detector: EventDetector::default(),
             latched: false,
+            heard: std::time::Instant::now(),
             stats: LegStats::default(),
             out: Vec::with_capacity(12 + FRAME),
             payload: Vec::with_capacity(FRAME),
@@ -206,6 +209,13 @@ impl Leg {
         self.codec = neg.codec;
         self.telephone_event = neg.telephone_event;
         self.latched = false;
+        self.heard = std::time::Instant::now();
+    }
+
+    /// Whether the party has sent nothing for longer than `timeout` (zero:
+    /// never): its phone or network is gone without a BYE.
+    pub fn silent_for(&self, timeout: std::time::Duration) -> bool {
+        !timeout.is_zero() && self.heard.elapsed() > timeout
     }
 
     /// Sends 20 ms of audio (encoded in the leg's codec).
@@ -248,6 +258,7 @@ impl Leg {
             return Received::Nothing;
         };
         self.stats.received += 1;
+        self.heard = std::time::Instant::now();
         if Some(header.payload_type) == self.telephone_event {
             return match TelephoneEvent::parse(payload) {
                 Ok(ev) => self
@@ -305,6 +316,68 @@ mod tests {
         player.set_background(p.get("b"));
         assert_eq!(player.frame(&mut out), Frame::Audio);
         assert!(out.iter().all(|&s| s == 2), "the loop wraps around");
+    }
+
+    #[tokio::test]
+    async fn packets_are_20_ms_of_g711_with_consecutive_numbers_and_timestamps() {
+        let peer = UdpSocket::bind("127.0.0.1:0").await.expect("peer");
+        let neg = Negotiated {
+            remote: peer.local_addr().expect("addr"),
+            codec: Codec::Pcma,
+            telephone_event: Some(101),
+            ptime: 20,
+            direction: centralino_telephony::sdp::Direction::SendRecv,
+        };
+        let socket = Leg::bind("127.0.0.1".parse().expect("ip"))
+            .await
+            .expect("socket");
+        let mut leg = Leg::new(socket, &neg);
+        let mut samples = [0i16; FRAME];
+        for _ in 0..5 {
+            leg.send_samples(&samples).await;
+            samples.fill(1000);
+        }
+        assert_eq!(leg.stats.sent, 5);
+        let mut buf = [0u8; 512];
+        let mut headers = Vec::new();
+        for i in 0..5 {
+            let (n, _) = peer.recv_from(&mut buf).await.expect("packet");
+            let (h, payload) = rtp::parse(&buf[..n]).expect("RTP");
+            assert_eq!(h.payload_type, 8, "PCMA");
+            assert_eq!(payload.len(), FRAME, "20 ms at 8 kHz");
+            if i == 0 {
+                assert!(payload.iter().all(|&b| b == Codec::Pcma.silence()));
+            }
+            headers.push(h);
+        }
+        for w in headers.windows(2) {
+            assert_eq!(w[1].sequence, w[0].sequence.wrapping_add(1));
+            assert_eq!(w[1].timestamp, w[0].timestamp.wrapping_add(FRAME as u32));
+            assert_eq!(w[1].ssrc, w[0].ssrc);
+        }
+        // What the peer sends back is counted, and its keys are found.
+        let mut key = Vec::new();
+        rtp::write(
+            &rtp::Header {
+                marker: true,
+                payload_type: 101,
+                sequence: 1,
+                timestamp: 8000,
+                ssrc: 7,
+            },
+            &[5, 0x0a, 0, 160],
+            &mut key,
+        );
+        let from = peer.local_addr().expect("addr");
+        assert!(matches!(leg.receive(&key, from), Received::Key('5')));
+        assert!(matches!(leg.receive(&key, from), Received::Nothing), "once");
+        assert_eq!(leg.stats.received, 2);
+        let stranger: SocketAddr = "127.0.0.2:4000".parse().expect("addr");
+        assert!(matches!(leg.receive(&key, stranger), Received::Nothing));
+        assert_eq!(
+            leg.stats.received, 2,
+            "a stranger's packet is not the party's"
+        );
     }
 
     #[test]

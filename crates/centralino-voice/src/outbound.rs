@@ -9,7 +9,7 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::bridge::{self, HungUp};
+use crate::bridge;
 use crate::dial::{self, Dialing, Failure};
 use crate::entities::call;
 use crate::record::{self, Ended};
@@ -109,15 +109,13 @@ async fn place(
         &mut to_customer.states,
         &mut to_agent.leg,
         &mut to_agent.states,
+        shared.config.media_timeout,
         stop,
     )
     .await;
-    if who != HungUp::Second {
-        let _ = to_agent.dialog.hangup().await;
-    }
-    if who != HungUp::First {
-        let _ = to_customer.dialog.hangup().await;
-    }
+    tracing::debug!(?who, "voice: callback conversation over");
+    let _ = to_agent.dialog.hangup().await;
+    let _ = to_customer.dialog.hangup().await;
     for (leg, stats) in [
         ("customer", to_customer.leg.stats),
         ("agent", to_agent.leg.stats),

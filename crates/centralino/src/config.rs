@@ -824,6 +824,10 @@ pub struct VoiceSection {
     /// Calls at once; more are refused with 503.
     #[serde(deserialize_with = "number")]
     pub max_calls: usize,
+    /// A party that sends no RTP for this many seconds is gone (no BYE came):
+    /// the call is ended. 0: never.
+    #[serde(deserialize_with = "number")]
+    pub media_timeout_secs: u64,
     /// Our numbers (`[[voice.numbers]]`): the user part callers dial, and its flow.
     pub numbers: Vec<VoiceNumberSection>,
     pub hold: VoiceHoldSection,
@@ -845,6 +849,7 @@ impl Default for VoiceSection {
             transfer: "bridge".into(),
             trunk: d.trunk.unwrap_or_default(),
             max_calls: d.max_calls,
+            media_timeout_secs: d.media_timeout.as_secs(),
             numbers: Vec::new(),
             hold: VoiceHoldSection::default(),
             agents: BTreeMap::new(),
@@ -1230,6 +1235,7 @@ impl VoiceSection {
             rules: centralino_domain::IdentityRules::with_default_region(&identity.default_region)
                 .unwrap_or_default(),
             max_calls: self.max_calls,
+            media_timeout: Duration::from_secs(self.media_timeout_secs),
         };
         // Then the adapter's own check (menus without a prompt, timeouts,
         // retries, number lengths, max_calls, ...): it names the key too, and

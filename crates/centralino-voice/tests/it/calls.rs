@@ -220,3 +220,25 @@ async fn calls_over_tcp_work_the_same() {
     assert_eq!(ended.outcome, "abandoned");
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_caller_whose_phone_goes_silent_is_hung_up() {
+    let mut cfg = config();
+    cfg.media_timeout = Duration::from_secs(2);
+    let env = Env::start(cfg).await;
+    // This caller sends no RTP at all (as a phone that lost its network).
+    call(
+        &env,
+        CallerScript::new(NUMBER, CALLER)
+            .steps([Step::Pause(300), Step::Info('1')])
+            .ending(Ending::WaitBye { timeout_ms: 15_000 }),
+    )
+    .await;
+    let created = env.wait_created(1).await;
+    let ended = env.wait_ended(&created[0].id).await;
+    assert_eq!(ended.outcome, "abandoned");
+    let abandoned = env.events::<v1::InteractionAbandoned>("interaction.voice.abandoned");
+    assert_eq!(abandoned.len(), 1);
+    assert_eq!(abandoned[0].reason, "media-timeout");
+    env.stop().await;
+}
