@@ -1,8 +1,8 @@
 //! Two parties talking: RTP relayed both ways (transcoded between PCMU and
 //! PCMA when their phones differ) until one of them hangs up.
 
-use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver};
-use rsipstack::sip::StatusCode;
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TransactionHandle};
+use rsipstack::sip::{Header, Request, StatusCode};
 use tokio::sync::watch;
 
 use crate::media::{Leg, Received, transcode};
@@ -69,6 +69,12 @@ pub(crate) async fn relay(
                     first.send_payload(&out).await;
                 }
             }
+            Wake::First(Some(DialogState::Updated(_, req, handle))) => {
+                answer_update(first, &req, handle).await;
+            }
+            Wake::Second(Some(DialogState::Updated(_, req, handle))) => {
+                answer_update(second, &req, handle).await;
+            }
             Wake::First(state) => {
                 if !still_up(state).await {
                     return HungUp::First;
@@ -81,6 +87,33 @@ pub(crate) async fn relay(
             }
             Wake::Stop => return HungUp::Stopped,
             Wake::Nothing => {}
+        }
+    }
+}
+
+/// A re-INVITE or UPDATE from the party of `leg` (hold, resume, a session
+/// refresh, a new address): answered from the leg, which follows it; an
+/// offer we cannot take gets 488 and changes nothing.
+pub(crate) async fn answer_update(leg: &mut Leg, req: &Request, handle: TransactionHandle) {
+    let body = String::from_utf8_lossy(&req.body);
+    let sdp = if body.trim().is_empty() {
+        leg.offer_again()
+    } else {
+        leg.answer_again(&body)
+    };
+    match sdp {
+        Ok(sdp) => {
+            let _ = handle
+                .respond(
+                    StatusCode::OK,
+                    Some(vec![Header::ContentType("application/sdp".into())]),
+                    Some(sdp.into_bytes()),
+                )
+                .await;
+        }
+        Err(e) => {
+            tracing::info!(error = %e, "voice: new offer refused (488)");
+            let _ = handle.reply(StatusCode::NotAcceptableHere).await;
         }
     }
 }

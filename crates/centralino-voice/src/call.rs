@@ -138,8 +138,8 @@ pub(crate) async fn run(shared: Arc<Shared>, incoming: Incoming, stop: watch::Re
             return;
         }
     };
-    let session_id = u64::from(uuid::Uuid::new_v4().as_u128() as u32);
-    let answer = sdp::answer_to(&offer, &neg, local, session_id, 1);
+    let caller = Leg::new(socket, &neg);
+    let answer = sdp::answer_to(&offer, &neg, local, caller.session.0, caller.session.1);
     if let Err(e) = dialog.accept(
         Some(vec![Header::ContentType("application/sdp".into())]),
         Some(answer.into_bytes()),
@@ -160,7 +160,7 @@ pub(crate) async fn run(shared: Arc<Shared>, incoming: Incoming, stop: watch::Re
         dialog,
         states,
         flow,
-        caller: Leg::new(socket, &neg),
+        caller,
         player: Player::default(),
         phase: Phase::Ivr(session),
         started_at: now_ms(),
@@ -392,6 +392,10 @@ impl Call {
                     Some(code) => self.refer_progress(code).await,
                     None => true,
                 }
+            }
+            Some(DialogState::Updated(_, req, handle)) => {
+                bridge::answer_update(&mut self.caller, &req, handle).await;
+                true
             }
             other => bridge::still_up(other).await,
         }

@@ -40,12 +40,15 @@ pub(crate) async fn start(
         "unreachable"
     })?;
     let local = socket.local_addr().map_err(|_| "unreachable")?;
-    let offer = sdp::offer(
-        local,
-        u64::from(uuid::Uuid::new_v4().as_u128() as u32),
-        1,
-        101,
-    );
+    let pending = sdp::Negotiated {
+        remote: std::net::SocketAddr::new(shared.media_ip, 0),
+        codec,
+        telephone_event: None,
+        ptime: 20,
+        direction: sdp::Direction::SendRecv,
+    };
+    let leg = Leg::new(socket, &pending);
+    let offer = sdp::offer(local, leg.session.0, leg.session.1, 101);
     let (state_tx, states) = shared.dialogs.new_dialog_state_channel();
     let option = InviteOption {
         caller: shared.caller_uri(from_user),
@@ -62,18 +65,11 @@ pub(crate) async fn start(
             tracing::warn!(error = %e, "voice: could not send the INVITE");
             "unreachable"
         })?;
-    let pending = sdp::Negotiated {
-        remote: std::net::SocketAddr::new(shared.media_ip, 0),
-        codec,
-        telephone_event: None,
-        ptime: 20,
-        direction: sdp::Direction::SendRecv,
-    };
     Ok(Dialing {
         dialog,
         states,
         answer,
-        leg: Leg::new(socket, &pending),
+        leg,
     })
 }
 

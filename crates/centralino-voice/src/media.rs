@@ -174,6 +174,8 @@ pub struct Leg {
     latched: bool,
     /// When the party's last packet arrived (the leg's start until then).
     pub heard: std::time::Instant,
+    /// Our SDP's `o=` session id and version (raised by every new answer).
+    pub session: (u64, u64),
     pub stats: LegStats,
     out: Vec<u8>,
     payload: Vec<u8>,
@@ -196,6 +198,7 @@ impl Leg {
             detector: EventDetector::default(),
             latched: false,
             heard: std::time::Instant::now(),
+            session: (u64::from((seed >> 80) as u32), 1),
             stats: LegStats::default(),
             out: Vec::with_capacity(12 + FRAME),
             payload: Vec::with_capacity(FRAME),
@@ -210,6 +213,36 @@ impl Leg {
         self.telephone_event = neg.telephone_event;
         self.latched = false;
         self.heard = std::time::Instant::now();
+    }
+
+    /// Our answer to the party's new offer (a re-INVITE or UPDATE: hold,
+    /// resume, a new address or codec); the leg follows it.
+    pub fn answer_again(&mut self, offer: &str) -> Result<String, String> {
+        let parsed = centralino_telephony::sdp::parse(offer).map_err(|e| e.to_string())?;
+        let neg = centralino_telephony::sdp::negotiate(&parsed, &crate::dial::CODECS)
+            .map_err(|e| e.to_string())?;
+        let local = self.socket.local_addr().map_err(|e| e.to_string())?;
+        self.retarget(&neg);
+        self.session.1 += 1;
+        Ok(centralino_telephony::sdp::answer_to(
+            &parsed,
+            &neg,
+            local,
+            self.session.0,
+            self.session.1,
+        ))
+    }
+
+    /// A fresh offer of ours (a re-INVITE without SDP asks for one).
+    pub fn offer_again(&mut self) -> Result<String, String> {
+        let local = self.socket.local_addr().map_err(|e| e.to_string())?;
+        self.session.1 += 1;
+        Ok(centralino_telephony::sdp::offer(
+            local,
+            self.session.0,
+            self.session.1,
+            self.telephone_event.unwrap_or(101),
+        ))
     }
 
     /// Whether the party has sent nothing for longer than `timeout` (zero:

@@ -315,3 +315,78 @@ async fn with_refer_configured_the_caller_is_transferred_to_the_agent() {
     );
     env.stop().await;
 }
+
+/// The caller puts us on hold with a re-INVITE (`a=sendonly`) and expects
+/// 200 with our answer.
+const HOLD_REINVITE: &str = r#"  <send retrans="500">
+    <![CDATA[
+      INVITE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      From: <sip:+393471234567@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:100@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 3 INVITE
+      Contact: <sip:+393471234567@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687638 IN IP4 [local_ip]
+      s=-
+      c=IN IP4 [media_ip]
+      t=0 0
+      m=audio [media_port] RTP/AVP 0 96
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:96 telephone-event/8000
+      a=fmtp:96 0-16
+      a=sendonly
+    ]]>
+  </send>
+  <recv response="100" optional="true"/>
+  <recv response="200"/>
+  <send>
+    <![CDATA[
+      ACK [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [routes]
+      From: <sip:+393471234567@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+      To: <sip:100@[remote_ip]:[remote_port]>[peer_tag_param]
+      Call-ID: [call_id]
+      CSeq: 3 ACK
+      Contact: <sip:+393471234567@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Length: 0
+    ]]>
+  </send>
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reinvite_mid_call_is_answered_and_the_call_goes_on() {
+    let env = Env::start(config()).await;
+    let script = CallerScript::new(NUMBER, CALLER)
+        .steps([Step::Pause(500), Step::Info('1'), Step::Pause(300)])
+        .ending(Ending::WaitBye { timeout_ms: 30_000 });
+    let xml = sipp_caller_scenario(&script);
+    let at = xml
+        .find("  <recv request=\"BYE\"")
+        .expect("the ending waits for BYE");
+    let xml = format!("{}{HOLD_REINVITE}{}", &xml[..at], &xml[at..]);
+    let caller = Sipp::spawn(&xml, env.sip, &[], Duration::from_secs(60));
+    let created = env.wait_created(1).await;
+    let id = created[0].id.clone();
+    // Once the hold is answered, routing ends the wait: the call was still up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    env.routing(Kind::Closed, &id, "").await;
+    let outcome = caller.finish().await;
+    outcome.assert_success();
+    // Only our answer to the hold can say recvonly (the first answer is sendrecv).
+    assert!(
+        outcome.messages_log.contains("a=recvonly"),
+        "our answer to a=sendonly is a=recvonly:\n{}",
+        outcome.messages_log
+    );
+    assert_eq!(env.wait_ended(&id).await.outcome, "closed");
+    env.stop().await;
+}
