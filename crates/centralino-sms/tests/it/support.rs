@@ -13,6 +13,7 @@ use centralino_bus::{
 use centralino_proto::v1;
 use centralino_sms::smpp::SmppConfig;
 use centralino_sms::{NumberConfig, SmsConfig};
+use centralino_test_support::isolated::Isolated;
 use centralino_test_support::mail::Smsc;
 use centralino_test_support::{TestDatabase, amqp_url, unique};
 use tokio::sync::oneshot;
@@ -55,78 +56,28 @@ pub fn config() -> SmsConfig {
     }
 }
 
-/// The adapter in its own runtime.
-struct SmsProcess {
-    rt: Option<tokio::runtime::Runtime>,
-    stop: Option<oneshot::Sender<()>>,
-    done: Option<oneshot::Receiver<()>>,
-}
-
-impl SmsProcess {
-    async fn start(url: String, prefix: String, config: SmsConfig) -> (Self, Option<String>) {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let (ready_tx, ready) = oneshot::channel();
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let (done_tx, done) = oneshot::channel();
-        rt.spawn(async move {
-            let conn = centralino_store::connect(&url, 8).await.expect("database");
-            centralino_store::migrate::<centralino_store::CoreMigrator>(&conn, |_| {})
+/// The adapter in its own runtime; reports where its webhooks listen.
+async fn launch(url: String, prefix: String, config: SmsConfig) -> (Isolated, Option<String>) {
+    Isolated::start(move |ready, stop| async move {
+        let conn = centralino_store::connect(&url, 8).await.expect("database");
+        centralino_store::migrate::<centralino_store::CoreMigrator>(&conn, |_| {})
+            .await
+            .expect("core migrations");
+        centralino_store::migrate::<centralino_sms::SmsMigrator>(&conn, |_| {})
+            .await
+            .expect("sms migrations");
+        let bus: Arc<dyn Bus> = Arc::new(
+            AmqpBus::connect(amqp_config(&prefix, "sms-under-test"))
                 .await
-                .expect("core migrations");
-            centralino_store::migrate::<centralino_sms::SmsMigrator>(&conn, |_| {})
-                .await
-                .expect("sms migrations");
-            let bus: Arc<dyn Bus> = Arc::new(
-                AmqpBus::connect(amqp_config(&prefix, "sms-under-test"))
-                    .await
-                    .expect("bus"),
-            );
-            let sms = centralino_sms::start(config, conn, bus, async move {
-                let _ = stop_rx.await;
-            })
+                .expect("bus"),
+        );
+        let sms = centralino_sms::start(config, conn, bus, stop)
             .await
             .expect("sms adapter starts");
-            let _ = ready_tx.send(sms.webhook_addr.map(|a| format!("http://{a}")));
-            let _ = sms.task.await;
-            let _ = done_tx.send(());
-        });
-        let addr = tokio::time::timeout(Duration::from_secs(30), ready)
-            .await
-            .expect("adapter ready within 30 s")
-            .expect("adapter started");
-        (
-            Self {
-                rt: Some(rt),
-                stop: Some(stop),
-                done: Some(done),
-            },
-            addr,
-        )
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(15), done).await;
-        }
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-impl Drop for SmsProcess {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
+        let _ = ready.send(sms.webhook_addr.map(|a| format!("http://{a}")));
+        let _ = sms.task.await;
+    })
+    .await
 }
 
 pub struct Env {
@@ -139,7 +90,7 @@ pub struct Env {
     pub webhook: Option<String>,
     /// Everything published on the events exchange, in arrival order.
     pub published: Arc<Mutex<Vec<(String, Envelope)>>>,
-    process: Option<SmsProcess>,
+    process: Option<Isolated>,
     history: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     /// Stopped before the queues are deleted, or it would declare them again.
     observer: tokio::task::JoinHandle<()>,
@@ -200,7 +151,7 @@ impl Env {
     }
 
     pub async fn start(&mut self) {
-        let (p, webhook) = SmsProcess::start(
+        let (p, webhook) = launch(
             self.db.url.clone(),
             self.prefix.clone(),
             self.config.clone(),
@@ -212,10 +163,8 @@ impl Env {
 
     /// Drops the adapter's runtime at once, as `kill -9` would.
     pub fn crash(&mut self) {
-        if let Some(mut p) = self.process.take()
-            && let Some(rt) = p.rt.take()
-        {
-            rt.shutdown_background();
+        if let Some(p) = self.process.take() {
+            p.crash();
         }
     }
 
