@@ -13,9 +13,9 @@ use centralino_email::{
     AfterImport, EmailConfig, ImapEndpoint, MailboxConfig, Security, SmtpConfig,
 };
 use centralino_proto::v1;
+use centralino_test_support::isolated::Isolated;
 use centralino_test_support::mail::{Dovecot, PASSWORD, SmtpSink};
 use centralino_test_support::{TestDatabase, amqp_url, unique};
-use tokio::sync::oneshot;
 
 pub const SUPPORT: &str = "support@example.test";
 pub const BILLING: &str = "billing@example.test";
@@ -66,81 +66,28 @@ pub fn config(imap_port: u16, smtp_port: u16) -> EmailConfig {
 }
 
 /// The adapter in its own runtime.
-pub struct EmailProcess {
-    rt: Option<tokio::runtime::Runtime>,
-    stop: Option<oneshot::Sender<()>>,
-    done: Option<oneshot::Receiver<()>>,
-}
-
-impl EmailProcess {
-    pub async fn start(url: String, prefix: String, config: EmailConfig) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let (ready_tx, ready) = oneshot::channel();
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let (done_tx, done) = oneshot::channel();
-        rt.spawn(async move {
-            let conn = centralino_store::connect(&url, 8).await.expect("database");
-            centralino_store::migrate::<centralino_store::CoreMigrator>(&conn, |_| {})
+async fn launch(url: String, prefix: String, config: EmailConfig) -> Isolated {
+    let (process, ()) = Isolated::start(move |ready, stop| async move {
+        let conn = centralino_store::connect(&url, 8).await.expect("database");
+        centralino_store::migrate::<centralino_store::CoreMigrator>(&conn, |_| {})
+            .await
+            .expect("core migrations");
+        centralino_store::migrate::<centralino_email::EmailMigrator>(&conn, |_| {})
+            .await
+            .expect("email migrations");
+        let bus: Arc<dyn Bus> = Arc::new(
+            AmqpBus::connect(amqp_config(&prefix, "email-under-test"))
                 .await
-                .expect("core migrations");
-            centralino_store::migrate::<centralino_email::EmailMigrator>(&conn, |_| {})
-                .await
-                .expect("email migrations");
-            let bus: Arc<dyn Bus> = Arc::new(
-                AmqpBus::connect(amqp_config(&prefix, "email-under-test"))
-                    .await
-                    .expect("bus"),
-            );
-            let email = centralino_email::start(config, conn, bus, async move {
-                let _ = stop_rx.await;
-            })
+                .expect("bus"),
+        );
+        let email = centralino_email::start(config, conn, bus, stop)
             .await
             .expect("email adapter starts");
-            let _ = ready_tx.send(());
-            let _ = email.task.await;
-            let _ = done_tx.send(());
-        });
-        tokio::time::timeout(Duration::from_secs(30), ready)
-            .await
-            .expect("adapter ready within 30 s")
-            .expect("adapter started");
-        Self {
-            rt: Some(rt),
-            stop: Some(stop),
-            done: Some(done),
-        }
-    }
-
-    /// Drops every task at once, as `kill -9` would.
-    pub fn crash(mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(15), done).await;
-        }
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-impl Drop for EmailProcess {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
+        let _ = ready.send(());
+        let _ = email.task.await;
+    })
+    .await;
+    process
 }
 
 pub struct Env {
@@ -152,7 +99,7 @@ pub struct Env {
     pub config: EmailConfig,
     /// Everything the adapter published, in arrival order.
     pub published: Arc<Mutex<Vec<(String, Envelope)>>>,
-    process: Option<EmailProcess>,
+    process: Option<Isolated>,
     /// Stopped before the queues are deleted, or it would declare them again.
     observer: tokio::task::JoinHandle<()>,
 }
@@ -205,7 +152,7 @@ impl Env {
     }
 
     pub async fn start(&mut self) {
-        let p = EmailProcess::start(
+        let p = launch(
             self.db.url.clone(),
             self.prefix.clone(),
             self.config.clone(),
