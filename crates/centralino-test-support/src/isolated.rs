@@ -20,8 +20,21 @@ impl Isolated {
     /// Runs `service` on a new two-thread runtime. It reports what the test
     /// needs (addresses, handles) through its `ready` sender, runs until the
     /// stop signal resolves, and returns once it has stopped. Fails the test
-    /// if it is not ready within 30 s.
+    /// if it is not ready within 30 s (or panicked before).
     pub async fn start<R, F, Fut>(service: F) -> (Self, R)
+    where
+        R: Send + 'static,
+        F: FnOnce(oneshot::Sender<R>, StopSignal) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Self::start_within(Duration::from_secs(30), service)
+            .await
+            .expect("the service is ready within 30 s (see its panic above, if any)")
+    }
+
+    /// The same, but `None` (the runtime dropped) when the service is not
+    /// ready within `limit`: a standby waiting for the active instance.
+    pub async fn start_within<R, F, Fut>(limit: Duration, service: F) -> Option<(Self, R)>
     where
         R: Send + 'static,
         F: FnOnce(oneshot::Sender<R>, StopSignal) -> Fut + Send + 'static,
@@ -42,18 +55,20 @@ impl Isolated {
             service(ready_tx, signal).await;
             let _ = done_tx.send(());
         });
-        let value = tokio::time::timeout(Duration::from_secs(30), ready)
-            .await
-            .expect("the service is ready within 30 s")
-            .expect("the service started (see its panic above)");
-        (
-            Self {
-                rt: Some(rt),
-                stop: Some(stop),
-                done: Some(done),
-            },
-            value,
-        )
+        match tokio::time::timeout(limit, ready).await {
+            Ok(Ok(value)) => Some((
+                Self {
+                    rt: Some(rt),
+                    stop: Some(stop),
+                    done: Some(done),
+                },
+                value,
+            )),
+            _ => {
+                rt.shutdown_background();
+                None
+            }
+        }
     }
 
     /// Asks the service to stop and waits (up to 15 s) until it has.

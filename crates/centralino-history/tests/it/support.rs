@@ -14,8 +14,9 @@ use centralino_history::HistoryConfig;
 use centralino_proto::v1;
 use centralino_proto::v1::history_service_client::HistoryServiceClient;
 use centralino_server::{GrpcServer, GrpcSettings};
+use centralino_test_support::isolated::Isolated;
 use centralino_test_support::{TestDatabase, amqp_url, unique};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tonic::transport::Channel;
 
 pub const SECRET: &[u8] = b"history-tests-secret-0123456789abcdef";
@@ -46,9 +47,7 @@ pub struct HistoryProcess {
     pub addr: SocketAddr,
     /// Turns `true` when the service lost its lock (its process would exit).
     pub lost: watch::Receiver<bool>,
-    rt: Option<tokio::runtime::Runtime>,
-    stop: Option<oneshot::Sender<()>>,
-    done: Option<oneshot::Receiver<()>>,
+    process: Isolated,
 }
 
 impl HistoryProcess {
@@ -66,96 +65,64 @@ impl HistoryProcess {
         config: HistoryConfig,
         limit: std::time::Duration,
     ) -> Option<Self> {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let (addr_tx, addr_rx) = oneshot::channel::<(SocketAddr, watch::Receiver<bool>)>();
-        let (stop, stop_rx) = oneshot::channel::<()>();
-        let (done_tx, done) = oneshot::channel();
-        rt.spawn(async move {
-            let conn = centralino_store::connect(&url, 8).await.expect("database");
-            centralino_store::migrate::<centralino_store::CoreMigrator>(&conn, |_| {})
-                .await
-                .expect("core migrations");
-            centralino_store::migrate::<centralino_history::HistoryMigrator>(&conn, |_| {})
-                .await
-                .expect("history migrations");
-            let bus: Arc<dyn Bus> = Arc::new(
-                AmqpBus::connect(amqp_config(&prefix, "history-under-test"))
+        let (process, (addr, lost)) =
+            Isolated::start_within(limit, move |ready, stop| async move {
+                let conn = centralino_store::connect(&url, 8).await.expect("database");
+                centralino_store::migrate::<centralino_store::CoreMigrator>(&conn, |_| {})
                     .await
-                    .expect("bus"),
-            );
-            let (stop_all, stopped) = watch::channel(false);
-            let signal = move || {
-                let mut rx = stopped.clone();
-                async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                }
-            };
-            let history = centralino_history::start(config, conn, bus, 4 << 20, signal())
-                .await
-                .expect("history starts");
-            let mut policy = Policy::default();
-            centralino_history::policy(&mut policy);
-            let key = TokenKey::new(SECRET.to_vec()).expect("key");
-            let settings = GrpcSettings {
-                listen: "127.0.0.1:0".parse().expect("addr"),
-                ..GrpcSettings::default()
-            };
-            let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
-            server.add(history.api);
-            let (addr, serve) = server.bind(signal()).await.expect("bind");
-            let _ = addr_tx.send((addr, history.lost.clone()));
-            tokio::spawn(async move {
-                let _ = stop_rx.await;
-                let _ = stop_all.send(true);
-            });
-            let _ = serve.await;
-            let _ = history.task.await;
-            let _ = done_tx.send(());
-        });
-        match tokio::time::timeout(limit, addr_rx).await {
-            Ok(Ok((addr, lost))) => Some(Self {
-                addr,
-                lost,
-                rt: Some(rt),
-                stop: Some(stop),
-                done: Some(done),
-            }),
-            _ => {
-                rt.shutdown_background();
-                None
-            }
-        }
+                    .expect("core migrations");
+                centralino_store::migrate::<centralino_history::HistoryMigrator>(&conn, |_| {})
+                    .await
+                    .expect("history migrations");
+                let bus: Arc<dyn Bus> = Arc::new(
+                    AmqpBus::connect(amqp_config(&prefix, "history-under-test"))
+                        .await
+                        .expect("bus"),
+                );
+                // One stop signal for the service and its gRPC server.
+                let (stop_all, stopped) = watch::channel(false);
+                let signal = move || {
+                    let mut rx = stopped.clone();
+                    async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    }
+                };
+                tokio::spawn(async move {
+                    stop.await;
+                    let _ = stop_all.send(true);
+                });
+                let history = centralino_history::start(config, conn, bus, 4 << 20, signal())
+                    .await
+                    .expect("history starts");
+                let mut policy = Policy::default();
+                centralino_history::policy(&mut policy);
+                let key = TokenKey::new(SECRET.to_vec()).expect("key");
+                let settings = GrpcSettings {
+                    listen: "127.0.0.1:0".parse().expect("addr"),
+                    ..GrpcSettings::default()
+                };
+                let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
+                server.add(history.api);
+                let (addr, serve) = server.bind(signal()).await.expect("bind");
+                let _ = ready.send((addr, history.lost.clone()));
+                let _ = serve.await;
+                let _ = history.task.await;
+            })
+            .await?;
+        Some(Self {
+            addr,
+            lost,
+            process,
+        })
     }
 
     /// Drops every task at once: no graceful step runs.
-    pub fn crash(mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
+    pub fn crash(self) {
+        self.process.crash();
     }
 
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(done) = self.done.take() {
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(10), done).await;
-        }
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-impl Drop for HistoryProcess {
-    fn drop(&mut self) {
-        if let Some(rt) = self.rt.take() {
-            rt.shutdown_background();
-        }
+    pub async fn stop(self) {
+        self.process.stop().await;
     }
 }
 
