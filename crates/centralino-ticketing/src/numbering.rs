@@ -1,0 +1,140 @@
+//! Ticket numbers and opening hours.
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono_tz::Tz;
+
+/// A branch: its time zone decides when the numbering starts again and
+/// whether it is open.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Site {
+    pub id: String,
+    pub tz: Tz,
+    /// Opening hours in local time (`opens < closes`).
+    pub opens: NaiveTime,
+    pub closes: NaiveTime,
+}
+
+impl Site {
+    /// The site's calendar day at `at` (tickets are numbered per day).
+    pub fn business_day(&self, at: DateTime<Utc>) -> NaiveDate {
+        at.with_timezone(&self.tz).date_naive()
+    }
+
+    /// Whether the site takes tickets at `at`.
+    pub fn is_open(&self, at: DateTime<Utc>) -> bool {
+        let local = at.with_timezone(&self.tz).time();
+        self.opens <= local && local < self.closes
+    }
+}
+
+/// A service's prefix: 1 to 3 ASCII capital letters (`A`, `B`, `PAY`).
+pub fn validate_prefix(prefix: &str) -> Result<(), String> {
+    if (1..=3).contains(&prefix.len()) && prefix.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "ticket prefix `{prefix}` must be 1 to 3 capital letters"
+        ))
+    }
+}
+
+/// What a ticket shows: the prefix and the number with at least `digits`
+/// digits (`A007`).
+pub fn label(prefix: &str, number: u32, digits: usize) -> String {
+    format!("{prefix}{number:0digits$}")
+}
+
+/// The last number given out by a site and service, and on which day.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DailyCounter {
+    pub day: Option<NaiveDate>,
+    pub last: u32,
+}
+
+impl DailyCounter {
+    /// The next number on `day`: 1 on a new day, then one more each time,
+    /// back to 1 after `max` (999 for three digits).
+    pub fn next(&mut self, day: NaiveDate, max: u32) -> u32 {
+        if self.day != Some(day) {
+            self.day = Some(day);
+            self.last = 0;
+        }
+        self.last = if self.last >= max.max(1) {
+            1
+        } else {
+            self.last + 1
+        };
+        self.last
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone as _;
+
+    fn rome() -> Site {
+        Site {
+            id: "roma-centro".into(),
+            tz: chrono_tz::Europe::Rome,
+            opens: NaiveTime::from_hms_opt(8, 30, 0).expect("time"),
+            closes: NaiveTime::from_hms_opt(17, 0, 0).expect("time"),
+        }
+    }
+
+    fn utc(y: i32, m: u32, d: u32, h: u32, min: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, min, 0)
+            .single()
+            .expect("valid")
+    }
+
+    #[test]
+    fn the_day_turns_at_local_midnight() {
+        let site = rome();
+        // 23:30 UTC on 14 January is 00:30 on the 15th in Rome (UTC+1).
+        assert_eq!(
+            site.business_day(utc(2026, 1, 14, 22, 59)),
+            NaiveDate::from_ymd_opt(2026, 1, 14).expect("date")
+        );
+        assert_eq!(
+            site.business_day(utc(2026, 1, 14, 23, 30)),
+            NaiveDate::from_ymd_opt(2026, 1, 15).expect("date")
+        );
+        // In summer Rome is UTC+2: 22:30 UTC is already the next day.
+        assert_eq!(
+            site.business_day(utc(2026, 7, 14, 22, 30)),
+            NaiveDate::from_ymd_opt(2026, 7, 15).expect("date")
+        );
+        // Daylight saving starts on 29 March 2026: 08:30 local is 06:30 UTC.
+        assert!(!site.is_open(utc(2026, 3, 30, 6, 29)));
+        assert!(site.is_open(utc(2026, 3, 30, 6, 30)));
+        assert!(
+            site.is_open(utc(2026, 3, 27, 7, 30)),
+            "08:30 in winter is 07:30 UTC"
+        );
+        assert!(
+            !site.is_open(utc(2026, 3, 30, 15, 0)),
+            "17:00 local is closed"
+        );
+    }
+
+    #[test]
+    fn numbers_start_again_each_day_and_wrap_after_the_last() {
+        let mut c = DailyCounter::default();
+        let d1 = NaiveDate::from_ymd_opt(2026, 1, 14).expect("date");
+        let d2 = d1.succ_opt().expect("next day");
+        assert_eq!(
+            (c.next(d1, 999), c.next(d1, 999), c.next(d1, 999)),
+            (1, 2, 3)
+        );
+        assert_eq!(c.next(d2, 999), 1, "a new day starts at 1");
+        c.last = 999;
+        assert_eq!(c.next(d2, 999), 1, "999 is followed by 1");
+        assert_eq!(label("A", 7, 3), "A007");
+        assert_eq!(label("PAY", 1234, 3), "PAY1234");
+        assert!(validate_prefix("B").is_ok());
+        assert!(validate_prefix("b").is_err());
+        assert!(validate_prefix("ABCD").is_err());
+        assert!(validate_prefix("").is_err());
+    }
+}
