@@ -190,7 +190,7 @@ fn drop_stale_test_databases() {
 
 /// Bus prefixes of the test suites and benchmarks (`unique(prefix)`: prefix +
 /// 10 hex digits).
-const TEST_PREFIXES: [&str; 8] = ["t", "rt", "hi", "em", "sm", "eb", "hbench", "vo"];
+const TEST_PREFIXES: [&str; 9] = ["t", "rt", "hi", "em", "sm", "eb", "hbench", "vo", "dk"];
 
 /// Is `name` a queue made by a test run (a test prefix + 10 hex digits) or the
 /// bus benchmark (`bench` + 8 hex digits), followed by `.`?

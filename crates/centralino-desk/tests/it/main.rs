@@ -1,0 +1,3 @@
+//! Desk adapter tests: kiosks over HTTP, RabbitMQ and PostgreSQL.
+
+mod kiosk;
