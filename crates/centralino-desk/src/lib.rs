@@ -480,18 +480,7 @@ pub async fn start(
     }));
     tasks.push(tokio::spawn(relay.run(stopped(stop_rx))));
     tracing::info!(listen = %http_addr, "desk: kiosk API listening");
-    let mut watch_lost = lost.clone();
-    let task = tokio::spawn(async move {
-        tokio::select! {
-            () = shutdown => {}
-            _ = watch_lost.wait_for(|l| *l) => {}
-        }
-        let _ = stop_tx.send(true);
-        for t in tasks {
-            let _ = t.await;
-        }
-        drop(leadership);
-    });
+    let task = leadership.supervise(shutdown, stop_tx, tasks);
     Ok(Desk {
         task,
         lost,

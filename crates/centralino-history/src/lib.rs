@@ -185,20 +185,11 @@ pub async fn start(
     ));
     let relay_task = tokio::spawn(relay.run(stopped(stop_rx)));
     let api = grpc::server(config, db, tx, max_message_bytes);
-    let mut watch_lost = lost.clone();
-    let task = tokio::spawn(async move {
-        tokio::select! {
-            () = shutdown => {}
-            _ = watch_lost.wait_for(|l| *l) => {}
-        }
-        let _ = stop_tx.send(true);
-        let _ = consumer_task.await;
-        let _ = commands_task.await;
-        let _ = writer_task.await;
-        let _ = relay_task.await;
-        // Last: the lock is released only once nothing writes any more.
-        drop(leadership);
-    });
+    let task = leadership.supervise(
+        shutdown,
+        stop_tx,
+        vec![consumer_task, commands_task, writer_task, relay_task],
+    );
     tracing::info!("history service started");
     Ok(History { api, task, lost })
 }

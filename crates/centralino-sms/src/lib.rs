@@ -381,19 +381,7 @@ pub async fn start(
         stop_rx.clone(),
     )));
     tasks.push(tokio::spawn(relay.run(stopped(stop_rx))));
-    let mut watch_lost = lost.clone();
-    let task = tokio::spawn(async move {
-        tokio::select! {
-            () = shutdown => {}
-            _ = watch_lost.wait_for(|l| *l) => {}
-        }
-        let _ = stop_tx.send(true);
-        for t in tasks {
-            let _ = t.await;
-        }
-        // Last: the lock goes only once nothing receives or sends any more.
-        drop(leadership);
-    });
+    let task = leadership.supervise(shutdown, stop_tx, tasks);
     Ok(Sms {
         task,
         lost,

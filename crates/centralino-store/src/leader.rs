@@ -33,6 +33,30 @@ impl Leadership {
     pub fn lost(&self) -> watch::Receiver<bool> {
         self.lost.clone()
     }
+
+    /// The service's last task: waits for `shutdown` (or the lock's loss),
+    /// tells the service's `tasks` to stop through `stop`, waits for every
+    /// one of them, and only then releases the lock, so a standby never
+    /// starts while this instance still writes.
+    pub fn supervise(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        stop: watch::Sender<bool>,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    ) -> tokio::task::JoinHandle<()> {
+        let mut lost = self.lost.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown => {}
+                _ = lost.wait_for(|l| *l) => {}
+            }
+            let _ = stop.send(true);
+            for t in tasks {
+                let _ = t.await;
+            }
+            drop(self);
+        })
+    }
 }
 
 impl Drop for Leadership {

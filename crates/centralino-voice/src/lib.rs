@@ -426,18 +426,7 @@ pub async fn start(
     tasks.push(tokio::spawn(relay.run(stopped(stop_rx.clone()))));
     tasks.push(tokio::spawn(endpoint.run(shared, stop_rx)));
     tracing::info!(sip = %sip_addr, media = %media_ip, "voice: SIP (UDP and TCP) listening");
-    let mut watch_lost = lost.clone();
-    let task = tokio::spawn(async move {
-        tokio::select! {
-            () = shutdown => {}
-            _ = watch_lost.wait_for(|l| *l) => {}
-        }
-        let _ = stop_tx.send(true);
-        for t in tasks {
-            let _ = t.await;
-        }
-        drop(leadership);
-    });
+    let task = leadership.supervise(shutdown, stop_tx, tasks);
     Ok(Voice {
         task,
         lost,
