@@ -32,6 +32,7 @@ typed!(
     SendMessage,
     RecordConsentRequest,
     AgentNotReached,
+    DeskTicketEvent,
 );
 
 /// A new envelope around `payload`, produced by `source`, stamped now and with the

@@ -50,6 +50,11 @@ pub(crate) enum Event {
         channel: &'static str,
         at: i64,
     },
+    /// A walk-in ticket at the counter (called, recalled, no-show, …).
+    Desk {
+        event: Box<v1::DeskTicketEvent>,
+        at: i64,
+    },
 }
 
 impl Event {
@@ -62,6 +67,7 @@ impl Event {
             Event::Message { message, .. } => &message.interaction_id,
             Event::MessageStatus { status, .. } => &status.interaction_id,
             Event::Ended { ended, .. } => &ended.interaction_id,
+            Event::Desk { event, .. } => &event.interaction_id,
         }
     }
 
@@ -161,6 +167,19 @@ pub(crate) fn parse(d: &Delivery, rules: &IdentityRules) -> Result<Event, String
             Event::Ended {
                 channel: channel(e.channel)?,
                 ended: e,
+                at,
+            }
+        }
+        t if t == v1::DeskTicketEvent::TYPE_NAME => {
+            let mut e: v1::DeskTicketEvent = env.decode().map_err(|e| e.to_string())?;
+            e.interaction_id = uuid_field(&e.interaction_id, "interaction_id")?;
+            at_most("label", &e.label, 16)?;
+            at_most("counter", &e.counter, 64)?;
+            at_most("agent", &e.agent, 64)?;
+            at_most("disposition", &e.disposition, 64)?;
+            let at = e.at.as_ref().map_or(at, ms_of);
+            Event::Desk {
+                event: Box::new(e),
                 at,
             }
         }
@@ -284,7 +303,8 @@ pub(crate) fn fold(
         | Event::Routing { at, .. }
         | Event::Message { at, .. }
         | Event::MessageStatus { at, .. }
-        | Event::Ended { at, .. } => *at,
+        | Event::Ended { at, .. }
+        | Event::Desk { at, .. } => *at,
     };
     if row.known == 0 && at < row.created_at {
         row.created_at = at;
@@ -394,6 +414,26 @@ pub(crate) fn fold(
             None
         }
         Event::MessageStatus { .. } => None,
+        Event::Desk { event: e, at } => {
+            use v1::desk_ticket_event::Kind as D;
+            let kind = match e.kind() {
+                D::Called => "desk-called",
+                D::Recalled => "desk-recalled",
+                D::Started => "desk-started",
+                D::NoShow => "desk-no-show",
+                D::Served => "desk-served",
+                D::Transferred => "desk-transferred",
+                D::Unspecified => return None,
+            };
+            let reason = match e.kind() {
+                D::Served => e.disposition.clone(),
+                D::Transferred => format!("{} to service {}", e.label, e.service),
+                _ => format!("{} at counter {}", e.label, e.counter),
+            };
+            Some(step_row(
+                event_id, &row.id, kind, "", &e.agent, &reason, *at,
+            ))
+        }
     }
 }
 

@@ -1304,6 +1304,7 @@ fn channel_of(e: &Event) -> &'static str {
         | Event::Message { channel, .. }
         | Event::MessageStatus { channel, .. }
         | Event::Ended { channel, .. } => channel,
+        Event::Desk { .. } => "desk",
     }
 }
 

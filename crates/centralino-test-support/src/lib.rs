@@ -10,6 +10,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::process::Command;
 use std::time::Duration;
 
+pub mod agent;
 pub mod isolated;
 pub mod mail;
 pub mod voice;

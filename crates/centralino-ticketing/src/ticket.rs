@@ -18,6 +18,8 @@ pub enum State {
     Served { disposition: String },
     /// Called and never came.
     NoShow,
+    /// Routing ended the wait (a routing step, the site closing).
+    Closed,
 }
 
 /// How long a called customer has, and how often they are called again.
@@ -79,6 +81,7 @@ impl State {
             State::Serving { .. } => "being served",
             State::Served { .. } => "served",
             State::NoShow => "a no-show",
+            State::Closed => "closed",
         }
     }
 }
@@ -197,7 +200,9 @@ impl Ticket {
     /// arrival time gives it (not at the end of the line).
     pub fn transfer(&mut self, service: &str) -> Result<(), TicketError> {
         match self.state {
-            State::Served { .. } | State::NoShow => Err(TicketError::Finished(self.state.name())),
+            State::Served { .. } | State::NoShow | State::Closed => {
+                Err(TicketError::Finished(self.state.name()))
+            }
             _ => {
                 service.clone_into(&mut self.service);
                 self.state = State::Waiting;
@@ -208,7 +213,10 @@ impl Ticket {
 
     /// Whether the ticket still needs a counter.
     pub fn open(&self) -> bool {
-        !matches!(self.state, State::Served { .. } | State::NoShow)
+        !matches!(
+            self.state,
+            State::Served { .. } | State::NoShow | State::Closed
+        )
     }
 }
 

@@ -1,3 +1,7 @@
-//! Desk adapter tests: kiosks over HTTP, RabbitMQ and PostgreSQL.
+//! Desk adapter tests: kiosks, counters and boards over HTTP and gRPC, with
+//! the real router, RabbitMQ and PostgreSQL (and headless Chromium for the
+//! board page).
 
+mod counters;
 mod kiosk;
+mod support;
