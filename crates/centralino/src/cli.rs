@@ -66,6 +66,14 @@ pub enum Command {
     /// RabbitMQ with hold music and position announcements, and rings the
     /// assigned agent's phone ([voice.agents]) to connect the call.
     Voice,
+    /// Run the walk-in desk adapter alone.
+    ///
+    /// Serves the kiosk and display-board HTTP API ([desk] listen,
+    /// 127.0.0.1:8090 by default; boards at /sites/<site>/board) for the
+    /// [[desk.sites]]: tickets numbered per service each day in the site's time
+    /// zone, routed to the counters of agents who opened one (DeskService),
+    /// recalls, no-shows, transfers and booked appointments.
+    Desk,
     /// Apply every service's database migrations, then exit.
     Migrate,
     /// Check that a running Centralino answers its gRPC health check (for container

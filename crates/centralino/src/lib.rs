@@ -40,6 +40,8 @@ pub enum RunError {
     Sms(#[from] centralino_sms::SmsError),
     #[error(transparent)]
     Voice(#[from] centralino_voice::VoiceError),
+    #[error(transparent)]
+    Desk(#[from] centralino_desk::DeskError),
     #[error("{0}")]
     Io(String),
 }
@@ -140,6 +142,9 @@ pub async fn migrate_all(
     applied.extend(
         centralino_store::migrate::<centralino_voice::VoiceMigrator>(db, &mut progress).await?,
     );
+    applied.extend(
+        centralino_store::migrate::<centralino_desk::DeskMigrator>(db, &mut progress).await?,
+    );
     Ok(applied)
 }
 
@@ -153,6 +158,8 @@ pub struct Running {
     pub sms_webhook: Option<SocketAddr>,
     /// Where SIP (UDP and TCP) listens, when the voice adapter runs.
     pub voice_sip: Option<SocketAddr>,
+    /// Where the desk's kiosk and board API listens, when it runs.
+    pub desk_http: Option<SocketAddr>,
     pub task: tokio::task::JoinHandle<Result<(), RunError>>,
 }
 
@@ -166,16 +173,19 @@ pub enum Service {
     Sms,
     /// Runs when `[voice.flows]` defines a flow.
     Voice,
+    /// Runs when `[[desk.sites]]` defines a site.
+    Desk,
 }
 
 impl Service {
     /// Every service: what `up` runs.
-    pub const ALL: [Service; 5] = [
+    pub const ALL: [Service; 6] = [
         Service::Routing,
         Service::History,
         Service::Email,
         Service::Sms,
         Service::Voice,
+        Service::Desk,
     ];
 }
 
@@ -237,6 +247,16 @@ pub async fn serve(
         ));
     }
 
+    let desk = config
+        .desk
+        .desk_config(&config.identity)
+        .map_err(|e| RunError::Io(e.join("; ")))?;
+    if which == [Service::Desk] && desk.is_none() {
+        return Err(RunError::Io(
+            "desk: nothing to run; configure [[desk.sites]] (see deploy/desk.toml)".into(),
+        ));
+    }
+
     // One shutdown signal for the server and every service.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
@@ -256,6 +276,7 @@ pub async fn serve(
     centralino_server::ops_policy(&mut policy);
     centralino_router::policy(&mut policy);
     centralino_history::policy(&mut policy);
+    centralino_desk::policy(&mut policy);
     let settings = config.grpc_settings();
     let max = settings.max_message_bytes;
     let router = if which.contains(&Service::Routing) {
@@ -285,6 +306,12 @@ pub async fn serve(
         }
         _ => None,
     };
+    let desk = match desk {
+        Some(desk) if which.contains(&Service::Desk) => {
+            Some(centralino_desk::start(desk, db.clone(), bus.clone(), max, stopped()).await?)
+        }
+        _ => None,
+    };
     let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
     let mut services = vec!["centralino.v1.OpsService".to_owned()];
     if router.is_some() {
@@ -297,6 +324,13 @@ pub async fn serve(
     if history.is_some() {
         services.extend(
             centralino_history::GRPC_SERVICES
+                .iter()
+                .map(|s| (*s).to_owned()),
+        );
+    }
+    if desk.is_some() {
+        services.extend(
+            centralino_desk::GRPC_SERVICES
                 .iter()
                 .map(|s| (*s).to_owned()),
         );
@@ -346,6 +380,12 @@ pub async fn serve(
         tasks.push(voice.task);
         stop_on_loss("voice", voice.lost);
     }
+    let desk_http = desk.as_ref().map(|d| d.http_addr);
+    if let Some(desk) = desk {
+        server.add(desk.api);
+        tasks.push(desk.task);
+        stop_on_loss("desk", desk.lost);
+    }
     if let Some(history) = history {
         server.add(history.api);
         tasks.push(history.task);
@@ -381,6 +421,7 @@ pub async fn serve(
         services,
         sms_webhook,
         voice_sip,
+        desk_http,
         task,
     })
 }

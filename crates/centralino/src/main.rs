@@ -138,6 +138,9 @@ async fn serve_and_wait(
     if services.contains(&centralino::Service::Voice) {
         println!("  voice   {}", describe_voice(config, running.voice_sip));
     }
+    if services.contains(&centralino::Service::Desk) {
+        println!("  desk    {}", describe_desk(config, running.desk_http));
+    }
     println!("  tokens  centralino token --role admin --subject you");
     println!("press Ctrl-C to stop");
     running
@@ -200,6 +203,15 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
                 &[centralino::Service::Voice],
                 "centralino-voice",
                 "centralino-voice",
+            )
+            .await
+        }
+        Command::Desk => {
+            serve_and_wait(
+                &config,
+                &[centralino::Service::Desk],
+                "centralino-desk",
+                "centralino-desk",
             )
             .await
         }
@@ -339,6 +351,31 @@ fn describe_sms(config: &Config, webhook: Option<std::net::SocketAddr>) -> Strin
         .collect();
     parts.push(numbers.join(", "));
     parts.join("; ")
+}
+
+fn describe_desk(config: &Config, http: Option<std::net::SocketAddr>) -> String {
+    let desk = &config.desk;
+    if !desk.configured() {
+        return "not configured ([[desk.sites]] in the config file)".to_owned();
+    }
+    let Some(http) = http else {
+        return "waiting".to_owned();
+    };
+    let sites: Vec<String> = desk
+        .sites
+        .iter()
+        .map(|s| format!("{} ({} counters)", s.id, s.counters.len()))
+        .collect();
+    let board = desk
+        .sites
+        .first()
+        .map(|s| format!("; board http://{http}/sites/{}/board", s.id))
+        .unwrap_or_default();
+    format!(
+        "kiosk API http://{http}/api/sites/<site>/tickets; {}; {} service(s){board}",
+        sites.join(", "),
+        desk.services.len()
+    )
 }
 
 fn describe_voice(config: &Config, sip: Option<std::net::SocketAddr>) -> String {

@@ -3,8 +3,10 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use centralino_auth::Role;
 use centralino_desk::TicketView;
 use centralino_proto::v1;
+use centralino_test_support::agent::authed;
 use centralino_test_support::eventually;
 
 use crate::support::{Env, WAIT, ms};
@@ -148,5 +150,122 @@ async fn bad_requests_get_clear_errors_and_issue_nothing() {
     // The first good ticket of the day is still number 1.
     env.now.store(ms(2026, 1, 14, 9, 0), Ordering::SeqCst);
     assert_eq!(env.take("roma", "A").await.label, "A001");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn booked_customers_check_in_once_with_priority() {
+    // 10:00 in Rome.
+    let env = Env::start(ms(2026, 1, 14, 9, 0)).await;
+    let mut client = env.desk_client().await;
+    let token = env.token("booking-site", Role::Integrator);
+    let slot = |h: u32, m: u32| {
+        Some(prost_types::Timestamp {
+            seconds: ms(2026, 1, 14, h, m) / 1_000,
+            nanos: 0,
+        })
+    };
+    let book = |starts, ends| v1::BookAppointmentRequest {
+        site: "roma".into(),
+        service: "A".into(),
+        starts_at: starts,
+        ends_at: ends,
+        phone: "+39 347 765 4321".into(),
+        ..Default::default()
+    };
+    // 10:15–10:30 local.
+    let now_slot = client
+        .book_appointment(authed(book(slot(9, 15), slot(9, 30)), &token))
+        .await
+        .expect("booked")
+        .into_inner();
+    assert_eq!(now_slot.code.len(), 6);
+    let later = client
+        .book_appointment(authed(book(slot(12, 0), slot(12, 15)), &token))
+        .await
+        .expect("booked")
+        .into_inner();
+    let err = client
+        .book_appointment(authed(book(slot(12, 0), slot(11, 0)), &token))
+        .await
+        .expect_err("ends before it starts");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("ends_at"), "{}", err.message());
+
+    let check_in = |code: String| {
+        let env = &env;
+        async move {
+            env.post(
+                "/api/sites/roma/check-in",
+                serde_json::json!({ "code": code }),
+            )
+            .await
+        }
+    };
+    // A walk-in first, then the booked customer (15 minutes early).
+    let walk_in = env.take("roma", "A").await;
+    let r = check_in(now_slot.code.to_lowercase()).await;
+    assert_eq!(r.status(), 201, "codes are not case-sensitive");
+    let booked: TicketView = r.json().await.expect("ticket");
+    assert_eq!(booked.label, "A002");
+    let created = eventually(WAIT, "the booked ticket's interaction", || async {
+        env.created().into_iter().find(|i| i.id == booked.id)
+    })
+    .await;
+    assert_eq!(
+        created.priority, 60,
+        "the service's 10 plus the appointment's 50"
+    );
+    assert_eq!(
+        created.attributes.get("desk.appointment"),
+        Some(&now_slot.id)
+    );
+    assert_eq!(created.identifiers.len(), 1, "the phone given when booking");
+    let walk = env
+        .created()
+        .into_iter()
+        .find(|i| i.id == walk_in.id)
+        .expect("walk-in");
+    assert_eq!(walk.priority, 10);
+    // A second check-in, an unknown code, too early.
+    let r = check_in(now_slot.code.clone()).await;
+    assert_eq!(r.status(), 409);
+    let body = r.text().await.expect("body");
+    assert!(body.contains("already checked in (ticket A002)"), "{body}");
+    let r = check_in("ZZZZZZ".into()).await;
+    assert_eq!(r.status(), 404);
+    let r = check_in(later.code.clone()).await;
+    assert_eq!(r.status(), 409);
+    let body = r.text().await.expect("body");
+    assert!(body.contains("too early"), "{body}");
+    let r = env
+        .post(
+            "/api/sites/roma/check-in",
+            serde_json::json!({ "codice": "X" }),
+        )
+        .await;
+    assert_eq!(r.status(), 400);
+    // The kiosk's view of the site.
+    let site: centralino_desk::SiteInfo = env
+        .client
+        .get(format!("http://{}/api/sites/roma", env.http))
+        .send()
+        .await
+        .expect("site")
+        .json()
+        .await
+        .expect("site JSON");
+    assert!(site.open);
+    assert_eq!(
+        (site.opens.as_str(), site.closes.as_str()),
+        ("08:30", "17:00")
+    );
+    assert_eq!(
+        site.services
+            .iter()
+            .find(|s| s.service == "A")
+            .map(|s| s.waiting),
+        Some(2)
+    );
     env.stop().await;
 }

@@ -461,3 +461,84 @@ fn compose_runs_voice_on_the_host_network_with_its_prompts() {
     );
     assert_eq!(deps("voice-standby"), ["voice"]);
 }
+
+#[test]
+fn the_shipped_desk_config_loads_and_compose_runs_it_and_bad_desk_settings_are_named() {
+    let config = centralino::Config::load(Some(&root().join("deploy/desk.toml")), [])
+        .unwrap_or_else(|e| panic!("deploy/desk.toml: {e}"));
+    let desk = config
+        .desk
+        .desk_config(&config.identity)
+        .expect("valid desk settings")
+        .expect("the desk is configured");
+    assert_eq!(desk.sites.len(), 2);
+    assert_eq!(desk.sites[0].tz, chrono_tz::Europe::Rome);
+    assert_eq!(desk.counters["milano-duomo"], ["1", "2"]);
+    assert_eq!(
+        desk.services[0].prefix, "A",
+        "the prefix defaults to the code"
+    );
+    assert_eq!(
+        desk.services[0].queue_for("roma-centro"),
+        "desk-payments-roma-centro"
+    );
+    assert_eq!(desk.tickets.no_show_after_ms, 300_000);
+
+    let all = services(&compose());
+    for name in ["desk", "desk-standby"] {
+        let svc = all
+            .get(name)
+            .unwrap_or_else(|| panic!("compose has {name}"));
+        assert_eq!(
+            strings(svc.get("command")),
+            ["desk", "--config", "/etc/centralino/desk.toml"]
+        );
+        let config = service_config(name, svc);
+        let desk = config
+            .desk
+            .desk_config(&config.identity)
+            .expect("valid")
+            .expect("configured");
+        assert_eq!(desk.listen.port(), 8090);
+    }
+    assert!(
+        strings(all["desk"].get("ports")).contains(&"8090:8090".to_owned()),
+        "kiosks and boards reach the desk on 8090"
+    );
+
+    let dir = std::env::temp_dir().join(centralino_test_support::unique("cfg"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[desk]\nlisten = \"kiosk\"\n\
+         [[desk.sites]]\nid = \"a\"\ntimezone = \"Europe/Roma\"\nopens = \"8.30\"\ncloses = \"17:00\"\n\
+         [[desk.services]]\ncode = \"A\"\nname = \"x\"\nqueue = \"q\"\n",
+    )
+    .expect("write");
+    let err = centralino::Config::load(Some(&bad), [])
+        .expect_err("refused")
+        .to_string();
+    for field in [
+        "desk.listen",
+        "desk.sites[0].timezone",
+        "desk.sites[0].opens",
+    ] {
+        assert!(err.contains(field), "{field} is named in: {err}");
+    }
+    std::fs::write(
+        &bad,
+        "[[desk.sites]]\nid = \"a\"\ntimezone = \"UTC\"\nopens = \"08:00\"\ncloses = \"17:00\"\n\
+         [[desk.sites]]\nid = \"b\"\ntimezone = \"UTC\"\nopens = \"08:00\"\ncloses = \"17:00\"\n\
+         [[desk.services]]\ncode = \"A\"\nname = \"x\"\nqueue = \"payments\"\n",
+    )
+    .expect("write");
+    let err = centralino::Config::load(Some(&bad), [])
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        err.contains("desk.services[0].queue must contain `{site}`"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

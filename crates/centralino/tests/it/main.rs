@@ -1,9 +1,10 @@
 //! Integration tests of the centralino binary crate: the running process seen from
 //! a Python grpcio client, the CLI, the docker-compose file checked against the
-//! code, and `up` with each channel adapter (email, SMS, voice).
+//! code, and `up` with each channel adapter (email, SMS, voice, desk).
 
 mod cli;
 mod compose;
+mod desk;
 mod email;
 mod python;
 mod sms;
