@@ -137,11 +137,13 @@ fn ensure_python_packages() -> Result<(), String> {
     ]))
 }
 
-/// Installs the SMSC simulator's npm packages if they are missing, and says
-/// how to install Dovecot if it is (the email tests need it).
+/// Installs the npm test peers (the SMSC simulator, playwright-core for the
+/// board page) if they are missing, and says how to install Dovecot and
+/// Chromium if they are (the email and desk tests need them).
 fn ensure_peers() -> Result<(), String> {
-    if !std::path::Path::new("tests/node/node_modules/smpp").exists() {
-        eprintln!("xtask: installing the SMSC simulator's packages (tests/node)");
+    let node = std::path::Path::new("tests/node/node_modules");
+    if !node.join("smpp").exists() || !node.join("playwright-core").exists() {
+        eprintln!("xtask: installing the test peers' npm packages (tests/node)");
         run(Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--silent"])
             .current_dir("tests/node"))?;
@@ -150,6 +152,13 @@ fn ensure_peers() -> Result<(), String> {
         eprintln!(
             "xtask: Dovecot is not installed; the email tests will fail until it is: \
              apt-get install -y dovecot-imapd"
+        );
+    }
+    if !std::path::Path::new("/usr/bin/chromium").exists() && std::env::var_os("CHROMIUM").is_none()
+    {
+        eprintln!(
+            "xtask: Chromium is not installed; the desk's board test will fail until it is: \
+             apt-get install -y chromium"
         );
     }
     Ok(())
