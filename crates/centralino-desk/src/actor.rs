@@ -13,7 +13,7 @@ use centralino_proto::v1;
 use centralino_server::ApiError;
 use centralino_store::StoreError;
 use centralino_ticketing::appointment::{CheckInError, Slot, check_in};
-use centralino_ticketing::numbering::{DailyCounter, Site, label};
+use centralino_ticketing::numbering::{DailyCounter, Site, label, shown};
 use centralino_ticketing::ticket::{Recall, State, Ticket};
 use chrono::{NaiveDate, TimeZone as _, Utc};
 use sea_orm::{
@@ -128,10 +128,14 @@ pub(crate) struct Actor {
     /// agent → (site, counter).
     counters: HashMap<String, (String, String)>,
     /// Routing's latest place and estimate of each waiting ticket.
-    waits: HashMap<String, (u64, Option<u64>)>,
+    /// (position, estimate, when seen); entries not refreshed for 10 minutes
+    /// are dropped (a ticket no longer waiting gets no more positions).
+    waits: HashMap<String, (u64, Option<u64>, i64)>,
     /// Routing's latest (position, estimate) seen per queue, for new tickets.
     queue_estimates: HashMap<String, (u64, u64)>,
     boards: HashMap<String, watch::Sender<Arc<Board>>>,
+    /// Each site's business day when its board was last rebuilt.
+    days: HashMap<String, String>,
 }
 
 fn store(e: impl Into<StoreError>) -> ApiError {
@@ -267,19 +271,24 @@ fn outgoing_event(kind: v1::desk_ticket_event::Kind, row: &ticket::Model, now: i
 fn no_show_events(row: &ticket::Model, now: i64) -> Vec<Outgoing> {
     vec![
         outgoing_event(v1::desk_ticket_event::Kind::NoShow, row, now),
-        Outgoing {
-            exchange: Exchange::Events,
-            key: "interaction.desk.abandoned".into(),
-            envelope: new_envelope(
-                SERVICE,
-                &v1::InteractionAbandoned {
-                    interaction_id: row.interaction_id.clone(),
-                    channel: v1::Channel::Desk as i32,
-                    reason: "no-show".into(),
-                },
-            ),
-        },
+        abandoned(row, "no-show"),
     ]
+}
+
+/// The customer is gone (`no-show`, `site-closed`).
+fn abandoned(row: &ticket::Model, reason: &str) -> Outgoing {
+    Outgoing {
+        exchange: Exchange::Events,
+        key: "interaction.desk.abandoned".into(),
+        envelope: new_envelope(
+            SERVICE,
+            &v1::InteractionAbandoned {
+                interaction_id: row.interaction_id.clone(),
+                channel: v1::Channel::Desk as i32,
+                reason: reason.to_owned(),
+            },
+        ),
+    }
 }
 
 /// Letters and digits that cannot be misread (no 0/O, 1/I/L).
@@ -326,6 +335,7 @@ impl Actor {
             waits: HashMap::new(),
             queue_estimates: HashMap::new(),
             boards,
+            days: HashMap::new(),
         };
         let sites: Vec<String> = me.cfg.sites.iter().map(|s| s.id.clone()).collect();
         for site in sites {
@@ -518,10 +528,15 @@ impl Actor {
             Some(c) => *c,
             None => self.load_counter(&site.id, &service.code, day).await?,
         };
-        let max = 10u32.pow(self.cfg.digits as u32) - 1;
-        let number = numbers.next(day, max);
+        // The day's sequence keeps the row unique; the ticket shows it
+        // modulo the digits (999 is followed by 1).
+        let number = numbers.next(day);
         let id = uuid::Uuid::new_v4().to_string();
-        let label = label(&service.prefix, number, self.cfg.digits);
+        let label = label(
+            &service.prefix,
+            shown(number, self.cfg.digits),
+            self.cfg.digits,
+        );
         let queue = service.queue_for(&site.id);
         let mut attributes = HashMap::from([
             ("desk.site".to_owned(), site.id.clone()),
@@ -535,6 +550,12 @@ impl Actor {
                 .min(100);
             attributes.insert("desk.appointment".into(), a.id.clone());
         }
+        let notify_phone = self.cfg.notify.as_ref().and_then(|_| {
+            identifiers
+                .iter()
+                .find(|i| i.kind == v1::customer_identifier::Kind::Phone as i32)
+                .map(|i| i.value.clone())
+        });
         let created = v1::InteractionCreated {
             interaction: Some(v1::Interaction {
                 id: id.clone(),
@@ -565,6 +586,8 @@ impl Actor {
             disposition: String::new(),
             appointment_id: booked.as_ref().map(|a| a.id.clone()),
             moved_to: String::new(),
+            notify_phone,
+            notified: 0,
         };
         let out = vec![Outgoing {
             exchange: Exchange::Events,
@@ -603,6 +626,21 @@ impl Actor {
             // Routing has not placed it yet: scale the queue's latest estimate.
             let per = est / (*pos).max(1);
             view.estimated_wait_secs = Some(per.saturating_mul(view.position) / 1_000);
+        }
+        if let Some(addr) = self.cfg.printers.get(&site.id) {
+            let issued = now_utc
+                .with_timezone(&site.tz)
+                .format("%d/%m/%Y %H:%M")
+                .to_string();
+            let bytes = crate::printer::render(&crate::printer::Printout {
+                label: &view.label,
+                service: &service.name,
+                site: &site.id,
+                position: view.position,
+                wait_mins: view.estimated_wait_secs.map(|s| s.div_ceil(60)),
+                issued: &issued,
+            });
+            crate::printer::print(*addr, site.id.clone(), bytes);
         }
         Ok(view)
     }
@@ -818,6 +856,11 @@ impl Actor {
                 row.label, row.site
             )));
         }
+        // The agent who called it may act on it from another counter too.
+        let counter = match &row.counter {
+            Some(c) if row.agent.as_deref() == Some(agent) => c.clone(),
+            _ => counter,
+        };
         let mut t = ticket_of(&row);
         let now = self.now();
         let refused = |e: centralino_ticketing::ticket::TicketError| {
@@ -855,13 +898,7 @@ impl Actor {
             v1::desk_ticket_event::Kind::Unspecified => Vec::new(),
             k => vec![outgoing_event(k, row, now)],
         };
-        let txn = self.db.begin().await?;
-        ticket::Entity::update(row.clone().into_active_model().reset_all())
-            .exec(&txn)
-            .await?;
-        enqueue(&txn, out).await?;
-        txn.commit().await?;
-        self.relay.notify_one();
+        self.write(row, out).await?;
         tracing::info!(
             site = %row.site,
             ticket = %row.label,
@@ -869,12 +906,42 @@ impl Actor {
             counter = row.counter.as_deref().unwrap_or(""),
             "desk: ticket changed"
         );
-        self.refresh_board(&row.site).await
+        // Committed: a board that cannot be rebuilt now is not the change's failure.
+        self.refresh_board_logged(&row.site).await;
+        Ok(())
     }
 
-    /// Called tickets nobody started in time become no-shows.
+    /// Updates the row and queues its events, in one transaction.
+    async fn write(&self, row: &ticket::Model, out: Vec<Outgoing>) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        ticket::Entity::update(row.clone().into_active_model().reset_all())
+            .exec(&txn)
+            .await?;
+        enqueue(&txn, out).await?;
+        txn.commit().await?;
+        self.relay.notify_one();
+        Ok(())
+    }
+
+    /// The event's ticket while it is still open (its place is forgotten).
+    async fn open_ticket(
+        &mut self,
+        id: &str,
+    ) -> Result<Option<(ticket::Model, Ticket)>, StoreError> {
+        self.waits.remove(id);
+        let Some(row) = self.routing_row(id).await? else {
+            return Ok(None);
+        };
+        let t = ticket_of(&row);
+        Ok(t.open().then_some((row, t)))
+    }
+
+    /// Called tickets nobody started in time become no-shows; tickets still
+    /// open from an earlier business day are closed; stale places are dropped.
     async fn expire(&mut self) -> Result<(), StoreError> {
         let now = self.now();
+        self.waits.retain(|_, (_, _, at)| now - *at < 600_000);
+        self.close_past_days().await?;
         let due = ticket::Entity::find()
             .filter(ticket::Column::State.eq("called"))
             .filter(ticket::Column::CalledAt.lte(now - self.cfg.tickets.no_show_after_ms))
@@ -892,18 +959,57 @@ impl Actor {
         Ok(())
     }
 
+    /// Tickets of an earlier business day still waiting or called: the site
+    /// closed without serving them. They are closed and abandoned (routing
+    /// drops them, or tells the agent holding one that the customer left).
+    async fn close_past_days(&mut self) -> Result<(), StoreError> {
+        let now_utc = (self.cfg.clock)();
+        let today: Vec<(String, String)> = self
+            .cfg
+            .sites
+            .iter()
+            .map(|s| (s.id.clone(), s.business_day(now_utc).to_string()))
+            .collect();
+        for (site, day) in today {
+            let new_day = self.days.get(&site) != Some(&day);
+            let stale = ticket::Entity::find()
+                .filter(ticket::Column::Site.eq(&site))
+                .filter(ticket::Column::Day.lt(&day))
+                .filter(ticket::Column::State.is_in(["waiting", "called"]))
+                .limit(100)
+                .all(&self.db)
+                .await?;
+            for mut row in stale {
+                self.waits.remove(&row.interaction_id);
+                row.state = "closed".into();
+                let out = vec![abandoned(&row, "site-closed")];
+                self.write(&row, out).await?;
+                tracing::info!(site = %row.site, ticket = %row.label, "desk: closed with the day");
+            }
+            if new_day {
+                // Yesterday's calls leave the board at midnight.
+                self.refresh_board_logged(&site).await;
+            }
+        }
+        Ok(())
+    }
+
     async fn on_routing(&mut self, e: v1::RoutingEvent) -> Result<(), StoreError> {
         use v1::routing_event::Kind;
 
         match e.kind() {
             Kind::Queued | Kind::Position => {
                 if e.position > 0 {
-                    self.waits
-                        .insert(e.interaction_id.clone(), (e.position, e.estimated_wait_ms));
+                    let now = self.now();
+                    self.waits.insert(
+                        e.interaction_id.clone(),
+                        (e.position, e.estimated_wait_ms, now),
+                    );
                     if let Some(est) = e.estimated_wait_ms {
                         self.queue_estimates
                             .insert(e.queue.clone(), (e.position, est));
                     }
+                    self.notify_turn(&e).await?;
                 }
                 Ok(())
             }
@@ -917,6 +1023,48 @@ impl Actor {
             }
             Kind::Offered | Kind::Unspecified => Ok(()),
         }
+    }
+
+    /// Texts the customer once when routing puts their ticket near the head
+    /// of the line (if they gave a phone and the site's notice is on).
+    async fn notify_turn(&mut self, e: &v1::RoutingEvent) -> Result<(), StoreError> {
+        let Some(notice) = &self.cfg.notify else {
+            return Ok(());
+        };
+        if e.position > notice.at_position {
+            return Ok(());
+        }
+        let Some(mut row) = self.routing_row(&e.interaction_id).await? else {
+            return Ok(());
+        };
+        let Some(phone) = row.notify_phone.clone() else {
+            return Ok(());
+        };
+        if row.notified != 0 || row.state != "waiting" {
+            return Ok(());
+        }
+        let body = notice
+            .text
+            .replace("{ticket}", &row.label)
+            .replace("{site}", &row.site)
+            .replace("{position}", &e.position.to_string());
+        let send = v1::SendMessage {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            channel: v1::Channel::Sms as i32,
+            body,
+            recipient: phone,
+            purpose: "transactional".into(),
+            ..Default::default()
+        };
+        row.notified = 1;
+        let out = vec![Outgoing {
+            exchange: Exchange::Commands,
+            key: "sms.send".into(),
+            envelope: new_envelope(SERVICE, &send),
+        }];
+        self.write(&row, out).await?;
+        tracing::info!(site = %row.site, ticket = %row.label, "desk: turn notice sent");
+        Ok(())
     }
 
     async fn routing_row(&self, id: &str) -> Result<Option<ticket::Model>, StoreError> {
@@ -959,13 +1107,12 @@ impl Actor {
                 return Ok(()); // a repeated event
             }
             State::Waiting => {}
-            _ => {
-                // Re-called after a requeue we missed, or already finished.
-                if !t.open() {
-                    return Ok(());
-                }
+            State::Called { .. } => {
+                // Routing re-assigned it after a requeue we have not seen yet.
                 t.state = State::Waiting;
             }
+            // Being served, or finished: a stale assignment changes nothing.
+            _ => return Ok(()),
         }
         let now = self.now();
         if t.call(&counter, now).is_err() {
@@ -1008,15 +1155,34 @@ impl Actor {
     /// Back in line: by a transfer (maybe to another service) or because the
     /// agent left. The ticket keeps its number and its place.
     async fn requeued(&mut self, e: &v1::RoutingEvent) -> Result<(), StoreError> {
+        if e.position > 0 {
+            let now = self.now();
+            self.waits.insert(
+                e.interaction_id.clone(),
+                (e.position, e.estimated_wait_ms, now),
+            );
+        }
         let Some(mut row) = self.routing_row(&e.interaction_id).await? else {
             return Ok(());
         };
-        let service = self
+        // The ticket's own service when its queue is the one (services may
+        // share a queue), else the service whose queue it is now in.
+        let own = current_service(&row).to_owned();
+        let own_queue = self
             .cfg
             .services
             .iter()
-            .find(|s| s.queue_for(&row.site) == e.queue)
-            .map_or_else(|| current_service(&row).to_owned(), |s| s.code.clone());
+            .find(|s| s.code == own)
+            .map(|s| s.queue_for(&row.site));
+        let service = if own_queue.as_deref() == Some(e.queue.as_str()) {
+            own
+        } else {
+            self.cfg
+                .services
+                .iter()
+                .find(|s| s.queue_for(&row.site) == e.queue)
+                .map_or(own, |s| s.code.clone())
+        };
         let mut t = ticket_of(&row);
         let moved = service != current_service(&row);
         if matches!(t.state, State::Waiting) && !moved {
@@ -1036,13 +1202,9 @@ impl Actor {
     }
 
     async fn completed(&mut self, e: &v1::RoutingEvent) -> Result<(), StoreError> {
-        let Some(mut row) = self.routing_row(&e.interaction_id).await? else {
+        let Some((mut row, mut t)) = self.open_ticket(&e.interaction_id).await? else {
             return Ok(());
         };
-        let mut t = ticket_of(&row);
-        if !t.open() {
-            return Ok(());
-        }
         let now = self.now();
         let counter = row.counter.clone().unwrap_or_default();
         if matches!(t.state, State::Called { .. }) {
@@ -1060,14 +1222,9 @@ impl Actor {
     }
 
     async fn closed(&mut self, e: &v1::RoutingEvent) -> Result<(), StoreError> {
-        self.waits.remove(&e.interaction_id);
-        let Some(mut row) = self.routing_row(&e.interaction_id).await? else {
+        let Some((mut row, mut t)) = self.open_ticket(&e.interaction_id).await? else {
             return Ok(());
         };
-        let mut t = ticket_of(&row);
-        if !t.open() {
-            return Ok(());
-        }
         t.state = State::Closed;
         apply(&mut row, &t);
         let now = self.now();
@@ -1079,12 +1236,13 @@ impl Actor {
         if row.state != "waiting" {
             return Ok(0);
         }
-        if let Some((p, _)) = self.waits.get(&row.interaction_id) {
+        if let Some((p, _, _)) = self.waits.get(&row.interaction_id) {
             return Ok(*p);
         }
         let service = current_service(row);
         let ahead = ticket::Entity::find()
             .filter(ticket::Column::Site.eq(&row.site))
+            .filter(ticket::Column::Day.eq(&row.day))
             .filter(
                 Condition::any()
                     .add(
@@ -1106,7 +1264,7 @@ impl Actor {
         let estimated_wait_secs = self
             .waits
             .get(&row.interaction_id)
-            .and_then(|(_, est)| *est)
+            .and_then(|(_, est, _)| *est)
             .map(|ms| ms / 1_000);
         TicketView {
             id: row.interaction_id.clone(),
@@ -1127,13 +1285,24 @@ impl Actor {
         }
     }
 
+    /// Today's waiting tickets of a site, by the service they wait for.
     async fn waiting_by_service(&self, site: &str) -> Result<HashMap<String, u64>, StoreError> {
+        let Some(day) = self
+            .cfg
+            .sites
+            .iter()
+            .find(|s| s.id == site)
+            .map(|s| s.business_day((self.cfg.clock)()).to_string())
+        else {
+            return Ok(HashMap::new());
+        };
         let rows: Vec<(String, String, i64)> = ticket::Entity::find()
             .select_only()
             .column(ticket::Column::Service)
             .column(ticket::Column::MovedTo)
             .column_as(ticket::Column::InteractionId.count(), "n")
             .filter(ticket::Column::Site.eq(site))
+            .filter(ticket::Column::Day.eq(day))
             .filter(ticket::Column::State.eq("waiting"))
             .group_by(ticket::Column::Service)
             .group_by(ticket::Column::MovedTo)
@@ -1165,6 +1334,7 @@ impl Actor {
             return Ok(());
         };
         let day = site.business_day((self.cfg.clock)()).to_string();
+        self.days.insert(site_id.to_owned(), day.clone());
         let calls = ticket::Entity::find()
             .filter(ticket::Column::Site.eq(site_id))
             .filter(ticket::Column::Day.eq(&day))

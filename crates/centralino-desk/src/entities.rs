@@ -27,6 +27,9 @@ pub mod ticket {
         /// The service it waits for after a transfer (empty: `service`, the
         /// issuing one, which keeps the number).
         pub moved_to: String,
+        /// E.164; texted once when the ticket is close to the head of the line.
+        pub notify_phone: Option<String>,
+        pub notified: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -26,6 +26,7 @@ mod entities;
 mod grpc;
 mod http;
 mod migrations;
+mod printer;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -74,6 +75,16 @@ impl ServiceConfig {
     }
 }
 
+/// The SMS sent when a ticket gets near the head of its line (through the
+/// SMS adapter's `sms.send` command, purpose `transactional`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TurnNotice {
+    /// Sent once routing puts the ticket at this place or nearer.
+    pub at_position: u64,
+    /// `{ticket}`, `{site}` and `{position}` are filled in.
+    pub text: String,
+}
+
 /// Where the clock comes from (tests move it).
 pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
 
@@ -98,6 +109,10 @@ pub struct DeskConfig {
     pub appointment_priority: u32,
     /// How many calls a board shows.
     pub board_size: usize,
+    /// Text customers who gave a phone when their turn is near.
+    pub notify: Option<TurnNotice>,
+    /// Ticket printers (ESC/POS over TCP, port 9100) by site id.
+    pub printers: HashMap<String, SocketAddr>,
     pub clock: Clock,
 }
 
@@ -113,6 +128,8 @@ impl std::fmt::Debug for DeskConfig {
             .field("check_in", &self.check_in)
             .field("appointment_priority", &self.appointment_priority)
             .field("board_size", &self.board_size)
+            .field("notify", &self.notify)
+            .field("printers", &self.printers)
             .finish_non_exhaustive()
     }
 }
@@ -180,6 +197,19 @@ impl DeskConfig {
         }
         if !(1..=50).contains(&self.board_size) {
             return Err("desk.board_size must be 1–50".into());
+        }
+        if let Some(n) = &self.notify {
+            if n.at_position == 0 {
+                return Err("desk.notify_at_position must be at least 1".into());
+            }
+            if n.text.trim().is_empty() || !n.text.contains("{ticket}") {
+                return Err("desk.notify_text must say the ticket: include {ticket}".into());
+            }
+        }
+        for site in self.printers.keys() {
+            if !self.sites.iter().any(|s| &s.id == site) {
+                return Err(format!("desk.sites: printer of unknown site {site}"));
+            }
         }
         Ok(())
     }

@@ -80,7 +80,8 @@ impl MigrationName for Counters {
 impl MigrationTrait for Counters {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         // A ticket at the counter: who called it, when (the last call), how
-        // often it was recalled, how it ended, where it was transferred.
+        // often it was recalled, how it ended, where it was transferred, and
+        // the phone to text when its turn is near (once).
         for col in [
             ColumnDef::new("agent").string_len(128).null().to_owned(),
             ColumnDef::new("called_at").big_integer().null().to_owned(),
@@ -102,6 +103,15 @@ impl MigrationTrait for Counters {
                 .string_len(16)
                 .not_null()
                 .default("")
+                .to_owned(),
+            ColumnDef::new("notify_phone")
+                .string_len(32)
+                .null()
+                .to_owned(),
+            ColumnDef::new("notified")
+                .integer()
+                .not_null()
+                .default(0)
                 .to_owned(),
         ] {
             manager

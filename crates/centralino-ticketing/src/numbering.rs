@@ -44,28 +44,32 @@ pub fn label(prefix: &str, number: u32, digits: usize) -> String {
     format!("{prefix}{number:0digits$}")
 }
 
-/// The last number given out by a site and service, and on which day.
+/// How many tickets a site and service gave out on which day.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DailyCounter {
     pub day: Option<NaiveDate>,
+    /// The day's last sequence number (1, 2, …; it does not wrap).
     pub last: u32,
 }
 
 impl DailyCounter {
-    /// The next number on `day`: 1 on a new day, then one more each time,
-    /// back to 1 after `max` (999 for three digits).
-    pub fn next(&mut self, day: NaiveDate, max: u32) -> u32 {
+    /// The next sequence number on `day`: 1 on a new day, then one more each
+    /// time. What the ticket shows is [`shown`] of it.
+    pub fn next(&mut self, day: NaiveDate) -> u32 {
         if self.day != Some(day) {
             self.day = Some(day);
             self.last = 0;
         }
-        self.last = if self.last >= max.max(1) {
-            1
-        } else {
-            self.last + 1
-        };
+        self.last = self.last.saturating_add(1);
         self.last
     }
+}
+
+/// The number printed for the day's `seq`-th ticket with `digits` digits:
+/// 1 to 999 for three, then 1 again (the sequence itself stays unique).
+pub fn shown(seq: u32, digits: usize) -> u32 {
+    let max = 10u32.saturating_pow(u32::try_from(digits).unwrap_or(9).min(9)) - 1;
+    (seq.max(1) - 1) % max.max(1) + 1
 }
 
 #[cfg(test)]
@@ -123,13 +127,14 @@ mod tests {
         let mut c = DailyCounter::default();
         let d1 = NaiveDate::from_ymd_opt(2026, 1, 14).expect("date");
         let d2 = d1.succ_opt().expect("next day");
-        assert_eq!(
-            (c.next(d1, 999), c.next(d1, 999), c.next(d1, 999)),
-            (1, 2, 3)
-        );
-        assert_eq!(c.next(d2, 999), 1, "a new day starts at 1");
+        assert_eq!((c.next(d1), c.next(d1), c.next(d1)), (1, 2, 3));
+        assert_eq!(c.next(d2), 1, "a new day starts at 1");
         c.last = 999;
-        assert_eq!(c.next(d2, 999), 1, "999 is followed by 1");
+        assert_eq!(c.next(d2), 1000, "the sequence goes on");
+        assert_eq!(shown(999, 3), 999);
+        assert_eq!(shown(1000, 3), 1, "999 is followed by 1 on the ticket");
+        assert_eq!(shown(1999, 3), 1);
+        assert_eq!(shown(100, 2), 1);
         assert_eq!(label("A", 7, 3), "A007");
         assert_eq!(label("PAY", 1234, 3), "PAY1234");
         assert!(validate_prefix("B").is_ok());

@@ -825,6 +825,12 @@ pub struct DeskSection {
     /// Calls a board shows.
     #[serde(deserialize_with = "number")]
     pub board_size: usize,
+    /// Text a customer who gave a phone once their ticket is at this place or
+    /// nearer (through the SMS adapter). 0: never.
+    #[serde(deserialize_with = "number")]
+    pub notify_at_position: u64,
+    /// The text; `{ticket}`, `{site}` and `{position}` are filled in.
+    pub notify_text: String,
     pub sites: Vec<DeskSiteSection>,
     pub services: Vec<DeskServiceSection>,
 }
@@ -842,6 +848,8 @@ impl Default for DeskSection {
             check_in_grace_mins: u64::try_from(check_in.grace_ms / 60_000).unwrap_or(10),
             appointment_priority: 50,
             board_size: 6,
+            notify_at_position: 0,
+            notify_text: "Ticket {ticket}: it is nearly your turn ({position} in line).".into(),
             sites: Vec::new(),
             services: Vec::new(),
         }
@@ -861,6 +869,10 @@ pub struct DeskSiteSection {
     /// Counter names, e.g. `["1", "2", "3"]`.
     #[serde(default)]
     pub counters: Vec<String>,
+    /// The kiosk's ticket printer, ESC/POS over TCP: `host:port` (port 9100
+    /// by default). Empty: no printer.
+    #[serde(default)]
+    pub printer: String,
 }
 
 /// A service tickets are taken for (`[[desk.services]]`).
@@ -916,6 +928,7 @@ impl DeskSection {
         };
         let mut sites = Vec::new();
         let mut counters = std::collections::HashMap::new();
+        let mut printers = std::collections::HashMap::new();
         for (i, s) in self.sites.iter().enumerate() {
             let tz = s
                 .timezone
@@ -937,6 +950,23 @@ impl DeskSection {
                 closes,
             });
             counters.insert(s.id.trim().to_owned(), s.counters.clone());
+            let printer = s.printer.trim();
+            if !printer.is_empty() {
+                let with_port = if printer.contains(':') {
+                    printer.to_owned()
+                } else {
+                    format!("{printer}:9100")
+                };
+                match with_port.parse::<SocketAddr>() {
+                    Ok(a) => {
+                        printers.insert(s.id.trim().to_owned(), a);
+                    }
+                    Err(_) => errors.push(format!(
+                        "desk.sites[{i}].printer: {:?} is not an address like 10.0.0.5:9100",
+                        s.printer
+                    )),
+                }
+            }
         }
         let config = centralino_desk::DeskConfig {
             listen,
@@ -973,6 +1003,11 @@ impl DeskSection {
             },
             appointment_priority: self.appointment_priority,
             board_size: self.board_size,
+            notify: (self.notify_at_position > 0).then(|| centralino_desk::TurnNotice {
+                at_position: self.notify_at_position,
+                text: self.notify_text.clone(),
+            }),
+            printers,
             clock: std::sync::Arc::new(chrono::Utc::now),
         };
         if errors.is_empty()

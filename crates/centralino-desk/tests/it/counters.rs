@@ -350,10 +350,11 @@ async fn a_called_customer_who_never_comes_is_a_no_show_and_an_agent_without_a_c
     let (mut anna, offered) = available(&env, "anna").await;
     assert_eq!(offered, a1.id);
     call(&env, &mut anna, &a1.id, "1").await;
-    env.now.fetch_add(119_000, Ordering::SeqCst);
+    // (The desk clock runs on from what the test sets.)
+    env.now.fetch_add(110_000, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(env.ticket(&a1.id).await.state, "called", "not yet");
-    env.now.fetch_add(2_000, Ordering::SeqCst);
+    env.now.fetch_add(10_000, Ordering::SeqCst);
     eventually(WAIT, "a no-show after two minutes", || async {
         (env.ticket(&a1.id).await.state == "no-show").then_some(())
     })
@@ -452,5 +453,53 @@ async fn the_board_page_in_a_browser_shows_a_call_within_a_second() {
     let status = page.child.wait().await.expect("watcher exits");
     assert!(status.success());
     drop(anna);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ticket_is_printed_and_the_customer_texted_once_when_next() {
+    use tokio::io::AsyncReadExt as _;
+    let env = Env::start(chrono::Utc::now().timestamp_millis()).await;
+    routing(&env).await;
+    let r = env
+        .post(
+            "/api/sites/h24/tickets",
+            serde_json::json!({ "service": "A", "phone": "+39 347 000 1111" }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let ticket: centralino_desk::TicketView = r.json().await.expect("ticket");
+    // The printer gets the ticket.
+    let (mut conn, _) = tokio::time::timeout(WAIT, env.printer.accept())
+        .await
+        .expect("the printer is called")
+        .expect("accept");
+    let mut paper = Vec::new();
+    tokio::time::timeout(WAIT, conn.read_to_end(&mut paper))
+        .await
+        .expect("the ticket arrives")
+        .expect("read");
+    assert!(paper.starts_with(b"\x1b@"), "ESC @ first");
+    assert!(paper.ends_with(b"\x1dV\x00"), "cut last");
+    assert!(String::from_utf8_lossy(&paper).contains("A001"));
+    // Nobody serves payments yet: routing puts it first in line, and the
+    // customer is texted (once, though positions keep coming every second).
+    let texts = || {
+        env.published()
+            .iter()
+            .filter_map(|e| centralino_bus::EnvelopeExt::decode::<v1::SendMessage>(e).ok())
+            .collect::<Vec<_>>()
+    };
+    let first = eventually(WAIT, "the turn notice", || async {
+        texts().into_iter().next()
+    })
+    .await;
+    assert_eq!(first.recipient, "+393470001111");
+    assert_eq!(first.purpose, "transactional");
+    assert_eq!(first.body, "Ticket A001 at h24: 1 in line");
+    assert!(first.interaction_id.is_empty(), "not an SMS conversation");
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(texts().len(), 1, "texted once");
+    assert_eq!(env.ticket(&ticket.id).await.position, 1);
     env.stop().await;
 }

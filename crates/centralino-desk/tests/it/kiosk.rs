@@ -27,13 +27,24 @@ async fn tickets_are_numbered_per_service_and_start_again_at_local_midnight() {
     assert_eq!(env.take("h24", "A").await.label, "A001");
     // 23:30 UTC on the 14th is 00:30 on the 15th in Rome: a new day there.
     env.now.store(ms(2026, 1, 14, 22, 30), Ordering::SeqCst);
-    assert_eq!(
-        env.take("h24", "A").await.label,
-        "A002",
-        "still the 14th in Rome"
-    );
+    let late = env.take("h24", "A").await;
+    assert_eq!(late.label, "A002", "still the 14th in Rome");
     env.now.store(ms(2026, 1, 14, 23, 30), Ordering::SeqCst);
     assert_eq!(env.take("h24", "A").await.label, "A001", "the 15th in Rome");
+    // The 14th's tickets nobody served are closed with the day, and routing
+    // is told they left.
+    eventually(WAIT, "yesterday's ticket closed", || async {
+        (env.ticket(&late.id).await.state == "closed").then_some(())
+    })
+    .await;
+    let left = eventually(WAIT, "its abandonment", || async {
+        env.published()
+            .iter()
+            .filter_map(|e| centralino_bus::EnvelopeExt::decode::<v1::InteractionAbandoned>(e).ok())
+            .find(|a| a.interaction_id == late.id)
+    })
+    .await;
+    assert_eq!(left.reason, "site-closed");
     // Every ticket is an interaction in its service's queue.
     let created = eventually(WAIT, "six interaction.desk.created", || async {
         let c = env.created();

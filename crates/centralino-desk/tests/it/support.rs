@@ -49,7 +49,7 @@ fn amqp_config(prefix: &str, name: &str) -> AmqpConfig {
 /// Two sites (Rome 08:30–17:00 and an always-open one), services A
 /// (payments, priority 10), B (contracts) and C (information), counters 1–3
 /// at each site.
-pub fn desk_config(now: Arc<AtomicI64>) -> DeskConfig {
+pub fn desk_config(now: Arc<AtomicI64>, printer: SocketAddr) -> DeskConfig {
     let started = std::time::Instant::now();
     DeskConfig {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -103,6 +103,11 @@ pub fn desk_config(now: Arc<AtomicI64>) -> DeskConfig {
         check_in: centralino_ticketing::appointment::CheckInRules::default(),
         appointment_priority: 50,
         board_size: 6,
+        notify: Some(centralino_desk::TurnNotice {
+            at_position: 1,
+            text: "Ticket {ticket} at {site}: {position} in line".into(),
+        }),
+        printers: [("h24".to_owned(), printer)].into_iter().collect(),
         // The set time, running on from when it was set.
         clock: Arc::new(move || {
             let run = i64::try_from(started.elapsed().as_millis()).unwrap_or(0);
@@ -126,6 +131,8 @@ pub struct Env {
     pub http: SocketAddr,
     pub grpc: SocketAddr,
     pub client: reqwest::Client,
+    /// The ticket printer of site `h24`.
+    pub printer: tokio::net::TcpListener,
 }
 
 impl Env {
@@ -140,7 +147,11 @@ impl Env {
         );
         let published = Arc::new(Mutex::new(Vec::new()));
         let mut sub = bus
-            .subscribe(ConsumerSpec::new("observer").bind(Exchange::Events, "interaction.desk.#"))
+            .subscribe(
+                ConsumerSpec::new("observer")
+                    .bind(Exchange::Events, "interaction.desk.#")
+                    .bind(Exchange::Commands, "sms.send"),
+            )
             .await
             .expect("observer");
         let sink = published.clone();
@@ -162,6 +173,9 @@ impl Env {
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
             grpc: SocketAddr::from(([127, 0, 0, 1], 0)),
             client: reqwest::Client::new(),
+            printer: tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a printer port"),
         };
         env.launch().await;
         env
@@ -172,7 +186,10 @@ impl Env {
         let (url, prefix, config) = (
             self.db.url.clone(),
             self.prefix.clone(),
-            desk_config(self.now.clone()),
+            desk_config(
+                self.now.clone(),
+                self.printer.local_addr().expect("printer address"),
+            ),
         );
         let (process, (http, grpc)) = Isolated::start(move |ready, stop| async move {
             let db = centralino_store::connect(&url, 8).await.expect("database");

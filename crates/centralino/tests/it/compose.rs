@@ -483,6 +483,12 @@ fn the_shipped_desk_config_loads_and_compose_runs_it_and_bad_desk_settings_are_n
         "desk-payments-roma-centro"
     );
     assert_eq!(desk.tickets.no_show_after_ms, 300_000);
+    assert_eq!(desk.notify.as_ref().map(|n| n.at_position), Some(3));
+    assert_eq!(
+        desk.printers["roma-centro"],
+        "10.0.10.20:9100".parse().expect("addr")
+    );
+    assert!(!desk.printers.contains_key("milano-duomo"));
 
     let all = services(&compose());
     for name in ["desk", "desk-standby"] {
@@ -512,7 +518,7 @@ fn the_shipped_desk_config_loads_and_compose_runs_it_and_bad_desk_settings_are_n
     std::fs::write(
         &bad,
         "[desk]\nlisten = \"kiosk\"\n\
-         [[desk.sites]]\nid = \"a\"\ntimezone = \"Europe/Roma\"\nopens = \"8.30\"\ncloses = \"17:00\"\n\
+         [[desk.sites]]\nid = \"a\"\ntimezone = \"Europe/Roma\"\nopens = \"8.30\"\ncloses = \"17:00\"\nprinter = \"paper\"\n\
          [[desk.services]]\ncode = \"A\"\nname = \"x\"\nqueue = \"q\"\n",
     )
     .expect("write");
@@ -523,6 +529,7 @@ fn the_shipped_desk_config_loads_and_compose_runs_it_and_bad_desk_settings_are_n
         "desk.listen",
         "desk.sites[0].timezone",
         "desk.sites[0].opens",
+        "desk.sites[0].printer",
     ] {
         assert!(err.contains(field), "{field} is named in: {err}");
     }
