@@ -136,6 +136,9 @@ pub(crate) struct Actor {
     boards: HashMap<String, watch::Sender<Arc<Board>>>,
     /// Each site's business day when its board was last rebuilt.
     days: HashMap<String, String>,
+    /// Sites whose board changed since the last rebuild, and when that was.
+    dirty: std::collections::BTreeSet<String>,
+    flushed: std::time::Instant,
 }
 
 fn store(e: impl Into<StoreError>) -> ApiError {
@@ -336,6 +339,8 @@ impl Actor {
             queue_estimates: HashMap::new(),
             boards,
             days: HashMap::new(),
+            dirty: std::collections::BTreeSet::new(),
+            flushed: std::time::Instant::now(),
         };
         let sites: Vec<String> = me.cfg.sites.iter().map(|s| s.id.clone()).collect();
         for site in sites {
@@ -364,6 +369,13 @@ impl Actor {
                         tracing::warn!(error = %e, "desk: cannot check called tickets for no-shows");
                     }
                 }
+            }
+            // Boards are rebuilt once the burst of changes is through (or at
+            // least every 200 ms under a steady load), not after each one.
+            if !self.dirty.is_empty()
+                && (rx.is_empty() || self.flushed.elapsed() >= Duration::from_millis(200))
+            {
+                self.flush_boards().await;
             }
         }
         // Dropping the boards ends the display streams.
@@ -618,7 +630,7 @@ impl Actor {
         self.numbers.insert(key, numbers);
         self.relay.notify_one();
         tracing::info!(site = %site.id, ticket = %row.label, "desk: ticket issued");
-        self.refresh_board_logged(&site.id).await;
+        self.dirty.insert(site.id.clone());
         let mut view = self.view(&row).await;
         if view.estimated_wait_secs.is_none()
             && let Some((pos, est)) = self.queue_estimates.get(&queue)
@@ -906,8 +918,9 @@ impl Actor {
             counter = row.counter.as_deref().unwrap_or(""),
             "desk: ticket changed"
         );
-        // Committed: a board that cannot be rebuilt now is not the change's failure.
-        self.refresh_board_logged(&row.site).await;
+        // Committed; the board follows (a board that cannot be rebuilt is
+        // not the change's failure).
+        self.dirty.insert(row.site.clone());
         Ok(())
     }
 
@@ -988,7 +1001,7 @@ impl Actor {
             }
             if new_day {
                 // Yesterday's calls leave the board at midnight.
-                self.refresh_board_logged(&site).await;
+                self.dirty.insert(site.clone());
             }
         }
         Ok(())
@@ -1319,6 +1332,14 @@ impl Actor {
             *out.entry(current).or_default() += u64::try_from(n).unwrap_or(0);
         }
         Ok(out)
+    }
+
+    /// Rebuilds the boards that changed.
+    async fn flush_boards(&mut self) {
+        self.flushed = std::time::Instant::now();
+        for site in std::mem::take(&mut self.dirty) {
+            self.refresh_board_logged(&site).await;
+        }
     }
 
     async fn refresh_board_logged(&mut self, site: &str) {
