@@ -503,3 +503,34 @@ async fn the_ticket_is_printed_and_the_customer_texted_once_when_next() {
     assert_eq!(env.ticket(&ticket.id).await.position, 1);
     env.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_loses_no_call_counter_or_number() {
+    let mut env = Env::start(chrono::Utc::now().timestamp_millis()).await;
+    routing(&env).await;
+    let a1 = env.take("h24", "A").await;
+    env.open_counter("anna", "h24", "1").await;
+    let (mut anna, offered) = available(&env, "anna").await;
+    assert_eq!(offered, a1.id);
+    call(&env, &mut anna, &a1.id, "1").await;
+    drop(anna);
+    // kill -9 of the router and the desk, then a new start on the same
+    // database and broker.
+    env.crash();
+    env.launch().await;
+    // The board is rebuilt from the database; the counter is still Anna's.
+    let shown = board(&env, "h24").await;
+    assert_eq!(
+        shown
+            .called
+            .first()
+            .map(|c| (c.ticket.as_str(), c.counter.as_str())),
+        Some(("A001", "1"))
+    );
+    let t = counter_call(&env, "anna", &a1.id, Op::Recall)
+        .await
+        .expect("anna recalls after the restart");
+    assert_eq!((t.state.as_str(), t.recalls), ("called", 1));
+    assert_eq!(env.take("h24", "A").await.label, "A002");
+    env.stop().await;
+}
