@@ -23,6 +23,7 @@ pub mod schema;
 
 use std::time::Duration;
 
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend};
 use sea_orm_migration::MigratorTrait;
 
@@ -32,8 +33,8 @@ pub use sea_orm;
 pub use sea_orm_migration;
 
 /// Opens a pool on `url` (`postgres://...` or `sqlite://path`; a missing SQLite
-/// file is created). SQLite runs in WAL mode with a busy timeout so several
-/// services in one process can share the file.
+/// file is created). Every SQLite connection runs in WAL mode with a busy
+/// timeout and foreign keys on, so several services in one process can share the file.
 pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, StoreError> {
     let backend = backend_of(url)?;
     let url = match backend {
@@ -51,19 +52,16 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
         .min_connections(0)
         .connect_timeout(Duration::from_secs(10))
         .acquire_timeout(Duration::from_secs(10))
-        .sqlx_logging(false);
-    let db = Database::connect(opts).await.map_err(StoreError::Connect)?;
-    if backend == DbBackend::Sqlite {
-        for pragma in [
-            "PRAGMA journal_mode=WAL",
-            "PRAGMA busy_timeout=5000",
-            "PRAGMA foreign_keys=ON",
-            "PRAGMA synchronous=NORMAL",
-        ] {
-            db.execute_unprepared(pragma).await?;
-        }
-    }
-    Ok(db)
+        .sqlx_logging(false)
+        // Pragmas hold per connection: set them on each one the pool opens.
+        .map_sqlx_sqlite_opts(|sqlite| {
+            sqlite
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true)
+                .synchronous(SqliteSynchronous::Normal)
+        });
+    Database::connect(opts).await.map_err(StoreError::Connect)
 }
 
 /// The backend a URL names, or a clear error for anything else.

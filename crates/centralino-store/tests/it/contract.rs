@@ -301,6 +301,48 @@ store_suite!(
     a_corrupt_row_is_parked_and_does_not_block_the_rest,
 );
 
+/// Pragmas are per connection: every connection the pool opens must have them,
+/// not just the first.
+#[tokio::test]
+async fn every_sqlite_connection_has_the_pragmas() {
+    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    let t = centralino_test_support::TestDatabase::sqlite();
+    let db = centralino_store::connect(&t.url, 3)
+        .await
+        .expect("connect sqlite");
+    // Open transactions hold their connections, so these are three.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let txn = db.begin().await.expect("begin");
+        let mut seen = Vec::new();
+        for pragma in [
+            "journal_mode",
+            "busy_timeout",
+            "foreign_keys",
+            "synchronous",
+        ] {
+            let row = txn
+                .query_one_raw(Statement::from_string(
+                    txn.get_database_backend(),
+                    format!("PRAGMA {pragma}"),
+                ))
+                .await
+                .expect("pragma")
+                .expect("a row");
+            let value = row
+                .try_get_by_index::<String>(0)
+                .or_else(|_| row.try_get_by_index::<i64>(0).map(|n| n.to_string()))
+                .expect("a value");
+            seen.push(value);
+        }
+        assert_eq!(seen, ["wal", "5000", "1", "1"], "journal, busy, fk, sync");
+        held.push(txn);
+    }
+    drop(held);
+    let _ = db.close().await;
+    t.drop_db().await;
+}
+
 #[test]
 fn unsupported_urls_are_refused() {
     assert!(centralino_store::backend_of("mysql://x").is_err());
