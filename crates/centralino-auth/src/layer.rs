@@ -83,19 +83,7 @@ impl AuthLayer {
         if access == Access::Public {
             return Ok(None);
         }
-        let token = authorization
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .ok_or_else(|| tonic::Status::unauthenticated(AuthError::Missing.to_string()))?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-        let claims = self
-            .key
-            .verify(token, now)
+        let claims = verify_bearer(&self.key, authorization)
             .map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
         if let Access::Roles(roles) = access
             && !roles.contains(&claims.role)
@@ -107,6 +95,22 @@ impl AuthLayer {
         }
         Ok(Some(claims))
     }
+}
+
+/// The verified claims of an `authorization` header value (`Bearer <token>`),
+/// checked against the clock now. For HTTP APIs outside the gRPC server.
+pub fn verify_bearer(key: &TokenKey, authorization: Option<&str>) -> Result<Claims, AuthError> {
+    let token = authorization
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim)
+        .ok_or(AuthError::Missing)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    key.verify(token, now)
 }
 
 impl<S> tower::Layer<S> for AuthLayer {

@@ -10,5 +10,5 @@
 mod layer;
 mod token;
 
-pub use layer::{Access, AuthLayer, AuthService, Policy};
+pub use layer::{Access, AuthLayer, AuthService, Policy, verify_bearer};
 pub use token::{AuthError, Claims, MIN_SECRET_LEN, Role, TokenKey};

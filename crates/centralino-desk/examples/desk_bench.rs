@@ -67,13 +67,39 @@ fn config() -> DeskConfig {
         board_size: 6,
         notify: None,
         printers: std::collections::HashMap::new(),
+        kiosk_key: Some(kiosk_key()),
         clock: Arc::new(chrono::Utc::now),
     }
 }
 
+fn kiosk_key() -> centralino_auth::TokenKey {
+    centralino_auth::TokenKey::new(b"desk-bench-secret-0123456789abcdef".to_vec()).expect("key")
+}
+
+/// An HTTP client sending a kiosk's token, as a real kiosk does.
+fn kiosk_client() -> reqwest::Client {
+    let token = kiosk_key()
+        .mint(
+            "bench-kiosk",
+            centralino_auth::Role::Integrator,
+            chrono::Utc::now().timestamp(),
+            3_600,
+        )
+        .expect("token");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 /// Issues `n` tickets from `clients` concurrent kiosks; the latency of each.
 async fn kiosks(http: SocketAddr, n: usize, clients: usize) -> (Duration, Vec<Duration>) {
-    let client = reqwest::Client::new();
+    let client = kiosk_client();
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -237,7 +263,7 @@ async fn main() {
     for _ in 0..boards {
         ready_rx.recv().await.expect("a board connected");
     }
-    let client = reqwest::Client::new();
+    let client = kiosk_client();
     let mut fan = Vec::new();
     for i in 1..=50u64 {
         let expect = (n as u64) + i;

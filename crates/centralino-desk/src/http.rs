@@ -10,6 +10,10 @@
 //! | `GET /api/sites/{site}/board/events` | the board as server-sent events (`board`, a full snapshot each time) |
 //! | `GET /sites/{site}/board` | the board page for a display |
 //!
+//! Taking a ticket and checking in need `Authorization: Bearer <token>` (role
+//! integrator or admin) when [`DeskConfig::kiosk_key`] is set; the rest is
+//! open (a board shows numbers and counters, nothing personal).
+//!
 //! Errors are JSON `{"error": …, "field": …}` with the status of
 //! [`centralino_server::ApiError`].
 
@@ -20,16 +24,17 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use centralino_auth::verify_bearer;
 use centralino_server::ApiError;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 
-use crate::DeskConfig;
 use crate::actor::{Command, Identifiers, ask};
+use crate::{DeskConfig, KIOSK_ROLES};
 
 /// A ticket as kiosks, displays and the gRPC API see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -129,13 +134,20 @@ impl IntoResponse for HttpError {
         if let ApiError::Internal(detail) = &self.0 {
             tracing::error!(detail = %detail, "desk: internal error");
         }
+        let unauthenticated = matches!(self.0, ApiError::Unauthenticated(_));
         let body = match &self.0 {
             ApiError::InvalidArgument { field, reason } => {
                 serde_json::json!({ "error": format!("{field}: {reason}"), "field": field })
             }
             e => serde_json::json!({ "error": e.to_string() }),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if unauthenticated {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
 }
 
@@ -152,6 +164,25 @@ struct App {
 }
 
 impl App {
+    /// Lets a kiosk write when it need not or does show a kiosk's token.
+    fn kiosk(&self, headers: &HeaderMap) -> Result<(), HttpError> {
+        let Some(key) = &self.cfg.kiosk_key else {
+            return Ok(());
+        };
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let claims = verify_bearer(key, authorization)
+            .map_err(|e| HttpError(ApiError::Unauthenticated(e.to_string())))?;
+        if !KIOSK_ROLES.contains(&claims.role) {
+            return Err(HttpError(ApiError::PermissionDenied(format!(
+                "role {} may not take tickets: use an integrator token for kiosks",
+                claims.role
+            ))));
+        }
+        Ok(())
+    }
+
     fn board(&self, site: &str) -> Result<watch::Receiver<Arc<Board>>, HttpError> {
         self.boards.get(site).cloned().ok_or_else(|| {
             HttpError(ApiError::NotFound(format!(
@@ -219,8 +250,10 @@ async fn site_info(
 async fn take_ticket(
     State(app): State<App>,
     Path(site): Path<String>,
+    headers: HeaderMap,
     request: Result<Json<TakeTicket>, JsonRejection>,
 ) -> Result<(StatusCode, Json<TicketView>), HttpError> {
+    app.kiosk(&headers)?;
     let r = body(request)?;
     let issued = ask(&app.tx, |reply| Command::Issue {
         site,
@@ -239,8 +272,10 @@ async fn take_ticket(
 async fn check_in(
     State(app): State<App>,
     Path(site): Path<String>,
+    headers: HeaderMap,
     request: Result<Json<CheckIn>, JsonRejection>,
 ) -> Result<(StatusCode, Json<TicketView>), HttpError> {
+    app.kiosk(&headers)?;
     let r = body(request)?;
     let issued = ask(&app.tx, |reply| Command::CheckIn {
         site,

@@ -113,8 +113,19 @@ pub struct DeskConfig {
     pub notify: Option<TurnNotice>,
     /// Ticket printers (ESC/POS over TCP, port 9100) by site id.
     pub printers: HashMap<String, SocketAddr>,
+    /// When set, kiosk writes (taking a ticket, checking in) need a bearer
+    /// token signed with this key, of role [`KIOSK_ROLES`]: a kiosk's phone
+    /// number field must not be open to anyone on the network (SMS pumping).
+    /// `None` leaves them open, for a closed branch LAN.
+    pub kiosk_key: Option<centralino_auth::TokenKey>,
     pub clock: Clock,
 }
+
+/// The roles a kiosk's token may have.
+pub const KIOSK_ROLES: &[centralino_auth::Role] = &[
+    centralino_auth::Role::Integrator,
+    centralino_auth::Role::Admin,
+];
 
 impl std::fmt::Debug for DeskConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -130,6 +141,7 @@ impl std::fmt::Debug for DeskConfig {
             .field("board_size", &self.board_size)
             .field("notify", &self.notify)
             .field("printers", &self.printers)
+            .field("kiosk_auth", &self.kiosk_key.is_some())
             .finish_non_exhaustive()
     }
 }

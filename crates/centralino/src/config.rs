@@ -831,6 +831,9 @@ pub struct DeskSection {
     pub notify_at_position: u64,
     /// The text; `{ticket}`, `{site}` and `{position}` are filled in.
     pub notify_text: String,
+    /// Kiosks must send a bearer token (role integrator, from `centralino
+    /// token`) to take tickets and check in. `false` only on a closed branch LAN.
+    pub kiosk_auth: bool,
     pub sites: Vec<DeskSiteSection>,
     pub services: Vec<DeskServiceSection>,
 }
@@ -850,6 +853,7 @@ impl Default for DeskSection {
             board_size: 6,
             notify_at_position: 0,
             notify_text: "Ticket {ticket}: it is nearly your turn ({position} in line).".into(),
+            kiosk_auth: true,
             sites: Vec::new(),
             services: Vec::new(),
         }
@@ -1008,6 +1012,8 @@ impl DeskSection {
                 text: self.notify_text.clone(),
             }),
             printers,
+            // Set by the caller, who holds the signing key, when `kiosk_auth`.
+            kiosk_key: None,
             clock: std::sync::Arc::new(chrono::Utc::now),
         };
         if errors.is_empty()

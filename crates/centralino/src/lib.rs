@@ -250,7 +250,11 @@ pub async fn serve(
     let desk = config
         .desk
         .desk_config(&config.identity)
-        .map_err(|e| RunError::Io(e.join("; ")))?;
+        .map_err(|e| RunError::Io(e.join("; ")))?
+        .map(|mut desk| {
+            desk.kiosk_key = config.desk.kiosk_auth.then(|| key.clone());
+            desk
+        });
     if which == [Service::Desk] && desk.is_none() {
         return Err(RunError::Io(
             "desk: nothing to run; configure [[desk.sites]] (see deploy/desk.toml)".into(),

@@ -371,8 +371,13 @@ fn describe_desk(config: &Config, http: Option<std::net::SocketAddr>) -> String 
         .first()
         .map(|s| format!("; board http://{http}/sites/{}/board", s.id))
         .unwrap_or_default();
+    let auth = if desk.kiosk_auth {
+        " (kiosk token: role integrator)"
+    } else {
+        " (open: kiosk_auth = false)"
+    };
     format!(
-        "kiosk API http://{http}/api/sites/<site>/tickets; {}; {} service(s){board}",
+        "kiosk API http://{http}/api/sites/<site>/tickets{auth}; {}; {} service(s){board}",
         sites.join(", "),
         desk.services.len()
     )

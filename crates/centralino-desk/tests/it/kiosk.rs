@@ -156,6 +156,57 @@ async fn bad_requests_get_clear_errors_and_issue_nothing() {
         .await,
     )
     .await;
+    // Kiosk writes need a kiosk's token: none, a forged one and an agent's
+    // are refused, saying why.
+    env.now.store(ms(2026, 1, 14, 9, 30), Ordering::SeqCst);
+    let ticket = serde_json::json!({"service": "A", "phone": "+39 347 000 2222"});
+    let r = env
+        .post_with("/api/sites/roma/tickets", ticket.clone(), None)
+        .await;
+    assert_eq!(
+        r.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
+    check(401, "missing bearer token")(r).await;
+    let forged = centralino_auth::TokenKey::new(b"someone-else-s-secret-0123456789ab".to_vec())
+        .expect("key")
+        .mint(
+            "kiosk-1",
+            Role::Integrator,
+            chrono::Utc::now().timestamp(),
+            600,
+        )
+        .expect("token");
+    check(401, "invalid token signature")(
+        env.post_with(
+            "/api/sites/roma/tickets",
+            ticket.clone(),
+            Some(&format!("Bearer {forged}")),
+        )
+        .await,
+    )
+    .await;
+    let agent = env.token("anna", Role::Agent);
+    check(403, "use an integrator token")(
+        env.post_with(
+            "/api/sites/roma/tickets",
+            ticket.clone(),
+            Some(&format!("Bearer {agent}")),
+        )
+        .await,
+    )
+    .await;
+    check(401, "missing bearer token")(
+        env.post_with(
+            "/api/sites/roma/check-in",
+            serde_json::json!({"code": "ABCDEF"}),
+            None,
+        )
+        .await,
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(env.created().is_empty(), "nothing was issued");
     // The first good ticket of the day is still number 1.

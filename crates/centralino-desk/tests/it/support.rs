@@ -108,6 +108,7 @@ pub fn desk_config(now: Arc<AtomicI64>, printer: SocketAddr) -> DeskConfig {
             text: "Ticket {ticket} at {site}: {position} in line".into(),
         }),
         printers: [("h24".to_owned(), printer)].into_iter().collect(),
+        kiosk_key: Some(TokenKey::new(SECRET.to_vec()).expect("key")),
         // The set time, running on from when it was set.
         clock: Arc::new(move || {
             let run = i64::try_from(started.elapsed().as_millis()).unwrap_or(0);
@@ -297,13 +298,28 @@ impl Env {
             .expect("counter opened");
     }
 
+    /// A kiosk's request, with a kiosk's (integrator) token.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
-        self.client
-            .post(format!("http://{}{path}", self.http))
-            .json(&body)
-            .send()
+        let kiosk = self.token("kiosk-1", Role::Integrator);
+        self.post_with(path, body, Some(&format!("Bearer {kiosk}")))
             .await
-            .expect("the desk API answers")
+    }
+
+    /// A request with this `Authorization` header, or none.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        body: serde_json::Value,
+        authorization: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .post(format!("http://{}{path}", self.http))
+            .json(&body);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request.send().await.expect("the desk API answers")
     }
 
     pub async fn take(&self, site: &str, service: &str) -> TicketView {

@@ -489,6 +489,7 @@ fn the_shipped_desk_config_loads_and_compose_runs_it_and_bad_desk_settings_are_n
         "10.0.10.20:9100".parse().expect("addr")
     );
     assert!(!desk.printers.contains_key("milano-duomo"));
+    assert!(config.desk.kiosk_auth, "kiosks need a token");
 
     let all = services(&compose());
     for name in ["desk", "desk-standby"] {

@@ -65,14 +65,24 @@ async fn up_runs_the_desk_a_counter_calls_a_kiosk_ticket_and_history_records_it(
     )
     .await;
 
-    // The kiosk.
+    // The kiosk, which needs its token (kiosk_auth is on by default).
     let client = reqwest::Client::new();
-    let r = client
-        .post(format!("http://{http}/api/sites/casa/tickets"))
-        .json(&serde_json::json!({ "service": "A", "phone": "+39 347 555 0101" }))
-        .send()
-        .await
-        .expect("kiosk");
+    let kiosk = |authorization: Option<String>| {
+        let mut request = client
+            .post(format!("http://{http}/api/sites/casa/tickets"))
+            .json(&serde_json::json!({ "service": "A", "phone": "+39 347 555 0101" }));
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
+        }
+        request.send()
+    };
+    assert_eq!(kiosk(None).await.expect("kiosk").status(), 401);
+    let r = kiosk(Some(format!(
+        "Bearer {}",
+        token("kiosk-casa", Role::Integrator)
+    )))
+    .await
+    .expect("kiosk");
     assert_eq!(r.status(), 201);
     let ticket: centralino_desk::TicketView = r.json().await.expect("ticket");
     assert_eq!(ticket.label, "A001");
