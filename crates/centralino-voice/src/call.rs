@@ -123,7 +123,7 @@ pub(crate) async fn run(shared: Arc<Shared>, incoming: Incoming, stop: watch::Re
             return;
         }
     };
-    let socket = match Leg::bind(shared.media_ip).await {
+    let socket = match shared.rtp.open().await {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "voice: cannot open an RTP port; call refused (503)");
@@ -131,15 +131,14 @@ pub(crate) async fn run(shared: Arc<Shared>, incoming: Incoming, stop: watch::Re
             return;
         }
     };
-    let local = match socket.local_addr() {
-        Ok(a) => a,
-        Err(_) => {
-            let _ = dialog.reject(Some(StatusCode::ServiceUnavailable), None);
-            return;
-        }
-    };
     let caller = Leg::new(socket, &neg);
-    let answer = sdp::answer_to(&offer, &neg, local, caller.session.0, caller.session.1);
+    let answer = sdp::answer_to(
+        &offer,
+        &neg,
+        caller.announced,
+        caller.session.0,
+        caller.session.1,
+    );
     if let Err(e) = dialog.accept(
         Some(vec![Header::ContentType("application/sdp".into())]),
         Some(answer.into_bytes()),

@@ -35,20 +35,19 @@ pub(crate) async fn start(
     from_user: Option<&str>,
     codec: Codec,
 ) -> Result<Dialing, Failure> {
-    let socket = Leg::bind(shared.media_ip).await.map_err(|e| {
+    let socket = shared.rtp.open().await.map_err(|e| {
         tracing::error!(error = %e, "voice: cannot open an RTP port");
         "unreachable"
     })?;
-    let local = socket.local_addr().map_err(|_| "unreachable")?;
     let pending = sdp::Negotiated {
-        remote: std::net::SocketAddr::new(shared.media_ip, 0),
+        remote: std::net::SocketAddr::new(socket.1.ip(), 0),
         codec,
         telephone_event: None,
         ptime: 20,
         direction: sdp::Direction::SendRecv,
     };
     let leg = Leg::new(socket, &pending);
-    let offer = sdp::offer(local, leg.session.0, leg.session.1, 101);
+    let offer = sdp::offer(leg.announced, leg.session.0, leg.session.1, 101);
     let (state_tx, states) = shared.dialogs.new_dialog_state_channel();
     let option = InviteOption {
         caller: shared.caller_uri(from_user),

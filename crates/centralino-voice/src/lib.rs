@@ -121,9 +121,15 @@ pub enum Transfer {
 pub struct VoiceConfig {
     /// SIP over UDP and TCP on this address.
     pub listen: SocketAddr,
-    /// Where RTP is bound and what SDP announces; the SIP address's IP when
-    /// `None` (which must then be a concrete address).
+    /// What SDP announces for RTP (and SIP advertises); the SIP address's IP
+    /// when `None` (which must then be a concrete address). RTP is bound on
+    /// `listen`'s IP, so behind NAT or a published container port this can be
+    /// the public address while the sockets stay local.
     pub media_ip: Option<IpAddr>,
+    /// RTP ports (inclusive; the even ones are used), so a firewall or a port
+    /// mapping can let exactly them through; any free port when `None`. A
+    /// call that finds none free is refused with 503.
+    pub rtp_ports: Option<std::ops::RangeInclusive<u16>>,
     /// Prompt files: `<dir>/<name>.wav`, 8 kHz mono.
     pub prompts_dir: PathBuf,
     /// Dialled numbers and their flows.
@@ -155,6 +161,7 @@ impl Default for VoiceConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 5080)),
             media_ip: None,
+            rtp_ports: None,
             prompts_dir: PathBuf::from("deploy/prompts"),
             numbers: Vec::new(),
             default_flow: None,
@@ -178,6 +185,17 @@ impl VoiceConfig {
             return Err(
                 "voice.media_ip is required when voice.listen is a wildcard address".into(),
             );
+        }
+        if let Some(r) = &self.rtp_ports {
+            let even = (*r.start()..=*r.end()).filter(|p| p % 2 == 0).count();
+            if *r.start() < 1024 || even < 2 {
+                return Err(format!(
+                    "voice.rtp_ports: {}-{} must be ports from 1024 holding at least 2 even \
+                     ones (a bridged call takes two), e.g. 10000-10999",
+                    r.start(),
+                    r.end()
+                ));
+            }
         }
         if self.flows.is_empty() {
             return Err("voice.flows: define at least one IVR flow".into());
@@ -326,7 +344,8 @@ pub(crate) struct Shared {
     pub dialogs: Arc<DialogLayer>,
     /// Our Contact.
     pub contact: rsipstack::sip::Uri,
-    pub media_ip: IpAddr,
+    /// Where each leg's RTP socket comes from.
+    pub rtp: media::RtpPorts,
     /// Interaction id → its call task.
     calls: Mutex<HashMap<String, mpsc::Sender<v1::RoutingEvent>>>,
     pub active: Arc<std::sync::atomic::AtomicUsize>,
@@ -401,6 +420,13 @@ pub async fn start(
         .map_err(|e| VoiceError::Listen(config.listen, e))?;
     let sip_addr = endpoint.addr;
     let media_ip = config.media_ip.unwrap_or(sip_addr.ip());
+    // On the address SIP listens on (a wildcard one stays a wildcard: the
+    // announced address may not be local, behind NAT or a port mapping).
+    let rtp = media::RtpPorts::new(config.listen.ip(), media_ip, config.rtp_ports.clone());
+    let ports = config
+        .rtp_ports
+        .as_ref()
+        .map_or("any".to_owned(), |r| format!("{}-{}", r.start(), r.end()));
     let active = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let shared = Arc::new(Shared {
         prompts,
@@ -408,7 +434,7 @@ pub async fn start(
         relay: relay.waker(),
         dialogs: endpoint.dialogs.clone(),
         contact: endpoint.contact.clone(),
-        media_ip,
+        rtp,
         calls: Mutex::new(HashMap::new()),
         active: active.clone(),
         config,
@@ -425,7 +451,7 @@ pub async fn start(
     )));
     tasks.push(tokio::spawn(relay.run(stopped(stop_rx.clone()))));
     tasks.push(tokio::spawn(endpoint.run(shared, stop_rx)));
-    tracing::info!(sip = %sip_addr, media = %media_ip, "voice: SIP (UDP and TCP) listening");
+    tracing::info!(sip = %sip_addr, media = %media_ip, rtp = %ports, "voice: SIP (UDP and TCP) listening");
     let task = leadership.supervise(shutdown, stop_tx, tasks);
     Ok(Voice {
         task,

@@ -163,9 +163,86 @@ pub enum Received<'a> {
     Nothing,
 }
 
+/// Where RTP sockets are opened: the IP they bind, the IP our SDP announces
+/// (they differ behind NAT or a published container port), and optionally
+/// a range of ports, so a firewall or a port mapping can let exactly those
+/// through. In a range only even ports are used (RFC 3550, 11), taken in
+/// turn so a port just freed is not reused at once (late packets of the
+/// call before).
+#[derive(Debug)]
+pub struct RtpPorts {
+    bind: IpAddr,
+    announce: IpAddr,
+    /// The first even port and how many even ports there are.
+    range: Option<(u16, u32)>,
+    next: std::sync::atomic::AtomicU32,
+}
+
+impl RtpPorts {
+    /// `range` must hold an even port (checked by the configuration).
+    pub fn new(
+        bind: IpAddr,
+        announce: IpAddr,
+        range: Option<std::ops::RangeInclusive<u16>>,
+    ) -> Self {
+        let range = range.map(|r| {
+            let first = r.start().saturating_add(r.start() % 2);
+            let count = if first > *r.end() {
+                0
+            } else {
+                (u32::from(*r.end()) - u32::from(first)) / 2 + 1
+            };
+            (first, count)
+        });
+        Self {
+            bind,
+            announce,
+            range,
+            next: std::sync::atomic::AtomicU32::new(0),
+        }
+    }
+
+    /// A socket for one leg and the address our SDP gives for it. In a
+    /// range, ports in use (by another call or another program) are skipped;
+    /// when none is free the error says so.
+    pub async fn open(&self) -> std::io::Result<(UdpSocket, SocketAddr)> {
+        let Some((first, count)) = self.range else {
+            let socket = UdpSocket::bind(SocketAddr::new(self.bind, 0)).await?;
+            let port = socket.local_addr()?.port();
+            return Ok((socket, SocketAddr::new(self.announce, port)));
+        };
+        let start = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        for i in 0..count {
+            let offset = (start.wrapping_add(i) % count.max(1)) * 2;
+            let Ok(port) = u16::try_from(u32::from(first) + offset) else {
+                continue;
+            };
+            match UdpSocket::bind(SocketAddr::new(self.bind, port)).await {
+                Ok(socket) => {
+                    // Next time, start after this one.
+                    self.next.store(
+                        start.wrapping_add(i + 1),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    return Ok((socket, SocketAddr::new(self.announce, port)));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let last = u32::from(first) + count.saturating_sub(1) * 2;
+        Err(std::io::Error::new(
+            std::io::ErrorKind::AddrInUse,
+            format!("no free RTP port in {first}-{last} (voice.rtp_ports)"),
+        ))
+    }
+}
+
 /// One party's RTP stream.
 pub struct Leg {
     pub socket: UdpSocket,
+    /// What our SDP gives as this leg's address.
+    pub announced: SocketAddr,
     pub remote: SocketAddr,
     pub codec: Codec,
     pub telephone_event: Option<u8>,
@@ -182,15 +259,12 @@ pub struct Leg {
 }
 
 impl Leg {
-    /// Binds a socket on `ip` (any free port).
-    pub async fn bind(ip: IpAddr) -> std::io::Result<UdpSocket> {
-        UdpSocket::bind(SocketAddr::new(ip, 0)).await
-    }
-
-    pub fn new(socket: UdpSocket, neg: &Negotiated) -> Self {
+    /// A leg on a socket from [`RtpPorts::open`].
+    pub fn new((socket, announced): (UdpSocket, SocketAddr), neg: &Negotiated) -> Self {
         let seed = uuid::Uuid::new_v4().as_u128();
         Leg {
             socket,
+            announced,
             remote: neg.remote,
             codec: neg.codec,
             telephone_event: neg.telephone_event,
@@ -221,13 +295,12 @@ impl Leg {
         let parsed = centralino_telephony::sdp::parse(offer).map_err(|e| e.to_string())?;
         let neg = centralino_telephony::sdp::negotiate(&parsed, &crate::dial::CODECS)
             .map_err(|e| e.to_string())?;
-        let local = self.socket.local_addr().map_err(|e| e.to_string())?;
         self.retarget(&neg);
         self.session.1 += 1;
         Ok(centralino_telephony::sdp::answer_to(
             &parsed,
             &neg,
-            local,
+            self.announced,
             self.session.0,
             self.session.1,
         ))
@@ -235,10 +308,9 @@ impl Leg {
 
     /// A fresh offer of ours (a re-INVITE without SDP asks for one).
     pub fn offer_again(&mut self) -> Result<String, String> {
-        let local = self.socket.local_addr().map_err(|e| e.to_string())?;
         self.session.1 += 1;
         Ok(centralino_telephony::sdp::offer(
-            local,
+            self.announced,
             self.session.0,
             self.session.1,
             self.telephone_event.unwrap_or(101),
@@ -361,10 +433,9 @@ mod tests {
             ptime: 20,
             direction: centralino_telephony::sdp::Direction::SendRecv,
         };
-        let socket = Leg::bind("127.0.0.1".parse().expect("ip"))
-            .await
-            .expect("socket");
-        let mut leg = Leg::new(socket, &neg);
+        let localhost: IpAddr = "127.0.0.1".parse().expect("ip");
+        let ports = RtpPorts::new(localhost, localhost, None);
+        let mut leg = Leg::new(ports.open().await.expect("socket"), &neg);
         let mut samples = [0i16; FRAME];
         for _ in 0..5 {
             leg.send_samples(&samples).await;
@@ -411,6 +482,51 @@ mod tests {
             leg.stats.received, 2,
             "a stranger's packet is not the party's"
         );
+    }
+
+    #[tokio::test]
+    async fn rtp_ports_come_from_the_range_even_in_turn_skipping_busy_ones() {
+        let any: IpAddr = "0.0.0.0".parse().expect("ip");
+        let public: IpAddr = "203.0.113.5".parse().expect("ip");
+        // A range nobody else uses, below the ephemeral ports other tests get.
+        let base = loop {
+            let p = 20_000 + (uuid::Uuid::new_v4().as_u128() % 5_000) as u16 * 2;
+            if (0..8).all(|i| std::net::UdpSocket::bind(("0.0.0.0", p + i)).is_ok()) {
+                break p;
+            }
+        };
+        // Odd start: the first even port after it; 3 even ports in all.
+        let ports = RtpPorts::new(any, public, Some(base + 1..=base + 6));
+        let busy = std::net::UdpSocket::bind(("0.0.0.0", base + 4)).expect("busy");
+        let (a, a_at) = ports.open().await.expect("a");
+        let (b, b_at) = ports.open().await.expect("b");
+        assert_eq!(
+            a_at,
+            SocketAddr::new(public, base + 2),
+            "announced, not bound"
+        );
+        assert_eq!(b_at.port(), base + 6, "the busy port is skipped");
+        assert_eq!(a.local_addr().expect("addr").ip(), any);
+        let e = ports.open().await.expect_err("full");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "no free RTP port in {}-{} (voice.rtp_ports)",
+                base + 2,
+                base + 6
+            )
+        );
+        // Freed ports come back, in turn: the last try began at base + 2.
+        drop(busy);
+        drop(a);
+        let (_c, c_at) = ports.open().await.expect("c");
+        assert_eq!(c_at.port(), base + 4);
+        let (_d, d_at) = ports.open().await.expect("d");
+        assert_eq!(d_at.port(), base + 2, "base + 6 is still b's");
+        drop(b);
+        // Without a range: any free port, still announced.
+        let (_e, e_at) = RtpPorts::new(any, public, None).open().await.expect("e");
+        assert_eq!(e_at.ip(), public);
     }
 
     #[test]

@@ -1037,9 +1037,14 @@ impl DeskSection {
 pub struct VoiceSection {
     /// SIP over UDP and TCP on this address.
     pub listen: String,
-    /// Where RTP is bound and what SDP announces; empty: the address of
-    /// `listen`, which must then not be a wildcard.
+    /// What SDP announces for RTP (and SIP advertises); empty: the address of
+    /// `listen`, which must then not be a wildcard. RTP binds on `listen`'s IP,
+    /// so behind NAT or a published container port this is the public address.
     pub media_ip: String,
+    /// RTP ports, e.g. `10000-10999` (the even ones are used; a bridged call
+    /// takes two): open exactly these in a firewall or a port mapping. Empty:
+    /// any free port.
+    pub rtp_ports: String,
     /// Prompt files, `<dir>/<name>.wav` (8 kHz mono); a relative path is
     /// relative to the working directory.
     pub prompts_dir: PathBuf,
@@ -1077,6 +1082,7 @@ impl Default for VoiceSection {
         Self {
             listen: d.listen.to_string(),
             media_ip: String::new(),
+            rtp_ports: String::new(),
             prompts_dir: d.prompts_dir,
             default_flow: String::new(),
             ring_timeout_secs: d.ring_timeout.as_secs(),
@@ -1346,6 +1352,20 @@ impl VoiceSection {
                 })
                 .ok(),
         };
+        let rtp_ports = match self.rtp_ports.trim() {
+            "" => None,
+            range => range
+                .split_once('-')
+                .and_then(|(a, b)| Some(a.trim().parse::<u16>().ok()?..=b.trim().parse().ok()?))
+                .filter(|r| !r.is_empty())
+                .or_else(|| {
+                    errors.push(format!(
+                        "voice.rtp_ports: {:?} is not a port range like 10000-10999",
+                        self.rtp_ports
+                    ));
+                    None
+                }),
+        };
         let transfer = match self.transfer.trim() {
             "bridge" | "" => centralino_voice::Transfer::Bridge,
             "refer" => centralino_voice::Transfer::Refer,
@@ -1441,6 +1461,7 @@ impl VoiceSection {
         let config = centralino_voice::VoiceConfig {
             listen,
             media_ip,
+            rtp_ports,
             prompts_dir: self.prompts_dir.clone(),
             numbers: self
                 .numbers

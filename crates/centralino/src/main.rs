@@ -391,10 +391,13 @@ fn describe_voice(config: &Config, sip: Option<std::net::SocketAddr>) -> String 
     let Some(sip) = sip else {
         return "not started".to_owned();
     };
-    let media = match voice.media_ip.trim() {
+    let mut media = match voice.media_ip.trim() {
         "" => sip.ip().to_string(),
         ip => ip.to_owned(),
     };
+    if !voice.rtp_ports.trim().is_empty() {
+        media.push_str(&format!(", RTP ports {}", voice.rtp_ports.trim()));
+    }
     let mut numbers: Vec<String> = voice
         .numbers
         .iter()

@@ -5,6 +5,8 @@ use std::time::Duration;
 use centralino_proto::v1;
 use centralino_test_support::voice::{CallerScript, Ending, Step, run_sipp, sipp_caller_scenario};
 
+use centralino_voice::VoiceConfig;
+
 use crate::support::{Env, NUMBER, config};
 
 const CALLER: &str = "+393471234567";
@@ -154,6 +156,71 @@ async fn virtual_hold_turns_the_wait_into_a_callback() {
     assert_eq!(abandoned[0].reason, "callback-requested");
     let ended = env.wait_ended(&waiting.id).await;
     assert_eq!(ended.outcome, "callback");
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rtp_stays_in_its_port_range_and_a_call_finding_none_free_gets_503() {
+    // Two even ports, base and base + 2, below the ephemeral range.
+    let base = loop {
+        let p = 20_000 + (uuid::Uuid::new_v4().as_u128() % 5_000) as u16 * 2;
+        if (0..4).all(|i| std::net::UdpSocket::bind(("127.0.0.1", p + i)).is_ok()) {
+            break p;
+        }
+    };
+    let busy = std::net::UdpSocket::bind(("127.0.0.1", base + 2)).expect("busy port");
+    let env = Env::start(VoiceConfig {
+        rtp_ports: Some(base..=base + 3),
+        ..config()
+    })
+    .await;
+    // The answer's audio port is the one free port of the range (SIPp fails
+    // the call when the answer does not match).
+    // A key queues the caller, so the call is an interaction whose end we see.
+    let scenario = sipp_caller_scenario(
+        &CallerScript::new(NUMBER, CALLER)
+            .steps([Step::Pause(800), Step::Info('1'), Step::Pause(500)])
+            .ending(Ending::Bye),
+    );
+    let plain = r#"<recv response="200" rrs="true" timeout="10000"/>"#;
+    assert!(scenario.contains(plain), "the caller script's answer step");
+    let checked = format!(
+        r#"<recv response="200" rrs="true" timeout="10000"><action><ereg regexp="m=audio {base} RTP/AVP" search_in="body" check_it="true" assign_to="m"/></action></recv><Reference variables="m"/>"#
+    );
+    run_sipp(
+        &scenario.replace(plain, &checked),
+        env.sip,
+        &[],
+        Duration::from_secs(60),
+    )
+    .await
+    .assert_success();
+    let first = env.wait_created(1).await;
+    env.wait_ended(&first[0].id).await;
+    // Once that call has let its port go, take it too: the range is full.
+    let _also_busy = centralino_test_support::eventually(
+        Duration::from_secs(10),
+        "the ended call's RTP port is free",
+        || async { std::net::UdpSocket::bind(("127.0.0.1", base)).ok() },
+    )
+    .await;
+    raw(
+        &env,
+        NUMBER,
+        &invite(
+            "0 96",
+            "a=rtpmap:0 PCMU/8000\n      a=rtpmap:96 telephone-event/8000",
+            503,
+        ),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        env.created().len(),
+        1,
+        "the refused call made no interaction"
+    );
+    drop(busy);
     env.stop().await;
 }
 

@@ -84,6 +84,9 @@ pub fn config() -> VoiceConfig {
             ..HoldConfig::default()
         },
         ring_timeout: Duration::from_secs(3),
+        // Every test's calls and bridges take their RTP ports from a range
+        // (shared by tests running at once: ports in use are skipped).
+        rtp_ports: Some(31_000..=31_999),
         // Nobody answers there; the callback test points it at a phone.
         trunk: Some("sip:{number}@127.0.0.1:9".into()),
         ..VoiceConfig::default()

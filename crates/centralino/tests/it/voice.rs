@@ -39,6 +39,11 @@ fn the_shipped_voice_config_loads_and_every_prompt_it_plays_exists() {
     assert_eq!(voice.listen, "127.0.0.1:5060".parse().expect("addr"));
     assert_eq!(voice.media_ip, None);
     assert_eq!(
+        voice.rtp_ports,
+        Some(10_000..=10_999),
+        "what the firewall opens"
+    );
+    assert_eq!(
         voice.prompts_dir,
         Path::new("/usr/share/centralino/prompts"),
         "where docker-compose mounts them"
@@ -232,6 +237,16 @@ fn bad_voice_settings_are_named() {
             &["listen = \"127.0.0.1:5090\"\ntrunk = \"sip:gateway.example.com\""],
         ),
         (
+            "an RTP port range that is not a range",
+            "listen = \"127.0.0.1:5090\"",
+            &["listen = \"127.0.0.1:5090\"\nrtp_ports = \"10000\""],
+        ),
+        (
+            "an RTP port range too small for one bridged call",
+            "listen = \"127.0.0.1:5090\"",
+            &["listen = \"127.0.0.1:5090\"\nrtp_ports = \"10001-10003\""],
+        ),
+        (
             "a misspelt setting",
             "default = \"queue:support\"",
             &["default = \"queue:support\"\ntimeout = 5"],
@@ -258,6 +273,8 @@ fn bad_voice_settings_are_named() {
         &["voice.trunk: required when voice.hold.callback_key offers callbacks"],
         &["voice.transfer: \"blind\" must be `bridge` or `refer`"],
         &["voice.trunk: \"sip:gateway.example.com\" is not a SIP URI with {number}"],
+        &["voice.rtp_ports: \"10000\" is not a port range like 10000-10999"],
+        &["voice.rtp_ports: 10001-10003 must be ports from 1024 holding at least 2 even ones"],
         &["unknown field `timeout`"],
         &["unknown field `not_flows`"],
     ];
