@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use centralino_auth::{AuthLayer, Policy, Role, TokenKey};
 use centralino_bus::{AmqpBus, AmqpConfig, Bus, Exchange, Topology, new_envelope};
-use centralino_history::HistoryConfig;
+use centralino_history::{HistoryConfig, SuppressionKey};
 use centralino_proto::v1;
 use centralino_proto::v1::history_service_client::HistoryServiceClient;
 use centralino_server::{GrpcServer, GrpcSettings};
@@ -38,6 +38,15 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tokio::sync::mpsc;
 
 const SECRET: &[u8] = b"history-bench-secret-0123456789abcdefgh";
+
+fn config() -> HistoryConfig {
+    HistoryConfig {
+        suppression_key: Some(
+            SuppressionKey::new(b"history-bench-suppression-0123456789").expect("key"),
+        ),
+        ..HistoryConfig::default()
+    }
+}
 
 fn arg(n: usize, default: u64) -> u64 {
     std::env::args()
@@ -242,15 +251,10 @@ async fn ingest(events: u64) {
 
     let (stop, stopped) = stop_signal();
     let started = Instant::now();
-    let history = centralino_history::start(
-        HistoryConfig::default(),
-        store.clone(),
-        bus.clone(),
-        4 << 20,
-        stopped(),
-    )
-    .await
-    .expect("history");
+    let history =
+        centralino_history::start(config(), store.clone(), bus.clone(), 4 << 20, stopped())
+            .await
+            .expect("history");
     let mut last_print = Instant::now();
     let (mut last_done, mut progress_at) = (0, Instant::now());
     loop {
@@ -526,15 +530,9 @@ async fn api(customers: u64, per: u64, rate: u64, seconds: u64) {
     let prefix = unique("hbench");
     let bus: Arc<dyn Bus> = Arc::new(AmqpBus::connect(amqp(&prefix)).await.expect("RabbitMQ"));
     let (stop, stopped) = stop_signal();
-    let history = centralino_history::start(
-        HistoryConfig::default(),
-        db.clone(),
-        bus.clone(),
-        4 << 20,
-        stopped(),
-    )
-    .await
-    .expect("history");
+    let history = centralino_history::start(config(), db.clone(), bus.clone(), 4 << 20, stopped())
+        .await
+        .expect("history");
     let mut policy = Policy::default();
     centralino_history::policy(&mut policy);
     let key = TokenKey::new(SECRET.to_vec()).expect("key");

@@ -29,17 +29,25 @@ const MAX_CONSENT_HISTORY: usize = 1_000;
 
 pub(crate) fn server(
     cfg: HistoryConfig,
+    suppression: crate::SuppressionKey,
     db: DatabaseConnection,
     tx: mpsc::Sender<Command>,
     max: usize,
 ) -> HistoryServer {
-    HistoryServiceServer::new(HistoryApi { cfg, db, tx })
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max)
+    HistoryServiceServer::new(HistoryApi {
+        cfg,
+        suppression,
+        db,
+        tx,
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max)
 }
 
 pub struct HistoryApi {
     cfg: HistoryConfig,
+    /// What erased customers' opt-outs are found by.
+    suppression: crate::SuppressionKey,
     db: DatabaseConnection,
     tx: mpsc::Sender<Command>,
 }
@@ -499,12 +507,20 @@ impl HistoryService for HistoryApi {
         // whoever holds them now, until a later record says otherwise.
         let mut hashes: Vec<String> = Vec::new();
         if let Some(i) = &named {
-            hashes.push(writer::identifier_hash(i.kind().as_str(), i.value()));
+            hashes.extend(writer::suppression_hashes(
+                &self.suppression,
+                i.kind().as_str(),
+                i.value(),
+            ));
         }
         let (ledger, customer_id) = match customer {
             Some(c) => {
                 for i in read::identifiers(&self.db, &c).await? {
-                    hashes.push(writer::identifier_hash(&i.kind, &i.value));
+                    hashes.extend(writer::suppression_hashes(
+                        &self.suppression,
+                        &i.kind,
+                        &i.value,
+                    ));
                 }
                 (read::consents(&self.db, &c, channel, purpose).await?, c)
             }

@@ -62,6 +62,9 @@ pub struct HistoryConfig {
     pub on_conflict: ConflictPolicy,
     /// Most bus events written in one transaction.
     pub batch_max: usize,
+    /// The secret that opt-outs of erased customers are kept under; required
+    /// by [`start`].
+    pub suppression_key: Option<SuppressionKey>,
 }
 
 impl Default for HistoryConfig {
@@ -70,13 +73,61 @@ impl Default for HistoryConfig {
             rules: IdentityRules::default(),
             on_conflict: ConflictPolicy::Suggest,
             batch_max: 1_000,
+            suppression_key: None,
         }
+    }
+}
+
+/// An erased customer's opt-outs are kept under an HMAC-SHA256 of each
+/// identifier with this secret, so the stored values cannot be turned back
+/// into phone numbers by trying them all (a plain hash could). Every history
+/// instance must use the same secret, and it must never change: opt-outs
+/// are found by it.
+#[derive(Clone)]
+pub struct SuppressionKey(hmac::Hmac<sha2::Sha256>);
+
+/// The shortest suppression secret accepted, in bytes.
+pub const MIN_SUPPRESSION_SECRET: usize = 32;
+
+impl SuppressionKey {
+    pub fn new(secret: &[u8]) -> Result<Self, String> {
+        if secret.len() < MIN_SUPPRESSION_SECRET {
+            return Err(format!(
+                "the suppression secret must be at least {MIN_SUPPRESSION_SECRET} bytes"
+            ));
+        }
+        use hmac::Mac as _;
+        hmac::Hmac::new_from_slice(secret)
+            .map(Self)
+            .map_err(|e| format!("the suppression secret: {e}"))
+    }
+
+    /// The hex HMAC-SHA256 of `kind:value`.
+    pub(crate) fn hash(&self, kind: &str, value: &str) -> String {
+        use hmac::Mac as _;
+        let mut mac = self.0.clone();
+        mac.update(kind.as_bytes());
+        mac.update(b":");
+        mac.update(value.as_bytes());
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for SuppressionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SuppressionKey(..)")
     }
 }
 
 /// What can stop the history service.
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
+    #[error("invalid history configuration: {0}")]
+    Config(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -152,6 +203,11 @@ pub async fn start(
     max_message_bytes: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<History, HistoryError> {
+    let Some(key) = config.suppression_key.clone() else {
+        return Err(HistoryError::Config(
+            "a suppression secret is required (identity.suppression_secret)".into(),
+        ));
+    };
     let leadership = centralino_store::leader::acquire(&db, SERVICE, LOCK_KEY, || {
         tracing::info!("another history instance is active; standing by until it stops");
     })
@@ -160,7 +216,7 @@ pub async fn start(
     let relay = OutboxRelay::new(db.clone(), bus.clone(), SERVICE);
     let waker = relay.waker();
     let (tx, rx) = mpsc::channel(8_192);
-    let writer = writer::Writer::new(config.clone(), db.clone(), waker);
+    let writer = writer::Writer::new(config.clone(), key.clone(), db.clone(), waker);
     let subscription = bus.subscribe(consumer_spec()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -184,7 +240,7 @@ pub async fn start(
         stopped(stop_rx.clone()),
     ));
     let relay_task = tokio::spawn(relay.run(stopped(stop_rx)));
-    let api = grpc::server(config, db, tx, max_message_bytes);
+    let api = grpc::server(config, key, db, tx, max_message_bytes);
     let task = leadership.supervise(
         shutdown,
         stop_tx,

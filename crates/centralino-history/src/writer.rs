@@ -178,10 +178,19 @@ fn key_text(i: &CustomerIdentifier) -> String {
     format!("{}:{}", i.kind().as_str(), i.value())
 }
 
-/// The hash an opt-out outlives its customer under.
-pub(crate) fn identifier_hash(kind: &str, value: &str) -> String {
-    let digest = Sha256::digest(format!("{kind}:{value}").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+/// The hashes an opt-out may have outlived its customer under: the keyed
+/// one ([`crate::SuppressionKey`], the only one written) and a plain SHA-256,
+/// under which opt-outs were kept before the key existed.
+pub(crate) fn suppression_hashes(
+    key: &crate::SuppressionKey,
+    kind: &str,
+    value: &str,
+) -> [String; 2] {
+    let legacy = Sha256::digest(format!("{kind}:{value}").as_bytes());
+    [
+        key.hash(kind, value),
+        legacy.iter().map(|b| format!("{b:02x}")).collect(),
+    ]
 }
 
 fn new_id() -> String {
@@ -200,13 +209,25 @@ struct Batch {
 
 pub(crate) struct Writer {
     cfg: HistoryConfig,
+    /// What erased customers' opt-outs are kept under.
+    suppression: crate::SuppressionKey,
     db: DatabaseConnection,
     relay: Arc<Notify>,
 }
 
 impl Writer {
-    pub(crate) fn new(cfg: HistoryConfig, db: DatabaseConnection, relay: Arc<Notify>) -> Self {
-        Self { cfg, db, relay }
+    pub(crate) fn new(
+        cfg: HistoryConfig,
+        suppression: crate::SuppressionKey,
+        db: DatabaseConnection,
+        relay: Arc<Notify>,
+    ) -> Self {
+        Self {
+            cfg,
+            suppression,
+            db,
+            relay,
+        }
     }
 
     pub(crate) async fn run(
@@ -1156,7 +1177,7 @@ impl Writer {
             }
             for i in idents.iter().filter(|i| relevant(channel, &i.kind)) {
                 suppression::Entity::insert(suppression::ActiveModel {
-                    identifier_hash: Set(identifier_hash(&i.kind, &i.value)),
+                    identifier_hash: Set(self.suppression.hash(&i.kind, &i.value)),
                     channel: Set(channel.clone()),
                     purpose: Set(purpose.clone()),
                     at: Set(row.at),

@@ -155,6 +155,12 @@ pub struct IdentityConfig {
     /// When one interaction names two known customers: `suggest` a merge for a
     /// person to decide, or `merge` them at once (audited, reversible).
     pub on_conflict: String,
+    /// The secret (at least 32 bytes) that erased customers' opt-outs are kept
+    /// under, as an HMAC of each phone number or address, so the kept values
+    /// cannot be reversed. The same on every history instance, and never
+    /// changed: opt-outs are found by it. Empty: generated once and kept in
+    /// `<data_dir>/suppression.secret` (one machine only).
+    pub suppression_secret: String,
 }
 
 impl Default for IdentityConfig {
@@ -162,6 +168,7 @@ impl Default for IdentityConfig {
         Self {
             default_region: "IT".into(),
             on_conflict: "suggest".into(),
+            suppression_secret: String::new(),
         }
     }
 }
@@ -185,11 +192,19 @@ impl IdentityConfig {
                 errors.push("identity.on_conflict: must be `suggest` or `merge`".to_owned())
             })
             .ok();
+        // Set by the caller from the file when empty (`suppression_key`).
+        let suppression_key = match self.suppression_secret.as_str() {
+            "" => None,
+            secret => centralino_history::SuppressionKey::new(secret.as_bytes())
+                .map_err(|e| errors.push(format!("identity.suppression_secret: {e}")))
+                .ok(),
+        };
         match (rules, on_conflict) {
             (Some(rules), Some(on_conflict)) if errors.is_empty() => {
                 Ok(centralino_history::HistoryConfig {
                     rules,
                     on_conflict,
+                    suppression_key,
                     ..centralino_history::HistoryConfig::default()
                 })
             }
@@ -1782,6 +1797,7 @@ mod tests {
                 ("CENTRALINO_GRPC__LISTEN", "nowhere"),
                 ("CENTRALINO_AUTH__SECRET", "short"),
                 ("CENTRALINO_IDENTITY__DEFAULT_REGION", "ZZ"),
+                ("CENTRALINO_IDENTITY__SUPPRESSION_SECRET", "short"),
             ]),
         )
         .expect_err("invalid");
@@ -1791,6 +1807,7 @@ mod tests {
             "grpc.listen",
             "auth.secret",
             "identity.default_region",
+            "identity.suppression_secret",
         ] {
             assert!(text.contains(key), "{key} missing from {text}");
         }

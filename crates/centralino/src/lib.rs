@@ -51,9 +51,17 @@ pub fn token_key(config: &Config) -> Result<TokenKey, RunError> {
     if !config.auth.secret.is_empty() {
         return Ok(TokenKey::new(config.auth.secret.as_bytes().to_vec())?);
     }
-    let path = config.data_dir.join("auth.secret");
-    let secret = match std::fs::read_to_string(&path) {
-        Ok(s) => s.trim().to_owned(),
+    Ok(TokenKey::new(
+        kept_secret(config, "auth.secret")?.into_bytes(),
+    )?)
+}
+
+/// The secret in `<data_dir>/<file>`, generated (random, 64 hex digits) the
+/// first time.
+fn kept_secret(config: &Config, file: &str) -> Result<String, RunError> {
+    let path = config.data_dir.join(file);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Ok(s.trim().to_owned()),
         Err(_) => {
             std::fs::create_dir_all(&config.data_dir)
                 .map_err(|e| RunError::Io(format!("{}: {e}", config.data_dir.display())))?;
@@ -62,10 +70,21 @@ pub fn token_key(config: &Config) -> Result<TokenKey, RunError> {
                 uuid::Uuid::new_v4().simple(),
                 uuid::Uuid::new_v4().simple()
             );
-            write_private(&path, &s)?
+            write_private(&path, &s)
         }
+    }
+}
+
+/// The history service's suppression secret: `identity.suppression_secret`,
+/// or one generated once and kept in `<data_dir>/suppression.secret`.
+pub fn suppression_key(config: &Config) -> Result<centralino_history::SuppressionKey, RunError> {
+    let secret = if config.identity.suppression_secret.is_empty() {
+        kept_secret(config, "suppression.secret")?
+    } else {
+        config.identity.suppression_secret.clone()
     };
-    Ok(TokenKey::new(secret.into_bytes())?)
+    centralino_history::SuppressionKey::new(secret.as_bytes())
+        .map_err(|e| RunError::Io(format!("identity.suppression_secret: {e}")))
 }
 
 /// Writes `content` to `path` readable by the owner only, atomically: a crash or a
@@ -219,10 +238,13 @@ pub async fn serve(
         .routing
         .router_config()
         .map_err(|e| RunError::Io(e.join("; ")))?;
-    let history = config
+    let mut history = config
         .identity
         .history_config()
         .map_err(|e| RunError::Io(e.join("; ")))?;
+    if which.contains(&Service::History) && history.suppression_key.is_none() {
+        history.suppression_key = Some(suppression_key(config)?);
+    }
     let email = config
         .email
         .email_config()

@@ -754,19 +754,84 @@ async fn consent_ledger_export_and_erase() {
         .into_inner();
     assert!(gone.erased && gone.identifiers.is_empty() && gone.display_name.is_empty());
     // The opt-out outlives the erasure.
-    let still = c
-        .get_consent(authed(
-            v1::GetConsentRequest {
-                identifier: Some(phone("3335550101")),
-                ..Default::default()
-            },
-            &integrator,
-        ))
-        .await
-        .expect("suppressed")
-        .into_inner();
+    let consent_of = |c: &v1::history_service_client::HistoryServiceClient<_>, number: &str| {
+        let mut c = c.clone();
+        let token = integrator.clone();
+        let identifier = Some(phone(number));
+        async move {
+            c.get_consent(authed(
+                v1::GetConsentRequest {
+                    identifier,
+                    ..Default::default()
+                },
+                &token,
+            ))
+            .await
+            .expect("consent")
+            .into_inner()
+        }
+    };
+    let still = consent_of(&c, "3335550101").await;
     assert_eq!(still.current.len(), 1);
     assert_eq!(still.current[0].state, v1::ConsentState::Revoked as i32);
+    // What is kept is keyed: not the plain SHA-256 that anyone could compute
+    // for every number and match.
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let keyed = {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SUPPRESSION_SECRET).expect("hmac");
+        mac.update(b"phone:+393335550101");
+        hex(&mac.finalize().into_bytes())
+    };
+    let plain = |number: &str| {
+        use sha2::Digest as _;
+        hex(&sha2::Sha256::digest(format!("phone:{number}").as_bytes()))
+    };
+    let db = centralino_store::connect(&env.db.url, 2)
+        .await
+        .expect("database");
+    let kept = {
+        use sea_orm::ConnectionTrait as _;
+        db.query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT identifier_hash, channel, purpose, at FROM history_suppressions",
+        ))
+        .await
+        .expect("suppressions")
+    };
+    let hashes: Vec<String> = kept
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).expect("hash"))
+        .collect();
+    assert!(hashes.contains(&keyed), "kept under the HMAC: {hashes:?}");
+    assert!(!hashes.contains(&plain("+393335550101")), "never plain");
+    // An opt-out kept before the key existed (plain SHA-256) still holds.
+    {
+        use sea_orm::ConnectionTrait as _;
+        let row = &kept[0];
+        db.execute_raw(sea_orm::Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "INSERT INTO history_suppressions (identifier_hash, channel, purpose, at) \
+             VALUES ($1, $2, $3, $4)",
+            [
+                plain("+393335550202").into(),
+                row.try_get_by_index::<String>(1).expect("channel").into(),
+                row.try_get_by_index::<String>(2).expect("purpose").into(),
+                row.try_get_by_index::<i64>(3).expect("at").into(),
+            ],
+        ))
+        .await
+        .expect("a legacy opt-out");
+    }
+    let legacy = consent_of(&c, "3335550202").await;
+    assert_eq!(
+        legacy
+            .current
+            .iter()
+            .map(|r| (r.state, r.source.as_str()))
+            .collect::<Vec<_>>(),
+        [(v1::ConsentState::Revoked as i32, "erased-customer")]
+    );
     // The number writes again: a new customer holds it, and the opt-out still
     // applies to it until that customer opts back in.
     let again = created(
@@ -781,23 +846,7 @@ async fn consent_ledger_export_and_erase() {
     })
     .await;
     assert_ne!(newcomer.id, customer.id);
-    let consent_now = |c: &mut v1::history_service_client::HistoryServiceClient<_>| {
-        let mut c = c.clone();
-        let token = integrator.clone();
-        async move {
-            c.get_consent(authed(
-                v1::GetConsentRequest {
-                    identifier: Some(phone("3335550101")),
-                    ..Default::default()
-                },
-                &token,
-            ))
-            .await
-            .expect("consent")
-            .into_inner()
-        }
-    };
-    let held = consent_now(&mut c).await;
+    let held = consent_of(&c, "3335550101").await;
     assert_eq!(held.customer_id, newcomer.id);
     assert_eq!(
         held.current
@@ -812,7 +861,7 @@ async fn consent_ledger_export_and_erase() {
     ))
     .await
     .expect("opt back in");
-    let granted = consent_now(&mut c).await;
+    let granted = consent_of(&c, "3335550101").await;
     assert_eq!(granted.current.len(), 1);
     assert_eq!(granted.current[0].state, v1::ConsentState::Granted as i32);
     let audit = c

@@ -21,6 +21,14 @@ use tonic::transport::Channel;
 
 pub const SECRET: &[u8] = b"history-tests-secret-0123456789abcdef";
 
+/// The suppression secret of every test's history service (unless the test
+/// sets one).
+pub fn suppression_key() -> centralino_history::SuppressionKey {
+    centralino_history::SuppressionKey::new(SUPPRESSION_SECRET).expect("suppression key")
+}
+
+pub const SUPPRESSION_SECRET: &[u8] = b"history-tests-suppression-0123456789";
+
 pub struct Env {
     pub db: TestDatabase,
     pub prefix: String,
@@ -65,6 +73,10 @@ impl HistoryProcess {
         config: HistoryConfig,
         limit: std::time::Duration,
     ) -> Option<Self> {
+        let config = HistoryConfig {
+            suppression_key: config.suppression_key.or_else(|| Some(suppression_key())),
+            ..config
+        };
         let (process, (addr, lost)) =
             Isolated::start_within(limit, move |ready, stop| async move {
                 let conn = centralino_store::connect(&url, 8).await.expect("database");

@@ -191,7 +191,13 @@ impl Env {
             .expect("history migrations");
         let (stop, stop_rx) = oneshot::channel::<()>();
         let history = centralino_history::start(
-            centralino_history::HistoryConfig::default(),
+            centralino_history::HistoryConfig {
+                suppression_key: Some(
+                    centralino_history::SuppressionKey::new(b"sms-tests-suppression-0123456789ab")
+                        .expect("suppression key"),
+                ),
+                ..centralino_history::HistoryConfig::default()
+            },
             conn,
             self.bus.clone(),
             4 * 1024 * 1024,
