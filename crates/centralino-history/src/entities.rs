@@ -266,6 +266,8 @@ pub mod request {
         pub method: String,
         pub response: Vec<u8>,
         pub at: i64,
+        /// The ids of the customers the answer is about, space-separated.
+        pub customers: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

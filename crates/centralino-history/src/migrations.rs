@@ -14,7 +14,7 @@ pub struct HistoryMigrator;
 
 impl MigratorTrait for HistoryMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial)]
+        vec![Box::new(Initial), Box::new(RequestCustomers)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -305,5 +305,29 @@ impl MigrationTrait for Initial {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// Which customers a stored request answer is about, so erasing one also
+/// erases the answers kept for retries (they carry names and identifiers).
+struct RequestCustomers;
+
+impl MigrationName for RequestCustomers {
+    fn name(&self) -> &str {
+        "history_0002_request_customers"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RequestCustomers {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("history_requests")
+                    .add_column(string_len_null("customers", 128))
+                    .to_owned(),
+            )
+            .await
     }
 }

@@ -20,7 +20,7 @@ use centralino_store::{StoreError, inbox, outbox};
 use prost::Message as _;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
     IntoActiveModel, Iterable, QueryFilter, QueryOrder, Set, TransactionTrait,
 };
 use sha2::{Digest, Sha256};
@@ -690,8 +690,13 @@ impl Writer {
                 .ok_or_else(|| ApiError::Internal("stored answer does not decode".into()));
         }
         let now = now_ms();
+        // The answer and the customers it is about (kept with it, so that
+        // erasing one of them erases the stored answer too).
         let result = match change {
-            Change::Update(req) => self.update(&txn, actor, req, now).await,
+            Change::Update(req) => {
+                let about = vec![req.customer_id.clone()];
+                self.update(&txn, actor, req, now).await.map(|a| (a, about))
+            }
             Change::Merge {
                 survivor,
                 merged,
@@ -699,16 +704,17 @@ impl Writer {
             } => self
                 .merge(&txn, &survivor, &merged, actor, &reason, now)
                 .await
-                .map(Changed::Merge),
+                .map(|m| (Changed::Merge(m), vec![survivor.clone(), merged.clone()])),
             Change::Unmerge { merge_id, reason } => {
                 self.unmerge(&txn, &merge_id, actor, &reason, now).await
             }
             Change::Consent(input) => self.consent(&txn, actor, input, now).await,
-            Change::Erase { customer, reason } => {
-                self.erase(&txn, &customer, actor, &reason, now).await
-            }
+            Change::Erase { customer, reason } => self
+                .erase(&txn, &customer, actor, &reason, now)
+                .await
+                .map(|a| (a, vec![customer.clone()])),
         };
-        let answer = match result {
+        let (answer, about) = match result {
             Ok(a) => a,
             Err(Fail::Api(e)) => return Err(e),
             Err(Fail::Store(e)) => return Err(unavailable(e)),
@@ -719,6 +725,7 @@ impl Writer {
             method: Set(answer.method().to_owned()),
             response: Set(answer.encode()),
             at: Set(now),
+            customers: Set(Some(about.join(" "))),
         };
         let written = async {
             request::Entity::insert(stored)
@@ -934,7 +941,7 @@ impl Writer {
         actor: &str,
         reason: &str,
         now: i64,
-    ) -> Result<Changed, Fail> {
+    ) -> Result<(Changed, Vec<String>), Fail> {
         uuid_arg(merge_id, "merge_id")?;
         let mg = merge::Entity::find_by_id(merge_id.to_owned())
             .one(txn)
@@ -1048,10 +1055,13 @@ impl Writer {
             merge_id,
         )
         .await?;
-        Ok(Changed::Unmerge(v1::UnmergeResult {
-            survivor: read::customer(txn, &s.id).await?,
-            restored: read::customer(txn, &m.id).await?,
-        }))
+        Ok((
+            Changed::Unmerge(v1::UnmergeResult {
+                survivor: read::customer(txn, &s.id).await?,
+                restored: read::customer(txn, &m.id).await?,
+            }),
+            vec![s.id.clone(), m.id.clone()],
+        ))
     }
 
     async fn consent(
@@ -1060,7 +1070,7 @@ impl Writer {
         actor: &str,
         input: ConsentInput,
         now: i64,
-    ) -> Result<Changed, Fail> {
+    ) -> Result<(Changed, Vec<String>), Fail> {
         let cid = match (&input.customer, &input.identifier) {
             (Some(id), _) => live_customer(txn, id, "customer_id").await?.id,
             (None, Some(i)) => match identifier::Entity::find_by_id(key_of(i)).one(txn).await? {
@@ -1143,7 +1153,7 @@ impl Writer {
             &new_envelope(SERVICE, &changed),
         )
         .await?;
-        Ok(Changed::Consent(record))
+        Ok((Changed::Consent(record), vec![cid]))
     }
 
     /// Removes a customer's personal data; what stays is anonymous (channel,
@@ -1276,6 +1286,18 @@ impl Writer {
             merge::Entity::update_many()
                 .col_expr(merge::Column::Detail, Expr::value("{}"))
                 .filter(col.is_in(people.clone()))
+                .exec(txn)
+                .await?;
+        }
+        // Answers kept for retries name the customer: they go too (a retry
+        // of such a request then runs again, and finds no customer).
+        for chunk in people.chunks(50) {
+            let mut about = Condition::any();
+            for id in chunk {
+                about = about.add(request::Column::Customers.contains(id.as_str()));
+            }
+            request::Entity::delete_many()
+                .filter(about)
                 .exec(txn)
                 .await?;
         }

@@ -702,6 +702,19 @@ async fn consent_ledger_export_and_erase() {
             .iter()
             .any(|p| matches!(p, Part::Audit(a) if a.action == "export"))
     );
+    // A change whose answer (kept for retries) names the customer.
+    let update = v1::UpdateCustomerRequest {
+        request_id: "u-1".into(),
+        customer_id: customer.id.clone(),
+        display_name: Some("Maria Rossi".into()),
+        ..Default::default()
+    };
+    let named = c
+        .update_customer(authed(update.clone(), &integrator))
+        .await
+        .expect("named")
+        .into_inner();
+    assert_eq!(named.display_name, "Maria Rossi");
     // Only admins erase.
     let erase = |rid: &str| v1::EraseCustomerRequest {
         request_id: rid.into(),
@@ -753,6 +766,42 @@ async fn consent_ledger_export_and_erase() {
         .expect("erased record")
         .into_inner();
     assert!(gone.erased && gone.identifiers.is_empty() && gone.display_name.is_empty());
+    // The answers kept for retries went with it: only the erasure's own (a
+    // retry of it gets the same answer) is left, and retrying the rename
+    // does not hand back the name.
+    let kept = {
+        use sea_orm::ConnectionTrait as _;
+        let db = centralino_store::connect(&env.db.url, 1)
+            .await
+            .expect("database");
+        let rows = db
+            .query_all_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT request_id FROM history_requests ORDER BY request_id",
+            ))
+            .await
+            .expect("requests");
+        rows.iter()
+            .map(|r| r.try_get_by_index::<String>(0).expect("id"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(kept, ["e-1"]);
+    let again = c
+        .erase_customer(authed(erase("e-1"), &admin))
+        .await
+        .expect("the erasure retried")
+        .into_inner();
+    assert_eq!(again, erased);
+    let retried = c
+        .update_customer(authed(update, &integrator))
+        .await
+        .expect_err("the customer is gone");
+    assert_eq!(retried.code(), Code::FailedPrecondition);
+    assert!(
+        !retried.message().contains("Maria"),
+        "{}",
+        retried.message()
+    );
     // The opt-out outlives the erasure.
     let consent_of = |c: &v1::history_service_client::HistoryServiceClient<_>, number: &str| {
         let mut c = c.clone();
