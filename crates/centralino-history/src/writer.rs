@@ -398,7 +398,20 @@ impl Writer {
                 let mrow = msgs
                     .entry(m.clone())
                     .or_insert_with(|| ingest::blank_message(m, iid, channel_of(event)));
-                ingest::fold_message(mrow, event);
+                if mrow.interaction_id != iid {
+                    // One id is one message: another interaction's event must
+                    // not take it over (its text would show on the first
+                    // customer's timeline). Ids only in the log.
+                    tracing::warn!(
+                        message = %m,
+                        interaction = %iid,
+                        owner = %mrow.interaction_id,
+                        "history: a message id already belongs to another interaction; \
+                         this event's message is not recorded"
+                    );
+                } else {
+                    ingest::fold_message(mrow, event);
+                }
                 if erased {
                     // A late message of an erased customer keeps only its facts.
                     for field in [

@@ -500,6 +500,56 @@ async fn identifiers_join_the_customer_whatever_event_brings_them_first() {
         .expect("by phone");
     assert_eq!(by_email.id, by_phone.id);
     assert_eq!(by_email.identifiers.len(), 2);
+    // Another interaction reusing the message id does not take the message
+    // over: its text would show on this customer's timeline.
+    let other = created(
+        v1::Channel::Email,
+        vec![email("someone.else@example.org")],
+        "other",
+        Utc::now(),
+    );
+    let other_id = other.interaction.as_ref().expect("interaction").id.clone();
+    let reused = v1::MessageRecorded {
+        interaction_id: other_id.clone(),
+        identifiers: vec![email("someone.else@example.org")],
+        body: "someone else's text".into(),
+        ..message
+    };
+    env.publish("interaction.email.message", &reused).await;
+    env.publish("interaction.email.created", &other).await;
+    let interaction = |iid: String| {
+        let token = agent.clone();
+        let env = &env;
+        async move {
+            env.client()
+                .await
+                .get_interaction(authed(
+                    v1::GetInteractionRequest {
+                        interaction_id: iid,
+                    },
+                    &token,
+                ))
+                .await
+                .ok()
+                .map(tonic::Response::into_inner)
+        }
+    };
+    let second = eventually(WAIT, "the other interaction", || {
+        interaction(other_id.clone())
+    })
+    .await;
+    assert!(second.messages.is_empty(), "{:?}", second.messages);
+    let first = interaction(id.clone())
+        .await
+        .expect("the first interaction");
+    assert_eq!(
+        first
+            .messages
+            .iter()
+            .map(|m| (m.id.as_str(), m.body.as_str()))
+            .collect::<Vec<_>>(),
+        [("m-first", "where is my order?")]
+    );
     env.stop().await;
 }
 
