@@ -688,6 +688,11 @@ impl Engine {
         self.refresh(a);
         let name = self.agents[a as usize].name.clone();
         self.agent_ix.remove(&name);
+        // The slot goes to the next agent added: this agent's exclusions
+        // must not keep that one away from interactions it never refused.
+        for i in self.ixs.iter_mut().flatten() {
+            i.exclusions.retain(|&(x, _)| x != a);
+        }
         self.free_agents.push(a);
         Ok(())
     }

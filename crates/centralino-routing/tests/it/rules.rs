@@ -386,6 +386,23 @@ fn a_rejected_offer_keeps_its_place_and_the_agent_is_excluded_for_a_while() {
 }
 
 #[test]
+fn a_removed_agents_exclusions_do_not_pass_to_the_next_agent_in_its_slot() {
+    let mut h = H::new();
+    h.queue(queue("q", &[Channel::Voice], &[]));
+    h.agent(agent("a", &[]));
+    let call = h.enqueue("q", Channel::Voice);
+    assert_eq!(h.offered_to(call).as_deref(), Some("a"));
+    h.reject("a", call);
+    // 'a' is kept away from the call for a minute, and leaves.
+    h.e.remove_agent("a", h.now).expect("removed");
+    h.e.check_invariants().expect("invariants");
+    // 'b' takes the slot 'a' left; 'b' never refused the call.
+    h.agent(agent("b", &[]));
+    assert_eq!(h.offered_to(call).as_deref(), Some("b"));
+    h.e.check_invariants().expect("invariants");
+}
+
+#[test]
 fn an_agent_whose_phone_does_not_answer_is_paused_and_the_call_keeps_its_place() {
     let mut h = H::new();
     h.queue(queue("q", &[Channel::Voice], &[]));
