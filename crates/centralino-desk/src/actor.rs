@@ -1252,7 +1252,29 @@ impl Actor {
         if let Some((p, _, _)) = self.waits.get(&row.interaction_id) {
             return Ok(*p);
         }
+        // Until routing says, count who goes first in its queue: a higher
+        // priority (booked customers, when that raises it), then who came first.
         let service = current_service(row);
+        let base = self
+            .cfg
+            .services
+            .iter()
+            .find(|s| s.code == service)
+            .map_or(0, |s| s.priority);
+        let booked_first = base.saturating_add(self.cfg.appointment_priority).min(100) > base;
+        let earlier = ticket::Column::ArrivedAt.lt(row.arrived_at);
+        let same_class = if row.appointment_id.is_some() {
+            ticket::Column::AppointmentId.is_not_null()
+        } else {
+            ticket::Column::AppointmentId.is_null()
+        };
+        let ahead_of_me = match (booked_first, row.appointment_id.is_some()) {
+            (false, _) => Condition::all().add(earlier),
+            (true, true) => Condition::all().add(earlier).add(same_class),
+            (true, false) => Condition::any()
+                .add(ticket::Column::AppointmentId.is_not_null())
+                .add(earlier),
+        };
         let ahead = ticket::Entity::find()
             .filter(ticket::Column::Site.eq(&row.site))
             .filter(ticket::Column::Day.eq(&row.day))
@@ -1266,7 +1288,7 @@ impl Actor {
                     .add(ticket::Column::MovedTo.eq(service)),
             )
             .filter(ticket::Column::State.eq("waiting"))
-            .filter(ticket::Column::ArrivedAt.lt(row.arrived_at))
+            .filter(ahead_of_me)
             .count(&self.db)
             .await?;
         Ok(ahead + 1)

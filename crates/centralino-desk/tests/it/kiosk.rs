@@ -270,6 +270,11 @@ async fn booked_customers_check_in_once_with_priority() {
     assert_eq!(r.status(), 201, "codes are not case-sensitive");
     let booked: TicketView = r.json().await.expect("ticket");
     assert_eq!(booked.label, "A002");
+    // Before routing has any figure, the ticket's place already counts the
+    // booking's priority: ahead of the walk-in who came first.
+    assert_eq!(walk_in.position, 1);
+    assert_eq!(booked.position, 1, "booked customers go first");
+    assert_eq!(env.ticket(&walk_in.id).await.position, 2);
     let created = eventually(WAIT, "the booked ticket's interaction", || async {
         env.created().into_iter().find(|i| i.id == booked.id)
     })
