@@ -23,10 +23,19 @@ pub enum Role {
     Supervisor,
     Integrator,
     Admin,
+    /// A walk-in kiosk: takes tickets and checks customers in, nothing else
+    /// (a token left on a kiosk in a branch must not read customer data).
+    Kiosk,
 }
 
 impl Role {
-    pub const ALL: [Role; 4] = [Role::Agent, Role::Supervisor, Role::Integrator, Role::Admin];
+    pub const ALL: [Role; 5] = [
+        Role::Agent,
+        Role::Supervisor,
+        Role::Integrator,
+        Role::Admin,
+        Role::Kiosk,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -34,6 +43,7 @@ impl Role {
             Role::Supervisor => "supervisor",
             Role::Integrator => "integrator",
             Role::Admin => "admin",
+            Role::Kiosk => "kiosk",
         }
     }
 }
@@ -79,7 +89,7 @@ pub enum AuthError {
     Signature,
     #[error("token expired")]
     Expired,
-    #[error("unknown role: use agent, supervisor, integrator or admin")]
+    #[error("unknown role: use agent, supervisor, integrator, admin or kiosk")]
     UnknownRole,
     #[error("signing secret must be at least 32 bytes")]
     WeakSecret,

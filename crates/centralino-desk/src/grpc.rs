@@ -13,7 +13,8 @@ use crate::http::TicketView;
 
 pub type DeskServer = DeskServiceServer<DeskApi>;
 
-/// Agents run counters; every role may read a ticket, issue one or book.
+/// Agents run counters; every role may read a ticket, issue one or check in;
+/// every role but kiosk may book.
 pub fn policy(policy: &mut Policy) {
     let agents = || Access::Roles(vec![Role::Agent]);
     for m in [
@@ -25,12 +26,22 @@ pub fn policy(policy: &mut Policy) {
     ] {
         policy.set(&format!("/centralino.v1.DeskService/{m}"), agents());
     }
-    for m in ["GetTicket", "IssueTicket", "BookAppointment", "CheckIn"] {
+    // What a kiosk does, any role may; booking is for people and integrations.
+    for m in ["GetTicket", "IssueTicket", "CheckIn"] {
         policy.set(
             &format!("/centralino.v1.DeskService/{m}"),
             Access::Roles(Role::ALL.to_vec()),
         );
     }
+    policy.set(
+        "/centralino.v1.DeskService/BookAppointment",
+        Access::Roles(
+            Role::ALL
+                .into_iter()
+                .filter(|r| *r != Role::Kiosk)
+                .collect(),
+        ),
+    );
 }
 
 pub(crate) fn server(tx: mpsc::Sender<Command>, max: usize) -> DeskServer {

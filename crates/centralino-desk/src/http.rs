@@ -11,7 +11,7 @@
 //! | `GET /sites/{site}/board` | the board page for a display |
 //!
 //! Taking a ticket and checking in need `Authorization: Bearer <token>` (role
-//! integrator or admin) when [`DeskConfig::kiosk_key`] is set; the rest is
+//! kiosk, integrator or admin) when [`DeskConfig::kiosk_key`] is set; the rest is
 //! open (a board shows numbers and counters, nothing personal).
 //!
 //! Errors are JSON `{"error": …, "field": …}` with the status of
@@ -176,7 +176,7 @@ impl App {
             .map_err(|e| HttpError(ApiError::Unauthenticated(e.to_string())))?;
         if !KIOSK_ROLES.contains(&claims.role) {
             return Err(HttpError(ApiError::PermissionDenied(format!(
-                "role {} may not take tickets: use an integrator token for kiosks",
+                "role {} may not take tickets: use a kiosk token (centralino token --role kiosk)",
                 claims.role
             ))));
         }

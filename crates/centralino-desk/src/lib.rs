@@ -114,15 +114,17 @@ pub struct DeskConfig {
     /// Ticket printers (ESC/POS over TCP, port 9100) by site id.
     pub printers: HashMap<String, SocketAddr>,
     /// When set, kiosk writes (taking a ticket, checking in) need a bearer
-    /// token signed with this key, of role [`KIOSK_ROLES`]: a kiosk's phone
+    /// token signed with this key, of a role in [`KIOSK_ROLES`]: a kiosk's phone
     /// number field must not be open to anyone on the network (SMS pumping).
     /// `None` leaves them open, for a closed branch LAN.
     pub kiosk_key: Option<centralino_auth::TokenKey>,
     pub clock: Clock,
 }
 
-/// The roles a kiosk's token may have.
+/// The roles a kiosk's token may have: `kiosk` (what to mint for kiosks: it
+/// can do nothing else), or an integrator or admin driving a kiosk.
 pub const KIOSK_ROLES: &[centralino_auth::Role] = &[
+    centralino_auth::Role::Kiosk,
     centralino_auth::Role::Integrator,
     centralino_auth::Role::Admin,
 ];

@@ -275,3 +275,22 @@ pub mod request {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Fingerprints of the secrets the stored data depends on (a fixed label's
+/// HMAC, never the secret), so a service started with another one refuses.
+pub mod key {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "history_keys")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+        pub fingerprint: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

@@ -117,6 +117,39 @@ impl SuppressionKey {
     }
 }
 
+/// Refuses a suppression secret other than the one the database's opt-outs
+/// were kept under (they would silently stop matching); the first start
+/// records its fingerprint.
+async fn same_key_as_before(
+    db: &DatabaseConnection,
+    key: &SuppressionKey,
+) -> Result<(), HistoryError> {
+    use entities::key;
+    use sea_orm::{EntityTrait as _, Set};
+    let fingerprint = key.hash("fingerprint", "centralino suppression secret");
+    key::Entity::insert(key::ActiveModel {
+        name: Set("suppression".into()),
+        fingerprint: Set(fingerprint.clone()),
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(db)
+    .await
+    .map_err(StoreError::from)?;
+    let kept = key::Entity::find_by_id("suppression".to_owned())
+        .one(db)
+        .await
+        .map_err(StoreError::from)?;
+    match kept {
+        Some(k) if k.fingerprint != fingerprint => Err(HistoryError::Config(
+            "identity.suppression_secret is not the one this database's opt-outs were kept \
+             under: set it to that secret (with another, erased customers' opt-outs would \
+             stop applying)"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
 impl std::fmt::Debug for SuppressionKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("SuppressionKey(..)")
@@ -208,6 +241,7 @@ pub async fn start(
             "a suppression secret is required (identity.suppression_secret)".into(),
         ));
     };
+    same_key_as_before(&db, &key).await?;
     let leadership = centralino_store::leader::acquire(&db, SERVICE, LOCK_KEY, || {
         tracing::info!("another history instance is active; standing by until it stops");
     })

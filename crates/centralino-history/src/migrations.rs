@@ -14,7 +14,11 @@ pub struct HistoryMigrator;
 
 impl MigratorTrait for HistoryMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial), Box::new(RequestCustomers)]
+        vec![
+            Box::new(Initial),
+            Box::new(RequestCustomers),
+            Box::new(KeyFingerprints),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
@@ -326,6 +330,38 @@ impl MigrationTrait for RequestCustomers {
                 Table::alter()
                     .table("history_requests")
                     .add_column(string_len_null("customers", 128))
+                    .to_owned(),
+            )
+            .await?;
+        // Answers kept before this cannot say whom they are about, so an
+        // erasure could not find them: they go (they only serve retries).
+        manager
+            .get_connection()
+            .execute_unprepared("DELETE FROM history_requests")
+            .await?;
+        Ok(())
+    }
+}
+
+/// The fingerprint of the suppression secret the opt-outs are kept under.
+struct KeyFingerprints;
+
+impl MigrationName for KeyFingerprints {
+    fn name(&self) -> &str {
+        "history_0003_key_fingerprints"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for KeyFingerprints {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("history_keys")
+                    .if_not_exists()
+                    .col(string_len("name", 32).primary_key())
+                    .col(string_len("fingerprint", 64))
                     .to_owned(),
             )
             .await

@@ -178,6 +178,10 @@ fn key_text(i: &CustomerIdentifier) -> String {
     format!("{}:{}", i.kind().as_str(), i.value())
 }
 
+/// What a stored answer's method becomes when its customer is erased (the
+/// answer itself is emptied).
+const ERASED_ANSWER: &str = "erased";
+
 /// The hashes an opt-out may have outlived its customer under: the keyed
 /// one ([`crate::SuppressionKey`], the only one written) and a plain SHA-256,
 /// under which opt-outs were kept before the key existed.
@@ -411,18 +415,18 @@ impl Writer {
                     );
                 } else {
                     ingest::fold_message(mrow, event);
-                }
-                if erased {
-                    // A late message of an erased customer keeps only its facts.
-                    for field in [
-                        &mut mrow.subject,
-                        &mut mrow.body,
-                        &mut mrow.sender,
-                        &mut mrow.recipient,
-                    ] {
-                        field.clear();
+                    if erased {
+                        // A late message of an erased customer keeps only its facts.
+                        for field in [
+                            &mut mrow.subject,
+                            &mut mrow.body,
+                            &mut mrow.sender,
+                            &mut mrow.recipient,
+                        ] {
+                            field.clear();
+                        }
+                        mrow.attributes = "{}".into();
                     }
-                    mrow.attributes = "{}".into();
                 }
             }
             if erased {
@@ -693,6 +697,11 @@ impl Writer {
                 .await
                 .map_err(|e| unavailable(e.into()))?
         {
+            if previous.method == ERASED_ANSWER {
+                return Err(ApiError::FailedPrecondition(
+                    "request_id: the customer this request was about was erased".into(),
+                ));
+            }
             if previous.method != method {
                 return Err(ApiError::invalid(
                     "request_id",
@@ -1302,14 +1311,17 @@ impl Writer {
                 .exec(txn)
                 .await?;
         }
-        // Answers kept for retries name the customer: they go too (a retry
-        // of such a request then runs again, and finds no customer).
+        // Answers kept for retries name the customer: their content goes, and
+        // a retry is refused rather than run again (a consent by phone number
+        // would otherwise create the erased person anew).
         for chunk in people.chunks(50) {
             let mut about = Condition::any();
             for id in chunk {
                 about = about.add(request::Column::Customers.contains(id.as_str()));
             }
-            request::Entity::delete_many()
+            request::Entity::update_many()
+                .col_expr(request::Column::Method, Expr::value(ERASED_ANSWER))
+                .col_expr(request::Column::Response, Expr::value(Vec::<u8>::new()))
                 .filter(about)
                 .exec(txn)
                 .await?;

@@ -67,6 +67,7 @@ fn role_to_proto(role: Role) -> centralino_proto::v1::Role {
         Role::Supervisor => P::Supervisor,
         Role::Integrator => P::Integrator,
         Role::Admin => P::Admin,
+        Role::Kiosk => P::Kiosk,
     }
 }
 

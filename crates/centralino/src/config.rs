@@ -193,7 +193,7 @@ impl IdentityConfig {
             })
             .ok();
         // Set by the caller from the file when empty (`suppression_key`).
-        let suppression_key = match self.suppression_secret.as_str() {
+        let suppression_key = match self.suppression_secret.trim() {
             "" => None,
             secret => centralino_history::SuppressionKey::new(secret.as_bytes())
                 .map_err(|e| errors.push(format!("identity.suppression_secret: {e}")))

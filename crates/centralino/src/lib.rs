@@ -78,10 +78,9 @@ fn kept_secret(config: &Config, file: &str) -> Result<String, RunError> {
 /// The history service's suppression secret: `identity.suppression_secret`,
 /// or one generated once and kept in `<data_dir>/suppression.secret`.
 pub fn suppression_key(config: &Config) -> Result<centralino_history::SuppressionKey, RunError> {
-    let secret = if config.identity.suppression_secret.is_empty() {
-        kept_secret(config, "suppression.secret")?
-    } else {
-        config.identity.suppression_secret.clone()
+    let secret = match config.identity.suppression_secret.trim() {
+        "" => kept_secret(config, "suppression.secret")?,
+        secret => secret.to_owned(),
     };
     centralino_history::SuppressionKey::new(secret.as_bytes())
         .map_err(|e| RunError::Io(format!("identity.suppression_secret: {e}")))

@@ -372,7 +372,7 @@ fn describe_desk(config: &Config, http: Option<std::net::SocketAddr>) -> String 
         .map(|s| format!("; board http://{http}/sites/{}/board", s.id))
         .unwrap_or_default();
     let auth = if desk.kiosk_auth {
-        " (kiosk token: role integrator)"
+        " (kiosk token: role kiosk)"
     } else {
         " (open: kiosk_auth = false)"
     };

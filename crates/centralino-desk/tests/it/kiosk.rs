@@ -189,7 +189,7 @@ async fn bad_requests_get_clear_errors_and_issue_nothing() {
     )
     .await;
     let agent = env.token("anna", Role::Agent);
-    check(403, "use an integrator token")(
+    check(403, "use a kiosk token")(
         env.post_with(
             "/api/sites/roma/tickets",
             ticket.clone(),

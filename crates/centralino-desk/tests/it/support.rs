@@ -298,9 +298,9 @@ impl Env {
             .expect("counter opened");
     }
 
-    /// A kiosk's request, with a kiosk's (integrator) token.
+    /// A kiosk's request, with a kiosk's token.
     pub async fn post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
-        let kiosk = self.token("kiosk-1", Role::Integrator);
+        let kiosk = self.token("kiosk-1", Role::Kiosk);
         self.post_with(path, body, Some(&format!("Bearer {kiosk}")))
             .await
     }

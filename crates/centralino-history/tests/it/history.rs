@@ -816,9 +816,8 @@ async fn consent_ledger_export_and_erase() {
         .expect("erased record")
         .into_inner();
     assert!(gone.erased && gone.identifiers.is_empty() && gone.display_name.is_empty());
-    // The answers kept for retries went with it: only the erasure's own (a
-    // retry of it gets the same answer) is left, and retrying the rename
-    // does not hand back the name.
+    // The answers kept for retries lost their content: only the erasure's
+    // own (a retry of it gets the same answer) is left whole.
     let kept = {
         use sea_orm::ConnectionTrait as _;
         let db = centralino_store::connect(&env.db.url, 1)
@@ -827,15 +826,47 @@ async fn consent_ledger_export_and_erase() {
         let rows = db
             .query_all_raw(sea_orm::Statement::from_string(
                 db.get_database_backend(),
-                "SELECT request_id FROM history_requests ORDER BY request_id",
+                "SELECT request_id, method, response FROM history_requests ORDER BY request_id",
             ))
             .await
             .expect("requests");
         rows.iter()
-            .map(|r| r.try_get_by_index::<String>(0).expect("id"))
+            .map(|r| {
+                (
+                    r.try_get_by_index::<String>(0).expect("id"),
+                    r.try_get_by_index::<String>(1).expect("method"),
+                    r.try_get_by_index::<Vec<u8>>(2)
+                        .expect("response")
+                        .is_empty(),
+                )
+            })
             .collect::<Vec<_>>()
     };
-    assert_eq!(kept, ["e-1"]);
+    let row = |id: &str, method: &str, empty: bool| (id.to_owned(), method.to_owned(), empty);
+    assert_eq!(
+        kept,
+        [
+            row("c-1", "erased", true),
+            row("c-2", "erased", true),
+            row("e-1", "erase", false),
+            row("u-1", "erased", true),
+        ]
+    );
+    // Retrying the opt-out by phone number is refused: run again, it would
+    // create the erased person anew.
+    let replayed = c
+        .record_consent(authed(
+            consent("c-2", v1::ConsentState::Revoked, "sms-keyword"),
+            &integrator,
+        ))
+        .await
+        .expect_err("the customer was erased");
+    assert_eq!(replayed.code(), Code::FailedPrecondition);
+    assert!(
+        customer_by_phone(&env, &integrator, "3335550101")
+            .await
+            .is_none()
+    );
     let again = c
         .erase_customer(authed(erase("e-1"), &admin))
         .await
@@ -980,6 +1011,26 @@ async fn consent_ledger_export_and_erase() {
             .iter()
             .any(|e| e.action == "erase" && e.actor == "dpo")
     );
+    // Another suppression secret on this database is refused: the opt-outs
+    // kept under the first would silently stop applying.
+    let db = centralino_store::connect(&env.db.url, 2)
+        .await
+        .expect("database");
+    let other = HistoryConfig {
+        suppression_key: Some(
+            centralino_history::SuppressionKey::new(b"another-suppression-secret-0123456789")
+                .expect("key"),
+        ),
+        ..HistoryConfig::default()
+    };
+    match centralino_history::start(other, db, env.bus.clone(), 4 << 20, async {}).await {
+        Ok(_) => panic!("a history service started with another suppression secret"),
+        Err(e) => assert!(
+            e.to_string()
+                .contains("identity.suppression_secret is not the one"),
+            "{e}"
+        ),
+    }
     env.stop().await;
 }
 

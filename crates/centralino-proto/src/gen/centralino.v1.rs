@@ -3298,6 +3298,7 @@ pub enum Role {
     Supervisor = 2,
     Integrator = 3,
     Admin = 4,
+    Kiosk = 5,
 }
 impl Role {
     /// String value of the enum field names used in the ProtoBuf definition.
@@ -3311,6 +3312,7 @@ impl Role {
             Self::Supervisor => "ROLE_SUPERVISOR",
             Self::Integrator => "ROLE_INTEGRATOR",
             Self::Admin => "ROLE_ADMIN",
+            Self::Kiosk => "ROLE_KIOSK",
         }
     }
     /// Creates an enum from field names used in the ProtoBuf definition.
@@ -3321,6 +3323,7 @@ impl Role {
             "ROLE_SUPERVISOR" => Some(Self::Supervisor),
             "ROLE_INTEGRATOR" => Some(Self::Integrator),
             "ROLE_ADMIN" => Some(Self::Admin),
+            "ROLE_KIOSK" => Some(Self::Kiosk),
             _ => None,
         }
     }

@@ -77,12 +77,9 @@ async fn up_runs_the_desk_a_counter_calls_a_kiosk_ticket_and_history_records_it(
         request.send()
     };
     assert_eq!(kiosk(None).await.expect("kiosk").status(), 401);
-    let r = kiosk(Some(format!(
-        "Bearer {}",
-        token("kiosk-casa", Role::Integrator)
-    )))
-    .await
-    .expect("kiosk");
+    let r = kiosk(Some(format!("Bearer {}", token("kiosk-casa", Role::Kiosk))))
+        .await
+        .expect("kiosk");
     assert_eq!(r.status(), 201);
     let ticket: centralino_desk::TicketView = r.json().await.expect("ticket");
     assert_eq!(ticket.label, "A001");
@@ -153,6 +150,16 @@ async fn up_runs_the_desk_a_counter_calls_a_kiosk_ticket_and_history_records_it(
         (called.agent.as_str(), called.reason.as_str()),
         ("anna", "A001 at counter 2")
     );
+    // A kiosk's token reads no customer data.
+    let kiosk = crate::email::Bearer(token("kiosk-casa", Role::Kiosk));
+    let denied = history
+        .clone()
+        .get_interaction(kiosk.wrap(v1::GetInteractionRequest {
+            interaction_id: ticket.id.clone(),
+        }))
+        .await
+        .expect_err("a kiosk reads no history");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
     drop(desk);
     let _ = stop.send(());
     let _ = running.task.await;
