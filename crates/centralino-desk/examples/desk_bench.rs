@@ -97,6 +97,17 @@ fn kiosk_client() -> reqwest::Client {
         .expect("client")
 }
 
+/// One kiosk ticket for service A; panics unless it is issued.
+async fn take_ticket(client: &reqwest::Client, http: SocketAddr) {
+    let r = client
+        .post(format!("http://{http}/api/sites/bench/tickets"))
+        .json(&serde_json::json!({ "service": "A" }))
+        .send()
+        .await
+        .expect("kiosk API");
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+}
+
 /// Issues `n` tickets from `clients` concurrent kiosks; the latency of each.
 async fn kiosks(http: SocketAddr, n: usize, clients: usize) -> (Duration, Vec<Duration>) {
     let client = kiosk_client();
@@ -109,13 +120,7 @@ async fn kiosks(http: SocketAddr, n: usize, clients: usize) -> (Duration, Vec<Du
             let mut lat = Vec::new();
             while next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < n {
                 let t = Instant::now();
-                let r = client
-                    .post(format!("http://{http}/api/sites/bench/tickets"))
-                    .json(&serde_json::json!({ "service": "A" }))
-                    .send()
-                    .await
-                    .expect("kiosk API");
-                assert_eq!(r.status(), 201, "{:?}", r.text().await);
+                take_ticket(&client, http).await;
                 lat.push(t.elapsed());
             }
             lat
@@ -268,13 +273,7 @@ async fn main() {
     for i in 1..=50u64 {
         let expect = (n as u64) + i;
         let t = Instant::now();
-        let r = client
-            .post(format!("http://{http}/api/sites/bench/tickets"))
-            .json(&serde_json::json!({ "service": "A" }))
-            .send()
-            .await
-            .expect("kiosk API");
-        assert_eq!(r.status(), 201);
+        take_ticket(&client, http).await;
         for w in &mut watchers {
             let at = tokio::time::timeout(Duration::from_secs(10), async {
                 loop {
