@@ -1,5 +1,5 @@
 //! The SMPP 3.4 transport: one transceiver bind kept up by a task (enquire_link
-//! keep-alive, reconnect with backoff 1 s doubling to 30 s), outbound messages
+//! keep-alive, reconnect with backoff 1 s doubling to 5 s), outbound messages
 //! cut into exact segments (GSM 03.38 or UCS-2, concatenated with an 8-bit
 //! reference UDH), at most `window` submits outstanding, inbound messages
 //! reassembled from their parts and answered (`deliver_sm_resp`) only once the
@@ -150,7 +150,7 @@ async fn run(
     bound: watch::Sender<bool>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut backoff = Duration::from_secs(1);
+    let mut backoff = centralino_bus::Backoff::peer();
     let window = Arc::new(Semaphore::new(config.window.max(1)));
     let pace = Arc::new(Pace::new(config.max_per_second));
     let mut reference: u8 = 0;
@@ -161,7 +161,12 @@ async fn run(
         let session = match connect(&config).await {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "sms: SMPP bind failed; retrying");
+                tracing::warn!(
+                    smsc = %format!("{}:{}", config.host, config.port),
+                    error = %e,
+                    retry_in_ms = backoff.peek().as_millis() as u64,
+                    "sms: SMPP bind failed; retrying"
+                );
                 // Refuse what waits meanwhile rather than hold callers forever.
                 while let Ok(r) = requests.try_recv() {
                     let _ = r
@@ -169,19 +174,20 @@ async fn run(
                         .send(Err(SendError::Unavailable("not bound".into())));
                 }
                 tokio::select! {
-                    () = tokio::time::sleep(backoff) => {}
+                    () = tokio::time::sleep(backoff.next_wait()) => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(30));
                 continue;
             }
         };
-        backoff = Duration::from_secs(1);
+        backoff.reset();
         let (client, mut events) = session;
         let _ = bound.send(true);
         tracing::info!(smsc = %format!("{}:{}", config.host, config.port), "sms: bound to the SMSC as a transceiver");
         let mut parts: Parts = HashMap::new();
         let mut sweep = tokio::time::interval(Duration::from_secs(1));
+        // Why the connection ended, for the line that says so.
+        let mut last_error: Option<String> = None;
         let ended = loop {
             tokio::select! {
                 _ = sweep.tick() => {
@@ -203,7 +209,7 @@ async fn run(
                         on_command(&client, &incoming, &mut parts, command).await;
                     }
                     Some(Event::Error(e)) => {
-                        tracing::warn!(error = %e, "sms: SMPP connection error");
+                        last_error = Some(e.to_string());
                     }
                     None => break false,
                 },
@@ -220,7 +226,12 @@ async fn run(
         if ended {
             return;
         }
-        tracing::warn!("sms: SMPP connection lost; reconnecting");
+        tracing::warn!(
+            smsc = %format!("{}:{}", config.host, config.port),
+            error = last_error.as_deref().unwrap_or("closed by the SMSC"),
+            "sms: SMPP connection lost; binding again at once, then with backoff; \
+             messages wait in their queue meanwhile"
+        );
     }
 }
 
@@ -300,6 +311,11 @@ impl<F: Future<Output = ()>> Future for Driven<F> {
     }
 }
 
+/// `esm_class` of a normal message: default messaging mode, default type.
+const ESM_NORMAL: u8 = 0x00;
+/// `esm_class` bit 6: the short message starts with a user data header.
+const ESM_UDHI: u8 = 0x40;
+
 /// Submits every segment of `text`; the answer names each part's SMSC id.
 #[allow(clippy::too_many_arguments)]
 async fn submit(
@@ -340,11 +356,14 @@ async fn submit(
     let mut part_ids = Vec::with_capacity(encoded.segments.len());
     for (i, segment) in encoded.segments.iter().enumerate() {
         let mut payload = Vec::with_capacity(segment.len() + 6);
-        let mut esm = EsmClass::default();
+        // A normal message in the SMSC's default mode (SMPP 3.4 §5.2.12):
+        // 0x00, or 0x40 with the UDH indicator. Not `EsmClass::default()`,
+        // which in rusmpp-core 0.4 is 0x08, "ESME delivery acknowledgement".
+        let mut esm = EsmClass::from(ESM_NORMAL);
         if total > 1 {
             let seq = u8::try_from(i + 1).unwrap_or(u8::MAX);
             payload.extend_from_slice(&centralino_gsm::udh(reference, total, seq));
-            esm = esm.with_udhi_indicator();
+            esm = EsmClass::from(ESM_NORMAL | ESM_UDHI);
         }
         payload.extend_from_slice(segment);
         let short_message = OctetString::<0, 255>::from_vec(payload)

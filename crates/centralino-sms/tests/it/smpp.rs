@@ -39,6 +39,80 @@ async fn next(rx: &mut mpsc::Receiver<Incoming>) -> Incoming {
         .expect("transport running")
 }
 
+/// Every field of a `submit_sm` we send, checked against SMPP 3.4 §4.4.1 and
+/// §5.2: a normal message is `esm_class` 0x00 (0x40 with a UDH), never
+/// 0x08 ("ESME delivery acknowledgement", rusmpp-core 0.4's default).
+#[tokio::test]
+async fn every_submit_sm_field_is_a_normal_message_by_the_spec() {
+    let smsc = Smsc::start();
+    let (tx, _rx) = mpsc::channel(16);
+    let (_stop, stop) = watch::channel(false);
+    let (smpp, _task) = Smpp::start(config(smsc.port()), tx, stop);
+    bound(&smpp).await;
+
+    smpp.send("+393331234567", "Ciao").await.expect("submitted");
+    smpp.send_from(Some("ACME"), "3331234567", &"b".repeat(200))
+        .await
+        .expect("submitted");
+    let parts = submitted(&smsc);
+    assert_eq!(parts.len(), 3, "one single part, then two parts");
+    let common = |p: &serde_json::Value| {
+        // service_type NULL: the SMSC's default service.
+        assert_eq!(p["service_type"], "", "service_type");
+        assert_eq!(p["protocol_id"], 0, "protocol_id");
+        assert_eq!(p["priority_flag"], 0, "priority_flag: normal");
+        assert_eq!(p["schedule_delivery_time"], "", "immediate delivery");
+        assert_eq!(p["validity_period"], "", "the SMSC's default validity");
+        assert_eq!(p["replace_if_present_flag"], 0, "do not replace");
+        assert_eq!(p["sm_default_msg_id"], 0, "no canned message");
+        assert_eq!(p["registered_delivery"], 1, "final receipt only");
+        assert_eq!(p["data_coding"], 0, "SMSC default alphabet (GSM 03.38)");
+    };
+    let single = &parts[0];
+    common(single);
+    assert_eq!(single["esm_class"], 0x00, "a normal message, whole byte");
+    assert_eq!(single["udh"], serde_json::json!([]));
+    assert_eq!(
+        (
+            single["source"].as_str(),
+            &single["source_ton"],
+            &single["source_npi"]
+        ),
+        (Some("4321"), &serde_json::json!(0), &serde_json::json!(0)),
+        "a short code: TON/NPI unknown"
+    );
+    assert_eq!(
+        (
+            single["destination"].as_str(),
+            &single["destination_ton"],
+            &single["destination_npi"]
+        ),
+        (
+            Some("393331234567"),
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        ),
+        "E.164: international, ISDN"
+    );
+    for p in &parts[1..] {
+        common(p);
+        assert_eq!(
+            p["esm_class"], 0x40,
+            "a normal message with a UDH, whole byte"
+        );
+        assert_eq!(
+            (p["source"].as_str(), &p["source_ton"], &p["source_npi"]),
+            (Some("ACME"), &serde_json::json!(5), &serde_json::json!(0)),
+            "alphanumeric sender"
+        );
+        assert_eq!(
+            (&p["destination_ton"], &p["destination_npi"]),
+            (&serde_json::json!(0), &serde_json::json!(0)),
+            "a national number is left to the SMSC"
+        );
+    }
+}
+
 /// A long GSM message leaves as concatenated parts the SMSC reads back exactly;
 /// a UCS-2 one too; each part's receipt comes back with its id.
 #[tokio::test]
@@ -63,11 +137,7 @@ async fn segments_reach_the_smsc_exactly_and_receipts_come_back() {
     let reference = parts[0]["udh"][2].clone();
     for (i, p) in parts.iter().enumerate() {
         assert_eq!(p["data_coding"], 0);
-        assert_eq!(
-            p["esm_class"].as_u64().map(|e| e & 0x40),
-            Some(0x40),
-            "UDH indicator"
-        );
+        assert_eq!(p["esm_class"], 0x40, "a normal message with a UDH");
         assert_eq!(p["udh"], serde_json::json!([0, 3, reference, 2, i + 1]));
         assert_eq!(p["destination"], "393331234567");
     }
