@@ -14,7 +14,6 @@ use centralino_proto::v1;
 use centralino_store::StoreError;
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait,
 };
 use tokio::sync::mpsc;
 
@@ -76,7 +75,7 @@ pub(crate) async fn run(
 
 /// Applies `whats` in one transaction.
 async fn commit(ctx: &Ctx, whats: &[Delivered]) -> Result<Vec<Known>, StoreError> {
-    let txn = ctx.db.begin().await?;
+    let txn = centralino_store::begin(&ctx.db).await?;
     let mut known = Vec::with_capacity(whats.len());
     for what in whats {
         known.push(handle(ctx, &txn, what).await?);

@@ -294,6 +294,25 @@ pub(crate) struct Ctx {
     pub relay: Arc<Notify>,
     /// Wakes the sender.
     pub send_wake: Arc<Notify>,
+    /// The last `created_at` given to an outbound message (see [`Ctx::stamp`]).
+    pub last_stamp: std::sync::atomic::AtomicI64,
+}
+
+impl Ctx {
+    /// A creation time for an outbound message: now in milliseconds, but
+    /// always after the previous one, so messages queued in the same
+    /// millisecond still keep the order they were queued in.
+    pub(crate) fn stamp(&self) -> i64 {
+        use std::sync::atomic::Ordering;
+        let now = now_ms();
+        let previous = self
+            .last_stamp
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |last| {
+                Some(now.max(last.saturating_add(1)))
+            })
+            .unwrap_or(now);
+        now.max(previous.saturating_add(1))
+    }
 }
 
 /// Starts the transports, the handler of what they deliver, the command
@@ -316,6 +335,7 @@ pub async fn start(
         db: db.clone(),
         relay: relay.waker(),
         send_wake: Arc::new(Notify::new()),
+        last_stamp: std::sync::atomic::AtomicI64::new(0),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {

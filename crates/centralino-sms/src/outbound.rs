@@ -17,7 +17,7 @@ use centralino_store::StoreError;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Set, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use tokio::sync::watch;
 
@@ -77,7 +77,8 @@ pub(crate) async fn queue(
 ) -> Result<(), StoreError> {
     let encoded = centralino_gsm::encode(&o.body);
     let segments = i32::try_from(encoded.segment_count()).unwrap_or(i32::MAX);
-    let now = now_ms();
+    // Strictly increasing: the sender goes by it, oldest first per recipient.
+    let now = ctx.stamp();
     let interaction = (!o.interaction_id.is_empty()).then(|| o.interaction_id.clone());
     message::Entity::insert(message::ActiveModel {
         id: Set(o.id.clone()),
@@ -307,7 +308,7 @@ pub(crate) async fn consume(
 }
 
 async fn accept_all(ctx: &Ctx, batch: &[Delivery]) -> Result<Vec<Accepted>, StoreError> {
-    let txn = ctx.db.begin().await?;
+    let txn = centralino_store::begin(&ctx.db).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for d in batch {
         outcomes.push(accept(ctx, &txn, d).await?);
@@ -578,28 +579,33 @@ async fn due_now(db: &DatabaseConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Submits every due row once (at most one per recipient, so a customer gets
-/// their messages in order); returns how many were due.
+/// Submits every due row once; returns how many were due. A recipient's
+/// messages go one at a time and in the order they were queued: a row is sent
+/// only when it is the oldest one still queued for its recipient, so a message
+/// whose attempt failed holds back the newer ones to that number until it is
+/// sent or given up.
 async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreError> {
     use futures::StreamExt as _;
     let now = now_ms();
     let due = outbound::Entity::find()
         .filter(outbound::Column::Status.eq("queued"))
         .filter(outbound::Column::NextAttemptAt.lte(now))
-        .order_by_asc(outbound::Column::NextAttemptAt)
         .order_by_asc(outbound::Column::CreatedAt)
         .limit(64)
         .all(&ctx.db)
         .await?;
     let count = due.len();
     let max_age = i64::try_from(ctx.config.max_age.as_millis()).unwrap_or(i64::MAX);
+    let oldest = oldest_queued(&ctx.db, due.iter().map(|r| r.recipient.clone())).await?;
     let mut recipients = std::collections::HashSet::new();
     let mut sending = Vec::new();
     for row in due {
         if now.saturating_sub(row.created_at) > max_age {
             let expired = Err(SendError::Refused("not sent in time (expired)".into()));
             finish_one(ctx, &row, expired).await?;
-        } else if recipients.insert(row.recipient.clone()) {
+        } else if oldest.get(&row.recipient) == Some(&row.created_at)
+            && recipients.insert(row.recipient.clone())
+        {
             sending.push(row);
         }
     }
@@ -648,12 +654,37 @@ async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreErr
     Ok(count)
 }
 
+/// For each of `recipients`, the creation time of its oldest queued message.
+async fn oldest_queued(
+    db: &DatabaseConnection,
+    recipients: impl Iterator<Item = String>,
+) -> Result<HashMap<String, i64>, StoreError> {
+    let recipients: std::collections::BTreeSet<String> = recipients.collect();
+    if recipients.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<(String, Option<i64>)> = outbound::Entity::find()
+        .select_only()
+        .column(outbound::Column::Recipient)
+        .column_as(outbound::Column::CreatedAt.min(), "oldest")
+        .filter(outbound::Column::Status.eq("queued"))
+        .filter(outbound::Column::Recipient.is_in(recipients))
+        .group_by(outbound::Column::Recipient)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(r, oldest)| Some((r, oldest?)))
+        .collect())
+}
+
 async fn finish_one(
     ctx: &Ctx,
     row: &outbound::Model,
     result: Result<Sent, SendError>,
 ) -> Result<(), StoreError> {
-    let txn = ctx.db.begin().await?;
+    let txn = centralino_store::begin(&ctx.db).await?;
     finish(&txn, row, result).await?;
     txn.commit().await?;
     ctx.relay.notify_one();
