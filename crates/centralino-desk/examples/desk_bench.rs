@@ -16,7 +16,7 @@ use centralino_bus::{AmqpBus, AmqpConfig, Bus, Topology};
 use centralino_desk::{DeskConfig, ServiceConfig};
 use centralino_test_support::{TestDatabase, amqp_url, unique};
 use centralino_ticketing::numbering::Site;
-use sea_orm::{ConnectionTrait as _, TransactionTrait as _};
+use sea_orm::ConnectionTrait as _;
 use tokio::sync::watch;
 
 fn load() -> String {
@@ -147,7 +147,7 @@ async fn raw(db: &sea_orm::DatabaseConnection, n: usize, clients: usize) -> Dura
                     break;
                 }
                 let id = uuid::Uuid::new_v4();
-                let txn = db.begin().await.expect("begin");
+                let txn = centralino_store::begin(&db).await.expect("begin");
                 txn.execute_unprepared(&format!(
                     "INSERT INTO desk_tickets (interaction_id, site, service, day, number, label, \
                      state, arrived_at) VALUES ('{id}', 'raw', 'A', '2026-01-01', {i}, 'A{i:04}', \

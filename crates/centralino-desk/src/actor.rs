@@ -19,7 +19,7 @@ use chrono::{NaiveDate, TimeZone as _, Utc};
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait as _, Condition, DatabaseConnection, DatabaseTransaction,
     EntityTrait as _, IntoActiveModel as _, PaginatorTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _, Set, TransactionTrait as _,
+    QuerySelect as _, Set,
 };
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -607,7 +607,7 @@ impl Actor {
             envelope: new_envelope(SERVICE, &created),
         }];
         let committed = async {
-            let txn = self.db.begin().await?;
+            let txn = centralino_store::begin(&self.db).await?;
             ticket::Entity::insert(row.clone().into_active_model())
                 .exec_without_returning(&txn)
                 .await?;
@@ -809,7 +809,7 @@ impl Actor {
             counter: name.to_owned(),
             opened_at: self.now(),
         };
-        let txn = self.db.begin().await.map_err(store)?;
+        let txn = centralino_store::begin(&self.db).await.map_err(store)?;
         counter::Entity::delete_by_id(agent.to_owned())
             .exec(&txn)
             .await
@@ -926,7 +926,7 @@ impl Actor {
 
     /// Updates the row and queues its events, in one transaction.
     async fn write(&self, row: &ticket::Model, out: Vec<Outgoing>) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = centralino_store::begin(&self.db).await?;
         ticket::Entity::update(row.clone().into_active_model().reset_all())
             .exec(&txn)
             .await?;
@@ -1143,7 +1143,7 @@ impl Actor {
         agent: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = centralino_store::begin(&self.db).await?;
         enqueue(
             &txn,
             vec![Outgoing {

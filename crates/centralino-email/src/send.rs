@@ -14,7 +14,7 @@ use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set, TransactionTrait,
+    QuerySelect, Set,
 };
 use tokio::sync::{Notify, watch};
 
@@ -110,7 +110,7 @@ async fn accept(
         return Ok(Accepted::Unreadable);
     };
     let id = id.to_string();
-    let txn = db.begin().await?;
+    let txn = centralino_store::begin(db).await?;
     let dedupe_key = format!("out:{id}");
     if message::Entity::find()
         .filter(message::Column::DedupeKey.eq(dedupe_key.clone()))
@@ -398,7 +398,7 @@ async fn deliver_due(
             }),
             Err(e) => Err((true, None, format!("address: {e}"))),
         };
-        let txn = db.begin().await?;
+        let txn = centralino_store::begin(db).await?;
         let mut active: outbound::ActiveModel = row.clone().into();
         active.attempts = Set(attempts);
         match result {

@@ -328,8 +328,7 @@ async fn ingest(events: u64) {
             "INSERT INTO bench_raw (id, customer_id, kind, queue, agent, subject, at) VALUES {}",
             values.join(",")
         );
-        use sea_orm::TransactionTrait as _;
-        let txn = store.begin().await.expect("begin");
+        let txn = centralino_store::begin(&store).await.expect("begin");
         txn.execute_unprepared(&txn_sql).await.expect("insert");
         txn.commit().await.expect("commit");
         n = upto;

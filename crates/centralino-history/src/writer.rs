@@ -21,7 +21,7 @@ use prost::Message as _;
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, Iterable, QueryFilter, QueryOrder, Set, TransactionTrait,
+    IntoActiveModel, Iterable, QueryFilter, QueryOrder, Set,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -339,7 +339,7 @@ impl Writer {
     // Ingest
 
     async fn ingest(&self, items: &[(String, Event)]) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = centralino_store::begin(&self.db).await?;
         // Claimed first: what comes back is what was never processed.
         let ids = unique(items.iter().map(|(m, _)| m.clone()));
         let mut claimed = inbox::claim_new(&txn, SERVICE, &ids).await?;
@@ -690,7 +690,9 @@ impl Writer {
             tracing::warn!(error = %e, "history change not written");
             ApiError::Unavailable("history store".into())
         };
-        let txn = self.db.begin().await.map_err(|e| unavailable(e.into()))?;
+        let txn = centralino_store::begin(&self.db)
+            .await
+            .map_err(|e| unavailable(e.into()))?;
         if let Some(previous) =
             request::Entity::find_by_id((actor.to_owned(), request_id.to_owned()))
                 .one(&txn)

@@ -23,10 +23,7 @@ use centralino_server::ApiError;
 use centralino_store::{StoreError, inbox, outbox};
 use prost::Message as _;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder,
-    TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, QueryOrder};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::RouterError;
@@ -413,7 +410,7 @@ impl Actor {
             .drain_events()
             .filter(|e| !matches!(e, Event::Queued { .. } | Event::AgentChanged { .. }))
             .collect();
-        let txn = self.db.begin().await?;
+        let txn = centralino_store::begin(&self.db).await?;
         let mut outgoing = Vec::new();
         let mut writes = Writes::default();
         for e in &events {
@@ -643,7 +640,7 @@ impl Actor {
         pending: &mut Vec<Pending>,
         outgoing: &mut Vec<(String, v1::AgentUpdate)>,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = centralino_store::begin(&self.db).await?;
         let ids: Vec<String> = batch
             .iter()
             .filter_map(|c| match c {

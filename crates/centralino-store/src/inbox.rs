@@ -1,7 +1,7 @@
 //! The inbox: exactly-once effects on top of at-least-once delivery.
 //!
 //! ```text
-//! let txn = db.begin().await?;
+//! let txn = centralino_store::begin(&db).await?;
 //! if !inbox::claim(&txn, "history", &delivery.envelope.message_id).await? {
 //!     txn.rollback().await?;           // already processed: just ack
 //! } else {

@@ -64,6 +64,23 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     Database::connect(opts).await.map_err(StoreError::Connect)
 }
 
+/// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`: the write
+/// lock is taken (waiting up to the busy timeout) when the transaction starts,
+/// instead of at its first write, where a second writer in the same file
+/// would fail at once with "database is locked" (SQLITE_BUSY 5 / 517) instead
+/// of waiting. On PostgreSQL it is a plain `BEGIN`. Every service writes
+/// through this (clippy forbids `TransactionTrait::begin` elsewhere).
+pub async fn begin(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::TransactionTrait as _;
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
 /// The backend a URL names, or a clear error for anything else.
 pub fn backend_of(url: &str) -> Result<DbBackend, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
@@ -92,8 +109,7 @@ pub async fn migrate<M: MigratorTrait>(
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<String>, StoreError> {
     let lock = if db.get_database_backend() == DbBackend::Postgres {
-        use sea_orm::TransactionTrait as _;
-        let txn = db.begin().await?;
+        let txn = begin(db).await?;
         // The lock's transaction sits idle while migrations run on other
         // connections: a server-side idle timeout must not end it half-way.
         txn.execute_unprepared("SET LOCAL idle_in_transaction_session_timeout = 0")

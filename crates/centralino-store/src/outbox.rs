@@ -136,10 +136,14 @@ pub struct RelayReport {
     pub parked: usize,
 }
 
-/// Backoff before retrying a row that failed `attempts` times: 1 s doubling, at most 5 min.
+/// Backoff before retrying a row that failed `attempts` times: 1 s doubling,
+/// at most [`centralino_bus::backoff::PEER_MAX`], so rows held while the
+/// broker was down go out within seconds of its return, however long it was
+/// away.
 fn retry_delay(attempts: i32) -> chrono::Duration {
     let secs = 1i64 << attempts.clamp(0, 9);
-    chrono::Duration::seconds(secs.min(300))
+    let max = centralino_bus::backoff::PEER_MAX.as_secs() as i64;
+    chrono::Duration::seconds(secs.min(max))
 }
 
 /// Publishes one service's outbox rows, oldest first.

@@ -9,7 +9,7 @@ use centralino_proto::v1;
 use centralino_store::StoreError;
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait as _, DatabaseConnection, EntityTrait as _,
-    QueryFilter as _, Set, TransactionTrait as _,
+    QueryFilter as _, Set,
 };
 
 use crate::SERVICE;
@@ -101,7 +101,7 @@ pub(crate) async fn callback(
             new_envelope(SERVICE, &created(q, v1::Direction::Outbound, attributes)),
         ),
     ];
-    let txn = db.begin().await?;
+    let txn = centralino_store::begin(db).await?;
     call::Entity::insert(row(q, "outbound"))
         .exec_without_returning(&txn)
         .await?;
@@ -152,7 +152,7 @@ pub(crate) async fn queued(db: &DatabaseConnection, q: &Queued) -> Result<(), St
         attributes.insert("ivr.path".into(), q.path.join(" "));
     }
     let created = created(q, v1::Direction::Inbound, attributes);
-    let txn = db.begin().await?;
+    let txn = centralino_store::begin(db).await?;
     call::Entity::insert(row(q, "inbound"))
         .exec_without_returning(&txn)
         .await?;
@@ -214,7 +214,7 @@ pub(crate) async fn agent_not_reached(
         agent: agent.to_owned(),
         reason: reason.to_owned(),
     };
-    let txn = db.begin().await?;
+    let txn = centralino_store::begin(db).await?;
     centralino_store::outbox::enqueue(
         &txn,
         SERVICE,
@@ -246,7 +246,7 @@ pub(crate) struct Ended {
 /// The row's outcome, `interaction.voice.ended` (the CDR) and, for a caller
 /// who left while waiting, `interaction.voice.abandoned`.
 pub(crate) async fn ended(db: &DatabaseConnection, e: &Ended) -> Result<(), StoreError> {
-    let txn = db.begin().await?;
+    let txn = centralino_store::begin(db).await?;
     let updated = call::Entity::update_many()
         .col_expr(call::Column::Outcome, e.outcome.into())
         .col_expr(call::Column::EndedAt, Some(e.at).into())

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use centralino_bus::{Bus, ConsumerSpec, Exchange, MemoryBus};
 use centralino_proto::v1::{Interaction, InteractionCreated};
-use centralino_store::sea_orm::{DatabaseConnection, TransactionTrait};
+use centralino_store::sea_orm::DatabaseConnection;
 use centralino_store::{CoreMigrator, inbox, outbox};
 
 fn event(subject: &str) -> centralino_bus::Envelope {
@@ -37,7 +37,7 @@ pub async fn inbox_claims_each_message_once_per_consumer(db: DatabaseConnection)
     centralino_store::migrate::<CoreMigrator>(&db, |_| {})
         .await
         .expect("migrate");
-    let txn = db.begin().await.expect("begin");
+    let txn = centralino_store::begin(&db).await.expect("begin");
     assert!(inbox::claim(&txn, "history", "m1").await.expect("claim"));
     assert!(!inbox::claim(&txn, "history", "m1").await.expect("claim"));
     assert!(
@@ -48,10 +48,10 @@ pub async fn inbox_claims_each_message_once_per_consumer(db: DatabaseConnection)
     txn.commit().await.expect("commit");
 
     // A claim in a rolled-back transaction leaves no trace.
-    let txn = db.begin().await.expect("begin");
+    let txn = centralino_store::begin(&db).await.expect("begin");
     assert!(inbox::claim(&txn, "history", "m2").await.expect("claim"));
     txn.rollback().await.expect("rollback");
-    let txn = db.begin().await.expect("begin");
+    let txn = centralino_store::begin(&db).await.expect("begin");
     assert!(
         inbox::claim(&txn, "history", "m2")
             .await
@@ -81,7 +81,7 @@ pub async fn outbox_rows_commit_with_the_transaction_and_are_relayed(db: Databas
         .expect("subscribe");
 
     let rolled_back = event("rolled back");
-    let txn = db.begin().await.expect("begin");
+    let txn = centralino_store::begin(&db).await.expect("begin");
     outbox::enqueue(
         &txn,
         "svc",
@@ -94,7 +94,7 @@ pub async fn outbox_rows_commit_with_the_transaction_and_are_relayed(db: Databas
     txn.rollback().await.expect("rollback");
 
     let committed: Vec<_> = (0..300).map(|i| event(&i.to_string())).collect();
-    let txn = db.begin().await.expect("begin");
+    let txn = centralino_store::begin(&db).await.expect("begin");
     for e in &committed {
         outbox::enqueue(&txn, "svc", Exchange::Events, "interaction.sms.created", e)
             .await
@@ -143,7 +143,7 @@ pub async fn unroutable_outbox_rows_stay_until_they_can_be_published(db: Databas
         .expect("migrate");
     let bus = Arc::new(MemoryBus::new(3));
     let cmd = event("send");
-    let txn = db.begin().await.expect("begin");
+    let txn = centralino_store::begin(&db).await.expect("begin");
     outbox::enqueue(&txn, "svc", Exchange::Commands, "email.send", &cmd)
         .await
         .expect("enqueue");
@@ -199,7 +199,7 @@ pub async fn a_corrupt_row_is_parked_and_does_not_block_the_rest(db: DatabaseCon
     let mut bad_id = event("bad id");
     bad_id.message_id = "x".repeat(100);
     let good = event("good");
-    let txn = db.begin().await.expect("begin");
+    let txn = centralino_store::begin(&db).await.expect("begin");
     for e in [&bad_id, &good] {
         outbox::enqueue(&txn, "svc", Exchange::Events, "interaction.sms.created", e)
             .await
@@ -231,13 +231,13 @@ pub async fn bulk_claims_return_only_new_messages_and_roll_back(db: DatabaseConn
     let ids: Vec<String> = (0..1_200)
         .map(|_| uuid::Uuid::new_v4().to_string())
         .collect();
-    let txn = db.begin().await.expect("begin");
+    let txn = centralino_store::begin(&db).await.expect("begin");
     let first = inbox::claim_new(&txn, "history", &ids[..800])
         .await
         .expect("claim");
     assert_eq!(first.len(), 800);
     txn.commit().await.expect("commit");
-    let txn = db.begin().await.expect("begin");
+    let txn = centralino_store::begin(&db).await.expect("begin");
     let second = inbox::claim_new(&txn, "history", &ids)
         .await
         .expect("claim");
@@ -245,7 +245,7 @@ pub async fn bulk_claims_return_only_new_messages_and_roll_back(db: DatabaseConn
     assert!(ids[800..].iter().all(|m| second.contains(m)));
     txn.rollback().await.expect("rollback");
     // Another consumer's claims are its own; a rolled-back claim left no trace.
-    let txn = db.begin().await.expect("begin");
+    let txn = centralino_store::begin(&db).await.expect("begin");
     assert_eq!(
         inbox::claim_new(&txn, "routing", &ids[..10])
             .await
@@ -305,15 +305,24 @@ store_suite!(
 /// not just the first.
 #[tokio::test]
 async fn every_sqlite_connection_has_the_pragmas() {
-    use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+    use sea_orm::{ConnectionTrait, Statement};
     let t = centralino_test_support::TestDatabase::sqlite();
     let db = centralino_store::connect(&t.url, 3)
         .await
         .expect("connect sqlite");
-    // Open transactions hold their connections, so these are three.
+    // Open transactions hold their connections, so these are three (read
+    // transactions: three writers would wait for each other).
     let mut held = Vec::new();
     for _ in 0..3 {
-        let txn = db.begin().await.expect("begin");
+        let txn = sea_orm::TransactionTrait::begin_with_options(
+            &db,
+            sea_orm::TransactionOptions {
+                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Deferred),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("begin");
         let mut seen = Vec::new();
         for pragma in [
             "journal_mode",
@@ -347,4 +356,64 @@ async fn every_sqlite_connection_has_the_pragmas() {
 fn unsupported_urls_are_refused() {
     assert!(centralino_store::backend_of("mysql://x").is_err());
     assert!(centralino_store::backend_of("sqlite://data/x.sqlite").is_ok());
+}
+
+/// Two services writing one SQLite file (the embedded mode) wait for each
+/// other: a transaction that reads and then writes, begun as a plain
+/// (deferred) `BEGIN`, fails at once with "database is locked" (517) when
+/// another writer got there first, whatever the busy timeout; begun by
+/// `centralino_store::begin` (IMMEDIATE) it waits its turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_read_then_write_transactions_on_sqlite_all_commit() {
+    use sea_orm::ConnectionTrait as _;
+    let t = centralino_test_support::TestDatabase::sqlite();
+    let db = centralino_store::connect(&t.url, 4)
+        .await
+        .expect("connect sqlite");
+    db.execute_unprepared("CREATE TABLE counter (n INTEGER NOT NULL)")
+        .await
+        .expect("table");
+    let writers: Vec<_> = (0..4)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut failures = Vec::new();
+                for _ in 0..50 {
+                    let attempt = async {
+                        let txn = centralino_store::begin(&db).await?;
+                        // Read first (a shared lock), then write: the upgrade
+                        // is what a deferred transaction cannot wait for.
+                        txn.execute_unprepared("SELECT COUNT(*) FROM counter")
+                            .await?;
+                        txn.execute_unprepared("INSERT INTO counter (n) VALUES (1)")
+                            .await?;
+                        tokio::task::yield_now().await;
+                        txn.commit().await
+                    };
+                    if let Err(e) = attempt.await {
+                        failures.push(e.to_string());
+                    }
+                }
+                failures
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for w in writers {
+        failures.extend(w.await.expect("writer"));
+    }
+    assert_eq!(failures, Vec::<String>::new(), "every transaction committed");
+    let rows = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) FROM counter",
+        ))
+        .await
+        .expect("count")
+        .expect("a row")
+        .try_get_by_index::<i64>(0)
+        .expect("a number");
+    assert_eq!(rows, 200);
+    let _ = db.close().await;
+    t.drop_db().await;
 }

@@ -7,13 +7,11 @@ use std::time::Duration;
 
 use centralino_bus::{AmqpBus, AmqpConfig, Bus, ConsumerSpec, Delivery, Exchange, Topology};
 use centralino_proto::v1::InteractionCreated;
-use centralino_store::sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait,
-};
+use centralino_store::sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use centralino_store::{CoreMigrator, inbox};
 
 async fn apply(db: &DatabaseConnection, d: &Delivery) -> bool {
-    let txn = db.begin().await.expect("begin");
+    let txn = centralino_store::begin(db).await.expect("begin");
     if !inbox::claim(&txn, "effects", &d.envelope.message_id)
         .await
         .expect("claim")
