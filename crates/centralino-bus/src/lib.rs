@@ -16,6 +16,7 @@
 //! de-duplicates on the message id (see the inbox in `centralino-store`).
 
 mod amqp;
+pub mod backoff;
 mod envelope;
 mod error;
 mod handoff;
@@ -25,6 +26,7 @@ mod topology;
 use std::fmt;
 
 pub use amqp::{AmqpBus, AmqpConfig};
+pub use backoff::Backoff;
 pub use envelope::{DecodeError, EnvelopeExt, TypedPayload, message_status, new_envelope};
 pub use error::BusError;
 pub use handoff::{Settle, run_in_order};

@@ -11,10 +11,7 @@ use centralino_mime::{Inbound, Malformed};
 use centralino_proto::v1;
 use centralino_store::StoreError;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
-    TransactionTrait,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 use sha2::Digest as _;
 use tokio::sync::{Notify, watch};
 
@@ -56,28 +53,27 @@ struct Fetched {
 
 impl Importer {
     pub(crate) async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut backoff = Duration::from_secs(1);
+        let mut backoff = centralino_bus::Backoff::peer();
         loop {
             match self.session(&mut stop, &mut backoff).await {
                 Ok(()) => return,
                 Err(e) => tracing::warn!(
                     mailbox = %self.mailbox.name,
                     error = %e,
-                    retry_in_ms = backoff.as_millis() as u64,
+                    retry_in_ms = backoff.peek().as_millis() as u64,
                     "email: mailbox session ended; reconnecting"
                 ),
             }
-            if pause(backoff, &mut stop).await {
+            if pause(backoff.next_wait(), &mut stop).await {
                 return;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(60));
         }
     }
 
     async fn session(
         &self,
         stop: &mut watch::Receiver<bool>,
-        backoff: &mut Duration,
+        backoff: &mut centralino_bus::Backoff,
     ) -> Result<(), SessionError> {
         let t = self.config.io_timeout;
         let endpoint = &self.mailbox.imap;
@@ -104,6 +100,8 @@ impl Importer {
             .uid_validity
             .ok_or(ImapError::Missing("UIDVALIDITY"))?;
         let mut last_uid = self.position(validity).await?;
+        // Connected and read: the next failure starts with a short wait again.
+        backoff.reset();
         tracing::info!(mailbox = %self.mailbox.name, uidvalidity = validity, last_uid, idle, "email: mailbox connected");
         let mut waiting_pause = Duration::from_millis(100);
         loop {
@@ -120,6 +118,7 @@ impl Importer {
                     let fetched = self.fetch(&mut session, chunk).await?;
                     let reached = chunk.iter().map(|(uid, _)| *uid).max().unwrap_or(last_uid);
                     last_uid = self.commit(validity, reached, fetched).await?;
+                    backoff.reset();
                     self.relay.notify_one();
                     if *stop.borrow() {
                         break;
@@ -133,7 +132,7 @@ impl Importer {
                 .settle_published(&mut session, validity, &settle)
                 .await?;
             // A whole round went through: whatever failed before is behind us.
-            *backoff = Duration::from_secs(1);
+            backoff.reset();
             if *stop.borrow() {
                 continue;
             }
@@ -335,7 +334,7 @@ impl Importer {
             .collect();
         let keys: Vec<String> = parsed.iter().map(|(f, m)| dedupe_key(&f.raw, m)).collect();
 
-        let txn = self.db.begin().await?;
+        let txn = centralino_store::begin(&self.db).await?;
         let known: HashMap<String, String> = message::Entity::find()
             .filter(message::Column::DedupeKey.is_in(keys.clone()))
             .all(&txn)
@@ -745,7 +744,10 @@ impl Importer {
                     identifiers: identifiers.clone(),
                     queue_hint: self.mailbox.queue.clone(),
                     priority: self.mailbox.priority,
-                    conversation_id: token.clone(),
+                    // One thread is one interaction: the conversation is
+                    // named by its id (a UUID, as on every channel); the
+                    // short token that threads replies stays in the adapter.
+                    conversation_id: interaction.clone(),
                     subject: inbound.subject.clone(),
                     created_at: Some(centralino_proto::timestamp_from_chrono(chrono::Utc::now())),
                     attributes: attributes.clone(),
