@@ -1167,7 +1167,11 @@ pub struct Interaction {
     /// 0 (lowest) to 100 (highest).
     #[prost(uint32, tag = "6")]
     pub priority: u32,
-    /// Conversation the interaction belongs to (email thread, SMS conversation), if any.
+    /// Conversation the interaction belongs to, if any: always a UUID, on every
+    /// channel (consumers refuse anything else). Email: one thread is one
+    /// interaction, so it is the interaction's id (the short token in subjects
+    /// and Message-IDs stays inside the email adapter); SMS: the conversation's,
+    /// which is the id of the interaction that opened it; voice and desk: empty.
     #[prost(string, tag = "7")]
     pub conversation_id: ::prost::alloc::string::String,
     #[prost(string, tag = "8")]
