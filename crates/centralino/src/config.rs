@@ -131,7 +131,9 @@ impl Default for GrpcConfig {
 pub struct TelemetryConfig {
     /// `human` or `json`.
     pub format: String,
-    /// `tracing` filter, e.g. `info` or `info,centralino_bus=debug`.
+    /// `tracing` filter, e.g. `info` or `info,centralino_bus=debug`. A bare
+    /// level applies to Centralino's own crates; every dependency logs at
+    /// warn unless a directive names it (`info,rsipstack=debug`).
     pub filter: String,
     /// OTLP/gRPC collector; empty disables export. `OTEL_EXPORTER_OTLP_ENDPOINT` sets it too.
     pub otlp_endpoint: String,

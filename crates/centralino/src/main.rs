@@ -66,6 +66,9 @@ fn telemetry(config: &Config, service: &str) -> Option<centralino_telemetry::Tel
         format: centralino_telemetry::parse_format(&config.telemetry.format).unwrap_or_default(),
         filter: config.telemetry.filter.clone(),
         otlp_endpoint: Some(config.telemetry.otlp_endpoint.clone()).filter(|e| !e.is_empty()),
+        // Colour only on a terminal, and never with NO_COLOR (no-color.org).
+        ansi: std::io::IsTerminal::is_terminal(&std::io::stdout())
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
     };
     match centralino_telemetry::init(&tc) {
         Ok(g) => Some(g),
