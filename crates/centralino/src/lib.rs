@@ -178,6 +178,9 @@ pub struct Running {
     pub voice_sip: Option<SocketAddr>,
     /// Where the desk's kiosk and board API listens, when it runs.
     pub desk_http: Option<SocketAddr>,
+    /// The bus the services share (in-process in the embedded mode), for an
+    /// embedding program or a test that talks to them as another service would.
+    pub bus: Arc<dyn Bus>,
     pub task: tokio::task::JoinHandle<Result<(), RunError>>,
 }
 
@@ -426,6 +429,7 @@ pub async fn serve(
     let (grpc_addr, serve) = server.bind(stopped()).await?;
     let store_kind = centralino_store::backend_name(&db);
     let bus_kind = bus.kind();
+    let shared_bus = bus.clone();
     let task = tokio::spawn(async move {
         let result = serve.await.map_err(RunError::from);
         for t in tasks {
@@ -447,6 +451,7 @@ pub async fn serve(
         sms_webhook,
         voice_sip,
         desk_http,
+        bus: shared_bus,
         task,
     })
 }

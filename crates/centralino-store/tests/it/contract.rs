@@ -402,7 +402,11 @@ async fn concurrent_read_then_write_transactions_on_sqlite_all_commit() {
     for w in writers {
         failures.extend(w.await.expect("writer"));
     }
-    assert_eq!(failures, Vec::<String>::new(), "every transaction committed");
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "every transaction committed"
+    );
     let rows = db
         .query_one_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),

@@ -4,6 +4,7 @@
 
 mod cli;
 mod compose;
+mod contract;
 mod desk;
 mod email;
 mod python;
