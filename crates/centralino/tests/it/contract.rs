@@ -100,7 +100,8 @@ async fn every_event_of_every_adapter_passes_routing_and_history_without_a_dead_
         ))
         .with_ansi(false)
         .with_writer(move || writer.clone())
-        .init();
+        .try_init()
+        .expect("the only subscriber of this test process (nextest runs each test alone)");
     let dovecot = Dovecot::start(&[SUPPORT]);
     let smtp = SmtpSink::start();
     let smsc = Smsc::start();

@@ -2,6 +2,7 @@
 //! a Python grpcio client, the CLI, the docker-compose file checked against the
 //! code, and `up` with each channel adapter (email, SMS, voice, desk).
 
+mod burst;
 mod cli;
 mod compose;
 mod contract;
