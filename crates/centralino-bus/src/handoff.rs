@@ -29,12 +29,13 @@ pub enum Settle {
 }
 
 /// Runs until `shutdown` or the end of the subscription. `parse` turns a
-/// delivery into the worker's input (an error dead-letters it); `command` wraps
+/// delivery into the worker's input (`Ok(None)`: nothing for this worker, it
+/// is acked; an error dead-letters it); `command` wraps
 /// the input and the answer channel into the worker's command type.
 pub async fn run_in_order<T, C>(
     mut sub: Subscription,
     worker: mpsc::Sender<C>,
-    parse: impl Fn(&Delivery) -> Result<T, String> + Send + Sync + 'static,
+    parse: impl Fn(&Delivery) -> Result<Option<T>, String> + Send + Sync + 'static,
     command: fn(&Delivery, T, oneshot::Sender<Settle>) -> C,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -60,7 +61,7 @@ pub async fn run_in_order<T, C>(
     }
 }
 
-type Parse<T> = Arc<dyn Fn(&Delivery) -> Result<T, String> + Send + Sync>;
+type Parse<T> = Arc<dyn Fn(&Delivery) -> Result<Option<T>, String> + Send + Sync>;
 
 struct Handoff<T, C> {
     worker: mpsc::Sender<C>,
@@ -80,6 +81,7 @@ impl<T, C> Clone for Handoff<T, C> {
 
 enum Submitted {
     Unusable(String),
+    Nothing,
     Waiting(oneshot::Receiver<Settle>),
 }
 
@@ -88,7 +90,8 @@ impl<T: Send + 'static, C: Send + 'static> Handoff<T, C> {
     /// broker redelivers).
     async fn submit(&self, d: &Delivery) -> Option<Submitted> {
         let input = match (self.parse)(d) {
-            Ok(i) => i,
+            Ok(Some(i)) => i,
+            Ok(None) => return Some(Submitted::Nothing),
             Err(reason) => return Some(Submitted::Unusable(reason)),
         };
         let (done, answer) = oneshot::channel();
@@ -109,6 +112,7 @@ impl<T: Send + 'static, C: Send + 'static> Handoff<T, C> {
                     let _ = d.dead_letter().await;
                     return;
                 }
+                Submitted::Nothing => Ok(Settle::Done),
                 Submitted::Waiting(rx) => rx.await,
             };
             match answer {

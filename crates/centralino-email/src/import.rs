@@ -414,6 +414,11 @@ impl Importer {
         }
         let mut seen_keys: HashMap<String, String> = known;
         for ((fetched, understood), key) in parsed.into_iter().zip(keys) {
+            if fetched.headers_only {
+                // Only its headers were imported: it stays unread (and in
+                // place) on the server, for the people who read that mailbox.
+                plan.left_alone.insert(fetched.uid);
+            }
             if let Some(existing) = seen_keys.get(&key) {
                 plan.uids.push((fetched.uid, existing.clone()));
                 continue;
@@ -503,7 +508,8 @@ impl Importer {
                 uid: Set(i64::from(*u)),
                 message_id: Set(message_id.clone()),
                 outbox_mark: Set(mark),
-                flagged: Set(false),
+                // `flagged`: nothing more to do on the server for this UID.
+                flagged: Set(plan.left_alone.contains(u)),
             }))
             .on_conflict(
                 OnConflict::columns([
@@ -615,8 +621,13 @@ impl Importer {
                     ));
                 }
                 None => {
-                    tracing::info!(mailbox = %self.mailbox.name, "email: a delivery report for a message we do not know; kept");
+                    // Not ours (sent from another program, or from before):
+                    // someone should see it, so it opens a conversation like
+                    // any mail, in the mailbox's queue, without acknowledgement.
+                    tracing::info!(mailbox = %self.mailbox.name, "email: a delivery report for a message we do not know; opened as a conversation");
                     row.detail = Some("a bounce for a message we do not know".into());
+                    attributes.insert("email.bounce".into(), "unknown-message".into());
+                    self.open(plan, &mut row, &inbound, attributes, d.now, threads, false);
                 }
             }
             plan.messages.push(row);
@@ -684,6 +695,18 @@ impl Importer {
             None => {
                 if row.outcome.is_empty() {
                     row.outcome = "new".into();
+                }
+                // History names a new customer after it (`Nicolò Bianchi`).
+                if let Some(name) = inbound
+                    .from_name
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty())
+                {
+                    attributes.insert(
+                        "customer_name".into(),
+                        name.chars().take(MAX_NAME_CHARS).collect(),
+                    );
                 }
                 // RFC 3834: only a person's mail, not ours, not old mail (a
                 // first import of a folder with years in it), at most one per
@@ -949,6 +972,9 @@ fn mailbox_changed(session: &ImapSession) -> bool {
     changed
 }
 
+/// Longest sender's name passed on to history.
+const MAX_NAME_CHARS: usize = 200;
+
 /// No acknowledgement for mail dated more than a day ago.
 const ACK_MAX_AGE_SECS: i64 = 24 * 3600;
 /// At most one acknowledgement per address per hour.
@@ -969,6 +995,8 @@ struct Decision {
 #[derive(Default)]
 struct Plan {
     uids: Vec<(u32, String)>,
+    /// UIDs never to flag or move (oversized: only their headers were imported).
+    left_alone: HashSet<u32>,
     messages: Vec<message::Model>,
     attachments: Vec<attachment::Model>,
     threads_changed: HashSet<String>,

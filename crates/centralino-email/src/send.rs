@@ -105,8 +105,28 @@ async fn accept(
         tracing::warn!(message = %delivery.envelope.message_id, "email: a send command that does not decode; dead-lettered");
         return Ok(Accepted::Unreadable);
     };
+    // The outcome names the interaction only when it is one (a UUID), so
+    // history never refuses it.
+    let interaction = uuid::Uuid::parse_str(&cmd.interaction_id)
+        .map(|u| u.to_string())
+        .unwrap_or_default();
     let Ok(id) = uuid::Uuid::parse_str(&cmd.message_id) else {
-        tracing::warn!(message = %delivery.envelope.message_id, "email: a send command without a UUID message_id; dead-lettered");
+        // Still answered, addressed by the id it came with, when it has one.
+        if !unaddressable(&cmd.message_id) {
+            tracing::info!(message = %delivery.envelope.message_id, "email: a send command without a UUID message_id; refused");
+            let txn = centralino_store::begin(db).await?;
+            status_event(
+                &txn,
+                &cmd.message_id,
+                &interaction,
+                "failed",
+                "message_id: not a UUID",
+            )
+            .await?;
+            txn.commit().await?;
+            return Ok(Accepted::Refused);
+        }
+        tracing::warn!(message = %delivery.envelope.message_id, "email: a send command without a message_id to answer to; dead-lettered");
         return Ok(Accepted::Unreadable);
     };
     let id = id.to_string();
@@ -161,7 +181,7 @@ async fn accept(
             })
             .exec_without_returning(&txn)
             .await?;
-            status_event(&txn, &id, &cmd.interaction_id, "failed", &why).await?;
+            status_event(&txn, &id, &interaction, "failed", &why).await?;
             txn.commit().await?;
             return Ok(Accepted::Refused);
         }
@@ -194,7 +214,7 @@ async fn accept(
     let raw = match raw {
         Ok(raw) => raw,
         Err(why) => {
-            status_event(&txn, &id, &cmd.interaction_id, "failed", &why).await?;
+            status_event(&txn, &id, &interaction, "failed", &why).await?;
             txn.commit().await?;
             return Ok(Accepted::Refused);
         }
@@ -269,6 +289,12 @@ async fn accept(
     .await?;
     txn.commit().await?;
     Ok(Accepted::Queued)
+}
+
+/// A message id no outcome can be addressed to: empty, or longer than
+/// consumers keep.
+pub(crate) fn unaddressable(message_id: &str) -> bool {
+    message_id.is_empty() || message_id.len() > centralino_bus::MAX_MESSAGE_ID_LEN
 }
 
 async fn status_event(
@@ -406,6 +432,18 @@ async fn deliver_due(
                 active.status = Set("sent".into());
                 active.last_error = Set(None);
                 status_event(&txn, &row.id, &row.interaction_id, "sent", "").await?;
+            }
+            // No SMTP reply at all: the server is not reachable (down, or the
+            // network). Not the message's fault, so not one of its attempts,
+            // and tried again within seconds of the server's return, however
+            // long it was away.
+            Err((false, None, error)) => {
+                tracing::info!(message = %row.id, "email: SMTP server not reachable; will retry");
+                active.attempts = Set(row.attempts);
+                active.next_attempt_at = Set(now_ms()
+                    + i64::try_from(centralino_bus::backoff::PEER_MAX.as_millis())
+                        .unwrap_or(5_000));
+                active.last_error = Set(Some(error));
             }
             // Logs carry the SMTP code only: servers quote the recipient.
             Err((permanent, code, error)) if permanent || attempts >= config.max_send_attempts => {

@@ -81,8 +81,20 @@ impl Event {
     }
 }
 
-/// Turns a delivery into an [`Event`], or says why it can never be applied.
-pub(crate) fn parse(d: &Delivery, rules: &IdentityRules) -> Result<Event, String> {
+/// Turns a delivery into an [`Event`] (`None`: nothing for history, such as
+/// the outcome of a notification that belongs to no interaction), or says
+/// why it can never be applied.
+pub(crate) fn parse(d: &Delivery, rules: &IdentityRules) -> Result<Option<Event>, String> {
+    if d.envelope.event_type == v1::MessageStatusChanged::TYPE_NAME {
+        let s: v1::MessageStatusChanged = d.envelope.decode().map_err(|e| e.to_string())?;
+        if s.interaction_id.is_empty() {
+            return Ok(None);
+        }
+    }
+    parse_event(d, rules).map(Some)
+}
+
+fn parse_event(d: &Delivery, rules: &IdentityRules) -> Result<Event, String> {
     let env = &d.envelope;
     let at = env.occurred_at.as_ref().map_or_else(now_ms, ms_of);
     let event = match env.event_type.as_str() {

@@ -259,9 +259,14 @@ pub(crate) struct Actor {
     /// Abandons that arrived for interactions routing did not hold, with when:
     /// a creation delivered after its own abandon (a redelivery) is then not routed.
     early_abandons: HashMap<InteractionId, Millis>,
+    /// A queue was defined in the batch being committed: work held for want
+    /// of it (routing's dead letters) is replayed once the commit is in.
+    queue_defined: bool,
 }
 
 const ANSWERS_KEPT: usize = 256;
+/// Most held deliveries sent back through routing when a queue is defined.
+const HELD_REPLAYED: usize = 100_000;
 /// Most early abandons remembered, and for how long.
 const EARLY_ABANDONS_KEPT: usize = 100_000;
 const EARLY_ABANDON_MS: Millis = 3_600_000;
@@ -293,6 +298,7 @@ impl Actor {
             stored_presence: HashMap::new(),
             needs_restore: false,
             early_abandons: HashMap::new(),
+            queue_defined: false,
         };
         actor.restore().await?;
         Ok(actor)
@@ -551,6 +557,9 @@ impl Actor {
                     }
                 }
                 self.deliver(outgoing);
+                if std::mem::take(&mut self.queue_defined) {
+                    self.replay_held();
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "routing batch not committed; rebuilding from the database");
@@ -592,6 +601,27 @@ impl Actor {
                 }
             }
         }
+    }
+
+    /// Work for a queue routing did not know was refused (dead-lettered, its
+    /// inbox claim taken back) and waits in routing's dead-letter queue,
+    /// visible to `ListDeadLetters`. Once a queue is defined it is all sent
+    /// back through routing: what now has its queue is routed, the rest is
+    /// refused again and waits for the next definition.
+    fn replay_held(&self) {
+        let bus = self.bus.clone();
+        tokio::spawn(async move {
+            match bus.replay_dead_letters(SERVICE, HELD_REPLAYED).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    replayed = n,
+                    "routing: a queue was defined; work held for want of a queue is routed again"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "routing: held work not replayed; replay it with ReplayDeadLetters")
+                }
+            }
+        });
     }
 
     /// Answers a batch that cannot be applied: deliveries are retried, callers
@@ -789,8 +819,9 @@ impl Actor {
                 {
                     q.clone()
                 } else {
+                    // Held, not lost: routed again when the queue is defined.
                     return Settle::Reject(format!(
-                        "no queue {:?} and no default queue",
+                        "no queue {:?} and no default queue; held until it is defined",
                         interaction.queue_hint
                     ));
                 };
@@ -1115,6 +1146,7 @@ impl Actor {
                 .exec_without_returning(txn)
                 .await?;
                 self.queues.insert(def.name.clone(), def.clone());
+                self.queue_defined = true;
                 Ok(AdminReply::Queue(def))
             }
             AdminOp::DeleteQueue(name) => {

@@ -30,7 +30,7 @@ pub(crate) async fn run(
     tx: mpsc::Sender<Command>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    centralino_bus::run_in_order(sub, tx, parse, command, shutdown).await;
+    centralino_bus::run_in_order(sub, tx, |d| parse(d).map(Some), command, shutdown).await;
 }
 
 fn command(d: &Delivery, what: Ingest, done: oneshot::Sender<Settle>) -> Command {

@@ -81,6 +81,21 @@ pub fn policy(policy: &mut Policy) {
         .set("/centralino.v1.RoutingAdminService/ListAgents", sup());
 }
 
+/// The names of the queues routing has defined (in `db`, migrated
+/// beforehand), for checking what the adapters send against them.
+pub async fn defined_queues(
+    db: &DatabaseConnection,
+) -> Result<std::collections::BTreeSet<String>, centralino_store::StoreError> {
+    use sea_orm::{EntityTrait as _, QuerySelect as _};
+    let names: Vec<String> = entities::queue::Entity::find()
+        .select_only()
+        .column(entities::queue::Column::Name)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(names.into_iter().collect())
+}
+
 /// A started routing service: its gRPC services (add them to a server) and its tasks.
 pub struct Router {
     pub agent: grpc::AgentServer,

@@ -479,9 +479,9 @@ pub(crate) async fn advance(
     let mut active: message::ActiveModel = m.clone().into();
     active.status = Set(status.to_owned());
     active.update(txn).await?;
-    if let Some(interaction) = m.interaction_id.as_deref().filter(|i| !i.is_empty()) {
-        status_event(txn, message_id, interaction, status, error).await?;
-    }
+    // A notification (no interaction) gets its outcome too; history skips it.
+    let interaction = m.interaction_id.as_deref().unwrap_or_default();
+    status_event(txn, message_id, interaction, status, error).await?;
     Ok(())
 }
 

@@ -110,7 +110,8 @@ pub(crate) async fn queue(
     .exec_without_returning(txn)
     .await?;
     let Some(interaction) = interaction else {
-        return Ok(());
+        // A notification: no message for a timeline, but its outcome.
+        return status_event(txn, &o.id, "", "queued", "").await;
     };
     let identifiers = ctx
         .config
@@ -358,7 +359,25 @@ async fn accept(
             return unreadable("SendMessage");
         };
         let Ok(id) = uuid::Uuid::parse_str(&cmd.message_id) else {
-            return unreadable("SendMessage without a UUID message_id");
+            if cmd.message_id.is_empty()
+                || cmd.message_id.len() > centralino_bus::MAX_MESSAGE_ID_LEN
+            {
+                return unreadable("SendMessage without a message_id to answer to");
+            }
+            // Still answered, addressed by the id it came with.
+            tracing::info!(message = %env.message_id, "sms: a send command without a UUID message_id; refused");
+            let interaction = uuid::Uuid::parse_str(&cmd.interaction_id)
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            status_event(
+                txn,
+                &cmd.message_id,
+                &interaction,
+                "failed",
+                "message_id: not a UUID",
+            )
+            .await?;
+            return Ok(Accepted::Done);
         };
         send_command(ctx, txn, id.to_string(), cmd).await?;
     } else if env.event_type == v1::ConsentChanged::TYPE_NAME {
@@ -488,9 +507,8 @@ async fn send_command(
             })
             .exec_without_returning(txn)
             .await?;
-            if !interaction_id.is_empty() {
-                status_event(txn, &id, &interaction_id, "failed", &why).await?;
-            }
+            // Every command gets its outcome, with or without an interaction.
+            status_event(txn, &id, &interaction_id, "failed", &why).await?;
             tracing::info!(message = %id, reason = %why, "sms: send command refused");
             return Ok(());
         }

@@ -204,6 +204,13 @@ impl Dovecot {
         self.run();
     }
 
+    /// Starts it again after [`Dovecot::stop`], on the same port and mail.
+    pub fn start_again(&mut self) {
+        if self.child.is_none() {
+            self.run();
+        }
+    }
+
     /// Restarts with `user`'s INBOX re-numbered: Dovecot's UID list and indexes
     /// are deleted, so the same messages come back under a new UIDVALIDITY (as
     /// after a restore from backup or a server migration).

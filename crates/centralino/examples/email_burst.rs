@@ -1,6 +1,6 @@
-//! Email burst: `messages` small emails appended at once to a mailbox of
-//! `centralino up` (in-process bus), timed until every one is an interaction
-//! in history, on SQLite (the embedded mode) and on PostgreSQL, beside a raw
+//! Email burst: `messages` small emails waiting in a mailbox when
+//! `centralino up` (in-process bus) starts, timed until every one is an
+//! interaction in history, on SQLite (the embedded mode) and on PostgreSQL, beside a raw
 //! baseline measured in the same run: the same number of plain one-row
 //! inserts, one transaction each, into the same kind of database.
 //!
@@ -26,8 +26,10 @@ const USER: &str = "support@example.test";
 pub struct Figures {
     pub store: &'static str,
     pub messages: usize,
-    /// First APPEND to the last interaction in history.
+    /// `up` started with the burst in the mailbox, to the last interaction in history.
     pub seconds: f64,
+    /// How long Dovecot took to take the burst (IMAP APPEND, 4 connections).
+    pub append_seconds: f64,
     /// The raw baseline: `messages` one-row transactions, same database kind.
     pub raw_seconds: f64,
     /// IMAP sessions that ended in an error (each one reconnects).
@@ -127,19 +129,9 @@ pub async fn burst(n: usize, store: &'static str, log: &Log, progress: bool) -> 
         ),
     )
     .expect("config file");
-    let config = centralino::Config::load(Some(&file), []).expect("config loads");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = centralino::up(&config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .expect("up starts");
-    let db = centralino_store::connect(&config.store_url(), 2)
-        .await
-        .expect("store");
-
-    // Appended at once, over several connections, as mail servers deliver.
-    let started = Instant::now();
+    // The burst waits in the mailbox (appended over several connections, as
+    // mail servers deliver); the clock starts with `up`.
+    let appending = Instant::now();
     let writers = 4;
     let appends: Vec<_> = (0..writers)
         .map(|w| {
@@ -167,6 +159,19 @@ pub async fn burst(n: usize, store: &'static str, log: &Log, progress: bool) -> 
     for a in appends {
         a.await.expect("appender");
     }
+    let append_seconds = appending.elapsed().as_secs_f64();
+    let config = centralino::Config::load(Some(&file), []).expect("config loads");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let running = centralino::up(&config, async {
+        let _ = stopped.await;
+    })
+    .await
+    .expect("up starts");
+    let db = centralino_store::connect(&config.store_url(), 2)
+        .await
+        .expect("store");
+
     let mut last_report = Instant::now();
     loop {
         let done = db
@@ -228,6 +233,7 @@ pub async fn burst(n: usize, store: &'static str, log: &Log, progress: bool) -> 
         store,
         messages: n,
         seconds,
+        append_seconds,
         raw_seconds,
         session_drops,
         locked,
@@ -251,18 +257,22 @@ async fn main() {
         _ => vec!["sqlite", "postgres"],
     };
     let log = Log::install();
-    println!("email_burst: {n} emails appended at once, timed until all are in history");
+    println!(
+        "email_burst: {n} emails waiting in the mailbox at start, timed until all are in history"
+    );
     for store in stores {
         let f = burst(n, store, &log, true).await;
         println!(
             "{store:>8}: ours {:>7.0} msg/s ({:.1} s), raw one-row transactions {:>7.0}/s, \
-             ratio {:.2}; IMAP session drops {}, 'database is locked' {}; load {}",
+             ratio {:.2}; IMAP session drops {}, 'database is locked' {}; \
+             (Dovecot took the burst at {:.0}/s); load {}",
             f.per_second(),
             f.seconds,
             f.raw_per_second(),
             f.per_second() / f.raw_per_second().max(1e-9),
             f.session_drops,
             f.locked,
+            f.messages as f64 / f.append_seconds.max(1e-9),
             load()
         );
     }

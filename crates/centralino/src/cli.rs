@@ -76,6 +76,12 @@ pub enum Command {
     Desk,
     /// Apply every service's database migrations, then exit.
     Migrate,
+    /// Say what the configuration sends where and what is missing: each
+    /// adapter's queues against the queues routing defines (work for an
+    /// undefined queue is not routed: it is held until the queue is defined),
+    /// and, on RabbitMQ, the dead letters waiting per service. Exit 1 when
+    /// something needs attention.
+    Status,
     /// Check that a running Centralino answers its gRPC health check (for container
     /// healthchecks): exit 0 when SERVING, 1 otherwise.
     Health {

@@ -166,6 +166,95 @@ pub async fn migrate_all(
     Ok(applied)
 }
 
+/// The bus consumer (queue) names of every service, for dead letters.
+pub fn consumer_names() -> Vec<String> {
+    vec![
+        centralino_router::SERVICE.to_owned(),
+        centralino_history::consumer_spec().name,
+        centralino_history::commands_spec().name,
+        centralino_email::consumer_spec().name,
+        centralino_sms::consumer_spec().name,
+        centralino_voice::consumer_spec().name,
+        centralino_desk::consumer_spec().name,
+    ]
+}
+
+/// Every routing queue the channel adapters' configuration sends work to,
+/// with what sends it there (`email mailbox support`, `voice flow main`, …).
+pub fn adapter_queues(
+    config: &Config,
+) -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let mut uses: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    let mut add = |queue: &str, what: String| {
+        if !queue.trim().is_empty() {
+            uses.entry(queue.trim().to_owned())
+                .or_default()
+                .insert(what);
+        }
+    };
+    for m in &config.email.mailboxes {
+        add(&m.queue, format!("email mailbox {}", m.name));
+    }
+    if config.sms.configured() {
+        for n in &config.sms.numbers {
+            add(&n.queue, format!("sms number {}", n.number));
+        }
+        add(
+            &config.sms.default_queue,
+            "sms numbers not listed (sms.default_queue)".to_owned(),
+        );
+    }
+    if let Ok(Some(voice)) = config.voice.voice_config(&config.identity) {
+        for (name, flow) in &voice.flows {
+            for menu in flow.menus.values() {
+                for action in menu.options.values().chain([&menu.default]) {
+                    if let centralino_telephony::ivr::Action::Queue { queue, .. } = action {
+                        add(queue, format!("voice flow {name}"));
+                    }
+                }
+            }
+        }
+    }
+    if let Ok(Some(desk)) = config.desk.desk_config(&config.identity) {
+        for service in &desk.services {
+            for site in &desk.sites {
+                add(
+                    &service.queue.replace("{site}", &site.id),
+                    format!("desk service {} at {}", service.code, site.id),
+                );
+            }
+        }
+    }
+    uses
+}
+
+/// The adapters' queues routing has not defined, each with what sends work
+/// there and what becomes of it: one line each, for the startup lines and the log.
+pub async fn undefined_queues(
+    config: &Config,
+    db: &DatabaseConnection,
+) -> Result<Vec<String>, RunError> {
+    let defined = centralino_router::defined_queues(db).await?;
+    let default = config.routing.default_queue.trim();
+    let fallback = (!default.is_empty() && defined.contains(default)).then_some(default);
+    Ok(adapter_queues(config)
+        .into_iter()
+        .filter(|(queue, _)| !defined.contains(queue))
+        .map(|(queue, users)| {
+            let fate = match fallback {
+                Some(d) => format!("its work goes to the default queue {d}"),
+                None => "its work is held (routing's dead letters) until the queue is defined"
+                    .to_owned(),
+            };
+            format!(
+                "queue {queue:?} ({}) is not defined in routing: {fate}",
+                users.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect())
+}
+
 /// A running `up`: where it listens, and the task serving it.
 pub struct Running {
     pub grpc_addr: SocketAddr,
@@ -178,6 +267,9 @@ pub struct Running {
     pub voice_sip: Option<SocketAddr>,
     /// Where the desk's kiosk and board API listens, when it runs.
     pub desk_http: Option<SocketAddr>,
+    /// The adapters' queues routing does not define, one line each (see
+    /// [`undefined_queues`]), as they stood at start.
+    pub undefined_queues: Vec<String>,
     /// The bus the services share (in-process in the embedded mode), for an
     /// embedding program or a test that talks to them as another service would.
     pub bus: Arc<dyn Bus>,
@@ -427,6 +519,14 @@ pub async fn serve(
         stop_on_loss("routing", router.lost);
     }
     let (grpc_addr, serve) = server.bind(stopped()).await?;
+    // Said loudly at start: work for a queue routing does not know is not routed.
+    let undefined_queues = match undefined_queues(config, &db).await {
+        Ok(lines) => lines,
+        Err(e) => vec![format!("routing's queues could not be read: {e}")],
+    };
+    for line in &undefined_queues {
+        tracing::warn!("{line}");
+    }
     let store_kind = centralino_store::backend_name(&db);
     let bus_kind = bus.kind();
     let shared_bus = bus.clone();
@@ -451,6 +551,7 @@ pub async fn serve(
         sms_webhook,
         voice_sip,
         desk_http,
+        undefined_queues,
         bus: shared_bus,
         task,
     })

@@ -144,6 +144,14 @@ async fn serve_and_wait(
     if services.contains(&centralino::Service::Desk) {
         println!("  desk    {}", describe_desk(config, running.desk_http));
     }
+    for line in &running.undefined_queues {
+        println!("  WARNING {line}");
+    }
+    if !running.undefined_queues.is_empty() {
+        println!(
+            "          define them with RoutingAdminService.UpsertQueue (held work is then routed)"
+        );
+    }
     println!("  tokens  centralino token --role admin --subject you");
     println!("press Ctrl-C to stop");
     running
@@ -234,6 +242,7 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status => status(&config).await,
         Command::Health { addr, service } => Ok(health(&addr, &service).await),
         Command::Token { role, subject, ttl } => {
             let Ok(role) = role.parse::<centralino_auth::Role>() else {
@@ -293,6 +302,76 @@ async fn health(addr: &str, service: &str) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `centralino status`: queues against routing's, and dead letters.
+async fn status(config: &Config) -> Result<ExitCode, RunError> {
+    let db = centralino::connect_store(config).await?;
+    centralino::migrate_all(&db, |_| {}).await?;
+    let mut attention = false;
+    println!(
+        "store   {} ({})",
+        redact(&config.store_url()),
+        centralino_store::backend_name(&db)
+    );
+    let defined = centralino_router::defined_queues(&db).await?;
+    println!(
+        "routing {} queue(s) defined{}",
+        defined.len(),
+        if defined.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ": {}",
+                defined.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        }
+    );
+    let uses = centralino::adapter_queues(config);
+    for (queue, users) in &uses {
+        let mark = if defined.contains(queue) {
+            "ok"
+        } else {
+            "MISSING"
+        };
+        println!(
+            "  {mark:<7} {queue} <- {}",
+            users.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
+    }
+    let undefined = centralino::undefined_queues(config, &db).await?;
+    for line in &undefined {
+        println!("WARNING {line}");
+    }
+    attention |= !undefined.is_empty();
+    if config.bus.url == "memory" {
+        println!(
+            "bus     in-process: dead letters live in the running process (OpsService.ListDeadLetters)"
+        );
+    } else {
+        let bus = centralino::connect_bus(config, "centralino-status").await?;
+        for consumer in centralino::consumer_names() {
+            match bus.dead_letters(&consumer, 1_000).await {
+                Ok(dead) if dead.is_empty() => println!("  dead letters {consumer}: none"),
+                Ok(dead) => {
+                    attention = true;
+                    println!(
+                        "  dead letters {consumer}: {}{} (OpsService.ListDeadLetters / ReplayDeadLetters)",
+                        dead.len(),
+                        if dead.len() >= 1_000 { "+" } else { "" }
+                    );
+                }
+                // A service that never ran has no queue yet.
+                Err(e) => println!("  dead letters {consumer}: not readable ({e})"),
+            }
+        }
+    }
+    let _ = db.close().await;
+    Ok(if attention {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn describe_bus(config: &Config) -> String {

@@ -1178,6 +1178,9 @@ pub struct Interaction {
     pub subject: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "9")]
     pub created_at: ::core::option::Option<::prost_types::Timestamp>,
+    /// Free-form details. Read by routing: `preferred_agent` (ask for the
+    /// customer's last agent). Read by history: `customer_name` (the name a new
+    /// customer gets, e.g. an email's display name).
     #[prost(map = "string, string", tag = "10")]
     pub attributes: ::std::collections::HashMap<
         ::prost::alloc::string::String,

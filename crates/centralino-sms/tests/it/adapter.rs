@@ -261,6 +261,34 @@ async fn opt_out_is_honoured_everywhere() {
         .send(&ticket, other, "notifications", "Il suo turno")
         .await;
     status(&env, &notice, "sent").await;
+
+    // A notification about no interaction at all gets its outcome too, on
+    // the bus, addressed by its message id: blocked by the opt-out here.
+    let bare = env.send("", other, "marketing", "Saldi di fine anno").await;
+    let error = status(&env, &bare, "failed").await;
+    assert!(error.contains("opted out"), "{error}");
+    assert!(
+        env.events::<v1::MessageStatusChanged>("interaction.sms.message_status")
+            .iter()
+            .filter(|s| s.message_id == bare)
+            .all(|s| s.interaction_id.is_empty()),
+        "it names no interaction"
+    );
+    // A command whose message id is not a UUID is answered, not dropped.
+    env.command(
+        "sms.send",
+        &v1::SendMessage {
+            message_id: "crm-42".into(),
+            channel: v1::Channel::Sms as i32,
+            body: "Promemoria".into(),
+            recipient: other.into(),
+            purpose: "transactional".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let error = status(&env, "crm-42", "failed").await;
+    assert!(error.contains("message_id: not a UUID"), "{error}");
     env.stop().await;
 }
 

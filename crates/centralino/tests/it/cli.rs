@@ -223,3 +223,90 @@ fn up_starts_without_a_collector_answers_health_and_stops_on_sigterm() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `centralino status` names each adapter queue routing does not define, with
+/// what sends work there, and exits 1; the same lines `up` prints at start.
+#[test]
+fn status_names_the_queues_routing_does_not_define() {
+    let dir = temp();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("centralino.toml");
+    std::fs::write(
+        &file,
+        "[[email.mailboxes]]\nname = \"support\"\naddress = \"support@example.test\"\n\
+         queue = \"support\"\nhost = \"127.0.0.1\"\nuser = \"support@example.test\"\npassword = \"x\"\n\
+         [sms]\nnumbers = [{ number = \"4321\", queue = \"sms\" }]\n\
+         [sms.smpp]\nhost = \"127.0.0.1\"\nsystem_id = \"c\"\npassword = \"p\"\n",
+    )
+    .expect("config");
+    let out = centralino(&dir)
+        .arg("--config")
+        .arg(&file)
+        .arg("status")
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("routing 0 queue(s) defined"), "{text}");
+    assert!(
+        text.contains("MISSING support <- email mailbox support"),
+        "{text}"
+    );
+    assert!(text.contains("MISSING sms <- sms number 4321"), "{text}");
+    assert!(
+        text.contains("WARNING queue \"support\" (email mailbox support) is not defined in routing: its work is held"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Logs written to a pipe (a container's log, a file) carry no colour codes,
+/// and `up`'s startup lines come first.
+#[test]
+fn up_logs_without_colour_codes_when_not_on_a_terminal() {
+    use std::io::{BufRead as _, BufReader};
+    let dir = temp();
+    let mut child = centralino(&dir)
+        .arg("up")
+        .env("CENTRALINO_GRPC__LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !seen
+        .iter()
+        .any(|l: &String| l.contains("press Ctrl-C to stop"))
+    {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = seen.join("\n");
+    assert!(text.contains("press Ctrl-C to stop"), "up started:\n{text}");
+    assert!(
+        text.contains("routing service started"),
+        "the log is there:\n{text}"
+    );
+    assert!(!text.contains('\u{1b}'), "no colour codes:\n{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -20,7 +20,7 @@ use centralino_test_support::eventually;
 use centralino_test_support::mail::{Dovecot, PASSWORD, Smsc, SmtpSink};
 use centralino_test_support::voice::{CallerScript, Ending, Step, run_sipp, sipp_caller_scenario};
 
-use crate::email::history_client;
+use crate::email::{append, history_client};
 
 const WAIT: Duration = Duration::from_secs(60);
 const SUPPORT: &str = "support@example.test";
@@ -85,6 +85,7 @@ const PERSONAL: &[&str] = &[
     "pacco",
     "disdire",
     "occupiamo",
+    "appuntamento",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,6 +166,44 @@ async fn every_event_of_every_adapter_passes_routing_and_history_without_a_dead_
         }
     });
 
+    // At start no queue is defined: each one is named, with what sends work there.
+    assert_eq!(
+        running.undefined_queues.len(),
+        4,
+        "{:?}",
+        running.undefined_queues
+    );
+    assert!(
+        running
+            .undefined_queues
+            .iter()
+            .any(|l| l.contains("\"support\" (email mailbox support)")
+                && l.contains("its work is held")),
+        "{:?}",
+        running.undefined_queues
+    );
+    // Work that arrives before its queue is defined is held, not lost: the
+    // email waits in routing's dead letters, and defining the queue routes it.
+    append(
+        dovecot.port(),
+        SUPPORT,
+        "From: =?UTF-8?Q?Nicol=C3=B2?= Bianchi <nicolo@example.test>\r\nTo: support@example.test\r\n\
+         Subject: Contratto\r\nMessage-ID: <contract-1@example.test>\r\n\r\nVorrei disdire.\r\n",
+    )
+    .await;
+    eventually(
+        WAIT,
+        "the email held by routing for want of its queue",
+        || async {
+            let held = bus
+                .dead_letters(centralino_router::SERVICE, 10)
+                .await
+                .ok()?;
+            (!held.is_empty()).then_some(())
+        },
+    )
+    .await;
+
     let key = centralino::token_key(&config).expect("key");
     let token = |sub: &str, role| {
         key.mint(sub, role, chrono::Utc::now().timestamp(), 600)
@@ -210,8 +249,7 @@ async fn every_event_of_every_adapter_passes_routing_and_history_without_a_dead_
     let (mut desktop, _) = Desk::open(running.grpc_addr, &anna).await.expect("session");
     desktop.available().await;
 
-    // Every channel at once, from its real peer.
-    append(dovecot.port()).await;
+    // Every channel at once, from its real peer (the email is in already).
     eventually(WAIT, "the SMS adapter bound to the SMSC", || async {
         smsc.mobile_originated("393331234567", "4321", "Il pacco non è arrivato")
             .then_some(())
@@ -306,6 +344,71 @@ async fn every_event_of_every_adapter_passes_routing_and_history_without_a_dead_
         ])
     );
 
+    // Commands about no interaction, and one with a message id that is not
+    // a UUID: each is answered with a status (history skips what names no
+    // interaction, and dead-letters nothing).
+    let notification = uuid::Uuid::new_v4().to_string();
+    let outcomes: Arc<Mutex<Vec<v1::MessageStatusChanged>>> = Arc::default();
+    let mut statuses = bus
+        .subscribe(
+            ConsumerSpec::new("contract-statuses")
+                .bind(Exchange::Events, "interaction.*.message_status"),
+        )
+        .await
+        .expect("status tap");
+    let kept = outcomes.clone();
+    let watching = tokio::spawn(async move {
+        while let Some(d) = statuses.next().await {
+            if let Ok(s) =
+                centralino_bus::EnvelopeExt::decode::<v1::MessageStatusChanged>(&d.envelope)
+                && let Ok(mut o) = kept.lock()
+            {
+                o.push(s);
+            }
+            let _ = d.ack().await;
+        }
+    });
+
+    for (key, message_id, channel, recipient) in [
+        (
+            "sms.send",
+            notification.as_str(),
+            v1::Channel::Sms,
+            "+393331234567",
+        ),
+        ("email.send", "crm-42", v1::Channel::Email, ""),
+    ] {
+        let envelope = new_envelope(
+            "contract-test",
+            &v1::SendMessage {
+                message_id: message_id.to_owned(),
+                interaction_id: "not-an-interaction".into(),
+                channel: channel as i32,
+                body: "Il suo appuntamento è domani.".into(),
+                recipient: recipient.into(),
+                purpose: "transactional".into(),
+                ..Default::default()
+            },
+        );
+        bus.publish(Exchange::Commands, key, &envelope)
+            .await
+            .expect("command published");
+    }
+    eventually(WAIT, "an outcome for each command", || async {
+        let o = outcomes.lock().ok()?.clone();
+        let crm = o
+            .iter()
+            .find(|s| s.message_id == "crm-42" && s.status == "failed")?;
+        assert!(crm.error.contains("not a UUID"), "{crm:?}");
+        let sent = o
+            .iter()
+            .find(|s| s.message_id == notification && s.status != "queued")?;
+        assert_eq!(sent.interaction_id, "", "{sent:?}");
+        Some(())
+    })
+    .await;
+    watching.abort();
+
     // Every kind went by, and the last of each path reached history.
     let missing = eventually(WAIT, "every kind of event published", || async {
         let s = seen.lock().ok()?.clone();
@@ -342,6 +445,20 @@ async fn every_event_of_every_adapter_passes_routing_and_history_without_a_dead_
                 "an email or SMS conversation is named by its interaction's UUID"
             );
         }
+        if *channel == v1::Channel::Email as i32 {
+            let customer = history
+                .clone()
+                .get_customer(bearer.wrap(v1::GetCustomerRequest {
+                    customer_id: record.customer_id.clone(),
+                }))
+                .await
+                .expect("the sender is a customer")
+                .into_inner();
+            assert_eq!(
+                customer.display_name, "Nicolò Bianchi",
+                "the sender's display name names the customer"
+            );
+        }
     }
     eventually(WAIT, "the SMTP server got the reply", || async {
         (!smtp.messages().is_empty()).then_some(())
@@ -349,17 +466,8 @@ async fn every_event_of_every_adapter_passes_routing_and_history_without_a_dead_
     .await;
 
     // Nothing any consumer refused.
-    let consumers = [
-        centralino_router::SERVICE.to_owned(),
-        centralino_history::consumer_spec().name,
-        centralino_history::commands_spec().name,
-        centralino_email::consumer_spec().name,
-        centralino_sms::consumer_spec().name,
-        centralino_voice::consumer_spec().name,
-        centralino_desk::consumer_spec().name,
-    ];
     let mut dead = Vec::new();
-    for consumer in &consumers {
+    for consumer in &centralino::consumer_names() {
         for d in bus.dead_letters(consumer, 100).await.expect("dead letters") {
             dead.push(format!(
                 "{consumer}: {} ({}) from {}",
@@ -392,27 +500,4 @@ async fn every_event_of_every_adapter_passes_routing_and_history_without_a_dead_
     let _ = stop.send(());
     let _ = running.task.await;
     let _ = std::fs::remove_dir_all(dir);
-}
-
-async fn append(port: u16) {
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("IMAP");
-    let mut client = async_imap::Client::new(tcp);
-    client.read_response().await.expect("greeting");
-    let mut imap = client
-        .login(SUPPORT, PASSWORD)
-        .await
-        .map_err(|(e, _)| e)
-        .expect("login");
-    imap.append(
-        "INBOX",
-        None,
-        None,
-        "From: =?UTF-8?Q?Nicol=C3=B2?= Bianchi <nicolo@example.test>\r\nTo: support@example.test\r\n\
-         Subject: Contratto\r\nMessage-ID: <contract-1@example.test>\r\n\r\nVorrei disdire.\r\n",
-    )
-    .await
-    .expect("APPEND");
-    let _ = imap.logout().await;
 }

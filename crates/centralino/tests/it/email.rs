@@ -39,26 +39,13 @@ async fn up_imports_a_mailbox_into_history() {
     .await
     .expect("up starts");
 
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", dovecot.port()))
-        .await
-        .expect("IMAP");
-    let mut client = async_imap::Client::new(tcp);
-    client.read_response().await.expect("greeting");
-    let mut imap = client
-        .login(SUPPORT, PASSWORD)
-        .await
-        .map_err(|(e, _)| e)
-        .expect("login");
-    imap.append(
-        "INBOX",
-        None,
-        None,
+    append(
+        dovecot.port(),
+        SUPPORT,
         "From: Lucia Bianchi <lucia@example.test>\r\nTo: support@example.test\r\n\
          Subject: Contratto\r\nMessage-ID: <up-1@example.test>\r\n\r\nVorrei disdire.\r\n",
     )
-    .await
-    .expect("APPEND");
-    let _ = imap.logout().await;
+    .await;
 
     let (history, authed) = history_client(&config, &running).await;
     let timeline = timeline_when(
@@ -98,6 +85,22 @@ async fn up_imports_a_mailbox_into_history() {
     let _ = stop.send(());
     let _ = running.task.await;
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Appends `raw` to `user`'s INBOX on a Dovecot, as mail arriving.
+pub async fn append(port: u16, user: &str, raw: &str) {
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("IMAP");
+    let mut client = async_imap::Client::new(tcp);
+    client.read_response().await.expect("greeting");
+    let mut imap = client
+        .login(user, PASSWORD)
+        .await
+        .map_err(|(e, _)| e)
+        .expect("login");
+    imap.append("INBOX", None, None, raw).await.expect("APPEND");
+    let _ = imap.logout().await;
 }
 
 pub struct Bearer(pub String);
