@@ -1500,7 +1500,7 @@ pub(crate) async fn consume(
                         _ = stop.wait_for(|s| *s) => return,
                         () = tokio::time::sleep(backoff) => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    backoff = (backoff * 2).min(centralino_bus::backoff::PEER_MAX);
                 }
                 Err(_) => return,
             }

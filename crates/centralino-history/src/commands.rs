@@ -48,7 +48,7 @@ pub(crate) async fn consume(
                         () = tokio::time::sleep(delay) => {}
                         () = &mut shutdown => break delivery.retry().await,
                     }
-                    delay = (delay * 2).min(std::time::Duration::from_secs(10));
+                    delay = (delay * 2).min(centralino_bus::backoff::PEER_MAX);
                 }
                 Err(e) => {
                     // Logged by field, never by value: the values are personal data.

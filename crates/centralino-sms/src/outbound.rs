@@ -303,7 +303,7 @@ pub(crate) async fn consume(
                     return;
                 }
             }
-            delay = (delay * 2).min(Duration::from_secs(10));
+            delay = (delay * 2).min(centralino_bus::backoff::PEER_MAX);
         }
     }
 }
@@ -540,11 +540,15 @@ async fn send_command(
     Ok(())
 }
 
-/// Delay before attempt `attempts + 1`: `base` doubling, at most a minute.
+/// Delay before attempt `attempts + 1`: `base` doubling, at most
+/// [`centralino_bus::backoff::PEER_MAX`] (what fails here is the SMSC's or
+/// the provider's availability, so a message goes within seconds of its
+/// return, however long it was away).
 fn backoff_ms(base: Duration, attempts: i32) -> i64 {
     let exp = u32::try_from(attempts.clamp(0, 20)).unwrap_or(0);
     let base = i64::try_from(base.as_millis()).unwrap_or(i64::MAX);
-    base.saturating_mul(1i64 << exp).min(60_000)
+    let max = i64::try_from(centralino_bus::backoff::PEER_MAX.as_millis()).unwrap_or(5_000);
+    base.saturating_mul(1i64 << exp).min(max)
 }
 
 /// Sends due rows until stopped.
@@ -774,7 +778,8 @@ mod tests {
     fn backoff_doubles_and_is_capped() {
         let base = std::time::Duration::from_secs(2);
         assert_eq!(super::backoff_ms(base, 0), 2_000);
-        assert_eq!(super::backoff_ms(base, 2), 8_000);
-        assert_eq!(super::backoff_ms(base, 30), 60_000);
+        assert_eq!(super::backoff_ms(base, 1), 4_000);
+        assert_eq!(super::backoff_ms(base, 2), 5_000);
+        assert_eq!(super::backoff_ms(base, 30), 5_000);
     }
 }
