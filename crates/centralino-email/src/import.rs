@@ -100,8 +100,6 @@ impl Importer {
             .uid_validity
             .ok_or(ImapError::Missing("UIDVALIDITY"))?;
         let mut last_uid = self.position(validity).await?;
-        // Connected and read: the next failure starts with a short wait again.
-        backoff.reset();
         tracing::info!(mailbox = %self.mailbox.name, uidvalidity = validity, last_uid, idle, "email: mailbox connected");
         let mut waiting_pause = Duration::from_millis(100);
         loop {

@@ -424,6 +424,13 @@ async fn deliver_due(
             }),
             Err(e) => Err((true, None, format!("address: {e}"))),
         };
+        // No SMTP reply at all: either the server cannot be reached (down, the
+        // network), or something went wrong with this message midway (a
+        // timeout after DATA, TLS). Asking the server tells them apart.
+        let unreachable = match &result {
+            Err((false, None, _)) => !transport.test_connection().await.unwrap_or(false),
+            _ => false,
+        };
         let txn = centralino_store::begin(db).await?;
         let mut active: outbound::ActiveModel = row.clone().into();
         active.attempts = Set(attempts);
@@ -433,11 +440,10 @@ async fn deliver_due(
                 active.last_error = Set(None);
                 status_event(&txn, &row.id, &row.interaction_id, "sent", "").await?;
             }
-            // No SMTP reply at all: the server is not reachable (down, or the
-            // network). Not the message's fault, so not one of its attempts,
-            // and tried again within seconds of the server's return, however
-            // long it was away.
-            Err((false, None, error)) => {
+            // The server is not reachable: not the message's fault, so not
+            // one of its attempts, and tried again within seconds of the
+            // server's return, however long it was away.
+            Err((_, _, error)) if unreachable => {
                 tracing::info!(message = %row.id, "email: SMTP server not reachable; will retry");
                 active.attempts = Set(row.attempts);
                 active.next_attempt_at = Set(now_ms()

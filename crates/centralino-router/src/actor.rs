@@ -266,7 +266,7 @@ pub(crate) struct Actor {
 
 const ANSWERS_KEPT: usize = 256;
 /// Most held deliveries sent back through routing when a queue is defined.
-const HELD_REPLAYED: usize = 100_000;
+const HELD_REPLAYED: usize = 10_000;
 /// Most early abandons remembered, and for how long.
 const EARLY_ABANDONS_KEPT: usize = 100_000;
 const EARLY_ABANDON_MS: Millis = 3_600_000;
@@ -605,13 +605,24 @@ impl Actor {
 
     /// Work for a queue routing did not know was refused (dead-lettered, its
     /// inbox claim taken back) and waits in routing's dead-letter queue,
-    /// visible to `ListDeadLetters`. Once a queue is defined it is all sent
-    /// back through routing: what now has its queue is routed, the rest is
-    /// refused again and waits for the next definition.
+    /// visible to `ListDeadLetters`. Once a new queue is defined, what is
+    /// there now is sent back through routing once: what now has its queue is
+    /// routed, the rest is refused again and waits for the next new queue
+    /// (counted first, so nothing is sent round twice in one replay).
     fn replay_held(&self) {
         let bus = self.bus.clone();
         tokio::spawn(async move {
-            match bus.replay_dead_letters(SERVICE, HELD_REPLAYED).await {
+            let held = match bus.dead_letters(SERVICE, HELD_REPLAYED).await {
+                Ok(held) => held.len(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "routing: held work not counted; replay it with ReplayDeadLetters");
+                    return;
+                }
+            };
+            if held == 0 {
+                return;
+            }
+            match bus.replay_dead_letters(SERVICE, held).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(
                     replayed = n,
@@ -1145,8 +1156,8 @@ impl Actor {
                 )
                 .exec_without_returning(txn)
                 .await?;
-                self.queues.insert(def.name.clone(), def.clone());
-                self.queue_defined = true;
+                // A new name is what held work can have been waiting for.
+                self.queue_defined |= self.queues.insert(def.name.clone(), def.clone()).is_none();
                 Ok(AdminReply::Queue(def))
             }
             AdminOp::DeleteQueue(name) => {

@@ -335,7 +335,9 @@ pub async fn start(
         db: db.clone(),
         relay: relay.waker(),
         send_wake: Arc::new(Notify::new()),
-        last_stamp: std::sync::atomic::AtomicI64::new(0),
+        // After the last stamp given by any instance, even one whose clock
+        // ran ahead: a message queued now goes after every one still queued.
+        last_stamp: std::sync::atomic::AtomicI64::new(outbound::last_stamp(&db).await?),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {

@@ -12,7 +12,7 @@ pub struct SmsMigrator;
 
 impl MigratorTrait for SmsMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial)]
+        vec![Box::new(Initial), Box::new(RecipientOrder)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -21,6 +21,29 @@ impl MigratorTrait for SmsMigrator {
 }
 
 struct Initial;
+
+/// The sender takes a recipient's oldest queued message only: this index
+/// answers "is there an older one?" without a scan.
+struct RecipientOrder;
+
+impl MigrationName for RecipientOrder {
+    fn name(&self) -> &str {
+        "sms_0002_recipient_order"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RecipientOrder {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_index(index(
+                "sms_outbound",
+                "sms_outbound_recipient_order",
+                &["recipient", "status", "created_at"],
+            ))
+            .await
+    }
+}
 
 impl MigrationName for Initial {
     fn name(&self) -> &str {

@@ -540,15 +540,30 @@ async fn send_command(
     Ok(())
 }
 
-/// Delay before attempt `attempts + 1`: `base` doubling, at most
-/// [`centralino_bus::backoff::PEER_MAX`] (what fails here is the SMSC's or
-/// the provider's availability, so a message goes within seconds of its
-/// return, however long it was away).
+/// The latest creation stamp of an outbound message, 0 when there is none.
+pub(crate) async fn last_stamp(db: &DatabaseConnection) -> Result<i64, StoreError> {
+    let latest: Option<Option<i64>> = outbound::Entity::find()
+        .select_only()
+        .column_as(outbound::Column::CreatedAt.max(), "latest")
+        .into_tuple()
+        .one(db)
+        .await?;
+    Ok(latest.flatten().unwrap_or(0))
+}
+
+/// No older queued message to the same recipient (ties by id): the row may go.
+const OLDEST_OF_ITS_RECIPIENT: &str = "NOT EXISTS (SELECT 1 FROM sms_outbound older \
+     WHERE older.recipient = sms_outbound.recipient AND older.status = 'queued' \
+     AND (older.created_at < sms_outbound.created_at \
+     OR (older.created_at = sms_outbound.created_at AND older.id < sms_outbound.id)))";
+
+/// Delay before attempt `attempts + 1` after the SMSC or provider said "not
+/// now" for the message: `base` doubling, at most a minute. (A peer that is
+/// not reachable at all is tried again after 5 s, see `finish`.)
 fn backoff_ms(base: Duration, attempts: i32) -> i64 {
     let exp = u32::try_from(attempts.clamp(0, 20)).unwrap_or(0);
     let base = i64::try_from(base.as_millis()).unwrap_or(i64::MAX);
-    let max = i64::try_from(centralino_bus::backoff::PEER_MAX.as_millis()).unwrap_or(5_000);
-    base.saturating_mul(1i64 << exp).min(max)
+    base.saturating_mul(1i64 << exp).min(60_000)
 }
 
 /// Sends due rows until stopped.
@@ -601,33 +616,32 @@ async fn due_now(db: &DatabaseConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Submits every due row once; returns how many were due. A recipient's
-/// messages go one at a time and in the order they were queued: a row is sent
-/// only when it is the oldest one still queued for its recipient, so a message
-/// whose attempt failed holds back the newer ones to that number until it is
-/// sent or given up.
+/// Submits every due row once; returns how many it handled (sent, failed or
+/// tried). A recipient's messages go one at a time and in the order they were
+/// queued: only a row that is the oldest still queued for its recipient is
+/// taken (the others are not even read), so a message whose attempt failed
+/// holds back the newer ones to that number until it is sent or given up,
+/// and never holds back anyone else's.
 async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreError> {
     use futures::StreamExt as _;
     let now = now_ms();
     let due = outbound::Entity::find()
         .filter(outbound::Column::Status.eq("queued"))
         .filter(outbound::Column::NextAttemptAt.lte(now))
+        .filter(Expr::cust(OLDEST_OF_ITS_RECIPIENT))
         .order_by_asc(outbound::Column::CreatedAt)
+        .order_by_asc(outbound::Column::Id)
         .limit(64)
         .all(&ctx.db)
         .await?;
     let count = due.len();
     let max_age = i64::try_from(ctx.config.max_age.as_millis()).unwrap_or(i64::MAX);
-    let oldest = oldest_queued(&ctx.db, due.iter().map(|r| r.recipient.clone())).await?;
-    let mut recipients = std::collections::HashSet::new();
     let mut sending = Vec::new();
     for row in due {
         if now.saturating_sub(row.created_at) > max_age {
             let expired = Err(SendError::Refused("not sent in time (expired)".into()));
             finish_one(ctx, &row, expired).await?;
-        } else if oldest.get(&row.recipient) == Some(&row.created_at)
-            && recipients.insert(row.recipient.clone())
-        {
+        } else {
             sending.push(row);
         }
     }
@@ -674,31 +688,6 @@ async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreErr
         }
     }
     Ok(count)
-}
-
-/// For each of `recipients`, the creation time of its oldest queued message.
-async fn oldest_queued(
-    db: &DatabaseConnection,
-    recipients: impl Iterator<Item = String>,
-) -> Result<HashMap<String, i64>, StoreError> {
-    let recipients: std::collections::BTreeSet<String> = recipients.collect();
-    if recipients.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows: Vec<(String, Option<i64>)> = outbound::Entity::find()
-        .select_only()
-        .column(outbound::Column::Recipient)
-        .column_as(outbound::Column::CreatedAt.min(), "oldest")
-        .filter(outbound::Column::Status.eq("queued"))
-        .filter(outbound::Column::Recipient.is_in(recipients))
-        .group_by(outbound::Column::Recipient)
-        .into_tuple()
-        .all(db)
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(r, oldest)| Some((r, oldest?)))
-        .collect())
 }
 
 async fn finish_one(
@@ -760,6 +749,16 @@ async fn finish(
             active.last_error = Set(Some(why.clone()));
             ("failed", why)
         }
+        Err(SendError::Unreachable(why)) => {
+            // The peer is away, not the message's fault: tried again within
+            // seconds of its return, however long it was away.
+            tracing::info!(message = %row.id, reason = %why, "sms: the SMSC or provider is not reachable; will retry");
+            active.next_attempt_at = Set(now_ms()
+                + i64::try_from(centralino_bus::backoff::PEER_MAX.as_millis()).unwrap_or(5_000));
+            active.last_error = Set(Some(why));
+            active.update(txn).await?;
+            return Ok(());
+        }
         Err(SendError::Unavailable(why)) => {
             tracing::info!(message = %row.id, attempts = row.attempts + 1, reason = %why, "sms: message not sent for now; will retry");
             active.last_error = Set(Some(why));
@@ -778,8 +777,7 @@ mod tests {
     fn backoff_doubles_and_is_capped() {
         let base = std::time::Duration::from_secs(2);
         assert_eq!(super::backoff_ms(base, 0), 2_000);
-        assert_eq!(super::backoff_ms(base, 1), 4_000);
-        assert_eq!(super::backoff_ms(base, 2), 5_000);
-        assert_eq!(super::backoff_ms(base, 30), 5_000);
+        assert_eq!(super::backoff_ms(base, 2), 8_000);
+        assert_eq!(super::backoff_ms(base, 30), 60_000);
     }
 }

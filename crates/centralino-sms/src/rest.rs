@@ -99,7 +99,7 @@ impl Rest {
             .form(&form)
             .send()
             .await
-            .map_err(|e| SendError::Unavailable(format!("provider: {}", e.without_url())))?;
+            .map_err(|e| SendError::Unreachable(format!("provider: {}", e.without_url())))?;
         let status = response.status();
         if status.is_success() {
             // Accepted: never send it again, even if the answer is unreadable

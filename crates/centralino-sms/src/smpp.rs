@@ -66,8 +66,13 @@ impl Default for SmppConfig {
 /// Why a message was not submitted.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SendError {
-    /// Not bound, the connection broke, or the SMSC is throttling: try later.
+    /// Not bound, or the connection broke: the peer is away; try again
+    /// within seconds of its return, however long it was away.
     #[error("the SMSC is not reachable now: {0}")]
+    Unreachable(String),
+    /// The SMSC (or provider) answered "not now" for this message
+    /// (throttling, a full queue, a system error): try later, with backoff.
+    #[error("the SMSC cannot take the message now: {0}")]
     Unavailable(String),
     /// The SMSC refused this message (bad destination, say): do not retry.
     #[error("the SMSC refused the message: {0}")]
@@ -136,10 +141,10 @@ impl Smpp {
                 reply,
             })
             .await
-            .map_err(|_| SendError::Unavailable("the transport stopped".into()))?;
+            .map_err(|_| SendError::Unreachable("the transport stopped".into()))?;
         answer
             .await
-            .unwrap_or_else(|_| Err(SendError::Unavailable("the connection ended".into())))
+            .unwrap_or_else(|_| Err(SendError::Unreachable("the connection ended".into())))
     }
 }
 
@@ -171,7 +176,7 @@ async fn run(
                 while let Ok(r) = requests.try_recv() {
                     let _ = r
                         .reply
-                        .send(Err(SendError::Unavailable("not bound".into())));
+                        .send(Err(SendError::Unreachable("not bound".into())));
                 }
                 tokio::select! {
                     () = tokio::time::sleep(backoff.next_wait()) => {}
@@ -386,7 +391,7 @@ async fn submit(
         let _permit = window
             .acquire()
             .await
-            .map_err(|_| SendError::Unavailable("the transport stopped".into()))?;
+            .map_err(|_| SendError::Unreachable("the transport stopped".into()))?;
         pace.wait().await;
         match client.submit_sm(pdu).await {
             Ok(resp) => part_ids.push(resp.message_id().to_string()),
@@ -430,7 +435,7 @@ fn classify(e: &rusmppc::error::Error) -> SendError {
                 SendError::Refused(text)
             }
         }
-        _ => SendError::Unavailable(text),
+        _ => SendError::Unreachable(text),
     }
 }
 

@@ -307,14 +307,21 @@ async fn health(addr: &str, service: &str) -> ExitCode {
 /// `centralino status`: queues against routing's, and dead letters.
 async fn status(config: &Config) -> Result<ExitCode, RunError> {
     let db = centralino::connect_store(config).await?;
-    centralino::migrate_all(&db, |_| {}).await?;
     let mut attention = false;
     println!(
         "store   {} ({})",
         redact(&config.store_url()),
         centralino_store::backend_name(&db)
     );
-    let defined = centralino_router::defined_queues(&db).await?;
+    // Read only: a store that was never migrated is said so, not changed.
+    let defined = match centralino_router::defined_queues(&db).await {
+        Ok(d) => d,
+        Err(e) => {
+            println!("routing queues not readable ({e}): run `centralino migrate` first?");
+            let _ = db.close().await;
+            return Ok(ExitCode::FAILURE);
+        }
+    };
     println!(
         "routing {} queue(s) defined{}",
         defined.len(),

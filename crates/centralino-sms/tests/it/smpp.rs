@@ -271,7 +271,9 @@ async fn send_again(smpp: &Smpp, text: &str) {
     loop {
         match smpp.send("393330000000", text).await {
             Ok(_) => break,
-            Err(SendError::Unavailable(_)) if tokio::time::Instant::now() < deadline => {
+            Err(SendError::Unavailable(_) | SendError::Unreachable(_))
+                if tokio::time::Instant::now() < deadline =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(e) => panic!("not sent after the SMSC came back: {e}"),

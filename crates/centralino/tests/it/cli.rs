@@ -239,6 +239,24 @@ fn status_names_the_queues_routing_does_not_define() {
          [sms.smpp]\nhost = \"127.0.0.1\"\nsystem_id = \"c\"\npassword = \"p\"\n",
     )
     .expect("config");
+    let never_migrated = centralino(&dir)
+        .arg("--config")
+        .arg(&file)
+        .arg("status")
+        .output()
+        .expect("run");
+    assert_eq!(never_migrated.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&never_migrated.stdout).contains("centralino migrate"),
+        "a store never migrated is said so, not migrated"
+    );
+    let migrated = centralino(&dir)
+        .arg("--config")
+        .arg(&file)
+        .arg("migrate")
+        .output()
+        .expect("run");
+    assert!(migrated.status.success());
     let out = centralino(&dir)
         .arg("--config")
         .arg(&file)
