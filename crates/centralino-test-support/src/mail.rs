@@ -351,22 +351,28 @@ impl SmtpSink {
         let port = free_port();
         std::fs::write(dir.join("sink.py"), SINK).expect("sink script");
         std::fs::create_dir_all(dir.join("mail")).expect("mail dir");
-        let log = std::fs::File::create(dir.join("sink.log")).expect("sink log");
+        let mut sink = Self {
+            dir,
+            port,
+            child: None,
+        };
+        sink.run();
+        sink
+    }
+
+    fn run(&mut self) {
+        let log = std::fs::File::create(self.dir.join("sink.log")).expect("sink log");
         let child = Command::new("python3")
-            .arg(dir.join("sink.py"))
-            .arg(dir.join("mail"))
-            .arg(port.to_string())
+            .arg(self.dir.join("sink.py"))
+            .arg(self.dir.join("mail"))
+            .arg(self.port.to_string())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
             .expect("python3 runs");
-        let mut sink = Self {
-            dir,
-            port,
-            child: Some(child),
-        };
-        if let Some(child) = sink.child.as_mut()
+        self.child = Some(child);
+        if let Some(child) = self.child.as_mut()
             && let Ok(Some(_)) = child.try_wait()
         {
             panic!(
@@ -374,12 +380,25 @@ impl SmtpSink {
             );
         }
         wait_listening(
-            port,
+            self.port,
             "the SMTP sink (pip install aiosmtpd; `.ci/run` does this)",
-            &sink.dir.join("sink.log"),
+            &self.dir.join("sink.log"),
         );
-        sink.port = port;
-        sink
+    }
+
+    /// Stops the server: the port refuses connections until [`SmtpSink::start_again`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port, keeping what it received.
+    pub fn start_again(&mut self) {
+        if self.child.is_none() {
+            self.run();
+        }
     }
 
     pub fn port(&self) -> u16 {

@@ -518,6 +518,54 @@ async fn malformed_and_oversized_mail_get_a_clear_outcome() {
     env.stop().await;
 }
 
+/// However long the SMTP server was away, a reply waiting for it leaves
+/// within 10 s of its return, and the outage costs it no attempt (the wait
+/// grew 5 s, 10 s, 20 s…, and a long outage used the attempts up).
+#[tokio::test]
+async fn after_a_long_smtp_outage_a_reply_leaves_within_10_s_of_the_return() {
+    let mut env = Env::postgres(|c| c.retry_base = Duration::from_secs(5)).await;
+    env.start().await;
+    env.deliver(
+        SUPPORT,
+        &mail(
+            "w@example.test",
+            SUPPORT,
+            "Attesa",
+            "w1@example.test",
+            "",
+            "x",
+        ),
+    )
+    .await;
+    let conversation = one_conversation(&env, "Attesa").await;
+    env.smtp.stop();
+    let reply = env.reply(&conversation, "Eccoci").await;
+    // The outage itself: long enough for a doubling wait to pass 15 s.
+    tokio::time::sleep(Duration::from_secs(16)).await;
+    env.smtp.start_again();
+    let back = std::time::Instant::now();
+    eventually(WAIT, "the reply sent", || async {
+        env.events::<v1::MessageStatusChanged>("interaction.email.message_status")
+            .into_iter()
+            .find(|s| s.message_id == reply && s.status == "sent")
+    })
+    .await;
+    let took = back.elapsed();
+    println!("smtp: reply sent {took:?} after the server's return");
+    assert!(
+        took < Duration::from_secs(10),
+        "sent {took:?} after the server came back"
+    );
+    assert_eq!(env.smtp.messages().len(), 1);
+    assert_eq!(
+        env.sql_count("SELECT count(*) FROM email_outbound WHERE attempts = 1")
+            .await,
+        1,
+        "only the attempt that reached the server counts"
+    );
+    env.stop().await;
+}
+
 /// A permanent SMTP refusal reports `failed` at once; a temporary one is
 /// retried until it goes through.
 #[tokio::test]
