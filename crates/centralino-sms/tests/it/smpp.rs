@@ -247,21 +247,26 @@ async fn after_a_long_smsc_outage_the_bind_is_back_within_10_s() {
     let (smpp, _task) = Smpp::start(config(smsc.port()), tx, stop);
     bound(&smpp).await;
     let mut b = smpp.bound();
-    smsc.kill();
-    tokio::time::timeout(WAIT, b.wait_for(|b| !*b))
-        .await
-        .expect("the outage is noticed")
-        .expect("transport running");
-    // The outage itself: long enough for a doubling wait to pass 15 s.
-    tokio::time::sleep(Duration::from_secs(16)).await;
-    smsc.resume();
-    let back = std::time::Instant::now();
-    tokio::time::timeout(Duration::from_secs(10), b.wait_for(|b| *b))
-        .await
-        .expect("bound again within 10 s of the SMSC's return")
-        .expect("transport running");
-    println!("smpp: bound {:?} after the SMSC's return", back.elapsed());
-    send_again(&smpp, "dopo il guasto").await;
+    // A short outage, then a long one: long enough for a doubling wait to pass 15 s.
+    for outage in [2, 16] {
+        smsc.kill();
+        tokio::time::timeout(WAIT, b.wait_for(|b| !*b))
+            .await
+            .expect("the outage is noticed")
+            .expect("transport running");
+        tokio::time::sleep(Duration::from_secs(outage)).await;
+        smsc.resume();
+        let back = std::time::Instant::now();
+        tokio::time::timeout(Duration::from_secs(10), b.wait_for(|b| *b))
+            .await
+            .expect("bound again within 10 s of the SMSC's return")
+            .expect("transport running");
+        println!(
+            "smpp: {outage} s outage: bound {:?} after the SMSC's return",
+            back.elapsed()
+        );
+        send_again(&smpp, "dopo il guasto").await;
+    }
 }
 
 /// Until the transport notices and binds again, sends are refused as
