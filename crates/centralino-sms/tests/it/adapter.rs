@@ -353,15 +353,28 @@ type Requests = Arc<Mutex<Vec<(String, Vec<(String, String)>)>>>;
 struct Provider {
     base: String,
     requests: Requests,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Provider {
+    /// Takes the API down: its port refuses connections.
+    async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
 }
 
 async fn provider() -> Provider {
+    provider_at(0, Requests::default()).await
+}
+
+/// The provider's API on `port` (0: any), recording into `requests`.
+async fn provider_at(port: u16, requests: Requests) -> Provider {
     use axum::http::StatusCode;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let requests: Requests = Arc::default();
     let seen = requests.clone();
     let app = axum::Router::new().route(
         "/2010-04-01/Accounts/AC123/Messages.json",
@@ -406,10 +419,72 @@ async fn provider() -> Provider {
             },
         ),
     );
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    Provider { base, requests }
+    Provider {
+        base,
+        requests,
+        task,
+    }
+}
+
+/// However long the provider's API was unreachable, a message waiting for it
+/// leaves within 10 s of its return: the wait stops growing at 5 s while the
+/// provider cannot be reached (it grew to a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_long_provider_outage_messages_leave_within_10_s_of_its_return() {
+    let provider_port = free_port();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut config = config();
+    config.retry_base = Duration::from_secs(2);
+    config.webhook = Some(WebhookListen {
+        listen: ([127, 0, 0, 1], port).into(),
+        webhook: WebhookConfig {
+            public_base_url: base.clone(),
+            path: "/sms/twilio".into(),
+            auth_token: TOKEN.into(),
+        },
+    });
+    config.rest = Some(RestConfig {
+        base_url: format!("http://127.0.0.1:{provider_port}"),
+        account_sid: "AC123".into(),
+        auth_token: "rest-token".into(),
+        status_callback: None,
+        timeout: Duration::from_secs(5),
+    });
+    let mut env = Env::new(TestDatabase::sqlite(), config).await;
+    env.start().await;
+    let requests = Requests::default();
+    // A short outage, then a long one: long enough for a doubling wait to pass 15 s.
+    for (round, outage) in [(1, 2), (2, 16)] {
+        let id = env
+            .send(
+                "",
+                "+393471112233",
+                "transactional",
+                &format!("Codice {round}"),
+            )
+            .await;
+        tokio::time::sleep(Duration::from_secs(outage)).await;
+        let provider = provider_at(provider_port, requests.clone()).await;
+        let back = Instant::now();
+        status(&env, &id, "sent").await;
+        let took = back.elapsed();
+        println!("rest: {outage} s outage: message sent {took:?} after the provider's return");
+        assert!(
+            took < Duration::from_secs(10),
+            "sent {took:?} after the provider came back from a {outage} s outage"
+        );
+        provider.stop().await;
+    }
+    assert_eq!(
+        requests.lock().expect("requests").len(),
+        2,
+        "each sent once"
+    );
+    env.stop().await;
 }
 
 /// Webhooks in (signed by the `twilio` package; a retry is one message; a
