@@ -129,6 +129,44 @@ pub async fn connect_bus(config: &Config, name: &str) -> Result<Arc<dyn Bus>, Ru
     Ok(Arc::new(AmqpBus::connect(amqp).await?))
 }
 
+/// [`connect_bus`] and [`connect_store`] for a service that starts: a
+/// RabbitMQ or PostgreSQL that is not reachable yet (a container started
+/// before them, or one of them restarting) is waited for, tried again after
+/// 1 s doubling to 5 s, instead of ending the process, whose supervisor
+/// would restart it with waits of its own that grow to a minute. So the
+/// service is up within seconds of their return. SQLite errors are final.
+pub async fn connect_waiting(
+    config: &Config,
+    name: &str,
+) -> Result<(Arc<dyn Bus>, DatabaseConnection), RunError> {
+    let mut backoff = centralino_bus::Backoff::peer();
+    let bus = loop {
+        match connect_bus(config, name).await {
+            Ok(bus) => break bus,
+            Err(e) if config.bus.url != "memory" => {
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "bus: RabbitMQ not reachable; waiting for it");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    backoff.reset();
+    let postgres = config.store_url().starts_with("postgres");
+    let db = loop {
+        match connect_store(config).await {
+            Ok(db) => break db,
+            Err(RunError::Store(centralino_store::StoreError::Connect(e))) if postgres => {
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "store: PostgreSQL not reachable; waiting for it");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    Ok((bus, db))
+}
+
 /// Connects the configured store, creating the data dir for SQLite.
 pub async fn connect_store(config: &Config) -> Result<DatabaseConnection, RunError> {
     let url = config.store_url();
@@ -318,8 +356,7 @@ pub async fn serve(
     name: &str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, RunError> {
-    let bus = connect_bus(config, name).await?;
-    let db = connect_store(config).await?;
+    let (bus, db) = connect_waiting(config, name).await?;
     for name in migrate_all(&db, |name| {
         tracing::info!(migration = name, "applying migration")
     })

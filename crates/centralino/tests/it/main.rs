@@ -8,6 +8,7 @@ mod compose;
 mod contract;
 mod desk;
 mod email;
+mod outage;
 mod python;
 mod sms;
 mod voice;
