@@ -72,6 +72,23 @@ fn require_reachable(url: &str, default_port: u16, what: &str, how: &str) {
     );
 }
 
+/// Runs `pg_ctlcluster <action>` (`stop`, `start`, `restart`) on the local
+/// Debian PostgreSQL cluster the tests use; whether it succeeded (it panics
+/// naming what is missing when there is no such cluster).
+pub fn postgres_cluster(action: &str) -> bool {
+    let version = std::fs::read_dir("/etc/postgresql")
+        .expect("a Debian PostgreSQL cluster (/etc/postgresql)")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .expect("a cluster version");
+    let ok = std::process::Command::new("pg_ctlcluster")
+        .args(["--skip-systemctl-redirect", &version, "main", action])
+        .status()
+        .expect("pg_ctlcluster runs (Debian package postgresql-common)");
+    ok.success()
+}
+
 /// A name unique to this test run, e.g. `t3f9a1c2b`.
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

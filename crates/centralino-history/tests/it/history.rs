@@ -1402,17 +1402,10 @@ async fn a_standby_waits_then_takes_over_when_the_active_instance_dies() {
 
 /// Restarts the local PostgreSQL cluster (the one the tests use).
 fn restart_postgres() {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .expect("a Debian PostgreSQL cluster (/etc/postgresql)")
-        .filter_map(|e| e.ok())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .next()
-        .expect("a cluster version");
-    let ok = std::process::Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", "restart"])
-        .status()
-        .expect("pg_ctlcluster runs (Debian package postgresql-common)");
-    assert!(ok.success(), "pg_ctlcluster restart failed");
+    assert!(
+        centralino_test_support::postgres_cluster("restart"),
+        "pg_ctlcluster restart failed"
+    );
 }
 
 /// Restarts PostgreSQL: run alone (it breaks every other test's connections):

@@ -12,32 +12,21 @@ use std::time::{Duration, Instant};
 use centralino_test_support::TestDatabase;
 
 /// Starts PostgreSQL again when dropped, so a failing test never leaves it down.
-struct PostgresDown {
-    version: String,
-}
+struct PostgresDown;
 
 impl PostgresDown {
     fn stop() -> Self {
-        let version = std::fs::read_dir("/etc/postgresql")
-            .expect("a Debian PostgreSQL cluster (/etc/postgresql)")
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .next()
-            .expect("a cluster version");
-        let ok = std::process::Command::new("pg_ctlcluster")
-            .args(["--skip-systemctl-redirect", &version, "main", "stop"])
-            .status()
-            .expect("pg_ctlcluster runs (Debian package postgresql-common)");
-        assert!(ok.success(), "pg_ctlcluster stop failed");
-        Self { version }
+        assert!(
+            centralino_test_support::postgres_cluster("stop"),
+            "pg_ctlcluster stop failed"
+        );
+        Self
     }
 }
 
 impl Drop for PostgresDown {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("pg_ctlcluster")
-            .args(["--skip-systemctl-redirect", &self.version, "main", "start"])
-            .status();
+        let _ = centralino_test_support::postgres_cluster("start");
     }
 }
 
