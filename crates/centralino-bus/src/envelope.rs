@@ -33,6 +33,7 @@ typed!(
     RecordConsentRequest,
     AgentNotReached,
     DeskTicketEvent,
+    CommandRefused,
 );
 
 /// A new envelope around `payload`, produced by `source`, stamped now and with the
@@ -78,6 +79,32 @@ pub fn message_status(
         format!("interaction.{name}.message_status"),
         new_envelope(source, &event),
     )
+}
+
+/// Routing key (events exchange) of a [`command_refused`] answer.
+pub const COMMAND_REFUSED: &str = "command.refused";
+
+/// The `CommandRefused` answering a command that was not carried out, as
+/// (routing key, envelope): `command` is the command's routing key,
+/// `command_message_id` its envelope's id, `request_id` its own id when
+/// readable, `code` a gRPC status code name. `reason` is cut to 500
+/// characters.
+pub fn command_refused(
+    source: &str,
+    command: &str,
+    command_message_id: &str,
+    request_id: &str,
+    code: &str,
+    reason: &str,
+) -> (String, Envelope) {
+    let event = centralino_proto::v1::CommandRefused {
+        command: command.to_owned(),
+        command_message_id: command_message_id.to_owned(),
+        request_id: request_id.to_owned(),
+        code: code.to_owned(),
+        reason: reason.chars().take(500).collect(),
+    };
+    (COMMAND_REFUSED.to_owned(), new_envelope(source, &event))
 }
 
 /// Why an envelope's payload could not be read.

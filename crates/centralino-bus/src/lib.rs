@@ -27,7 +27,10 @@ use std::fmt;
 
 pub use amqp::{AmqpBus, AmqpConfig};
 pub use backoff::Backoff;
-pub use envelope::{DecodeError, EnvelopeExt, TypedPayload, message_status, new_envelope};
+pub use envelope::{
+    COMMAND_REFUSED, DecodeError, EnvelopeExt, TypedPayload, command_refused, message_status,
+    new_envelope,
+};
 pub use error::BusError;
 pub use handoff::{Settle, run_in_order};
 pub use memory::MemoryBus;

@@ -1,9 +1,11 @@
 //! Consent changes that channel adapters ask for over the bus: an SMS opt-out
 //! keyword becomes `history.record_consent` (a `RecordConsentRequest` on the
 //! commands exchange), applied exactly like the gRPC call, with the envelope's
-//! source as the actor. The request id makes a redelivery a no-op.
+//! source as the actor. The request id makes a redelivery a no-op. Every
+//! command is answered on the bus: `consent.<channel>.changed` carrying its
+//! request id, or `command.refused` naming the field at fault.
 
-use centralino_bus::{Delivery, EnvelopeExt as _, Subscription};
+use centralino_bus::{Delivery, EnvelopeExt as _, Exchange, Subscription};
 use centralino_proto::v1;
 use centralino_server::ApiError;
 use sea_orm::DatabaseConnection;
@@ -51,9 +53,16 @@ pub(crate) async fn consume(
                     delay = (delay * 2).min(centralino_bus::backoff::PEER_MAX);
                 }
                 Err(e) => {
-                    // Logged by field, never by value: the values are personal data.
-                    tracing::warn!(message = %delivery.envelope.message_id, error = %e, "history: consent command refused; dead-lettered");
-                    break delivery.dead_letter().await;
+                    // Answered on the bus, logged by field, never by value:
+                    // the values are personal data.
+                    tracing::warn!(message = %delivery.envelope.message_id, error = %e, "history: consent command refused; answered with command.refused");
+                    match refuse(&db, &delivery, &e).await {
+                        Ok(()) => break delivery.ack().await,
+                        Err(store) => {
+                            tracing::warn!(error = %store, "history: the refusal of a consent command not written; it will be redelivered");
+                            break delivery.retry().await;
+                        }
+                    }
                 }
             }
         };
@@ -61,6 +70,33 @@ pub(crate) async fn consume(
             tracing::warn!(error = %e, "history: consent command not settled; the broker redelivers it");
         }
     }
+}
+
+/// Publishes (through the outbox) the `command.refused` answering a consent
+/// command that cannot be carried out.
+async fn refuse(
+    db: &DatabaseConnection,
+    delivery: &Delivery,
+    why: &ApiError,
+) -> Result<(), centralino_store::StoreError> {
+    let request_id = delivery
+        .envelope
+        .decode::<v1::RecordConsentRequest>()
+        .map(|r| r.request_id)
+        .unwrap_or_default();
+    let (key, envelope) = centralino_bus::command_refused(
+        crate::SERVICE,
+        RECORD_CONSENT,
+        &delivery.envelope.message_id,
+        &request_id,
+        why.code_name(),
+        &why.to_string(),
+    );
+    let txn = centralino_store::begin(db).await?;
+    centralino_store::outbox::enqueue(&txn, crate::SERVICE, Exchange::Events, &key, &envelope)
+        .await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 async fn apply(

@@ -732,7 +732,7 @@ impl Writer {
             Change::Unmerge { merge_id, reason } => {
                 self.unmerge(&txn, &merge_id, actor, &reason, now).await
             }
-            Change::Consent(input) => self.consent(&txn, actor, input, now).await,
+            Change::Consent(input) => self.consent(&txn, actor, request_id, input, now).await,
             Change::Erase { customer, reason } => self
                 .erase(&txn, &customer, actor, &reason, now)
                 .await
@@ -1092,6 +1092,7 @@ impl Writer {
         &self,
         txn: &impl ConnectionTrait,
         actor: &str,
+        request_id: &str,
         input: ConsentInput,
         now: i64,
     ) -> Result<(Changed, Vec<String>), Fail> {
@@ -1168,6 +1169,7 @@ impl Writer {
             customer_id: cid.clone(),
             consent: Some(current),
             identifiers: idents,
+            request_id: request_id.to_owned(),
         };
         outbox::enqueue(
             txn,

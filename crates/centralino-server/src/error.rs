@@ -50,6 +50,21 @@ impl ApiError {
         }
     }
 
+    /// The gRPC status code's canonical name (`INVALID_ARGUMENT`, …), as
+    /// outcome events on the bus carry it.
+    pub fn code_name(&self) -> &'static str {
+        match self.code_and_status().0 {
+            tonic::Code::InvalidArgument => "INVALID_ARGUMENT",
+            tonic::Code::NotFound => "NOT_FOUND",
+            tonic::Code::AlreadyExists => "ALREADY_EXISTS",
+            tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
+            tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+            tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+            tonic::Code::Unavailable => "UNAVAILABLE",
+            _ => "INTERNAL",
+        }
+    }
+
     pub fn http_status(&self) -> u16 {
         self.code_and_status().1
     }

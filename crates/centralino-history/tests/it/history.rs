@@ -1034,6 +1034,99 @@ async fn consent_ledger_export_and_erase() {
     env.stop().await;
 }
 
+/// Every `history.record_consent` command sent over the bus is answered there:
+/// carried out by `consent.<channel>.changed` with its request id, refused by
+/// `command.refused` naming the command and the field, never by silence or a
+/// dead letter.
+#[tokio::test]
+async fn every_consent_command_over_the_bus_gets_an_answer() {
+    use centralino_bus::{EnvelopeExt as _, Exchange, new_envelope};
+    let env = Env::postgres(HistoryConfig::default()).await;
+    let command = |req: &v1::RecordConsentRequest| new_envelope("sms", req);
+    let stop = v1::RecordConsentRequest {
+        request_id: "sms-keyword:stop-1".into(),
+        identifier: Some(phone("+39 333 777 0101")),
+        channel: v1::Channel::Sms.into(),
+        purpose: "all".into(),
+        state: v1::ConsentState::Revoked.into(),
+        source: "sms-keyword".into(),
+        ..Default::default()
+    };
+    let no_channel = v1::RecordConsentRequest {
+        request_id: "bad-1".into(),
+        channel: v1::Channel::Unspecified.into(),
+        ..stop.clone()
+    };
+    let unknown_customer = v1::RecordConsentRequest {
+        request_id: "bad-2".into(),
+        identifier: None,
+        customer_id: uuid::Uuid::now_v7().to_string(),
+        ..stop.clone()
+    };
+    // Not a RecordConsentRequest at all.
+    let wrong_type = new_envelope("sms", &v1::InteractionCreated::default());
+    let sent = [
+        command(&stop),
+        command(&no_channel),
+        command(&unknown_customer),
+        wrong_type,
+    ];
+    for e in &sent {
+        env.bus
+            .publish(Exchange::Commands, centralino_history::RECORD_CONSENT, e)
+            .await
+            .expect("publish");
+    }
+    let (changed, refused) = eventually(WAIT, "an answer to each of the 4 commands", || async {
+        let all = env.published.lock().expect("published").clone();
+        let changed: Vec<v1::ConsentChanged> = all
+            .iter()
+            .filter(|(k, _)| k == "consent.sms.changed")
+            .filter_map(|(_, e)| e.decode().ok())
+            .collect();
+        let refused: Vec<v1::CommandRefused> = all
+            .iter()
+            .filter(|(k, _)| k == centralino_bus::COMMAND_REFUSED)
+            .filter_map(|(_, e)| e.decode().ok())
+            .collect();
+        (changed.len() + refused.len() >= 4).then_some((changed, refused))
+    })
+    .await;
+    assert_eq!(changed.len(), 1, "{changed:?}");
+    assert_eq!(changed[0].request_id, "sms-keyword:stop-1");
+    assert_eq!(
+        changed[0].consent.as_ref().map(|c| c.state),
+        Some(v1::ConsentState::Revoked as i32)
+    );
+    let answer = |m: &str| {
+        refused
+            .iter()
+            .find(|r| r.command_message_id == m)
+            .unwrap_or_else(|| panic!("no command.refused for {m}: {refused:?}"))
+    };
+    let r = answer(&sent[1].message_id);
+    assert_eq!(r.command, "history.record_consent");
+    assert_eq!(r.request_id, "bad-1");
+    assert_eq!(r.code, "INVALID_ARGUMENT");
+    assert!(r.reason.starts_with("channel"), "{}", r.reason);
+    let r = answer(&sent[2].message_id);
+    assert_eq!(r.request_id, "bad-2");
+    assert_eq!(r.code, "NOT_FOUND");
+    let r = answer(&sent[3].message_id);
+    assert_eq!(r.request_id, "");
+    assert_eq!(r.code, "INVALID_ARGUMENT");
+    assert!(r.reason.starts_with("payload"), "{}", r.reason);
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    // Nothing was dead-lettered: each refusal is the answer.
+    let dead = env
+        .bus
+        .dead_letters("history-commands", 10)
+        .await
+        .expect("dead letters");
+    assert!(dead.is_empty(), "{dead:?}");
+    env.stop().await;
+}
+
 #[tokio::test]
 async fn bad_input_gets_field_errors_and_roles_are_enforced() {
     let env = Env::postgres(HistoryConfig::default()).await;

@@ -159,7 +159,8 @@ impl Env {
             .subscribe(
                 ConsumerSpec::new("observer")
                     .bind(Exchange::Events, "consent.#")
-                    .bind(Exchange::Events, "customer.#"),
+                    .bind(Exchange::Events, "customer.#")
+                    .bind(Exchange::Events, centralino_bus::COMMAND_REFUSED),
             )
             .await
             .expect("observer subscribes");

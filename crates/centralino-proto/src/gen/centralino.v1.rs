@@ -1089,6 +1089,29 @@ pub struct Envelope {
     #[prost(string, tag = "7")]
     pub source: ::prost::alloc::string::String,
 }
+/// The answer to a command that was not carried out (`command.refused`, events
+/// exchange), for commands whose success is an ordinary event: a
+/// `history.record_consent` is answered by `consent.<channel>.changed` carrying
+/// its request id, or by this. (A `SendMessage` is answered by its message's
+/// `interaction.<channel>.message_status`.)
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct CommandRefused {
+    /// The command's routing key, e.g. `history.record_consent`.
+    #[prost(string, tag = "1")]
+    pub command: ::prost::alloc::string::String,
+    /// The message id of the command's envelope.
+    #[prost(string, tag = "2")]
+    pub command_message_id: ::prost::alloc::string::String,
+    /// The command's own id (its `request_id`), when the payload could be read.
+    #[prost(string, tag = "3")]
+    pub request_id: ::prost::alloc::string::String,
+    /// The gRPC status code name of the refusal, e.g. `INVALID_ARGUMENT`.
+    #[prost(string, tag = "4")]
+    pub code: ::prost::alloc::string::String,
+    /// Why, for a person: names the field at fault.
+    #[prost(string, tag = "5")]
+    pub reason: ::prost::alloc::string::String,
+}
 /// One way to recognise a customer. `value` is normalized by the domain rules:
 /// E.164 for phones, lowercase ASCII (punycode) domain for emails.
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
@@ -1413,6 +1436,11 @@ pub struct ConsentChanged {
     /// addresses for email), so a sender can block without asking.
     #[prost(message, repeated, tag = "3")]
     pub identifiers: ::prost::alloc::vec::Vec<CustomerIdentifier>,
+    /// The `RecordConsentRequest.request_id` that made this change, so the
+    /// sender of a `history.record_consent` command sees its outcome (a refused
+    /// one is answered by `command.refused`).
+    #[prost(string, tag = "4")]
+    pub request_id: ::prost::alloc::string::String,
 }
 /// A customer record changed identity (`customer.<kind>`: merged, unmerged, erased).
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
