@@ -48,15 +48,7 @@ fn parse(d: &Delivery) -> Result<Ingest, String> {
         let interaction = created
             .interaction
             .ok_or("InteractionCreated without an interaction")?;
-        let occurred_at = env
-            .occurred_at
-            .as_ref()
-            .and_then(|t| {
-                u64::try_from(t.seconds)
-                    .ok()
-                    .map(|s| s * 1000 + (t.nanos.max(0) as u64) / 1_000_000)
-            })
-            .unwrap_or_else(now_ms);
+        let occurred_at = arrival_ms(env.occurred_at.as_ref(), now_ms());
         Ok(Ingest::Created {
             interaction: Box::new(interaction),
             occurred_at,
@@ -87,3 +79,53 @@ fn parse(d: &Delivery) -> Result<Ingest, String> {
         Err(format!("routing does not handle {}", env.event_type))
     }
 }
+
+/// How far back an envelope's `occurred_at` is believed: an interaction that
+/// waited longer than this on the bus (a dead letter replayed after a week)
+/// queues as if it arrived now.
+const OLDEST_BELIEVED_MS: u64 = 7 * 24 * 3_600_000;
+
+/// When an interaction arrived, in ms since the epoch, from its envelope's
+/// `occurred_at` as any publisher wrote it. A missing, negative, overflowing,
+/// future or implausibly old time is `now`: no publisher can put an
+/// interaction at the front of a queue with a made-up timestamp.
+fn arrival_ms(occurred_at: Option<&prost_types::Timestamp>, now: u64) -> u64 {
+    let believed = occurred_at.and_then(|t| {
+        let seconds = u64::try_from(t.seconds).ok()?;
+        let millis = u64::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000)? / 1_000_000;
+        seconds.checked_mul(1000)?.checked_add(millis)
+    });
+    believed
+        .filter(|at| *at <= now && now - *at <= OLDEST_BELIEVED_MS)
+        .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64, nanos: i32) -> prost_types::Timestamp {
+        prost_types::Timestamp { seconds, nanos }
+    }
+
+    #[test]
+    fn an_absurd_occurred_at_is_now_and_a_plausible_one_is_kept() {
+        let now = 1_800_000_000_000;
+        let plausible = at(1_799_999_990, 250_000_000);
+        assert_eq!(arrival_ms(Some(&plausible), now), 1_799_999_990_250);
+        for absurd in [
+            at(i64::MAX, 0),
+            at(i64::MAX / 1000 + 1, 0),
+            at(-1, 0),
+            at(0, 0),
+            at(1_799_999_990, -1),
+            at(1_799_999_990, 1_000_000_000),
+            at(1_800_000_001, 0),
+            at(1_700_000_000, 0),
+        ] {
+            assert_eq!(arrival_ms(Some(&absurd), now), now, "{absurd:?}");
+        }
+        assert_eq!(arrival_ms(None, now), now);
+    }
+}
+

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use centralino_auth::Role;
+use centralino_bus::{Exchange, new_envelope};
 use centralino_proto::v1;
 use centralino_proto::v1::agent_request::Action;
 use centralino_proto::v1::agent_update::Update;
@@ -431,6 +432,79 @@ async fn a_creation_delivered_after_its_abandon_is_not_routed() {
         env.events_of(&gone).is_empty(),
         "{:?}",
         env.events_of(&gone)
+    );
+    router.stop().await;
+    env.cleanup().await;
+}
+
+/// Any publisher writes the envelope's `occurred_at`: one that overflows, is
+/// negative, from 1970 or from the future neither stops the router nor puts
+/// its interaction ahead of one that really waited longer.
+#[tokio::test]
+async fn an_absurd_occurred_at_neither_panics_nor_jumps_the_queue() {
+    let env = Env::new().await;
+    let router = RouterProcess::start(&env, config(20_000)).await;
+    configure(
+        router.addr,
+        &env.token("root", Role::Admin),
+        &[],
+        vec![queue("sales", &[v1::Channel::Voice], vec![])],
+        vec![agent("ada", vec![], &[])],
+    )
+    .await;
+    let first = env.publish("sales", v1::Channel::Voice).await;
+    let mut absurd = Vec::new();
+    for (seconds, nanos) in [
+        (i64::MAX, 0),
+        (-5, 0),
+        (0, 0),
+        (1, -1),
+        (i64::MAX / 1000, 999_999_999),
+    ] {
+        let id = uuid::Uuid::now_v7().to_string();
+        let mut e = new_envelope(
+            "test-adapter",
+            &v1::InteractionCreated {
+                interaction: Some(v1::Interaction {
+                    id: id.clone(),
+                    channel: v1::Channel::Voice as i32,
+                    direction: v1::Direction::Inbound as i32,
+                    queue_hint: "sales".into(),
+                    ..Default::default()
+                }),
+            },
+        );
+        e.occurred_at = Some(prost_types::Timestamp { seconds, nanos });
+        env.bus
+            .publish(Exchange::Events, "interaction.voice.created", &e)
+            .await
+            .expect("publish");
+        absurd.push(id);
+    }
+    // All of them queued (none dead-lettered, the router still up)...
+    eventually(WAIT, "every interaction queued", || async {
+        absurd
+            .iter()
+            .chain([&first])
+            .all(|id| env.events_of(id).iter().any(|(k, _)| *k == Kind::Queued))
+            .then_some(())
+    })
+    .await;
+    // ...and the one that waited longest is offered first.
+    let (mut ada, _) = Desk::open(router.addr, &env.token("ada", Role::Agent))
+        .await
+        .expect("ada");
+    ada.available().await;
+    assert_eq!(
+        ada.wait_for(WAIT, offer_id).await.as_deref(),
+        Some(first.as_str())
+    );
+    assert!(
+        env.bus
+            .dead_letters("routing", 10)
+            .await
+            .expect("dead letters")
+            .is_empty()
     );
     router.stop().await;
     env.cleanup().await;
