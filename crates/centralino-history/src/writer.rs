@@ -294,7 +294,7 @@ impl Writer {
                 }
                 // A value the database refuses (not a lost connection): one bad
                 // event must not hold back the others.
-                Err(e) if events.len() > 1 && refused_by_database(&e) => {
+                Err(e) if events.len() > 1 && !e.is_transient() => {
                     tracing::warn!(error = %e, events = events.len(), "history batch not written; applying its events one by one");
                     for (item, done) in events.chunks(1).zip(dones) {
                         let outcome = match self.ingest(item).await {
@@ -1351,17 +1351,6 @@ impl Writer {
 
 /// `resolved_by` of an interaction whose customer was erased.
 pub(crate) const ERASED: &str = "erased";
-
-/// Whether the database refused the statement (a constraint, a value too
-/// long) rather than being unreachable.
-fn refused_by_database(e: &StoreError) -> bool {
-    use sea_orm::{DbErr, RuntimeErr, sqlx};
-    matches!(
-        e,
-        StoreError::Db(DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)))
-            if matches!(**inner, sqlx::Error::Database(_))
-    )
-}
 
 fn unique(items: impl Iterator<Item = String>) -> Vec<String> {
     let mut seen = HashSet::new();

@@ -128,4 +128,3 @@ mod tests {
         assert_eq!(arrival_ms(None, now), now);
     }
 }
-

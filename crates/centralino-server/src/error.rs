@@ -108,8 +108,10 @@ impl From<BusError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Connect(_) => ApiError::Unavailable("the database".into()),
             StoreError::Bus(b) => b.into(),
+            // Lost or refused connections, serialization failures, a busy
+            // SQLite file: the caller may retry.
+            e if e.is_transient() => ApiError::Unavailable("the database".into()),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -165,6 +167,17 @@ mod tests {
             assert_eq!(s.code(), code);
             assert!(!s.message().contains("secret"), "internal detail leaked");
         }
+    }
+
+    #[test]
+    fn transient_store_errors_are_unavailable_and_permanent_ones_internal() {
+        use centralino_store::sea_orm::{DbErr, RuntimeErr, sqlx};
+        let lost = StoreError::Db(DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(
+            sqlx::Error::PoolTimedOut,
+        ))));
+        assert!(matches!(ApiError::from(lost), ApiError::Unavailable(_)));
+        let refused = StoreError::Db(DbErr::Custom("constraint".into()));
+        assert!(matches!(ApiError::from(refused), ApiError::Internal(_)));
     }
 
     #[test]

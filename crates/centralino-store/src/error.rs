@@ -1,4 +1,7 @@
-//! Store errors.
+//! Store errors, classified once: transient (the database is away or asks
+//! for the transaction again) or permanent (the statement itself is refused).
+
+use sea_orm::{DbErr, RuntimeErr, sqlx};
 
 /// What can go wrong in the store.
 #[derive(Debug, thiserror::Error)]
@@ -13,4 +16,98 @@ pub enum StoreError {
     Leadership(String),
     #[error("bus: {0}")]
     Bus(#[from] centralino_bus::BusError),
+}
+
+impl StoreError {
+    /// Whether trying the same work again later can succeed without anything
+    /// else changing: the connection was lost or refused, the pool timed out,
+    /// PostgreSQL shut down or asked to retry a serialization failure or a
+    /// deadlock, SQLite was busy or locked, the bus is away. A constraint
+    /// violation, a value too long or a bad URL is permanent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::UnsupportedUrl => false,
+            StoreError::Connect(_) | StoreError::Leadership(_) => true,
+            StoreError::Db(e) => db_err_is_transient(e),
+            StoreError::Bus(e) => matches!(
+                e,
+                centralino_bus::BusError::Unavailable(_) | centralino_bus::BusError::Closed
+            ),
+        }
+    }
+}
+
+/// See [`StoreError::is_transient`].
+pub fn db_err_is_transient(e: &DbErr) -> bool {
+    match e {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(RuntimeErr::SqlxError(inner)) | DbErr::Query(RuntimeErr::SqlxError(inner)) => {
+            sqlx_is_transient(inner)
+        }
+        _ => false,
+    }
+}
+
+fn sqlx_is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| transient_code(&c)),
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs and SQLite result codes that mean "try again".
+fn transient_code(code: &str) -> bool {
+    // PostgreSQL: class 08 connection exception; 40001 serialization failure;
+    // 40P01 deadlock; 53300 too many connections; 55P03 lock not available;
+    // 57P01-57P03 admin/crash shutdown, cannot connect now.
+    code.starts_with("08")
+        || matches!(
+            code,
+            "40001" | "40P01" | "53300" | "55P03" | "57P01" | "57P02" | "57P03"
+        )
+        // SQLite (sqlx reports the extended result code as a number):
+        // BUSY 5 and its extended codes (261 recovery, 517 snapshot, 773
+        // timeout), LOCKED 6 and 262 shared cache.
+        || matches!(code, "5" | "6" | "261" | "262" | "517" | "773")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_connections_busy_files_and_retry_codes_are_transient_and_refusals_are_not() {
+        let io = || {
+            std::sync::Arc::new(sqlx::Error::Io(std::io::Error::from(
+                std::io::ErrorKind::ConnectionReset,
+            )))
+        };
+        assert!(StoreError::Db(DbErr::Exec(RuntimeErr::SqlxError(io()))).is_transient());
+        assert!(StoreError::Db(DbErr::Query(RuntimeErr::SqlxError(io()))).is_transient());
+        assert!(
+            StoreError::Db(DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(
+                sqlx::Error::PoolTimedOut
+            ))))
+            .is_transient()
+        );
+        assert!(StoreError::Connect(DbErr::Custom("refused".into())).is_transient());
+        assert!(
+            StoreError::Bus(centralino_bus::BusError::Unavailable("down".into())).is_transient()
+        );
+        for code in ["08006", "08003", "40001", "40P01", "57P01", "5", "517", "6"] {
+            assert!(transient_code(code), "{code}");
+        }
+        for code in ["23505", "22001", "42P01", "19", "2067", "1"] {
+            assert!(!transient_code(code), "{code}");
+        }
+        assert!(!StoreError::Db(DbErr::Custom("bad".into())).is_transient());
+        assert!(!StoreError::Db(DbErr::RecordNotInserted).is_transient());
+        assert!(!StoreError::UnsupportedUrl.is_transient());
+    }
 }

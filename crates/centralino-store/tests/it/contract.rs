@@ -263,6 +263,21 @@ pub async fn bulk_claims_return_only_new_messages_and_roll_back(db: DatabaseConn
     txn.commit().await.expect("commit");
 }
 
+/// A statement the database refuses (a duplicate key) is a permanent error:
+/// trying it again cannot succeed.
+pub async fn a_refused_statement_is_a_permanent_error(db: DatabaseConnection) {
+    use sea_orm::ConnectionTrait as _;
+    centralino_store::migrate::<CoreMigrator>(&db, |_| {})
+        .await
+        .expect("migrate");
+    let insert = "INSERT INTO centralino_inbox (consumer, message_id, processed_at) \
+                  VALUES ('c', 'm', '2026-01-01 00:00:00')";
+    db.execute_unprepared(insert).await.expect("first insert");
+    let e = db.execute_unprepared(insert).await.expect_err("duplicate");
+    let e = centralino_store::StoreError::from(e);
+    assert!(!e.is_transient(), "{e}");
+}
+
 macro_rules! store_suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -299,7 +314,42 @@ store_suite!(
     outbox_rows_commit_with_the_transaction_and_are_relayed,
     unroutable_outbox_rows_stay_until_they_can_be_published,
     a_corrupt_row_is_parked_and_does_not_block_the_rest,
+    a_refused_statement_is_a_permanent_error,
 );
+
+/// A PostgreSQL connection that is cut under a transaction (a restart, a
+/// network drop; here `pg_terminate_backend`) is a transient error.
+#[tokio::test]
+async fn a_lost_postgres_connection_is_a_transient_error() {
+    use sea_orm::{ConnectionTrait as _, Statement};
+    let t = centralino_test_support::TestDatabase::postgres().await;
+    let db = centralino_store::connect(&t.url, 4)
+        .await
+        .expect("connect postgres");
+    let txn = centralino_store::begin(&db).await.expect("begin");
+    let pid: i32 = txn
+        .query_one_raw(Statement::from_string(
+            txn.get_database_backend(),
+            "SELECT pg_backend_pid() AS pid",
+        ))
+        .await
+        .expect("pid")
+        .expect("a row")
+        .try_get("", "pid")
+        .expect("pid column");
+    db.execute_unprepared(&format!("SELECT pg_terminate_backend({pid})"))
+        .await
+        .expect("terminate");
+    let e = txn
+        .execute_unprepared("SELECT 1")
+        .await
+        .expect_err("the connection is gone");
+    let e = centralino_store::StoreError::from(e);
+    assert!(e.is_transient(), "{e:?}");
+    drop(txn);
+    let _ = db.close().await;
+    t.drop_db().await;
+}
 
 /// Pragmas are per connection: every connection the pool opens must have them,
 /// not just the first.
