@@ -4,29 +4,20 @@
 //! A service whose state is owned by one task (the router, the history writer)
 //! reads its subscription here: each delivery is parsed, handed over **in the
 //! order it arrived** (an abandon published after its creation reaches the
-//! worker after it), and settled beside the next deliveries: acked when
-//! applied, dead-lettered when it never can be, retried with backoff (holding
-//! the delivery, so it does not count against the delivery limit) when the
-//! worker's store is unavailable or the worker dropped it unanswered.
+//! worker after it), and settled beside the next deliveries by the worker's
+//! [`Handled`] answer, as the [pipeline](crate::pipeline) settles: `Hold`
+//! (the worker's store is unavailable, or the worker dropped it unanswered)
+//! hands it over again after a wait, without counting toward the delivery
+//! limit.
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::backoff::RetryParams;
+use crate::pipeline::{Handled, settle};
 use crate::{Delivery, Subscription};
-
-/// What became of a delivery the worker was handed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Settle {
-    /// Applied (or a duplicate): ack.
-    Done,
-    /// Not applied for a reason that may pass (the database is down): try again.
-    Retry(String),
-    /// Can never be applied as it is: dead-letter it.
-    Reject(String),
-}
 
 /// Runs until `shutdown` or the end of the subscription. `parse` turns a
 /// delivery into the worker's input (`Ok(None)`: nothing for this worker, it
@@ -36,7 +27,7 @@ pub async fn run_in_order<T, C>(
     mut sub: Subscription,
     worker: mpsc::Sender<C>,
     parse: impl Fn(&Delivery) -> Result<Option<T>, String> + Send + Sync + 'static,
-    command: fn(&Delivery, T, oneshot::Sender<Settle>) -> C,
+    command: fn(&Delivery, T, oneshot::Sender<Handled>) -> C,
     shutdown: impl Future<Output = ()>,
 ) where
     T: Send + 'static,
@@ -66,7 +57,7 @@ type Parse<T> = Arc<dyn Fn(&Delivery) -> Result<Option<T>, String> + Send + Sync
 struct Handoff<T, C> {
     worker: mpsc::Sender<C>,
     parse: Parse<T>,
-    command: fn(&Delivery, T, oneshot::Sender<Settle>) -> C,
+    command: fn(&Delivery, T, oneshot::Sender<Handled>) -> C,
 }
 
 impl<T, C> Clone for Handoff<T, C> {
@@ -82,7 +73,7 @@ impl<T, C> Clone for Handoff<T, C> {
 enum Submitted {
     Unusable(String),
     Nothing,
-    Waiting(oneshot::Receiver<Settle>),
+    Waiting(oneshot::Receiver<Handled>),
 }
 
 impl<T: Send + 'static, C: Send + 'static> Handoff<T, C> {
@@ -104,37 +95,25 @@ impl<T: Send + 'static, C: Send + 'static> Handoff<T, C> {
 
     async fn settle(self, d: Delivery, first: Submitted) {
         let mut submitted = first;
-        let mut backoff = Duration::from_millis(100);
+        let mut holding = RetryParams::hold().backoff();
         loop {
             let answer = match submitted {
-                Submitted::Unusable(reason) => {
-                    tracing::warn!(message_id = %d.envelope.message_id, %reason, "unusable message dead-lettered");
-                    let _ = d.dead_letter().await;
-                    return;
-                }
-                Submitted::Nothing => Ok(Settle::Done),
+                Submitted::Unusable(reason) => Ok(Handled::Reject(reason)),
+                Submitted::Nothing => Ok(Handled::Done),
                 Submitted::Waiting(rx) => rx.await,
             };
             match answer {
-                Ok(Settle::Done) => {
-                    if let Err(e) = d.ack().await {
-                        tracing::debug!(error = %e, "ack lost; the redelivery will be absorbed by the inbox");
-                    }
+                Ok(Handled::Hold(reason)) => {
+                    tracing::debug!(%reason, "worker cannot apply it now; holding");
+                }
+                // Dropped without an answer: held, never left unsettled.
+                Err(_) => tracing::debug!("message unanswered; holding"),
+                Ok(other) => {
+                    settle("in-order", &RetryParams::redeliver(), d, other).await;
                     return;
                 }
-                Ok(Settle::Reject(reason)) => {
-                    tracing::warn!(message_id = %d.envelope.message_id, %reason, "message cannot be applied; dead-lettered");
-                    let _ = d.dead_letter().await;
-                    return;
-                }
-                Ok(Settle::Retry(reason)) => {
-                    tracing::debug!(%reason, "store unavailable; retrying");
-                }
-                // Dropped without an answer: retried, never left unsettled.
-                Err(_) => tracing::debug!("message unanswered; retrying"),
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            tokio::time::sleep(holding.next_wait()).await;
             match self.submit(&d).await {
                 Some(s) => submitted = s,
                 None => return,

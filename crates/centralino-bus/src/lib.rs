@@ -21,19 +21,21 @@ mod envelope;
 mod error;
 mod handoff;
 mod memory;
+pub mod pipeline;
 mod topology;
 
 use std::fmt;
 
 pub use amqp::{AmqpBus, AmqpConfig};
-pub use backoff::Backoff;
+pub use backoff::{Backoff, RetryParams};
 pub use envelope::{
     COMMAND_REFUSED, DecodeError, EnvelopeExt, TypedPayload, command_refused, message_status,
     new_envelope,
 };
 pub use error::BusError;
-pub use handoff::{Settle, run_in_order};
+pub use handoff::run_in_order;
 pub use memory::MemoryBus;
+pub use pipeline::{Handled, Handler, Pipeline};
 pub use topology::{Topology, topic_matches};
 
 pub use centralino_proto::v1::Envelope;

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use centralino_bus::{Delivery, Settle, new_envelope};
+use centralino_bus::{Delivery, Handled, new_envelope};
 use centralino_domain::identity::{self, ConflictPolicy, Resolution};
 use centralino_domain::{CustomerIdentifier, IdentifierKind};
 use centralino_proto::v1;
@@ -124,7 +124,7 @@ pub(crate) enum Command {
     Ingest {
         message_id: String,
         event: Event,
-        done: oneshot::Sender<Settle>,
+        done: oneshot::Sender<Handled>,
     },
     Change {
         actor: String,
@@ -135,7 +135,11 @@ pub(crate) enum Command {
 }
 
 /// How the bus consumer wraps a parsed delivery for the writer.
-pub(crate) fn ingest_command(d: &Delivery, event: Event, done: oneshot::Sender<Settle>) -> Command {
+pub(crate) fn ingest_command(
+    d: &Delivery,
+    event: Event,
+    done: oneshot::Sender<Handled>,
+) -> Command {
     Command::Ingest {
         message_id: d.envelope.message_id.clone(),
         event,
@@ -289,7 +293,7 @@ impl Writer {
             match self.ingest(&events).await {
                 Ok(()) => {
                     for d in dones {
-                        let _ = d.send(Settle::Done);
+                        let _ = d.send(Handled::Done);
                     }
                 }
                 // A value the database refuses (not a lost connection): one bad
@@ -298,15 +302,20 @@ impl Writer {
                     tracing::warn!(error = %e, events = events.len(), "history batch not written; applying its events one by one");
                     for (item, done) in events.chunks(1).zip(dones) {
                         let outcome = match self.ingest(item).await {
-                            Ok(()) => Settle::Done,
-                            Err(e) => Settle::Retry(e.to_string()),
+                            Ok(()) => Handled::Done,
+                            Err(e) if e.is_transient() => Handled::Hold(e.to_string()),
+                            Err(e) => Handled::Retry(e.to_string()),
                         };
                         let _ = done.send(outcome);
                     }
                 }
                 Err(e) => {
                     for d in dones {
-                        let _ = d.send(Settle::Retry(e.to_string()));
+                        let _ = d.send(if e.is_transient() {
+                            Handled::Hold(e.to_string())
+                        } else {
+                            Handled::Retry(e.to_string())
+                        });
                     }
                 }
             }

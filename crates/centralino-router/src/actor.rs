@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_bus::{Bus, Exchange, Settle, new_envelope};
+use centralino_bus::{Bus, Exchange, Handled, new_envelope};
 use centralino_domain::{Channel, InteractionId};
 use centralino_proto::v1;
 use centralino_routing::{
@@ -108,7 +108,7 @@ pub(crate) enum Command {
     Ingest {
         message_id: String,
         what: Ingest,
-        done: oneshot::Sender<Settle>,
+        done: oneshot::Sender<Handled>,
     },
     Agent {
         agent: String,
@@ -186,7 +186,7 @@ fn result_of(request_id: &str, r: Result<(), ApiError>) -> v1::RequestResult {
 
 /// An answer held back until the batch commits.
 enum Pending {
-    Ingest(oneshot::Sender<Settle>, Settle),
+    Ingest(oneshot::Sender<Handled>, Handled),
     Agent {
         reply: oneshot::Sender<v1::RequestResult>,
         result: v1::RequestResult,
@@ -566,7 +566,7 @@ impl Actor {
                 for p in pending {
                     match p {
                         Pending::Ingest(tx, _) => {
-                            let _ = tx.send(Settle::Retry(e.to_string()));
+                            let _ = tx.send(Handled::Hold(e.to_string()));
                         }
                         Pending::Agent { reply, result, .. } => {
                             let _ = reply.send(result_of(
@@ -642,7 +642,7 @@ impl Actor {
         for cmd in batch {
             match cmd {
                 Command::Ingest { done, .. } => {
-                    let _ = done.send(Settle::Retry(reason.to_owned()));
+                    let _ = done.send(Handled::Hold(reason.to_owned()));
                 }
                 Command::Agent {
                     request_id, reply, ..
@@ -796,29 +796,29 @@ impl Actor {
         message_id: String,
         what: Ingest,
         now: Millis,
-    ) -> Settle {
+    ) -> Handled {
         if !claimed.remove(&message_id) {
             // Processed before, or repeated within this batch.
-            return Settle::Done;
+            return Handled::Done;
         }
         let outcome = self.apply_ingest(writes, what, now);
-        if matches!(outcome, Settle::Reject(_)) {
+        if matches!(outcome, Handled::Reject(_)) {
             writes.unclaims.push(message_id);
         }
         outcome
     }
 
-    fn apply_ingest(&mut self, writes: &mut Writes, what: Ingest, now: Millis) -> Settle {
+    fn apply_ingest(&mut self, writes: &mut Writes, what: Ingest, now: Millis) -> Handled {
         match what {
             Ingest::Created {
                 interaction,
                 occurred_at,
             } => {
                 let Ok(id) = InteractionId::parse_field(&interaction.id, "id") else {
-                    return Settle::Reject("interaction id is not a UUID".into());
+                    return Handled::Reject("interaction id is not a UUID".into());
                 };
                 let Ok(channel) = centralino_proto::channel_from_i32(interaction.channel) else {
-                    return Settle::Reject("interaction has no valid channel".into());
+                    return Handled::Reject("interaction has no valid channel".into());
                 };
                 let queue = if self.queues.contains_key(&interaction.queue_hint) {
                     interaction.queue_hint.clone()
@@ -831,7 +831,7 @@ impl Actor {
                     q.clone()
                 } else {
                     // Held, not lost: routed again when the queue is defined.
-                    return Settle::Reject(format!(
+                    return Handled::Reject(format!(
                         "no queue {:?} and no default queue; held until it is defined",
                         interaction.queue_hint
                     ));
@@ -851,12 +851,12 @@ impl Actor {
                 match self.engine.check_enqueue(&req) {
                     Ok(()) => {}
                     // Already routing it: another delivery of the same interaction.
-                    Err(EngineError::DuplicateInteraction(_)) => return Settle::Done,
-                    Err(e) => return Settle::Reject(e.to_string()),
+                    Err(EngineError::DuplicateInteraction(_)) => return Handled::Done,
+                    Err(e) => return Handled::Reject(e.to_string()),
                 }
                 if self.early_abandons.remove(&id).is_some() {
                     tracing::info!(interaction = %id, "creation arrived after its abandon; not routed");
-                    return Settle::Done;
+                    return Handled::Done;
                 }
                 writes.touched.insert(id);
                 self.payloads.insert(id, *interaction);
@@ -864,9 +864,9 @@ impl Actor {
                     // Checked above; a refusal here is a bug, not input.
                     tracing::error!(error = %e, "enqueue refused after its check");
                     self.payloads.remove(&id);
-                    return Settle::Reject(e.to_string());
+                    return Handled::Reject(e.to_string());
                 }
-                Settle::Done
+                Handled::Done
             }
             Ingest::NotReached {
                 interaction,
@@ -883,7 +883,7 @@ impl Actor {
                         tracing::info!(%interaction, %agent, error = %e, "agent-not-reached ignored")
                     }
                 }
-                Settle::Done
+                Handled::Done
             }
             Ingest::Abandoned(id) => {
                 match self.engine.cancel(id, now) {
@@ -896,7 +896,7 @@ impl Actor {
                     }
                     Err(e) => tracing::warn!(interaction = %id, error = %e, "abandon not applied"),
                 }
-                Settle::Done
+                Handled::Done
             }
         }
     }

@@ -1,7 +1,7 @@
 //! The bus side: new and abandoned interactions in, acks only after commit.
 
 use centralino_bus::{
-    Bus, BusError, ConsumerSpec, Delivery, EnvelopeExt as _, Exchange, Settle, Subscription,
+    Bus, BusError, ConsumerSpec, Delivery, EnvelopeExt as _, Exchange, Handled, Subscription,
     TypedPayload as _,
 };
 use centralino_domain::InteractionId;
@@ -33,7 +33,7 @@ pub(crate) async fn run(
     centralino_bus::run_in_order(sub, tx, |d| parse(d).map(Some), command, shutdown).await;
 }
 
-fn command(d: &Delivery, what: Ingest, done: oneshot::Sender<Settle>) -> Command {
+fn command(d: &Delivery, what: Ingest, done: oneshot::Sender<Handled>) -> Command {
     Command::Ingest {
         message_id: d.envelope.message_id.clone(),
         what,

@@ -297,6 +297,192 @@ pub async fn malformed_messages_are_refused_before_sending(bus: Arc<dyn Bus>) {
     }
 }
 
+/// A handler whose answer is written in each event's subject: `done`,
+/// `hold-N` (held N times, then done), `retry`, `reject`, `skip` (nothing to
+/// do), `garbage` (cannot be parsed). It records what it saw.
+#[derive(Default)]
+struct Scripted {
+    /// (subject, delivery count) of each time an input was handled.
+    seen: std::sync::Mutex<Vec<(String, u32)>>,
+    /// Sizes of the batches handed over.
+    batches: std::sync::Mutex<Vec<usize>>,
+}
+
+fn subject(d: &Delivery) -> String {
+    use centralino_bus::EnvelopeExt as _;
+    d.envelope
+        .decode::<centralino_proto::v1::InteractionCreated>()
+        .ok()
+        .and_then(|c| c.interaction)
+        .map(|i| i.subject)
+        .unwrap_or_default()
+}
+
+#[async_trait::async_trait]
+impl centralino_bus::Handler for Scripted {
+    type Input = String;
+
+    fn parse(&self, d: &Delivery) -> Result<Option<String>, String> {
+        match subject(d).as_str() {
+            "skip" => Ok(None),
+            "garbage" => Err("not an interaction".into()),
+            s => Ok(Some(s.to_owned())),
+        }
+    }
+
+    async fn handle(&self, input: String, d: &Delivery) -> centralino_bus::Handled {
+        use centralino_bus::Handled;
+        let times = {
+            let mut seen = self.seen.lock().expect("seen");
+            seen.push((input.clone(), d.delivery_count));
+            seen.iter().filter(|(s, _)| *s == input).count()
+        };
+        match input.as_str() {
+            "retry" => Handled::Retry("fails by itself".into()),
+            "reject" => Handled::Reject("never".into()),
+            s if s.starts_with("hold-") => {
+                let n: usize = s["hold-".len()..].parse().unwrap_or(0);
+                if times <= n {
+                    Handled::Hold("store away".into())
+                } else {
+                    Handled::Done
+                }
+            }
+            _ => Handled::Done,
+        }
+    }
+
+    async fn handle_batch(&self, items: Vec<(String, &Delivery)>) -> Vec<centralino_bus::Handled> {
+        self.batches.lock().expect("batches").push(items.len());
+        let mut out = Vec::new();
+        for (input, d) in items {
+            out.push(self.handle(input, d).await);
+        }
+        out
+    }
+}
+
+fn fast() -> centralino_bus::RetryParams {
+    centralino_bus::RetryParams::new(Duration::from_millis(10), Duration::from_millis(40))
+}
+
+/// Each answer of a handler settles its delivery the one way the pipeline
+/// promises: done → acked; hold → handled again in the process, never
+/// redelivered by the broker; retry → back to the broker until its delivery
+/// limit, then dead-lettered; reject and unparseable → dead-lettered at once;
+/// nothing to do → acked. Waiting deliveries are handed over in batches.
+pub async fn the_pipeline_settles_each_delivery_by_the_handlers_answer(bus: Arc<dyn Bus>) {
+    let sub = bus.subscribe(spec("app")).await.expect("subscribe");
+    let mut done_ids = Vec::new();
+    for i in 0..20 {
+        let e = event("done");
+        done_ids.push(e.message_id.clone());
+        let _ = i;
+        bus.publish(Exchange::Events, "interaction.sms.created", &e)
+            .await
+            .expect("publish");
+    }
+    let mut dead_expected = HashSet::new();
+    for s in ["hold-3", "retry", "reject", "skip", "garbage", "done"] {
+        let e = event(s);
+        if matches!(s, "retry" | "reject" | "garbage") {
+            dead_expected.insert(e.message_id.clone());
+        }
+        bus.publish(Exchange::Events, "interaction.sms.created", &e)
+            .await
+            .expect("publish");
+    }
+    let handler = Arc::new(Scripted::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(
+        centralino_bus::Pipeline::new("test")
+            .batch(8)
+            .hold(fast())
+            .redeliver(fast())
+            .run(sub, handler.clone(), async move {
+                let _ = stopped.await;
+            }),
+    );
+    let dead = centralino_test_support::eventually(WAIT, "three dead letters", || {
+        let bus = bus.clone();
+        async move {
+            let dead = bus.dead_letters("app", 10).await.expect("list");
+            (dead.len() == 3).then_some(dead)
+        }
+    })
+    .await;
+    let dead: HashSet<String> = dead.into_iter().map(|d| d.envelope.message_id).collect();
+    assert_eq!(dead, dead_expected);
+    let seen = centralino_test_support::eventually(WAIT, "the held one done", || {
+        let handler = handler.clone();
+        async move {
+            let seen = handler.seen.lock().expect("seen").clone();
+            (seen.iter().filter(|(s, _)| s == "hold-3").count() == 4).then_some(seen)
+        }
+    })
+    .await;
+    let of = |s: &str| -> Vec<u32> {
+        seen.iter()
+            .filter(|(x, _)| x == s)
+            .map(|(_, c)| *c)
+            .collect()
+    };
+    assert_eq!(of("hold-3"), vec![0, 0, 0, 0], "held in the process");
+    assert_eq!(of("retry"), (0..=DELIVERY_LIMIT).collect::<Vec<_>>());
+    assert_eq!(of("reject"), vec![0]);
+    assert_eq!(of("done").len(), 21, "each done once");
+    assert!(of("skip").is_empty() && of("garbage").is_empty());
+    assert!(
+        handler
+            .batches
+            .lock()
+            .expect("batches")
+            .iter()
+            .any(|n| *n > 1),
+        "waiting deliveries are handed over together"
+    );
+    let _ = stop.send(());
+    run.await.expect("pipeline task");
+    // Everything was settled: a new consumer gets nothing.
+    let mut again = bus.subscribe(spec("app")).await.expect("subscribe again");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), again.next())
+            .await
+            .is_err(),
+        "nothing left in the queue"
+    );
+}
+
+/// A delivery held when the service stops goes back to the queue for the
+/// next instance.
+pub async fn a_delivery_held_at_shutdown_goes_back_to_the_queue(bus: Arc<dyn Bus>) {
+    let sub = bus.subscribe(spec("app")).await.expect("subscribe");
+    let e = event("hold-1000");
+    bus.publish(Exchange::Events, "interaction.sms.created", &e)
+        .await
+        .expect("publish");
+    let handler = Arc::new(Scripted::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn(centralino_bus::Pipeline::new("test").hold(fast()).run(
+        sub,
+        handler.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    centralino_test_support::eventually(WAIT, "held twice", || {
+        let handler = handler.clone();
+        async move { (handler.seen.lock().expect("seen").len() >= 2).then_some(()) }
+    })
+    .await;
+    let _ = stop.send(());
+    run.await.expect("pipeline task");
+    let mut next_instance = bus.subscribe(spec("app")).await.expect("subscribe");
+    let d = next(&mut next_instance).await;
+    assert_eq!(d.envelope.message_id, e.message_id);
+    d.ack().await.expect("ack");
+}
+
 macro_rules! contract_suite {
     ($($name:ident),* $(,)?) => {
         mod memory {
@@ -331,4 +517,6 @@ contract_suite!(
     two_services_each_get_every_event,
     bad_names_and_unknown_consumers_are_errors,
     malformed_messages_are_refused_before_sending,
+    the_pipeline_settles_each_delivery_by_the_handlers_answer,
+    a_delivery_held_at_shutdown_goes_back_to_the_queue,
 );
