@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_bus::{EnvelopeExt as _, Exchange, Subscription, TypedPayload as _, new_envelope};
+use centralino_bus::{
+    Delivery, EnvelopeExt as _, Exchange, Handled, Handler, TypedPayload as _, new_envelope,
+};
 use centralino_domain::IdentifierKind;
 use centralino_proto::v1;
 use centralino_server::ApiError;
@@ -1450,63 +1452,41 @@ async fn enqueue(txn: &DatabaseTransaction, out: Vec<Outgoing>) -> Result<(), St
     Ok(())
 }
 
-/// Hands routing's events about desk interactions to the actor; acks once
-/// the change is committed. While the database is away an event is held and
-/// tried again (not nacked toward the delivery limit).
-pub(crate) async fn consume(
-    mut sub: Subscription,
-    tx: mpsc::Sender<Command>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        let delivery = tokio::select! {
-            _ = stop.wait_for(|s| *s) => return,
-            d = sub.next() => match d {
-                Some(d) => d,
-                None => return,
-            },
-        };
+/// Routing's events about desk interactions, handed to the actor through the
+/// shared pipeline; done once the change is committed. While the database is
+/// away an event is held and tried again (not nacked toward the delivery
+/// limit).
+pub(crate) struct RoutingEvents {
+    pub tx: mpsc::Sender<Command>,
+}
+
+#[async_trait::async_trait]
+impl Handler for RoutingEvents {
+    type Input = v1::RoutingEvent;
+
+    fn parse(&self, delivery: &Delivery) -> Result<Option<v1::RoutingEvent>, String> {
         let env = &delivery.envelope;
         if env.event_type != v1::RoutingEvent::TYPE_NAME {
-            let _ = delivery.ack().await;
-            continue;
+            return Ok(None);
         }
-        let event = match env.decode::<v1::RoutingEvent>() {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "desk: undecodable routing event; dead-lettered");
-                let _ = delivery.dead_letter().await;
-                continue;
-            }
-        };
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            let (reply, answer) = oneshot::channel();
-            if tx
-                .send(Command::Routing {
-                    event: event.clone(),
-                    reply,
-                })
-                .await
-                .is_err()
-            {
-                return;
-            }
-            match answer.await {
-                Ok(Ok(())) => break,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "desk: cannot apply a routing event; trying again");
-                    tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return,
-                        () = tokio::time::sleep(backoff) => {}
-                    }
-                    backoff = (backoff * 2).min(centralino_bus::backoff::PEER_MAX);
-                }
-                Err(_) => return,
-            }
+        env.decode().map(Some).map_err(|e| e.to_string())
+    }
+
+    async fn handle(&self, event: v1::RoutingEvent, _: &Delivery) -> Handled {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::Routing { event, reply })
+            .await
+            .is_err()
+        {
+            return Handled::Hold("the desk actor is stopping".into());
         }
-        if let Err(e) = delivery.ack().await {
-            tracing::debug!(error = %e, "desk: ack failed (the event comes again)");
+        match answer.await {
+            Ok(Ok(())) => Handled::Done,
+            Ok(Err(e)) if e.is_transient() => Handled::Hold(e.to_string()),
+            Ok(Err(e)) => Handled::Retry(e.to_string()),
+            Err(_) => Handled::Hold("the desk actor is stopping".into()),
         }
     }
 }

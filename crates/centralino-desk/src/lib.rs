@@ -292,10 +292,10 @@ pub async fn start(
     let (tx, rx) = mpsc::channel::<actor::Command>(1_024);
     let (actor, boards) = actor::Actor::load(config.clone(), db, relay.waker()).await?;
     let mut tasks = vec![tokio::spawn(actor.run(rx, stopped(stop_rx.clone())))];
-    tasks.push(tokio::spawn(actor::consume(
+    tasks.push(tokio::spawn(centralino_bus::Pipeline::new(SERVICE).run(
         subscription,
-        tx.clone(),
-        stop_rx.clone(),
+        actor::RoutingEvents { tx: tx.clone() },
+        stopped(stop_rx.clone()),
     )));
     let app = http::router(tx.clone(), Arc::new(config), boards);
     let stop = stopped(stop_rx.clone());

@@ -271,12 +271,15 @@ pub async fn start(
         );
     }
     let subscription = bus.subscribe(consumer_spec()).await?;
-    tasks.push(tokio::spawn(send::consume(
-        config.clone(),
-        db.clone(),
+    let commands = send::SendCommands {
+        config: config.clone(),
+        db: db.clone(),
+        relay: waker.clone(),
+        send_wake: send_wake.clone(),
+    };
+    tasks.push(tokio::spawn(centralino_bus::Pipeline::new(SERVICE).run(
         subscription,
-        waker.clone(),
-        send_wake.clone(),
+        commands,
         stopped(stop_rx.clone()),
     )));
     match &config.smtp {

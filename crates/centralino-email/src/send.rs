@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_bus::{Delivery, EnvelopeExt as _, Exchange, Subscription, new_envelope};
+use centralino_bus::{Delivery, EnvelopeExt as _, Exchange, Handled, Handler, new_envelope};
 use centralino_proto::v1;
 use centralino_store::StoreError;
 use lettre::transport::smtp::authentication::Credentials;
@@ -50,41 +50,41 @@ fn refuse(cmd: &v1::SendMessage, config: &EmailConfig) -> Option<String> {
     None
 }
 
-/// Consumes `email.send` until `shutdown`.
-pub(crate) async fn consume(
-    config: Arc<EmailConfig>,
-    db: DatabaseConnection,
-    mut subscription: Subscription,
-    relay: Arc<Notify>,
-    send_wake: Arc<Notify>,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        let delivery = tokio::select! {
-            d = subscription.next() => match d { Some(d) => d, None => return },
-            () = &mut shutdown => return,
-        };
-        let settled = match accept(&config, &db, &delivery).await {
+/// The `email.send` consumer, run by the shared pipeline: a command is
+/// stored (or refused, with its `failed` status) in one transaction; while
+/// the database is away the command is held, not spent toward the delivery
+/// limit (an agent's reply must survive a database restart).
+pub(crate) struct SendCommands {
+    pub config: Arc<EmailConfig>,
+    pub db: DatabaseConnection,
+    pub relay: Arc<Notify>,
+    pub send_wake: Arc<Notify>,
+}
+
+#[async_trait::async_trait]
+impl Handler for SendCommands {
+    type Input = ();
+
+    fn parse(&self, _: &Delivery) -> Result<Option<()>, String> {
+        // Decoded in `accept`, which answers every readable command itself.
+        Ok(Some(()))
+    }
+
+    async fn handle(&self, (): (), delivery: &Delivery) -> Handled {
+        match accept(&self.config, &self.db, delivery).await {
             Ok(Accepted::Queued) => {
-                relay.notify_one();
-                send_wake.notify_one();
-                delivery.ack().await
+                self.relay.notify_one();
+                self.send_wake.notify_one();
+                Handled::Done
             }
             Ok(Accepted::Refused) => {
-                relay.notify_one();
-                delivery.ack().await
+                self.relay.notify_one();
+                Handled::Done
             }
-            Ok(Accepted::AlreadyDone) => delivery.ack().await,
-            Ok(Accepted::Unreadable) => delivery.dead_letter().await,
-            Err(e) => {
-                tracing::warn!(error = %e, "email: send command not stored; it will be redelivered");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                delivery.retry().await
-            }
-        };
-        if let Err(e) = settled {
-            tracing::warn!(error = %e, "email: send command not settled; the broker redelivers it");
+            Ok(Accepted::AlreadyDone) => Handled::Done,
+            Ok(Accepted::Unreadable) => Handled::Reject("not a readable SendMessage".into()),
+            Err(e) if e.is_transient() => Handled::Hold(e.to_string()),
+            Err(e) => Handled::Retry(e.to_string()),
         }
     }
 }

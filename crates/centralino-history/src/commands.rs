@@ -5,7 +5,7 @@
 //! command is answered on the bus: `consent.<channel>.changed` carrying its
 //! request id, or `command.refused` naming the field at fault.
 
-use centralino_bus::{Delivery, EnvelopeExt as _, Exchange, Subscription};
+use centralino_bus::{Delivery, EnvelopeExt as _, Exchange, Handled, Handler};
 use centralino_proto::v1;
 use centralino_server::ApiError;
 use sea_orm::DatabaseConnection;
@@ -17,57 +17,39 @@ use crate::writer::{Change, Command};
 /// Routing key of the command, on the commands exchange.
 pub const RECORD_CONSENT: &str = "history.record_consent";
 
-/// Applies consent commands until `shutdown`.
-pub(crate) async fn consume(
-    cfg: HistoryConfig,
-    db: DatabaseConnection,
-    mut subscription: Subscription,
-    tx: mpsc::Sender<Command>,
-    shutdown: impl Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    loop {
-        let delivery = tokio::select! {
-            d = subscription.next() => match d { Some(d) => d, None => return },
-            () = &mut shutdown => return,
-        };
-        let mut delay = std::time::Duration::from_millis(500);
-        let settled = loop {
-            match apply(&cfg, &db, &tx, &delivery).await {
-                Ok(()) => break delivery.ack().await,
-                Err(ApiError::Unavailable(what)) | Err(ApiError::Internal(what)) => {
-                    if db.ping().await.is_ok() {
-                        tracing::warn!(%what, "history: consent command not applied; it will be redelivered");
-                        break delivery.retry().await;
-                    }
-                    // The store is away: hold the command rather than spend its
-                    // deliveries (an opt-out must not be dead-lettered by an outage).
-                    tracing::warn!(
-                        retry_in_ms = delay.as_millis() as u64,
-                        "history: the database is unreachable; holding a consent command"
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(delay) => {}
-                        () = &mut shutdown => break delivery.retry().await,
-                    }
-                    delay = (delay * 2).min(centralino_bus::backoff::PEER_MAX);
-                }
-                Err(e) => {
-                    // Answered on the bus, logged by field, never by value:
-                    // the values are personal data.
-                    tracing::warn!(message = %delivery.envelope.message_id, error = %e, "history: consent command refused; answered with command.refused");
-                    match refuse(&db, &delivery, &e).await {
-                        Ok(()) => break delivery.ack().await,
-                        Err(store) => {
-                            tracing::warn!(error = %store, "history: the refusal of a consent command not written; it will be redelivered");
-                            break delivery.retry().await;
-                        }
-                    }
+/// The consent-command consumer, run by the shared pipeline. While the store
+/// is away a command is held, not spent toward the delivery limit (an
+/// opt-out must not be dead-lettered by an outage).
+pub(crate) struct ConsentCommands {
+    pub cfg: HistoryConfig,
+    pub db: DatabaseConnection,
+    pub tx: mpsc::Sender<Command>,
+}
+
+#[async_trait::async_trait]
+impl Handler for ConsentCommands {
+    type Input = ();
+
+    fn parse(&self, _: &Delivery) -> Result<Option<()>, String> {
+        // Decoded in `apply`: an unreadable payload is answered, not dropped.
+        Ok(Some(()))
+    }
+
+    async fn handle(&self, (): (), delivery: &Delivery) -> Handled {
+        match apply(&self.cfg, &self.db, &self.tx, delivery).await {
+            Ok(()) => Handled::Done,
+            Err(ApiError::Unavailable(what)) => Handled::Hold(what),
+            Err(ApiError::Internal(what)) => Handled::Retry(what),
+            Err(e) => {
+                // Answered on the bus, logged by field, never by value: the
+                // values are personal data.
+                tracing::warn!(message = %delivery.envelope.message_id, error = %e, "history: consent command refused; answered with command.refused");
+                match refuse(&self.db, delivery, &e).await {
+                    Ok(()) => Handled::Done,
+                    Err(store) if store.is_transient() => Handled::Hold(store.to_string()),
+                    Err(store) => Handled::Retry(store.to_string()),
                 }
             }
-        };
-        if let Err(e) = settled {
-            tracing::warn!(error = %e, "history: consent command not settled; the broker redelivers it");
         }
     }
 }

@@ -266,11 +266,14 @@ pub async fn start(
         stopped(stop_rx.clone()),
     ));
     let commands = bus.subscribe(commands_spec()).await?;
-    let commands_task = tokio::spawn(commands::consume(
-        config.clone(),
-        db.clone(),
+    let handler = commands::ConsentCommands {
+        cfg: config.clone(),
+        db: db.clone(),
+        tx: tx.clone(),
+    };
+    let commands_task = tokio::spawn(centralino_bus::Pipeline::new(COMMANDS_CONSUMER).run(
         commands,
-        tx.clone(),
+        handler,
         stopped(stop_rx.clone()),
     ));
     let relay_task = tokio::spawn(relay.run(stopped(stop_rx)));

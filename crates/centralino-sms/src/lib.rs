@@ -392,11 +392,15 @@ pub async fn start(
         stopped(stop_rx.clone()),
     )));
     let subscription = bus.subscribe(consumer_spec()).await?;
-    tasks.push(tokio::spawn(outbound::consume(
-        ctx.clone(),
-        subscription,
-        stopped(stop_rx.clone()),
-    )));
+    tasks.push(tokio::spawn(
+        centralino_bus::Pipeline::new(SERVICE)
+            .batch(outbound::BATCH)
+            .run(
+                subscription,
+                outbound::Inbound { ctx: ctx.clone() },
+                stopped(stop_rx.clone()),
+            ),
+    ));
     tasks.push(tokio::spawn(outbound::deliver(
         ctx.clone(),
         transport,

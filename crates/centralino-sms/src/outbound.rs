@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use centralino_bus::{
-    Delivery, EnvelopeExt as _, Exchange, Subscription, TypedPayload as _, new_envelope,
+    Delivery, EnvelopeExt as _, Exchange, Handled, Handler, TypedPayload as _, new_envelope,
 };
 use centralino_domain::IdentifierKind;
 use centralino_proto::v1;
@@ -239,76 +239,73 @@ async fn blocked(
 }
 
 /// Most bus messages committed together.
-const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 64;
 
-/// Consumes the adapter's queue until `shutdown`, committing what is waiting
-/// together (one transaction per batch, one by one when a batch fails).
-pub(crate) async fn consume(
-    ctx: Arc<Ctx>,
-    mut subscription: Subscription,
-    shutdown: impl Future<Output = ()>,
-) {
-    use futures::FutureExt as _;
-    tokio::pin!(shutdown);
-    loop {
-        let first = tokio::select! {
-            d = subscription.next() => match d { Some(d) => d, None => return },
-            () = &mut shutdown => return,
+/// The adapter's queue (send commands, consent changes, routing's ends), run
+/// by the shared pipeline in batches: what is waiting is committed together
+/// (one transaction per batch, one by one when a batch fails, so one bad
+/// message cannot hold back the others). While the database is away the
+/// messages are held, not spent toward the delivery limit.
+pub(crate) struct Inbound {
+    pub ctx: Arc<Ctx>,
+}
+
+#[async_trait::async_trait]
+impl Handler for Inbound {
+    type Input = ();
+
+    fn parse(&self, _: &Delivery) -> Result<Option<()>, String> {
+        // Decoded in `accept`, in the batch's transaction.
+        Ok(Some(()))
+    }
+
+    async fn handle(&self, (): (), d: &Delivery) -> Handled {
+        self.handle_batch(vec![((), d)])
+            .await
+            .pop()
+            .unwrap_or(Handled::Hold("no answer".into()))
+    }
+
+    async fn handle_batch(&self, items: Vec<((), &Delivery)>) -> Vec<Handled> {
+        let batch: Vec<&Delivery> = items.into_iter().map(|(_, d)| d).collect();
+        let answers = match accept_all(&self.ctx, &batch).await {
+            Ok(outcomes) => outcomes.into_iter().map(answer).collect(),
+            Err(_) if batch.len() > 1 => {
+                let mut answers = Vec::with_capacity(batch.len());
+                for d in &batch {
+                    answers.push(match accept_all(&self.ctx, std::slice::from_ref(d)).await {
+                        Ok(mut outcomes) => outcomes.pop().map_or(Handled::Done, answer),
+                        Err(e) => failed(&e),
+                    });
+                }
+                answers
+            }
+            Err(e) => vec![failed(&e)],
         };
-        let mut batch = vec![first];
-        while batch.len() < BATCH {
-            match subscription.next().now_or_never() {
-                Some(Some(d)) => batch.push(d),
-                _ => break,
-            }
-        }
-        let mut delay = Duration::from_millis(500);
-        loop {
-            if let Ok(outcomes) = accept_all(&ctx, &batch).await {
-                settle_all(&ctx, batch, outcomes).await;
-                break;
-            }
-            // One by one, so one bad message cannot hold back the others.
-            let mut failed = Vec::new();
-            for d in batch {
-                match accept_all(&ctx, std::slice::from_ref(&d)).await {
-                    Ok(outcomes) => settle_all(&ctx, vec![d], outcomes).await,
-                    Err(e) => failed.push((d, e)),
-                }
-            }
-            if failed.is_empty() {
-                break;
-            }
-            if ctx.db.ping().await.is_ok() {
-                // The store answers: these messages themselves fail. The broker
-                // redelivers them, then dead-letters them at its limit.
-                for (d, e) in failed {
-                    retry(d, &e).await;
-                }
-                break;
-            }
-            // The store is away: keep them (a redelivery would count against
-            // the delivery limit and dead-letter a good message) and try again.
-            tracing::warn!(
-                retry_in_ms = delay.as_millis() as u64,
-                "sms: the database is unreachable; holding the messages"
-            );
-            batch = failed.into_iter().map(|(d, _)| d).collect();
-            tokio::select! {
-                () = tokio::time::sleep(delay) => {}
-                () = &mut shutdown => {
-                    for d in batch {
-                        let _ = d.retry().await;
-                    }
-                    return;
-                }
-            }
-            delay = (delay * 2).min(centralino_bus::backoff::PEER_MAX);
-        }
+        self.ctx.relay.notify_one();
+        self.ctx.send_wake.notify_one();
+        answers
     }
 }
 
-async fn accept_all(ctx: &Ctx, batch: &[Delivery]) -> Result<Vec<Accepted>, StoreError> {
+fn answer(outcome: Accepted) -> Handled {
+    match outcome {
+        Accepted::Done => Handled::Done,
+        Accepted::Unreadable => Handled::Reject("not a message this adapter reads".into()),
+    }
+}
+
+/// A store failure: held while the database is away, else back to the broker
+/// (which dead-letters the message at its limit).
+fn failed(e: &StoreError) -> Handled {
+    if e.is_transient() {
+        Handled::Hold(e.to_string())
+    } else {
+        Handled::Retry(e.to_string())
+    }
+}
+
+async fn accept_all(ctx: &Ctx, batch: &[&Delivery]) -> Result<Vec<Accepted>, StoreError> {
     let txn = centralino_store::begin(&ctx.db).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for d in batch {
@@ -316,27 +313,6 @@ async fn accept_all(ctx: &Ctx, batch: &[Delivery]) -> Result<Vec<Accepted>, Stor
     }
     txn.commit().await?;
     Ok(outcomes)
-}
-
-async fn settle_all(ctx: &Ctx, batch: Vec<Delivery>, outcomes: Vec<Accepted>) {
-    ctx.relay.notify_one();
-    ctx.send_wake.notify_one();
-    for (d, outcome) in batch.into_iter().zip(outcomes) {
-        let settled = match outcome {
-            Accepted::Done => d.ack().await,
-            Accepted::Unreadable => d.dead_letter().await,
-        };
-        if let Err(e) = settled {
-            tracing::warn!(error = %e, "sms: bus message not settled; the broker redelivers it");
-        }
-    }
-}
-
-async fn retry(d: Delivery, e: &StoreError) {
-    tracing::warn!(message = %d.envelope.message_id, error = %e, "sms: bus message not stored; it will be redelivered");
-    if let Err(e) = d.retry().await {
-        tracing::warn!(error = %e, "sms: bus message not settled; the broker redelivers it");
-    }
 }
 
 enum Accepted {

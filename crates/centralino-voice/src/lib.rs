@@ -444,10 +444,14 @@ pub async fn start(
     };
     let mut tasks = Vec::new();
     let subscription = bus.subscribe(consumer_spec()).await?;
-    tasks.push(tokio::spawn(dispatch(
-        shared.clone(),
+    let events = RoutingEvents {
+        shared: shared.clone(),
+        stop: stop_rx.clone(),
+    };
+    tasks.push(tokio::spawn(centralino_bus::Pipeline::new(SERVICE).run(
         subscription,
-        stop_rx.clone(),
+        events,
+        stopped(stop_rx.clone()),
     )));
     tasks.push(tokio::spawn(relay.run(stopped(stop_rx.clone()))));
     tasks.push(tokio::spawn(endpoint.run(shared, stop_rx)));
@@ -461,60 +465,64 @@ pub async fn start(
     })
 }
 
-/// Hands routing's events to the call they are about. Calls live in this
-/// process only: an event for a call that is gone is dropped (its end was
-/// or will be published by the call itself or by the next start).
-async fn dispatch(
+/// Routing's events, handed to the call they are about (through the shared
+/// pipeline). Calls live in this process only: an event for a call that is
+/// gone is done with (its end was or will be published by the call itself or
+/// by the next start). An event that does not decode is dead-lettered; a
+/// callback whose row cannot be read now is held until the database answers.
+struct RoutingEvents {
     shared: Arc<Shared>,
-    mut sub: centralino_bus::Subscription,
     stop: watch::Receiver<bool>,
-) {
-    let shutdown = {
-        let mut stop = stop.clone();
-        async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }
-    };
-    use centralino_bus::{EnvelopeExt as _, TypedPayload as _};
-    tokio::pin!(shutdown);
-    loop {
-        let delivery = tokio::select! {
-            () = &mut shutdown => return,
-            d = sub.next() => match d {
-                Some(d) => d,
-                None => return,
-            },
-        };
+}
+
+#[async_trait::async_trait]
+impl centralino_bus::Handler for RoutingEvents {
+    type Input = v1::RoutingEvent;
+
+    fn parse(
+        &self,
+        delivery: &centralino_bus::Delivery,
+    ) -> Result<Option<v1::RoutingEvent>, String> {
+        use centralino_bus::{EnvelopeExt as _, TypedPayload as _};
         let env = &delivery.envelope;
-        if env.event_type == v1::RoutingEvent::TYPE_NAME {
-            match env.decode::<v1::RoutingEvent>() {
-                Ok(e) => {
-                    if let Some(tx) = shared.call(&e.interaction_id) {
-                        let _ = tx.send(e).await;
-                    } else if e.kind == v1::routing_event::Kind::Assigned as i32 {
-                        place_callback(&shared, &e, &stop).await;
-                    }
-                }
-                Err(err) => tracing::warn!(error = %err, "voice: undecodable routing event"),
-            }
+        if env.event_type != v1::RoutingEvent::TYPE_NAME {
+            return Ok(None);
         }
-        if let Err(e) = delivery.ack().await {
-            tracing::debug!(error = %e, "voice: ack failed (the event comes again)");
+        env.decode().map(Some).map_err(|e| e.to_string())
+    }
+
+    async fn handle(
+        &self,
+        e: v1::RoutingEvent,
+        _: &centralino_bus::Delivery,
+    ) -> centralino_bus::Handled {
+        use centralino_bus::Handled;
+        if let Some(tx) = self.shared.call(&e.interaction_id) {
+            let _ = tx.send(e).await;
+            return Handled::Done;
+        }
+        if e.kind != v1::routing_event::Kind::Assigned as i32 {
+            return Handled::Done;
+        }
+        match record::outbound(&self.shared.db, &e.interaction_id).await {
+            Ok(Some(row)) => {
+                place_callback(&self.shared, row, &e, &self.stop);
+                Handled::Done
+            }
+            Ok(None) => Handled::Done,
+            Err(err) if err.is_transient() => Handled::Hold(err.to_string()),
+            Err(err) => Handled::Retry(err.to_string()),
         }
     }
 }
 
-/// Routing assigned an interaction no call of ours holds: a callback to
-/// place, if there is one waiting for it.
-async fn place_callback(shared: &Arc<Shared>, e: &v1::RoutingEvent, stop: &watch::Receiver<bool>) {
-    let row = match record::outbound(&shared.db, &e.interaction_id).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return,
-        Err(err) => {
-            tracing::error!(error = %err, "voice: cannot look the callback up");
-            return;
-        }
-    };
+/// Routing assigned a callback waiting in `row`: dial it.
+fn place_callback(
+    shared: &Arc<Shared>,
+    row: crate::entities::call::Model,
+    e: &v1::RoutingEvent,
+    stop: &watch::Receiver<bool>,
+) {
     // Registered first, so a repeated assignment does not dial twice.
     let (tx, _rx) = mpsc::channel(1);
     shared.register(&e.interaction_id, tx);
