@@ -16,18 +16,28 @@ pub enum StoreError {
     Leadership(String),
     #[error("bus: {0}")]
     Bus(#[from] centralino_bus::BusError),
+    /// This instance's leadership of `service` (epoch `epoch`) was taken over
+    /// (epoch `current`): the write is refused and the instance steps down.
+    #[error("{service}: leadership epoch {epoch} was taken over (now {current}); write refused")]
+    Fenced {
+        service: &'static str,
+        epoch: i64,
+        current: i64,
+    },
 }
 
 impl StoreError {
     /// Whether trying the same work again later can succeed without anything
     /// else changing: the connection was lost or refused, the pool timed out,
     /// PostgreSQL shut down or asked to retry a serialization failure or a
-    /// deadlock, SQLite was busy or locked, the bus is away. A constraint
+    /// deadlock, SQLite was busy or locked, the bus is away, this instance
+    /// was fenced off (held until it has stepped down, then handled by the
+    /// new leader). A constraint
     /// violation, a value too long or a bad URL is permanent.
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::UnsupportedUrl => false,
-            StoreError::Connect(_) | StoreError::Leadership(_) => true,
+            StoreError::Connect(_) | StoreError::Leadership(_) | StoreError::Fenced { .. } => true,
             StoreError::Db(e) => db_err_is_transient(e),
             StoreError::Bus(e) => matches!(
                 e,

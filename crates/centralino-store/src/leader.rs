@@ -1,20 +1,32 @@
-//! Active/standby: only one instance of a service may write at a time.
+//! Active/standby: only one instance of a service may write at a time, and a
+//! deposed one cannot.
 //!
 //! The active instance holds a PostgreSQL session advisory lock (one key per
 //! service) on a connection of its own (detached from the pool, so it is never
-//! recycled). A second instance blocks in [`acquire`] until the lock is free,
+//! recycled). A second instance waits in [`acquire`] until the lock is free,
 //! i.e. until the active one stops or dies (PostgreSQL releases the lock when
 //! its connection closes), then loads its state and takes over. The bus side
 //! agrees: the service's queue is single-active-consumer, and the standby
-//! subscribes only once it leads. If the active instance loses its lock
-//! connection, it must assume another instance took over: [`Leadership::lost`]
-//! turns `true` and the service stops. SQLite (the embedded, single-process
-//! mode) needs no lock.
+//! subscribes only once it leads.
+//!
+//! A lock alone does not stop a deposed leader: after a PostgreSQL restart
+//! the lock is free at once, while the old leader, which has not noticed yet,
+//! still consumes and writes. So leadership is **fenced**: taking the lock
+//! raises the service's epoch (`centralino_leader_epoch`), and every write
+//! transaction of the leader begins with [`Fence::begin`], which reads the
+//! epoch `FOR SHARE` and fails with [`StoreError::Fenced`] when it is no
+//! longer this instance's. The new leader's raise waits for the old leader's
+//! open transactions, and every later one of them sees the new epoch: no write
+//! of a deposed leader lands after its successor took over. A fenced write,
+//! or a failed check of the lock connection, turns [`Leadership::lost`]
+//! `true`: the service stops and contends again. SQLite (the embedded,
+//! single-process mode) needs no lock and no fence.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::sqlx;
-use sea_orm::{DatabaseConnection, DbBackend};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbBackend, Statement};
 use tokio::sync::watch;
 
 use crate::StoreError;
@@ -25,13 +37,20 @@ const CHECK: Duration = Duration::from_secs(2);
 /// Held leadership. Dropping it releases the lock (its connection closes).
 pub struct Leadership {
     lost: watch::Receiver<bool>,
+    fence: Fence,
     watchdog: tokio::task::JoinHandle<()>,
 }
 
 impl Leadership {
-    /// Turns `true` if the lock connection fails: another instance may lead now.
+    /// Turns `true` if the lock connection fails or a write was fenced:
+    /// another instance may lead now.
     pub fn lost(&self) -> watch::Receiver<bool> {
         self.lost.clone()
+    }
+
+    /// What every write transaction of this leadership begins with.
+    pub fn fence(&self) -> Fence {
+        self.fence.clone()
     }
 
     /// The service's last task: waits for `shutdown` (or the lock's loss),
@@ -65,12 +84,80 @@ impl Drop for Leadership {
     }
 }
 
+/// The check every write transaction of a leader makes: that its epoch is
+/// still the service's. Cheap to clone; a no-op on SQLite.
+#[derive(Clone)]
+pub struct Fence {
+    /// `(service, epoch)` on PostgreSQL; `None` on SQLite.
+    held: Option<(&'static str, i64)>,
+    lost: Arc<watch::Sender<bool>>,
+}
+
+impl std::fmt::Debug for Fence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fence").field("held", &self.held).finish()
+    }
+}
+
+impl Fence {
+    /// A fence that never fails: for SQLite, and for code run outside any
+    /// leadership (tools, tests of a single instance).
+    pub fn none() -> Self {
+        let (tx, _) = watch::channel(false);
+        Self {
+            held: None,
+            lost: Arc::new(tx),
+        }
+    }
+
+    /// The leadership epoch this fence checks, if any.
+    pub fn epoch(&self) -> Option<i64> {
+        self.held.map(|(_, e)| e)
+    }
+
+    /// Begins a write transaction ([`crate::begin`]) that fails with
+    /// [`StoreError::Fenced`] if another instance took the leadership since
+    /// this one did. The epoch row stays share-locked until the transaction
+    /// ends, so a successor's takeover waits for it.
+    pub async fn begin(&self, db: &DatabaseConnection) -> Result<DatabaseTransaction, StoreError> {
+        let txn = crate::begin(db).await?;
+        let Some((service, epoch)) = self.held else {
+            return Ok(txn);
+        };
+        use sea_orm::ConnectionTrait as _;
+        let row = txn
+            .query_one_raw(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT epoch FROM centralino_leader_epoch WHERE service = $1 FOR SHARE",
+                [service.into()],
+            ))
+            .await?;
+        let current: Option<i64> = row.map(|r| r.try_get("", "epoch")).transpose()?;
+        if current == Some(epoch) {
+            return Ok(txn);
+        }
+        tracing::error!(
+            service,
+            epoch,
+            current = current.unwrap_or_default(),
+            "leadership taken by another instance; this write is refused and the service steps down"
+        );
+        let _ = self.lost.send(true);
+        Err(StoreError::Fenced {
+            service,
+            epoch,
+            current: current.unwrap_or_default(),
+        })
+    }
+}
+
 fn err(e: sqlx::Error) -> StoreError {
     StoreError::Leadership(e.to_string())
 }
 
-/// Waits until this instance leads `service` (the lock `key`, one per service).
-/// `standing_by` is called once if it has to wait.
+/// Waits until this instance leads `service` (the lock `key`, one per service),
+/// then raises the service's epoch. `standing_by` is called once if it has to
+/// wait.
 pub async fn acquire(
     db: &DatabaseConnection,
     service: &'static str,
@@ -78,12 +165,21 @@ pub async fn acquire(
     standing_by: impl FnOnce(),
 ) -> Result<Leadership, StoreError> {
     let (tx, rx) = watch::channel(false);
+    let tx = Arc::new(tx);
     if db.get_database_backend() != DbBackend::Postgres {
         // Keep the sender alive: an embedded service never loses leadership.
+        let keep = tx.clone();
         let watchdog = tokio::spawn(async move {
-            tx.closed().await;
+            keep.closed().await;
         });
-        return Ok(Leadership { lost: rx, watchdog });
+        return Ok(Leadership {
+            lost: rx,
+            fence: Fence {
+                held: None,
+                lost: tx,
+            },
+            watchdog,
+        });
     }
     let mut conn = db
         .get_postgres_connection_pool()
@@ -106,7 +202,20 @@ pub async fn acquire(
         }
         tokio::time::sleep(RETRY).await;
     }
-    tracing::info!(service, "leadership acquired");
+    // Waits for the open write transactions of a deposed leader (they hold
+    // the row FOR SHARE); every later one of them sees this epoch and fails.
+    let (epoch,): (i64,) = sqlx::query_as(
+        "INSERT INTO centralino_leader_epoch (service, epoch, since) VALUES ($1, 1, now()) \
+         ON CONFLICT (service) DO UPDATE \
+         SET epoch = centralino_leader_epoch.epoch + 1, since = now() \
+         RETURNING epoch",
+    )
+    .bind(service)
+    .fetch_one(&mut conn)
+    .await
+    .map_err(err)?;
+    tracing::info!(service, epoch, "leadership acquired");
+    let watch = tx.clone();
     let watchdog = tokio::spawn(async move {
         loop {
             tokio::time::sleep(CHECK).await;
@@ -121,15 +230,22 @@ pub async fn acquire(
             if !matches!(ok, Ok((true,))) {
                 tracing::error!(
                     service,
-                    "leadership lost (lock connection failed); stopping"
+                    "leadership lost (lock connection failed); stepping down"
                 );
-                let _ = tx.send(true);
+                let _ = watch.send(true);
                 return;
             }
-            if tx.is_closed() {
+            if *watch.borrow() {
                 return;
             }
         }
     });
-    Ok(Leadership { lost: rx, watchdog })
+    Ok(Leadership {
+        lost: rx,
+        fence: Fence {
+            held: Some((service, epoch)),
+            lost: tx,
+        },
+        watchdog,
+    })
 }

@@ -1,8 +1,8 @@
-//! Migrations of the shared tables (inbox and outbox).
+//! Migrations of the shared tables (inbox, outbox, leadership epochs).
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
-    binary, integer, pk_auto, string, string_len, text_null, timestamp_with_time_zone,
+    big_integer, binary, integer, pk_auto, string, string_len, text_null, timestamp_with_time_zone,
     timestamp_with_time_zone_null,
 };
 
@@ -12,7 +12,7 @@ pub struct CoreMigrator;
 
 impl MigratorTrait for CoreMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(InboxOutbox)]
+        vec![Box::new(InboxOutbox), Box::new(LeaderEpoch)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -83,5 +83,33 @@ impl MigrationTrait for InboxOutbox {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// One row per leader-held service: the epoch of its current leadership,
+/// raised by each instance that takes the lock, and checked in every write
+/// transaction of the leader (see `leader::Fence`).
+struct LeaderEpoch;
+
+impl MigrationName for LeaderEpoch {
+    fn name(&self) -> &str {
+        "core_0002_leader_epoch"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for LeaderEpoch {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("centralino_leader_epoch")
+                    .if_not_exists()
+                    .col(string_len("service", 64).primary_key())
+                    .col(big_integer("epoch"))
+                    .col(timestamp_with_time_zone("since"))
+                    .to_owned(),
+            )
+            .await
     }
 }

@@ -25,7 +25,13 @@ pub async fn migrations_apply_once_and_are_idempotent(db: DatabaseConnection) {
     let applied = centralino_store::migrate::<CoreMigrator>(&db, |name| seen.push(name.to_owned()))
         .await
         .expect("migrate");
-    assert_eq!(applied, vec!["core_0001_inbox_outbox".to_owned()]);
+    assert_eq!(
+        applied,
+        vec![
+            "core_0001_inbox_outbox".to_owned(),
+            "core_0002_leader_epoch".to_owned()
+        ]
+    );
     assert_eq!(seen, applied, "progress reported each migration");
     let again = centralino_store::migrate::<CoreMigrator>(&db, |_| {})
         .await

@@ -3,5 +3,6 @@
 //! outbox relay through a long broker outage.
 
 mod contract;
+mod leader;
 mod outage;
 mod redelivery;
