@@ -237,6 +237,8 @@ struct Writes {
 pub(crate) struct Actor {
     cfg: RouterConfig,
     db: DatabaseConnection,
+    /// Every write transaction checks this instance still leads.
+    fence: centralino_store::leader::Fence,
     bus: Arc<dyn Bus>,
     relay: Arc<Notify>,
     engine: Engine,
@@ -276,6 +278,7 @@ impl Actor {
     pub(crate) async fn load(
         cfg: RouterConfig,
         db: DatabaseConnection,
+        fence: centralino_store::leader::Fence,
         bus: Arc<dyn Bus>,
         relay: Arc<Notify>,
     ) -> Result<Self, RouterError> {
@@ -284,6 +287,7 @@ impl Actor {
         let mut actor = Self {
             cfg,
             db,
+            fence,
             bus,
             relay,
             engine,
@@ -416,7 +420,7 @@ impl Actor {
             .drain_events()
             .filter(|e| !matches!(e, Event::Queued { .. } | Event::AgentChanged { .. }))
             .collect();
-        let txn = centralino_store::begin(&self.db).await?;
+        let txn = self.fence.begin(&self.db).await?;
         let mut outgoing = Vec::new();
         let mut writes = Writes::default();
         for e in &events {
@@ -681,7 +685,7 @@ impl Actor {
         pending: &mut Vec<Pending>,
         outgoing: &mut Vec<(String, v1::AgentUpdate)>,
     ) -> Result<(), StoreError> {
-        let txn = centralino_store::begin(&self.db).await?;
+        let txn = self.fence.begin(&self.db).await?;
         let ids: Vec<String> = batch
             .iter()
             .filter_map(|c| match c {

@@ -130,7 +130,7 @@ pub async fn start(
     let lost = leadership.lost();
     let relay = OutboxRelay::new(db.clone(), bus.clone(), SERVICE);
     let waker = relay.waker();
-    let actor = actor::Actor::load(config, db, bus.clone(), waker).await?;
+    let actor = actor::Actor::load(config, db, leadership.fence(), bus.clone(), waker).await?;
     let (tx, rx) = mpsc::channel(4_096);
     let subscription = consumer::subscribe(bus.as_ref()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -44,6 +44,11 @@ pub enum RunError {
     Desk(#[from] centralino_desk::DeskError),
     #[error("{0}")]
     Io(String),
+    /// A service lost its leadership (the database restarted or became
+    /// unreachable, or another instance took over): everything stopped so
+    /// that it can contend again ([`serve_contending`]).
+    #[error("{0}")]
+    SteppedDown(String),
 }
 
 /// The signing key: the configured secret, or one generated once into the data dir.
@@ -349,6 +354,46 @@ pub async fn up(
     serve(config, &Service::ALL, "centralino-up", shutdown).await
 }
 
+/// Runs the given services like [`serve`] until `shutdown`, and when one
+/// of them steps down (its leadership lost: a database restart, a cut
+/// connection, another instance taking over) stops them all and starts them
+/// again, waiting for the database and contending for leadership as a
+/// standby would, instead of exiting. `on_up` is called each time they are
+/// up (their addresses may change when configured as port 0).
+pub async fn serve_contending(
+    config: &Config,
+    which: &[Service],
+    name: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut on_up: impl FnMut(&Running),
+) -> Result<(), RunError> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    loop {
+        let running = tokio::select! {
+            r = serve(config, which, name, stopped()) => r?,
+            () = stopped() => return Ok(()),
+        };
+        on_up(&running);
+        match running.task.await {
+            Ok(Err(RunError::SteppedDown(why))) => {
+                tracing::warn!(%why, "stepped down; contending for leadership again");
+            }
+            Ok(result) => return result,
+            Err(e) => return Err(RunError::Io(format!("server task: {e}"))),
+        }
+    }
+}
+
 /// Starts the given services (plus the Ops API and health) on one gRPC server.
 pub async fn serve(
     config: &Config,
@@ -505,8 +550,9 @@ pub async fn serve(
     );
     let mut tasks = Vec::new();
     let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
-    // A service that lost its leadership stops the whole process, with an
-    // error, so a supervisor restarts it (it comes back as active or standby).
+    // A service that lost its leadership stops every service here, so that
+    // they contend again together (`serve_contending`): nothing of this
+    // instance writes once another may lead.
     let stop_on_loss = |service: &'static str, mut lost: tokio::sync::watch::Receiver<bool>| {
         let stop = stop_tx.clone();
         let flag = failure.clone();
@@ -515,8 +561,8 @@ pub async fn serve(
                 tracing::error!(service, "lost its leadership; stopping");
                 if let Ok(mut f) = flag.lock() {
                     *f = Some(format!(
-                        "{service} lost its lock on the database (restarted or unreachable?); \
-                         stopped so that a restart resumes as active or standby"
+                        "{service} lost its leadership (the database restarted or is \
+                         unreachable, or another instance took over)"
                     ));
                 }
                 let _ = stop.send(true);
@@ -576,7 +622,7 @@ pub async fn serve(
         let _ = db.close().await;
         drop(bus);
         match failed {
-            Some(why) => Err(RunError::Io(why)),
+            Some(why) => Err(RunError::SteppedDown(why)),
             None => result,
         }
     });

@@ -101,7 +101,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// Starts `services`, prints what listens where, and runs until Ctrl-C / SIGTERM.
+/// Starts `services`, prints what listens where, and runs until Ctrl-C /
+/// SIGTERM. A service that steps down (its leadership lost) does not end the
+/// process: the services start again and contend for leadership.
 async fn serve_and_wait(
     config: &Config,
     services: &[centralino::Service],
@@ -109,11 +111,38 @@ async fn serve_and_wait(
     telemetry_name: &str,
 ) -> Result<ExitCode, RunError> {
     let _guard = telemetry(config, telemetry_name);
-    let running = centralino::serve(config, services, connection, async {
-        shutdown_signal().await;
-        tracing::info!("shutting down");
-    })
+    let mut first = true;
+    centralino::serve_contending(
+        config,
+        services,
+        connection,
+        async {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+        },
+        |running| {
+            if first {
+                print_startup(config, services, telemetry_name, running);
+                first = false;
+            } else {
+                println!(
+                    "{telemetry_name} is up again (leading after a step-down): grpc {}",
+                    running.grpc_addr
+                );
+            }
+        },
+    )
     .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What listens where, and what to try first.
+fn print_startup(
+    config: &Config,
+    services: &[centralino::Service],
+    telemetry_name: &str,
+    running: &centralino::Running,
+) {
     let scheme = if config.grpc.tls_cert.is_empty() {
         "http"
     } else {
@@ -154,11 +183,6 @@ async fn serve_and_wait(
     }
     println!("  tokens  centralino token --role admin --subject you");
     println!("press Ctrl-C to stop");
-    running
-        .task
-        .await
-        .map_err(|e| RunError::Io(format!("server task: {e}")))??;
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {

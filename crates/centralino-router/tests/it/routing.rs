@@ -856,6 +856,115 @@ async fn a_crashed_router_restarts_without_losing_or_doubling_anything() {
     env.cleanup().await;
 }
 
+/// The split brain a PostgreSQL restart used to cause: the active router's
+/// lock goes away at once (here its lock connection is cut, the same for the
+/// lock as a restart, while its pool keeps working, the worst case), the
+/// standby takes over, and the deposed one, which has not noticed yet, keeps
+/// consuming and deciding. Its writes are fenced off, it steps down, and
+/// what it held goes to the new leader: nothing lost, nothing completed
+/// twice, nothing offered to two agents.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_router_loses_and_doubles_nothing_when_its_lock_goes() {
+    use centralino_store::sea_orm::ConnectionTrait as _;
+    let env = Env::new().await;
+    let active = RouterProcess::start(&env, config(30_000)).await;
+    let admin_token = env.token("root", Role::Admin);
+    configure(
+        active.addr,
+        &admin_token,
+        &[],
+        vec![queue("mail", &[v1::Channel::Email], vec![])],
+        (0..3)
+            .map(|n| agent(&format!("a{n}"), vec![], &[(v1::Channel::Email, 3)]))
+            .collect(),
+    )
+    .await;
+    let standby = RouterProcess::start_standby(&env, config(30_000));
+    let (addr_tx, addr_rx) = tokio::sync::watch::channel(active.addr);
+    let holding = Arc::new(Mutex::new(HashMap::new()));
+    let violations = Arc::new(Mutex::new(Vec::new()));
+    let agents: Vec<_> = (0..3)
+        .map(|n| {
+            spawn_agent(
+                format!("a{n}"),
+                env.token(&format!("a{n}"), Role::Agent),
+                addr_rx.clone(),
+                holding.clone(),
+                violations.clone(),
+            )
+        })
+        .collect();
+    let total = 120;
+    let mut ids = Vec::new();
+    for _ in 0..total / 2 {
+        ids.push(env.publish("mail", v1::Channel::Email).await);
+    }
+    eventually(WAIT, "some work done, some held", || async {
+        let events = env.events.lock().expect("events").clone();
+        let count = |k: Kind| events.iter().filter(|e| e.kind() == k).count();
+        (count(Kind::Completed) >= 5 && count(Kind::Assigned) > count(Kind::Completed))
+            .then_some(())
+    })
+    .await;
+    // The lock goes; the active router goes on as if nothing happened.
+    let db = centralino_store::connect(&env.db.url, 1)
+        .await
+        .expect("database");
+    db.execute_unprepared(
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .await
+    .expect("cut the lock connection");
+    let _ = db.close().await;
+    // Publishing goes on through the takeover.
+    for _ in ids.len()..total {
+        ids.push(env.publish("mail", v1::Channel::Email).await);
+    }
+    let leader = tokio::time::timeout(Duration::from_secs(30), standby)
+        .await
+        .expect("the standby took over within 30 s")
+        .expect("task")
+        .expect("serving");
+    addr_tx.send(leader.addr).expect("agents follow the leader");
+    let done = eventually(
+        Duration::from_secs(60),
+        "every interaction completed once",
+        || async {
+            let events = env.events.lock().expect("events").clone();
+            let mut done: HashMap<String, usize> = HashMap::new();
+            for e in events.iter().filter(|e| e.kind() == Kind::Completed) {
+                *done.entry(e.interaction_id.clone()).or_default() += 1;
+            }
+            ids.iter().all(|i| done.contains_key(i)).then_some(done)
+        },
+    )
+    .await;
+    let lost = ids.iter().filter(|i| !done.contains_key(*i)).count();
+    let twice = done.values().filter(|n| **n > 1).count();
+    let offered_twice = violations.lock().expect("v").len();
+    println!(
+        "split brain: {lost} lost, {twice} completed twice, {offered_twice} offered to two agents, of {total}"
+    );
+    assert_eq!(
+        done.len(),
+        total,
+        "exactly the published interactions completed"
+    );
+    assert_eq!(twice, 0, "completed more than once: {done:?}");
+    assert!(
+        violations.lock().expect("v").is_empty(),
+        "{:?}",
+        violations.lock().expect("v")
+    );
+    for a in agents {
+        a.abort();
+    }
+    leader.stop().await;
+    active.stop().await;
+    env.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_standby_router_waits_then_takes_over_with_the_state() {
     let env = Env::new().await;
