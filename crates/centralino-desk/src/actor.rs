@@ -14,6 +14,7 @@ use centralino_domain::IdentifierKind;
 use centralino_proto::v1;
 use centralino_server::ApiError;
 use centralino_store::StoreError;
+use centralino_store::leader::Fence;
 use centralino_ticketing::appointment::{CheckInError, Slot, check_in};
 use centralino_ticketing::numbering::{DailyCounter, Site, label, shown};
 use centralino_ticketing::ticket::{Recall, State, Ticket};
@@ -125,6 +126,8 @@ struct Outgoing {
 pub(crate) struct Actor {
     cfg: DeskConfig,
     db: DatabaseConnection,
+    /// Every write transaction checks this instance still leads.
+    fence: Fence,
     relay: Arc<Notify>,
     numbers: HashMap<(String, String), DailyCounter>,
     /// agent → (site, counter).
@@ -313,6 +316,7 @@ impl Actor {
     pub(crate) async fn load(
         cfg: DeskConfig,
         db: DatabaseConnection,
+        fence: Fence,
         relay: Arc<Notify>,
     ) -> Result<(Self, HashMap<String, watch::Receiver<Arc<Board>>>), StoreError> {
         let counters = counter::Entity::find()
@@ -334,6 +338,7 @@ impl Actor {
         let mut me = Self {
             cfg,
             db,
+            fence,
             relay,
             numbers: HashMap::new(),
             counters,
@@ -609,7 +614,7 @@ impl Actor {
             envelope: new_envelope(SERVICE, &created),
         }];
         let committed = async {
-            let txn = centralino_store::begin(&self.db).await?;
+            let txn = self.fence.begin(&self.db).await?;
             ticket::Entity::insert(row.clone().into_active_model())
                 .exec_without_returning(&txn)
                 .await?;
@@ -811,7 +816,7 @@ impl Actor {
             counter: name.to_owned(),
             opened_at: self.now(),
         };
-        let txn = centralino_store::begin(&self.db).await.map_err(store)?;
+        let txn = self.fence.begin(&self.db).await.map_err(store)?;
         counter::Entity::delete_by_id(agent.to_owned())
             .exec(&txn)
             .await
@@ -928,7 +933,7 @@ impl Actor {
 
     /// Updates the row and queues its events, in one transaction.
     async fn write(&self, row: &ticket::Model, out: Vec<Outgoing>) -> Result<(), StoreError> {
-        let txn = centralino_store::begin(&self.db).await?;
+        let txn = self.fence.begin(&self.db).await?;
         ticket::Entity::update(row.clone().into_active_model().reset_all())
             .exec(&txn)
             .await?;
@@ -1145,7 +1150,7 @@ impl Actor {
         agent: &str,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let txn = centralino_store::begin(&self.db).await?;
+        let txn = self.fence.begin(&self.db).await?;
         enqueue(
             &txn,
             vec![Outgoing {

@@ -290,7 +290,8 @@ pub async fn start(
         let _ = rx.wait_for(|s| *s).await;
     };
     let (tx, rx) = mpsc::channel::<actor::Command>(1_024);
-    let (actor, boards) = actor::Actor::load(config.clone(), db, relay.waker()).await?;
+    let (actor, boards) =
+        actor::Actor::load(config.clone(), db, leadership.fence(), relay.waker()).await?;
     let mut tasks = vec![tokio::spawn(actor.run(rx, stopped(stop_rx.clone())))];
     tasks.push(tokio::spawn(centralino_bus::Pipeline::new(SERVICE).run(
         subscription,

@@ -37,6 +37,8 @@ pub(crate) struct Importer {
     pub config: Arc<EmailConfig>,
     pub mailbox: MailboxConfig,
     pub db: DatabaseConnection,
+    /// Every write transaction checks this instance still leads.
+    pub fence: centralino_store::leader::Fence,
     pub relay: Arc<Notify>,
     pub send_wake: Arc<Notify>,
     /// UIDs the server listed but returned no content for, and how often.
@@ -332,7 +334,7 @@ impl Importer {
             .collect();
         let keys: Vec<String> = parsed.iter().map(|(f, m)| dedupe_key(&f.raw, m)).collect();
 
-        let txn = centralino_store::begin(&self.db).await?;
+        let txn = self.fence.begin(&self.db).await?;
         let known: HashMap<String, String> = message::Entity::find()
             .filter(message::Column::DedupeKey.is_in(keys.clone()))
             .all(&txn)

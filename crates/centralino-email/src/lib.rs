@@ -258,6 +258,7 @@ pub async fn start(
             config: config.clone(),
             mailbox: mailbox.clone(),
             db: db.clone(),
+            fence: leadership.fence(),
             relay: waker.clone(),
             send_wake: send_wake.clone(),
             unreadable: std::sync::Mutex::default(),
@@ -274,6 +275,7 @@ pub async fn start(
     let commands = send::SendCommands {
         config: config.clone(),
         db: db.clone(),
+        fence: leadership.fence(),
         relay: waker.clone(),
         send_wake: send_wake.clone(),
     };
@@ -288,6 +290,7 @@ pub async fn start(
             tasks.push(tokio::spawn(send::deliver(
                 config.clone(),
                 db.clone(),
+                leadership.fence(),
                 waker.clone(),
                 send_wake,
                 stop_rx.clone(),

@@ -9,6 +9,7 @@ use std::time::Duration;
 use centralino_bus::{Delivery, EnvelopeExt as _, Exchange, Handled, Handler, new_envelope};
 use centralino_proto::v1;
 use centralino_store::StoreError;
+use centralino_store::leader::Fence;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
@@ -57,6 +58,8 @@ fn refuse(cmd: &v1::SendMessage, config: &EmailConfig) -> Option<String> {
 pub(crate) struct SendCommands {
     pub config: Arc<EmailConfig>,
     pub db: DatabaseConnection,
+    /// Every write transaction checks this instance still leads.
+    pub fence: Fence,
     pub relay: Arc<Notify>,
     pub send_wake: Arc<Notify>,
 }
@@ -71,7 +74,7 @@ impl Handler for SendCommands {
     }
 
     async fn handle(&self, (): (), delivery: &Delivery) -> Handled {
-        match accept(&self.config, &self.db, delivery).await {
+        match accept(&self.config, &self.db, &self.fence, delivery).await {
             Ok(Accepted::Queued) => {
                 self.relay.notify_one();
                 self.send_wake.notify_one();
@@ -99,6 +102,7 @@ enum Accepted {
 async fn accept(
     config: &EmailConfig,
     db: &DatabaseConnection,
+    fence: &Fence,
     delivery: &Delivery,
 ) -> Result<Accepted, StoreError> {
     let Ok(cmd) = delivery.envelope.decode::<v1::SendMessage>() else {
@@ -114,7 +118,7 @@ async fn accept(
         // Still answered, addressed by the id it came with, when it has one.
         if !unaddressable(&cmd.message_id) {
             tracing::info!(message = %delivery.envelope.message_id, "email: a send command without a UUID message_id; refused");
-            let txn = centralino_store::begin(db).await?;
+            let txn = fence.begin(db).await?;
             status_event(
                 &txn,
                 &cmd.message_id,
@@ -130,7 +134,7 @@ async fn accept(
         return Ok(Accepted::Unreadable);
     };
     let id = id.to_string();
-    let txn = centralino_store::begin(db).await?;
+    let txn = fence.begin(db).await?;
     let dedupe_key = format!("out:{id}");
     if message::Entity::find()
         .filter(message::Column::DedupeKey.eq(dedupe_key.clone()))
@@ -353,6 +357,7 @@ fn backoff_ms(base: Duration, attempts: i32) -> i64 {
 pub(crate) async fn deliver(
     config: Arc<EmailConfig>,
     db: DatabaseConnection,
+    fence: Fence,
     relay: Arc<Notify>,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
@@ -371,7 +376,7 @@ pub(crate) async fn deliver(
         if *stop.borrow() {
             return;
         }
-        match deliver_due(&config, &db, &transport).await {
+        match deliver_due(&config, &db, &fence, &transport).await {
             Ok(0) => {}
             Ok(_) => {
                 relay.notify_one();
@@ -390,6 +395,7 @@ pub(crate) async fn deliver(
 async fn deliver_due(
     config: &EmailConfig,
     db: &DatabaseConnection,
+    fence: &Fence,
     transport: &AsyncSmtpTransport<Tokio1Executor>,
 ) -> Result<usize, StoreError> {
     let due = outbound::Entity::find()
@@ -413,7 +419,11 @@ async fn deliver_due(
         let mut claim: outbound::ActiveModel = row.clone().into();
         claim.attempts = Set(attempts);
         claim.next_attempt_at = Set(now_ms() + backoff_ms(config.retry_base, row.attempts));
-        claim.update(db).await?;
+        // Fenced: a deposed instance cannot claim (and send) what its
+        // successor sends.
+        let txn = fence.begin(db).await?;
+        claim.update(&txn).await?;
+        txn.commit().await?;
         let result = match envelope {
             Ok(envelope) => transport.send_raw(&envelope, &row.raw).await.map_err(|e| {
                 (
@@ -431,7 +441,7 @@ async fn deliver_due(
             Err((false, None, _)) => !transport.test_connection().await.unwrap_or(false),
             _ => false,
         };
-        let txn = centralino_store::begin(db).await?;
+        let txn = fence.begin(db).await?;
         let mut active: outbound::ActiveModel = row.clone().into();
         active.attempts = Set(attempts);
         match result {

@@ -23,6 +23,8 @@ pub const RECORD_CONSENT: &str = "history.record_consent";
 pub(crate) struct ConsentCommands {
     pub cfg: HistoryConfig,
     pub db: DatabaseConnection,
+    /// The refusals' write checks this instance still leads.
+    pub fence: centralino_store::leader::Fence,
     pub tx: mpsc::Sender<Command>,
 }
 
@@ -44,7 +46,7 @@ impl Handler for ConsentCommands {
                 // Answered on the bus, logged by field, never by value: the
                 // values are personal data.
                 tracing::warn!(message = %delivery.envelope.message_id, error = %e, "history: consent command refused; answered with command.refused");
-                match refuse(&self.db, delivery, &e).await {
+                match refuse(&self.db, &self.fence, delivery, &e).await {
                     Ok(()) => Handled::Done,
                     Err(store) if store.is_transient() => Handled::Hold(store.to_string()),
                     Err(store) => Handled::Retry(store.to_string()),
@@ -58,6 +60,7 @@ impl Handler for ConsentCommands {
 /// command that cannot be carried out.
 async fn refuse(
     db: &DatabaseConnection,
+    fence: &centralino_store::leader::Fence,
     delivery: &Delivery,
     why: &ApiError,
 ) -> Result<(), centralino_store::StoreError> {
@@ -74,7 +77,7 @@ async fn refuse(
         why.code_name(),
         &why.to_string(),
     );
-    let txn = centralino_store::begin(db).await?;
+    let txn = fence.begin(db).await?;
     centralino_store::outbox::enqueue(&txn, crate::SERVICE, Exchange::Events, &key, &envelope)
         .await?;
     txn.commit().await?;

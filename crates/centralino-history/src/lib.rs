@@ -250,7 +250,13 @@ pub async fn start(
     let relay = OutboxRelay::new(db.clone(), bus.clone(), SERVICE);
     let waker = relay.waker();
     let (tx, rx) = mpsc::channel(8_192);
-    let writer = writer::Writer::new(config.clone(), key.clone(), db.clone(), waker);
+    let writer = writer::Writer::new(
+        config.clone(),
+        key.clone(),
+        db.clone(),
+        leadership.fence(),
+        waker,
+    );
     let subscription = bus.subscribe(consumer_spec()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -269,6 +275,7 @@ pub async fn start(
     let handler = commands::ConsentCommands {
         cfg: config.clone(),
         db: db.clone(),
+        fence: leadership.fence(),
         tx: tx.clone(),
     };
     let commands_task = tokio::spawn(centralino_bus::Pipeline::new(COMMANDS_CONSUMER).run(

@@ -220,6 +220,8 @@ pub(crate) struct Writer {
     /// What erased customers' opt-outs are kept under.
     suppression: crate::SuppressionKey,
     db: DatabaseConnection,
+    /// Every write transaction checks this instance still leads.
+    fence: centralino_store::leader::Fence,
     relay: Arc<Notify>,
 }
 
@@ -228,12 +230,14 @@ impl Writer {
         cfg: HistoryConfig,
         suppression: crate::SuppressionKey,
         db: DatabaseConnection,
+        fence: centralino_store::leader::Fence,
         relay: Arc<Notify>,
     ) -> Self {
         Self {
             cfg,
             suppression,
             db,
+            fence,
             relay,
         }
     }
@@ -348,7 +352,7 @@ impl Writer {
     // Ingest
 
     async fn ingest(&self, items: &[(String, Event)]) -> Result<(), StoreError> {
-        let txn = centralino_store::begin(&self.db).await?;
+        let txn = self.fence.begin(&self.db).await?;
         // Claimed first: what comes back is what was never processed.
         let ids = unique(items.iter().map(|(m, _)| m.clone()));
         let mut claimed = inbox::claim_new(&txn, SERVICE, &ids).await?;
@@ -699,9 +703,7 @@ impl Writer {
             tracing::warn!(error = %e, "history change not written");
             ApiError::Unavailable("history store".into())
         };
-        let txn = centralino_store::begin(&self.db)
-            .await
-            .map_err(|e| unavailable(e.into()))?;
+        let txn = self.fence.begin(&self.db).await.map_err(unavailable)?;
         if let Some(previous) =
             request::Entity::find_by_id((actor.to_owned(), request_id.to_owned()))
                 .one(&txn)

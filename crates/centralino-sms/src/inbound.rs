@@ -75,7 +75,7 @@ pub(crate) async fn run(
 
 /// Applies `whats` in one transaction.
 async fn commit(ctx: &Ctx, whats: &[Delivered]) -> Result<Vec<Known>, StoreError> {
-    let txn = centralino_store::begin(&ctx.db).await?;
+    let txn = ctx.fence.begin(&ctx.db).await?;
     let mut known = Vec::with_capacity(whats.len());
     for what in whats {
         known.push(handle(ctx, &txn, what).await?);

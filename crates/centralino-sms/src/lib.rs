@@ -290,6 +290,8 @@ const LOCK_KEY: i64 = 0x6365_6e74_2e73_6d73;
 pub(crate) struct Ctx {
     pub config: SmsConfig,
     pub db: DatabaseConnection,
+    /// Every write transaction checks this instance still leads.
+    pub fence: centralino_store::leader::Fence,
     /// Wakes the outbox relay.
     pub relay: Arc<Notify>,
     /// Wakes the sender.
@@ -333,6 +335,7 @@ pub async fn start(
     let ctx = Arc::new(Ctx {
         config,
         db: db.clone(),
+        fence: leadership.fence(),
         relay: relay.waker(),
         send_wake: Arc::new(Notify::new()),
         // After the last stamp given by any instance, even one whose clock

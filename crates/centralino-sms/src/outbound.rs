@@ -306,7 +306,7 @@ fn failed(e: &StoreError) -> Handled {
 }
 
 async fn accept_all(ctx: &Ctx, batch: &[&Delivery]) -> Result<Vec<Accepted>, StoreError> {
-    let txn = centralino_store::begin(&ctx.db).await?;
+    let txn = ctx.fence.begin(&ctx.db).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for d in batch {
         outcomes.push(accept(ctx, &txn, d).await?);
@@ -631,6 +631,9 @@ async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreErr
             .or_default()
             .push(row.id.clone());
     }
+    // Claimed in a fenced transaction: a deposed instance cannot claim
+    // (and submit) what its successor submits.
+    let claim = ctx.fence.begin(&ctx.db).await?;
     for (attempts, ids) in by_attempts {
         outbound::Entity::update_many()
             .col_expr(
@@ -642,9 +645,10 @@ async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreErr
                 Expr::value(now_ms() + backoff_ms(ctx.config.retry_base, attempts)),
             )
             .filter(outbound::Column::Id.is_in(ids))
-            .exec(&ctx.db)
+            .exec(&claim)
             .await?;
     }
+    claim.commit().await?;
     // Each outcome is committed as soon as it is known (receipts for it may
     // already be on their way), and consent is read at the last moment.
     let mut in_flight: futures::stream::FuturesUnordered<_> = sending
@@ -671,7 +675,7 @@ async fn finish_one(
     row: &outbound::Model,
     result: Result<Sent, SendError>,
 ) -> Result<(), StoreError> {
-    let txn = centralino_store::begin(&ctx.db).await?;
+    let txn = ctx.fence.begin(&ctx.db).await?;
     finish(&txn, row, result).await?;
     txn.commit().await?;
     ctx.relay.notify_one();

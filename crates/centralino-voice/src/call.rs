@@ -493,7 +493,7 @@ impl Call {
         };
         self.path = path;
         self.queue.clone_from(&queue);
-        if let Err(e) = record::queued(&self.shared.db, &q).await {
+        if let Err(e) = record::queued(&self.shared.db, &self.shared.fence, &q).await {
             tracing::error!(error = %e, "voice: could not record the call; it cannot be queued");
             self.shared.forget(&id);
             self.player
@@ -601,7 +601,10 @@ impl Call {
         match code {
             100..=199 => true,
             200..=299 => {
-                if let Err(e) = record::answered(&self.shared.db, &id, &agent, now_ms()).await {
+                if let Err(e) =
+                    record::answered(&self.shared.db, &self.shared.fence, &id, &agent, now_ms())
+                        .await
+                {
                     tracing::warn!(error = %e, "voice: could not record the answer");
                 }
                 tracing::info!(interaction = %id, %agent, "voice: transferred to the agent");
@@ -665,7 +668,9 @@ impl Call {
             self.not_reached(&id, &agent, reason).await;
             return true;
         }
-        if let Err(e) = record::answered(&self.shared.db, &id, &agent, now_ms()).await {
+        if let Err(e) =
+            record::answered(&self.shared.db, &self.shared.fence, &id, &agent, now_ms()).await
+        {
             tracing::warn!(error = %e, "voice: could not record the answer (the call goes on)");
         }
         tracing::info!(interaction = %id, %agent, "voice: caller and agent connected");
@@ -726,7 +731,9 @@ impl Call {
 
     async fn not_reached(&mut self, id: &str, agent: &str, reason: &str) {
         self.phase = Phase::Queued;
-        if let Err(e) = record::agent_not_reached(&self.shared.db, id, agent, reason).await {
+        if let Err(e) =
+            record::agent_not_reached(&self.shared.db, &self.shared.fence, id, agent, reason).await
+        {
             tracing::error!(error = %e, "voice: could not hand the call back to routing");
         }
         self.shared.relay.notify_one();
@@ -749,7 +756,7 @@ impl Call {
             path: self.path.clone(),
             started_at: now_ms(),
         };
-        if let Err(e) = record::callback(&self.shared.db, &id, &q).await {
+        if let Err(e) = record::callback(&self.shared.db, &self.shared.fence, &id, &q).await {
             tracing::error!(error = %e, "voice: could not record the callback request");
             return;
         }
@@ -856,7 +863,7 @@ impl Call {
             abandoned,
             attributes,
         };
-        if let Err(err) = record::ended(&self.shared.db, &e).await {
+        if let Err(err) = record::ended(&self.shared.db, &self.shared.fence, &e).await {
             tracing::error!(interaction = %id, error = %err, "voice: could not record the end of the call (it is closed at the next start)");
         }
         self.shared.relay.notify_one();

@@ -339,6 +339,8 @@ pub(crate) struct Shared {
     pub config: VoiceConfig,
     pub prompts: media::Prompts,
     pub db: DatabaseConnection,
+    /// Every write transaction checks this instance still leads.
+    pub fence: centralino_store::leader::Fence,
     /// Wakes the outbox relay.
     pub relay: Arc<Notify>,
     pub dialogs: Arc<DialogLayer>,
@@ -406,7 +408,7 @@ pub async fn start(
     })
     .await?;
     let lost = leadership.lost();
-    let closed = record::close_lost_calls(&db, now_ms()).await?;
+    let closed = record::close_lost_calls(&db, &leadership.fence(), now_ms()).await?;
     if closed > 0 {
         tracing::warn!(
             calls = closed,
@@ -431,6 +433,7 @@ pub async fn start(
     let shared = Arc::new(Shared {
         prompts,
         db,
+        fence: leadership.fence(),
         relay: relay.waker(),
         dialogs: endpoint.dialogs.clone(),
         contact: endpoint.contact.clone(),

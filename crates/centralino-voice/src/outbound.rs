@@ -37,7 +37,7 @@ pub(crate) async fn callback(
             abandoned: None,
             attributes,
         };
-        if let Err(err) = record::ended(&shared.db, &e).await {
+        if let Err(err) = record::ended(&shared.db, &shared.fence, &e).await {
             tracing::error!(interaction = %id, error = %err, "voice: could not record the callback's end");
         }
         shared.relay.notify_one();
@@ -57,7 +57,9 @@ async fn place(
 ) -> Option<Record> {
     let id = &row.interaction_id;
     let not_reached = |reason: Failure| async move {
-        if let Err(e) = record::agent_not_reached(&shared.db, id, agent, reason).await {
+        if let Err(e) =
+            record::agent_not_reached(&shared.db, &shared.fence, id, agent, reason).await
+        {
             tracing::error!(error = %e, "voice: could not hand the callback back to routing");
         }
         shared.relay.notify_one();
@@ -74,7 +76,7 @@ async fn place(
     if let Err(reason) = ring(&mut to_agent, shared.config.ring_timeout, stop).await {
         return not_reached(reason).await;
     }
-    if let Err(e) = record::dialling(&shared.db, id, agent).await {
+    if let Err(e) = record::dialling(&shared.db, &shared.fence, id, agent).await {
         tracing::warn!(error = %e, "voice: could not record the callback's agent");
     }
     let mut attributes = std::collections::HashMap::from([("agent".to_owned(), agent.to_owned())]);
@@ -101,7 +103,7 @@ async fn place(
         let _ = to_agent.dialog.hangup().await;
         return Some((customer_outcome(reason), attributes));
     }
-    if let Err(e) = record::answered(&shared.db, id, agent, now_ms()).await {
+    if let Err(e) = record::answered(&shared.db, &shared.fence, id, agent, now_ms()).await {
         tracing::warn!(error = %e, "voice: could not record the answer (the call goes on)");
     }
     let who = bridge::relay(

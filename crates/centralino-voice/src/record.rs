@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use centralino_bus::{Exchange, new_envelope};
 use centralino_proto::v1;
 use centralino_store::StoreError;
+use centralino_store::leader::Fence;
 use sea_orm::{
     ActiveModelTrait as _, ColumnTrait as _, DatabaseConnection, EntityTrait as _,
     QueryFilter as _, Set,
@@ -74,6 +75,7 @@ fn created(
 /// place in the same queue, in one transaction.
 pub(crate) async fn callback(
     db: &DatabaseConnection,
+    fence: &Fence,
     waiting: &str,
     q: &Queued,
 ) -> Result<(), StoreError> {
@@ -101,7 +103,7 @@ pub(crate) async fn callback(
             new_envelope(SERVICE, &created(q, v1::Direction::Outbound, attributes)),
         ),
     ];
-    let txn = centralino_store::begin(db).await?;
+    let txn = fence.begin(db).await?;
     call::Entity::insert(row(q, "outbound"))
         .exec_without_returning(&txn)
         .await?;
@@ -143,7 +145,11 @@ pub(crate) async fn outbound(
 }
 
 /// The row and `interaction.voice.created`.
-pub(crate) async fn queued(db: &DatabaseConnection, q: &Queued) -> Result<(), StoreError> {
+pub(crate) async fn queued(
+    db: &DatabaseConnection,
+    fence: &Fence,
+    q: &Queued,
+) -> Result<(), StoreError> {
     let mut attributes = HashMap::from([("voice.dialled".to_owned(), q.dialled.clone())]);
     if !q.keys.is_empty() {
         attributes.insert("ivr.keys".into(), q.keys.clone());
@@ -152,7 +158,7 @@ pub(crate) async fn queued(db: &DatabaseConnection, q: &Queued) -> Result<(), St
         attributes.insert("ivr.path".into(), q.path.join(" "));
     }
     let created = created(q, v1::Direction::Inbound, attributes);
-    let txn = centralino_store::begin(db).await?;
+    let txn = fence.begin(db).await?;
     call::Entity::insert(row(q, "inbound"))
         .exec_without_returning(&txn)
         .await?;
@@ -171,40 +177,47 @@ pub(crate) async fn queued(db: &DatabaseConnection, q: &Queued) -> Result<(), St
 /// A callback's agent answered: the customer is being dialled.
 pub(crate) async fn dialling(
     db: &DatabaseConnection,
+    fence: &Fence,
     interaction_id: &str,
     agent: &str,
 ) -> Result<(), StoreError> {
+    let txn = fence.begin(db).await?;
     call::ActiveModel {
         interaction_id: Set(interaction_id.to_owned()),
         agent: Set(Some(agent.to_owned())),
         ..Default::default()
     }
-    .update(db)
+    .update(&txn)
     .await?;
+    txn.commit().await?;
     Ok(())
 }
 
 /// The agent's phone answered (for a callback: the customer did).
 pub(crate) async fn answered(
     db: &DatabaseConnection,
+    fence: &Fence,
     interaction_id: &str,
     agent: &str,
     at: i64,
 ) -> Result<(), StoreError> {
+    let txn = fence.begin(db).await?;
     call::ActiveModel {
         interaction_id: Set(interaction_id.to_owned()),
         agent: Set(Some(agent.to_owned())),
         answered_at: Set(Some(at)),
         ..Default::default()
     }
-    .update(db)
+    .update(&txn)
     .await?;
+    txn.commit().await?;
     Ok(())
 }
 
 /// The assigned agent could not be reached: routing takes the call back.
 pub(crate) async fn agent_not_reached(
     db: &DatabaseConnection,
+    fence: &Fence,
     interaction_id: &str,
     agent: &str,
     reason: &str,
@@ -214,7 +227,7 @@ pub(crate) async fn agent_not_reached(
         agent: agent.to_owned(),
         reason: reason.to_owned(),
     };
-    let txn = centralino_store::begin(db).await?;
+    let txn = fence.begin(db).await?;
     centralino_store::outbox::enqueue(
         &txn,
         SERVICE,
@@ -245,8 +258,12 @@ pub(crate) struct Ended {
 
 /// The row's outcome, `interaction.voice.ended` (the CDR) and, for a caller
 /// who left while waiting, `interaction.voice.abandoned`.
-pub(crate) async fn ended(db: &DatabaseConnection, e: &Ended) -> Result<(), StoreError> {
-    let txn = centralino_store::begin(db).await?;
+pub(crate) async fn ended(
+    db: &DatabaseConnection,
+    fence: &Fence,
+    e: &Ended,
+) -> Result<(), StoreError> {
+    let txn = fence.begin(db).await?;
     let updated = call::Entity::update_many()
         .col_expr(call::Column::Outcome, e.outcome.into())
         .col_expr(call::Column::EndedAt, Some(e.at).into())
@@ -299,6 +316,7 @@ pub(crate) async fn ended(db: &DatabaseConnection, e: &Ended) -> Result<(), Stor
 /// they are over, and routing must not hand them to an agent.
 pub(crate) async fn close_lost_calls(
     db: &DatabaseConnection,
+    fence: &Fence,
     now: i64,
 ) -> Result<usize, StoreError> {
     // Inbound calls that were up, and callbacks whose dialing had begun
@@ -320,6 +338,7 @@ pub(crate) async fn close_lost_calls(
         };
         ended(
             db,
+            fence,
             &Ended {
                 interaction_id: c.interaction_id.clone(),
                 outcome: "failed",
