@@ -378,20 +378,46 @@ pub async fn serve_contending(
             let _ = rx.wait_for(|s| *s).await;
         }
     };
-    loop {
-        let running = tokio::select! {
-            r = serve(config, which, name, stopped()) => r?,
-            () = stopped() => return Ok(()),
+    // One bus and one store for every start: the in-process bus keeps what
+    // it holds, and the pool reconnects by itself.
+    let (bus, db) = tokio::select! {
+        r = connect_waiting(config, name) => r?,
+        () = stopped() => return Ok(()),
+    };
+    let mut first = true;
+    let mut backoff = centralino_bus::Backoff::peer();
+    let result = loop {
+        let started = tokio::select! {
+            r = serve_on(config, which, bus.clone(), db.clone(), stopped()) => r,
+            () = stopped() => break Ok(()),
         };
+        let running = match started {
+            Ok(running) => running,
+            // The first start validated the configuration: a later one that
+            // fails is the environment (the database still coming back).
+            Err(e) if !first => {
+                let wait = backoff.next_wait();
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "not started again yet; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => continue,
+                    () = stopped() => break Ok(()),
+                }
+            }
+            Err(e) => break Err(e),
+        };
+        first = false;
+        backoff.reset();
         on_up(&running);
         match running.task.await {
             Ok(Err(RunError::SteppedDown(why))) => {
                 tracing::warn!(%why, "stepped down; contending for leadership again");
             }
-            Ok(result) => return result,
-            Err(e) => return Err(RunError::Io(format!("server task: {e}"))),
+            Ok(result) => break result,
+            Err(e) => break Err(RunError::Io(format!("server task: {e}"))),
         }
-    }
+    };
+    let _ = db.close().await;
+    result
 }
 
 /// Starts the given services (plus the Ops API and health) on one gRPC server.
@@ -402,6 +428,26 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, RunError> {
     let (bus, db) = connect_waiting(config, name).await?;
+    let mut running = serve_on(config, which, bus, db.clone(), shutdown).await?;
+    let inner = running.task;
+    running.task = tokio::spawn(async move {
+        let result = inner
+            .await
+            .unwrap_or_else(|e| Err(RunError::Io(format!("server task: {e}"))));
+        let _ = db.close().await;
+        result
+    });
+    Ok(running)
+}
+
+/// [`serve`] on a bus and store already connected (left open at the end).
+async fn serve_on(
+    config: &Config,
+    which: &[Service],
+    bus: Arc<dyn Bus>,
+    db: DatabaseConnection,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, RunError> {
     for name in migrate_all(&db, |name| {
         tracing::info!(migration = name, "applying migration")
     })
@@ -619,7 +665,6 @@ pub async fn serve(
             let _ = t.await;
         }
         let failed = failure.lock().ok().and_then(|mut f| f.take());
-        let _ = db.close().await;
         drop(bus);
         match failed {
             Some(why) => Err(RunError::SteppedDown(why)),

@@ -95,3 +95,162 @@ async fn a_service_started_during_a_long_database_outage_is_up_within_10_s_of_it
     db.drop_db().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// An agent's email reply that arrives while PostgreSQL is down for 30 s is
+/// sent once it is back, exactly once: the email service does not exit when
+/// it loses its database (it steps down and contends again), the command
+/// waits in RabbitMQ instead of being spent toward its delivery limit, and
+/// the new leadership sends it. Real RabbitMQ, PostgreSQL, Dovecot and an
+/// SMTP server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stops PostgreSQL; cargo xtask test runs it in its own phase"]
+async fn an_email_reply_sent_during_a_30_s_database_outage_is_sent_once_after_it() {
+    use centralino_bus::{AmqpBus, AmqpConfig, Bus as _, ConsumerSpec, EnvelopeExt as _, Exchange};
+    use centralino_proto::v1;
+    use centralino_test_support::mail::{Dovecot, PASSWORD, SmtpSink};
+    const SUPPORT: &str = "support@example.test";
+    const REPLY: &str = "Risposta scritta durante il guasto";
+    let db = TestDatabase::postgres().await;
+    let prefix = centralino_test_support::unique("ot");
+    let dovecot = Dovecot::start(&[SUPPORT]);
+    let smtp = SmtpSink::start();
+    let dir = std::env::temp_dir().join(centralino_test_support::unique("centralino-outage-"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("centralino.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {data:?}\n[grpc]\nlisten = \"127.0.0.1:0\"\n\
+             [store]\nurl = {url:?}\n[bus]\nurl = {amqp:?}\nprefix = {prefix:?}\n\
+             [email]\npoll_interval_secs = 1\n\
+             [email.smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\nsecurity = \"plain\"\n\
+             [[email.mailboxes]]\nname = \"support\"\naddress = \"{SUPPORT}\"\nqueue = \"support\"\n\
+             host = \"127.0.0.1\"\nport = {imap}\nsecurity = \"plain\"\nuser = \"{SUPPORT}\"\npassword = \"{PASSWORD}\"\n",
+            data = dir.display().to_string(),
+            url = db.url,
+            amqp = centralino_test_support::amqp_url(),
+            smtp = smtp.port(),
+            imap = dovecot.port(),
+        ),
+    )
+    .expect("config file");
+    let config = centralino::Config::load(Some(&file), []).expect("config loads");
+    let mut amqp = AmqpConfig::new(centralino_test_support::amqp_url());
+    amqp.topology = centralino_bus::Topology::new(prefix.clone());
+    amqp.connection_name = "outage-test-observer".into();
+    let bus = AmqpBus::connect(amqp).await.expect("RabbitMQ");
+    let mut observed = bus
+        .subscribe(ConsumerSpec::new("observer").bind(Exchange::Events, "interaction.email.#"))
+        .await
+        .expect("observer");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = {
+        let config = config.clone();
+        tokio::spawn(async move {
+            centralino::serve_contending(
+                &config,
+                &[centralino::Service::Email],
+                "centralino-outage-test",
+                async {
+                    let _ = stopped.await;
+                },
+                |_| {},
+            )
+            .await
+        })
+    };
+    crate::email::append(
+        dovecot.port(),
+        SUPPORT,
+        "From: Lucia Bianchi <lucia@example.test>\r\nTo: support@example.test\r\n\
+         Subject: Contratto\r\nMessage-ID: <outage-1@example.test>\r\n\r\nVorrei disdire.\r\n",
+    )
+    .await;
+    let interaction = loop {
+        let d = tokio::time::timeout(Duration::from_secs(60), observed.next())
+            .await
+            .expect("the email imported within 60 s")
+            .expect("observer open");
+        let created = d.envelope.decode::<v1::InteractionCreated>().ok();
+        let _ = d.ack().await;
+        if let Some(i) = created.and_then(|c| c.interaction) {
+            break i.id;
+        }
+    };
+    let down = tokio::task::spawn_blocking(PostgresDown::stop)
+        .await
+        .expect("stop PostgreSQL");
+    let reply_id = uuid::Uuid::now_v7().to_string();
+    bus.publish(
+        Exchange::Commands,
+        "email.send",
+        &centralino_bus::new_envelope(
+            "agent-desktop",
+            &v1::SendMessage {
+                message_id: reply_id.clone(),
+                interaction_id: interaction.clone(),
+                body: REPLY.into(),
+                agent_id: "ada".into(),
+                ..Default::default()
+            },
+        ),
+    )
+    .await
+    .expect("the reply command is published during the outage");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    assert!(
+        !serving.is_finished(),
+        "the service steps down and waits; it does not exit"
+    );
+    let replies = |smtp: &SmtpSink| {
+        smtp.messages()
+            .iter()
+            .filter(|m| String::from_utf8_lossy(m).contains(REPLY))
+            .count()
+    };
+    assert_eq!(replies(&smtp), 0, "nothing can be sent without the database");
+    tokio::task::spawn_blocking(move || drop(down))
+        .await
+        .expect("start PostgreSQL");
+    let back = Instant::now();
+    loop {
+        let d = tokio::time::timeout(Duration::from_secs(60), observed.next())
+            .await
+            .expect("the reply's status within 60 s of the database's return")
+            .expect("observer open");
+        let status = d.envelope.decode::<v1::MessageStatusChanged>().ok();
+        let _ = d.ack().await;
+        if let Some(s) = status.filter(|s| s.message_id == reply_id) {
+            assert_eq!(s.status, "sent", "{s:?}");
+            break;
+        }
+    }
+    eprintln!(
+        "postgres: 30 s outage: the reply sent {:?} after the database's return",
+        back.elapsed()
+    );
+    assert_eq!(replies(&smtp), 1, "the reply reached the SMTP server once");
+    assert!(
+        bus.dead_letters("email", 10)
+            .await
+            .expect("dead letters")
+            .is_empty(),
+        "the command was not dead-lettered"
+    );
+    let _ = stop.send(());
+    serving
+        .await
+        .expect("join")
+        .expect("the service stops cleanly");
+    bus.close().await;
+    let (queues, exchanges) =
+        centralino_test_support::rabbitmq_shared_objects(&prefix, &["email", "observer"]);
+    centralino_test_support::delete_rabbitmq_objects(
+        &centralino_test_support::amqp_url(),
+        &queues,
+        &exchanges,
+    )
+    .await;
+    db.drop_db().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
