@@ -570,6 +570,67 @@ async fn after_a_long_smtp_outage_a_reply_leaves_within_10_s_of_the_return() {
     env.stop().await;
 }
 
+/// An agent's reply that arrives while the store cannot be written (here
+/// the embedded SQLite file, locked by another writer for 35 s, longer than
+/// the busy timeout times the delivery limit) is held, not returned to the
+/// broker every 500 ms until its delivery limit dead-letters it: it is sent
+/// once the store answers, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_waits_out_a_store_that_cannot_be_written_and_is_sent_once() {
+    let mut env = Env::sqlite(|_| {}).await;
+    env.start().await;
+    env.deliver(
+        SUPPORT,
+        &mail(
+            "l@example.test",
+            SUPPORT,
+            "Bloccato",
+            "lock1@example.test",
+            "",
+            "x",
+        ),
+    )
+    .await;
+    let conversation = one_conversation(&env, "Bloccato").await;
+    // Another writer takes the file's write lock and keeps it.
+    let other = centralino_store::connect(&env.db.url, 1)
+        .await
+        .expect("a second connection");
+    let lock = centralino_store::begin(&other)
+        .await
+        .expect("BEGIN IMMEDIATE");
+    let reply = env.reply(&conversation, "Risposta col file bloccato").await;
+    tokio::time::sleep(Duration::from_secs(35)).await;
+    assert!(
+        env.smtp.messages().is_empty(),
+        "nothing is sent while the store cannot record it"
+    );
+    lock.rollback().await.expect("release the lock");
+    let _ = other.close().await;
+    eventually(Duration::from_secs(30), "the reply sent", || async {
+        env.events::<v1::MessageStatusChanged>("interaction.email.message_status")
+            .into_iter()
+            .find(|s| s.message_id == reply && s.status == "sent")
+    })
+    .await;
+    let sent = env
+        .smtp
+        .messages()
+        .iter()
+        .filter(|m| String::from_utf8_lossy(m).contains("Risposta col file bloccato"))
+        .count();
+    assert_eq!(sent, 1);
+    assert!(
+        env.bus
+            .dead_letters("email", 10)
+            .await
+            .expect("dead letters")
+            .is_empty(),
+        "the reply was not dead-lettered"
+    );
+    env.stop().await;
+}
+
 /// A permanent SMTP refusal reports `failed` at once; a temporary one is
 /// retried until it goes through.
 #[tokio::test]

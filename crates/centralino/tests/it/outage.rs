@@ -208,7 +208,11 @@ async fn an_email_reply_sent_during_a_30_s_database_outage_is_sent_once_after_it
             .filter(|m| String::from_utf8_lossy(m).contains(REPLY))
             .count()
     };
-    assert_eq!(replies(&smtp), 0, "nothing can be sent without the database");
+    assert_eq!(
+        replies(&smtp),
+        0,
+        "nothing can be sent without the database"
+    );
     tokio::task::spawn_blocking(move || drop(down))
         .await
         .expect("start PostgreSQL");
