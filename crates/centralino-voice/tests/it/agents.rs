@@ -238,6 +238,89 @@ async fn a_callback_rings_the_agent_then_calls_the_customer_back() {
     env.stop().await;
 }
 
+/// Routing assigns a callback while the database fails the adapter's
+/// lookup of it (here the lookup waits on a table lock and its connection is
+/// then cut, as a database blip would): the event is held and looked up
+/// again, not acked and forgotten, and once the database answers the
+/// callback is dialled.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callback_assigned_during_a_database_blip_is_dialled_once_it_answers() {
+    use centralino_store::sea_orm::{ConnectionTrait as _, Statement};
+    let mut phone = Baresip::start("erin").await;
+    let customer = SippUas::start();
+    let mut cfg = config();
+    cfg.agents.insert("erin".into(), phone.uri());
+    cfg.trunk = Some(format!("sip:{{number}}@{}", customer.addr()));
+    let env = Env::start(cfg).await;
+    let script = CallerScript::new(NUMBER, CALLER)
+        .steps([
+            Step::Pause(500),
+            Step::Info('1'),
+            Step::Pause(1000),
+            Step::Info('1'),
+        ])
+        .ending(Ending::WaitBye { timeout_ms: 20_000 });
+    run_sipp(
+        &sipp_caller_scenario(&script),
+        env.sip,
+        &[],
+        Duration::from_secs(60),
+    )
+    .await
+    .assert_success();
+    let created = env.wait_created(2).await;
+    let callback = created[1].id.clone();
+    // The database stops answering the adapter's reads of its calls.
+    let other = centralino_store::connect(&env.db.url, 2)
+        .await
+        .expect("a second connection");
+    let lock = centralino_store::begin(&other).await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE voice_calls IN ACCESS EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    env.routing(Kind::Assigned, &callback, "erin").await;
+    let waiting_lookups = || async {
+        let row = other
+            .query_one_raw(Statement::from_string(
+                other.get_database_backend(),
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND datname = current_database() AND query LIKE '%voice_calls%'",
+            ))
+            .await
+            .ok()??;
+        row.try_get::<i64>("", "n").ok()
+    };
+    centralino_test_support::eventually(WAIT, "the lookup waiting on the lock", || async {
+        (waiting_lookups().await? >= 1).then_some(())
+    })
+    .await;
+    // The blip: the connection of the waiting lookup is cut.
+    other
+        .execute_unprepared(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+             AND datname = current_database() AND query LIKE '%voice_calls%'",
+        )
+        .await
+        .expect("cut");
+    // The event was held: the lookup comes again (on the old code it was
+    // acked and never looked up again).
+    centralino_test_support::eventually(WAIT, "the lookup tried again", || async {
+        (waiting_lookups().await? >= 1).then_some(())
+    })
+    .await;
+    lock.rollback().await.expect("the database answers again");
+    phone
+        .wait_event("CALL_ESTABLISHED", WAIT)
+        .await
+        .expect("the agent's phone rang for the callback");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    phone.hangup().await;
+    let ended = env.wait_ended(&callback).await;
+    assert_eq!(ended.outcome, "answered", "{:?}", ended.attributes);
+    let _ = other.close().await;
+    env.stop().await;
+}
+
 /// The caller's side of a transfer: takes the REFER, reports that the agent
 /// answered (NOTIFY with a 200 sipfrag), then waits for our BYE.
 const TAKES_REFER: &str = r#"  <recv request="REFER" timeout="20000"/>
