@@ -321,6 +321,32 @@ async fn a_callback_assigned_during_a_database_blip_is_dialled_once_it_answers()
     env.stop().await;
 }
 
+/// A routing event that does not decode is dead-lettered where an operator
+/// sees it (it used to be acked and dropped with a log line).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_undecodable_routing_event_is_dead_lettered() {
+    use centralino_bus::TypedPayload as _;
+    let env = Env::start(config()).await;
+    let mut garbage = centralino_bus::new_envelope("routing", &v1::RoutingEvent::default());
+    garbage.event_type = v1::RoutingEvent::TYPE_NAME.into();
+    garbage.payload = vec![0xff, 0xff, 0xff, 0x07];
+    env.bus
+        .publish(
+            centralino_bus::Exchange::Events,
+            "routing.voice.assigned",
+            &garbage,
+        )
+        .await
+        .expect("publish");
+    let dead = centralino_test_support::eventually(WAIT, "the event dead-lettered", || async {
+        let dead = env.bus.dead_letters("voice", 10).await.ok()?;
+        (!dead.is_empty()).then_some(dead)
+    })
+    .await;
+    assert_eq!(dead[0].envelope.message_id, garbage.message_id);
+    env.stop().await;
+}
+
 /// The caller's side of a transfer: takes the REFER, reports that the agent
 /// answered (NOTIFY with a 200 sipfrag), then waits for our BYE.
 const TAKES_REFER: &str = r#"  <recv request="REFER" timeout="20000"/>
