@@ -16,13 +16,17 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("codegen") => codegen(),
         Some("lint") => lint(),
+        Some("bench-smoke") => ensure_services()
+            .and_then(|()| ensure_peers())
+            .and_then(|()| benchmarks_smoke()),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  test [ARGS]  start what the suite needs and run every test (ARGS go to nextest)\n  \
                  codegen      regenerate crates/centralino-proto/src/gen from proto/\n  \
-                 lint         cargo fmt --check and clippy -D warnings"
+                 lint         cargo fmt --check and clippy -D warnings\n  \
+                 bench-smoke  run every benchmark program small (also the last step of test)"
             );
             return ExitCode::from(64);
         }
@@ -288,7 +292,11 @@ fn test(extra: &[String]) -> Result<(), String> {
         eprintln!("xtask: phase 2: the whole suite");
         run(cargo()
             .args(["nextest", "run", "--workspace", "--no-fail-fast"])
-            .args(extra))
+            .args(extra))?;
+        if extra.is_empty() {
+            benchmarks_smoke()?;
+        }
+        Ok(())
     } else {
         eprintln!("xtask: cargo-nextest not found (cargo install cargo-nextest), using cargo test");
         run(cargo().args([
@@ -308,7 +316,76 @@ fn test(extra: &[String]) -> Result<(), String> {
             "--test-threads",
             "1",
         ]))?;
-        run(cargo().args(["test", "--workspace"]).args(extra))
+        run(cargo().args(["test", "--workspace"]).args(extra))?;
+        if extra.is_empty() {
+            benchmarks_smoke()?;
+        }
+        Ok(())
+    }
+}
+
+/// Every benchmark program, with the tiny sizes of its smoke run:
+/// (package, example, arguments).
+const BENCHMARKS: &[(&str, &str, &[&str])] = &[
+    ("centralino-routing", "bench", &["20000"]),
+    ("centralino-routing", "simulate", &["200", "2"]),
+    ("centralino-bus", "bus_bench", &["500", "1"]),
+    ("centralino-router", "ingest_bench", &["50", "2", "5"]),
+    ("centralino-history", "history_bench", &["ingest", "200"]),
+    (
+        "centralino-history",
+        "history_bench",
+        &["api", "200", "2", "20", "2"],
+    ),
+    ("centralino-email", "email_bench", &["50", "10"]),
+    ("centralino", "email_burst", &["50", "sqlite"]),
+    ("centralino-sms", "sms_bench", &["50"]),
+    ("centralino-voice", "voice_bench", &["2", "4", "2", "1"]),
+    ("centralino-desk", "desk_bench", &["50", "2", "2"]),
+];
+
+/// Runs each benchmark program small (seconds, debug build), so none of them
+/// rots: each must run to its end and print its comparison with the raw
+/// baseline (a ratio). Its figures are not judged here.
+fn benchmarks_smoke() -> Result<(), String> {
+    eprintln!("xtask: phase 3: every benchmark program, smoke-sized");
+    run(cargo().args(["build", "--quiet", "--workspace", "--examples"]))?;
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("target"))
+        .join("debug")
+        .join("examples");
+    let mut failed = Vec::new();
+    for (package, example, args) in BENCHMARKS {
+        let started = std::time::Instant::now();
+        let out = Command::new(dir.join(example))
+            .args(*args)
+            .output()
+            .map_err(|e| format!("{package} {example}: {e}"))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // How each program words its comparison with the raw baseline.
+        let ratio = ["ratio", "×", "ours / raw", "engine-vs-raw"]
+            .iter()
+            .any(|w| stdout.contains(w));
+        let ok = out.status.success() && ratio;
+        eprintln!(
+            "  {} {package} --example {example} -- {} ({:.1} s)",
+            if ok { "ok  " } else { "FAIL" },
+            args.join(" "),
+            started.elapsed().as_secs_f64()
+        );
+        if !ok {
+            eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+            failed.push(format!("{package}/{example}"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "benchmarks that did not run to their ratio line: {}",
+            failed.join(", ")
+        ))
     }
 }
 

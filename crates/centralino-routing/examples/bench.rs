@@ -127,7 +127,7 @@ struct Ours {
 impl Ours {
     fn new(w: &World) -> Self {
         let settings = EngineSettings {
-            offer_timeout_ms: ChannelMap::all(u64::MAX / 4),
+            offer_timeout_ms: ChannelMap::all(centralino_routing::MAX_DURATION_MS),
             wrap_up_ms: ChannelMap::all(0),
             ..EngineSettings::default()
         };

@@ -38,8 +38,8 @@ mod stats;
 
 pub use centralino_domain::{Channel, InteractionId};
 pub use config::{
-    AgentConfig, ChannelMap, EngineSettings, MAX_LEVEL, MIN_LEVEL, NameError, QueueConfig,
-    ServiceLevel, SkillRequirement, Step, StepAction, Strategy, validate_name,
+    AgentConfig, ChannelMap, EngineSettings, MAX_DURATION_MS, MAX_LEVEL, MIN_LEVEL, NameError,
+    QueueConfig, ServiceLevel, SkillRequirement, Step, StepAction, Strategy, validate_name,
 };
 pub use engine::{
     AgentStatus, AgentView, Engine, EngineError, Enqueue, Event, InteractionView, Location,
