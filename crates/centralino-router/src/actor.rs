@@ -28,7 +28,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::RouterError;
 use crate::convert;
-use crate::entities::{agent, interaction, queue, skill};
+use crate::entities::{agent, figures, interaction, queue, skill};
 
 /// Name of the routing service: its consumer queue, its outbox source, its inbox consumer.
 pub const SERVICE: &str = "routing";
@@ -414,6 +414,12 @@ impl Actor {
                 self.payloads.remove(&id);
             }
         }
+        // The figures as the previous leader left them (re-queueing above
+        // counted the waiting work as entered again: overwritten here).
+        for row in figures::Entity::find().all(&self.db).await? {
+            let _ = self.engine.restore_figures(&row.queue, figures_of(&row));
+        }
+        let _ = self.engine.take_changed_figures();
         // Re-queueing is not news: drop those events, persist the decisions (offers).
         let events: Vec<Event> = self
             .engine
@@ -1508,6 +1514,32 @@ impl Actor {
                 .exec(txn)
                 .await?;
         }
+        let changed: Vec<figures::ActiveModel> = self
+            .engine
+            .take_changed_figures()
+            .into_iter()
+            .map(|(queue, f)| figures_row(&queue, &f))
+            .collect();
+        for chunk in centralino_store::chunks::by_size(&changed, 100, |_| 160) {
+            use figures::Column as F;
+            figures::Entity::insert_many(chunk.iter().cloned())
+                .on_conflict(
+                    OnConflict::column(F::Queue)
+                        .update_columns([
+                            F::Entered,
+                            F::Answered,
+                            F::AnsweredInSl,
+                            F::Abandoned,
+                            F::Closed,
+                            F::Overflowed,
+                            F::WaitAnsweredMs,
+                            F::AhtMs,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(txn)
+                .await?;
+        }
         for (name, (presence, reason)) in writes.presence {
             agent::Entity::update_many()
                 .filter(agent::Column::Name.eq(name))
@@ -1644,5 +1676,34 @@ fn requeue_reason(r: centralino_routing::RequeueReason) -> &'static str {
         R::AgentUnavailable => "agent-unavailable",
         R::Transferred => "transferred",
         R::NotReached => "agent-not-reached",
+    }
+}
+
+fn figures_row(queue: &str, f: &centralino_routing::QueueFigures) -> figures::ActiveModel {
+    let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    figures::ActiveModel {
+        queue: Set(queue.to_owned()),
+        entered: Set(n(f.entered)),
+        answered: Set(n(f.answered)),
+        answered_in_sl: Set(n(f.answered_in_sl)),
+        abandoned: Set(n(f.abandoned)),
+        closed: Set(n(f.closed)),
+        overflowed: Set(n(f.overflowed)),
+        wait_answered_ms: Set(n(f.wait_answered_ms)),
+        aht_ms: Set(f.aht_ms.map(|a| a.round() as i64)),
+    }
+}
+
+fn figures_of(row: &figures::Model) -> centralino_routing::QueueFigures {
+    let n = |v: i64| u64::try_from(v).unwrap_or(0);
+    centralino_routing::QueueFigures {
+        entered: n(row.entered),
+        answered: n(row.answered),
+        answered_in_sl: n(row.answered_in_sl),
+        abandoned: n(row.abandoned),
+        closed: n(row.closed),
+        overflowed: n(row.overflowed),
+        wait_answered_ms: n(row.wait_answered_ms),
+        aht_ms: row.aht_ms.map(|a| a.max(0) as f64),
     }
 }

@@ -86,3 +86,30 @@ pub mod interaction {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Each queue's running figures (what supervisors read), written with the
+/// batch that changed them, so a takeover does not start them from zero.
+pub mod figures {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "routing_queue_figures")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub queue: String,
+        pub entered: i64,
+        pub answered: i64,
+        pub answered_in_sl: i64,
+        pub abandoned: i64,
+        pub closed: i64,
+        pub overflowed: i64,
+        pub wait_answered_ms: i64,
+        /// The moving average handle time, in ms, once something was handled.
+        pub aht_ms: Option<i64>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

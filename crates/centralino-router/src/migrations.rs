@@ -11,7 +11,7 @@ pub struct RoutingMigrator;
 
 impl MigratorTrait for RoutingMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial)]
+        vec![Box::new(Initial), Box::new(QueueFigures)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -82,5 +82,37 @@ impl MigrationTrait for Initial {
             )
             .await?;
         Ok(())
+    }
+}
+
+/// Queue figures survive a takeover (`routing_queue_figures`).
+struct QueueFigures;
+
+impl MigrationName for QueueFigures {
+    fn name(&self) -> &str {
+        "routing_0002_queue_figures"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for QueueFigures {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("routing_queue_figures")
+                    .if_not_exists()
+                    .col(string_len("queue", 64).primary_key())
+                    .col(big_integer("entered"))
+                    .col(big_integer("answered"))
+                    .col(big_integer("answered_in_sl"))
+                    .col(big_integer("abandoned"))
+                    .col(big_integer("closed"))
+                    .col(big_integer("overflowed"))
+                    .col(big_integer("wait_answered_ms"))
+                    .col(big_integer_null("aht_ms"))
+                    .to_owned(),
+            )
+            .await
     }
 }

@@ -26,7 +26,7 @@ use crate::bitset::BitSet;
 use crate::config::{
     AgentConfig, EngineSettings, QueueConfig, SkillRequirement, StepAction, Strategy, index,
 };
-use crate::stats::{AgentCounts, Position, QueueCounters, QueueStats};
+use crate::stats::{AgentCounts, Position, QueueCounters, QueueFigures, QueueStats};
 
 const NIL: u32 = u32::MAX;
 /// Fixed-point scale of priorities: one priority point = 1,000,000 units, so
@@ -370,6 +370,8 @@ pub struct Engine {
     idle_tail: [AgentIx; 5],
     timers: BinaryHeap<Reverse<(Millis, u64, Timer)>>,
     events: Vec<Event>,
+    /// Queues whose figures changed since [`Engine::take_changed_figures`].
+    figures_changed: BTreeSet<u32>,
 }
 
 fn prio_key(base: i64, priority: i64, aging: i64, rel_arrival: i64) -> i64 {
@@ -405,7 +407,30 @@ impl Engine {
             idle_tail: [NIL; 5],
             timers: BinaryHeap::new(),
             events: Vec::new(),
+            figures_changed: BTreeSet::new(),
         })
+    }
+
+    /// The running figures of every queue that changed since the last call,
+    /// for the service to store with the batch that changed them.
+    pub fn take_changed_figures(&mut self) -> Vec<(Arc<str>, QueueFigures)> {
+        std::mem::take(&mut self.figures_changed)
+            .into_iter()
+            .filter_map(|qi| self.queues.get(qi as usize))
+            .map(|q| (q.name.clone(), q.counters.figures()))
+            .collect()
+    }
+
+    /// Gives a queue back the running figures it had before a takeover (as
+    /// stored by the previous leader). They are not reported as changed.
+    pub fn restore_figures(
+        &mut self,
+        queue: &str,
+        figures: QueueFigures,
+    ) -> Result<(), EngineError> {
+        let qi = self.queue_index(queue)?;
+        self.queues[qi as usize].counters = QueueCounters::from_figures(figures);
+        Ok(())
     }
 
     pub fn settings(&self) -> &EngineSettings {
@@ -993,6 +1018,7 @@ impl Engine {
         let q = &mut self.queues[qi as usize];
         q.counters
             .answered(waited, q.config.service_level.threshold_ms);
+        self.figures_changed.insert(qi);
         let ev = Event::Assigned {
             interaction,
             agent: self.agents[a as usize].name.clone(),
@@ -1150,6 +1176,7 @@ impl Engine {
             self.agents[a as usize].load[c] = self.agents[a as usize].load[c].saturating_sub(1);
         }
         let handle = now.saturating_sub(since) + wrap;
+        self.figures_changed.insert(i.queue);
         let q = &mut self.queues[i.queue as usize];
         q.counters.handled(handle);
         let ev = Event::Completed {
@@ -1311,6 +1338,7 @@ impl Engine {
         };
         self.ix_of.insert(req.id, ix);
         self.queues[qi as usize].counters.entered += 1;
+        self.figures_changed.insert(qi);
         self.events.push(Event::Queued {
             interaction: req.id,
             queue: self.queues[qi as usize].name.clone(),
@@ -1392,6 +1420,7 @@ impl Engine {
             self.remove_interaction(ix);
         }
         let waited = now.saturating_sub(arrived);
+        self.figures_changed.insert(qi);
         let q = &mut self.queues[qi as usize];
         q.counters.abandoned += 1;
         self.events.push(Event::Abandoned {
@@ -1568,6 +1597,7 @@ impl Engine {
                     self.recompute_key(ix);
                     self.queues[qi as usize].counters.overflowed += 1;
                     self.queues[ti as usize].counters.entered += 1;
+                    self.figures_changed.extend([qi, ti]);
                     self.events.push(Event::Overflowed {
                         interaction: id,
                         from: self.queues[qi as usize].name.clone(),
@@ -1583,6 +1613,7 @@ impl Engine {
                         return;
                     };
                     let waited = self.now.saturating_sub(i.arrived_at);
+                    self.figures_changed.insert(qi);
                     let q = &mut self.queues[qi as usize];
                     q.counters.closed += 1;
                     self.events.push(Event::Closed {

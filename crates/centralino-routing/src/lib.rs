@@ -45,7 +45,7 @@ pub use engine::{
     AgentStatus, AgentView, Engine, EngineError, Enqueue, Event, InteractionView, Location,
     MISSED_OFFERS, Presence, RequeueReason, RevokeReason,
 };
-pub use stats::{AgentCounts, Position, QueueStats};
+pub use stats::{AgentCounts, Position, QueueFigures, QueueStats};
 
 /// Milliseconds since the Unix epoch: the engine's only notion of time.
 pub type Millis = u64;

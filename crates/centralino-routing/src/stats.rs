@@ -23,7 +23,50 @@ pub(crate) struct QueueCounters {
     aht: Option<f64>,
 }
 
+/// A queue's running figures as kept across a takeover (the service stores
+/// them with each batch and gives them back to a new engine): what
+/// supervisors read does not start again from zero when another instance
+/// takes over.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueFigures {
+    pub entered: u64,
+    pub answered: u64,
+    pub answered_in_sl: u64,
+    pub abandoned: u64,
+    pub closed: u64,
+    pub overflowed: u64,
+    pub wait_answered_ms: u64,
+    /// The moving average handle time, once something was handled.
+    pub aht_ms: Option<f64>,
+}
+
 impl QueueCounters {
+    pub fn figures(&self) -> QueueFigures {
+        QueueFigures {
+            entered: self.entered,
+            answered: self.answered,
+            answered_in_sl: self.answered_in_sl,
+            abandoned: self.abandoned,
+            closed: self.closed,
+            overflowed: self.overflowed,
+            wait_answered_ms: self.wait_answered_ms,
+            aht_ms: self.aht,
+        }
+    }
+
+    pub fn from_figures(f: QueueFigures) -> Self {
+        Self {
+            entered: f.entered,
+            answered: f.answered,
+            answered_in_sl: f.answered_in_sl.min(f.answered),
+            abandoned: f.abandoned,
+            closed: f.closed,
+            overflowed: f.overflowed,
+            wait_answered_ms: f.wait_answered_ms,
+            aht: f.aht_ms.filter(|a| a.is_finite() && *a >= 0.0),
+        }
+    }
+
     pub fn answered(&mut self, waited_ms: u64, threshold_ms: u64) {
         self.answered += 1;
         self.wait_answered_ms += waited_ms;

@@ -965,6 +965,93 @@ async fn a_deposed_router_loses_and_doubles_nothing_when_its_lock_goes() {
     env.cleanup().await;
 }
 
+/// The first board a supervisor gets for `queue`.
+async fn figures(addr: std::net::SocketAddr, token: &str, queue: &str) -> v1::QueueFigures {
+    supervisor(addr)
+        .await
+        .watch_queues(authed(
+            v1::WatchQueuesRequest {
+                queues: vec![queue.into()],
+                interval_ms: 250,
+            },
+            token,
+        ))
+        .await
+        .expect("watch")
+        .into_inner()
+        .message()
+        .await
+        .expect("board")
+        .expect("a board")
+        .queues
+        .into_iter()
+        .find(|q| q.queue == queue)
+        .expect("the queue's figures")
+}
+
+/// What supervisors read (entered, answered, average answer and handle
+/// times) does not start again from zero when another instance takes over.
+#[tokio::test]
+async fn queue_figures_survive_a_takeover() {
+    let env = Env::new().await;
+    let router = RouterProcess::start(&env, config(30_000)).await;
+    configure(
+        router.addr,
+        &env.token("root", Role::Admin),
+        &[],
+        vec![queue("mail", &[v1::Channel::Email], vec![])],
+        vec![agent("anna", vec![], &[])],
+    )
+    .await;
+    let sup = env.token("sara", Role::Supervisor);
+    let (mut anna, _) = Desk::open(router.addr, &env.token("anna", Role::Agent))
+        .await
+        .expect("anna");
+    anna.available().await;
+    for _ in 0..3 {
+        env.publish("mail", v1::Channel::Email).await;
+    }
+    // Anna answers and completes two of them; the third waits.
+    for _ in 0..2 {
+        let id = anna.wait_for(WAIT, offer_id).await.expect("an offer");
+        anna.send(Action::Accept(v1::OfferAnswer {
+            interaction_id: id.clone(),
+        }))
+        .await;
+        anna.send(Action::Complete(v1::CompleteInteraction {
+            interaction_id: id,
+            disposition: "done".into(),
+            ..Default::default()
+        }))
+        .await;
+    }
+    anna.send(Action::SetPresence(v1::SetPresence {
+        presence: v1::AgentPresence::NotReady.into(),
+        reason: "break".into(),
+    }))
+    .await;
+    let before = eventually(WAIT, "two answered and completed", || async {
+        let f = figures(router.addr, &sup, "mail").await;
+        (f.entered == 3 && f.answered == 2 && f.average_handle_ms.is_some()).then_some(f)
+    })
+    .await;
+    drop(anna);
+    router.stop().await;
+    let router = RouterProcess::start(&env, config(30_000)).await;
+    let after = figures(router.addr, &sup, "mail").await;
+    assert_eq!(
+        (after.entered, after.answered, after.abandoned),
+        (before.entered, before.answered, before.abandoned)
+    );
+    assert_eq!(after.average_answer_ms, before.average_answer_ms);
+    assert_eq!(after.service_level_pct, before.service_level_pct);
+    let handle = |f: &v1::QueueFigures| f.average_handle_ms.map(|h| h.round());
+    assert_eq!(handle(&after), handle(&before));
+    assert_eq!(after.waiting, 1, "the third still waits");
+    router.stop().await;
+    env.cleanup().await;
+}
+
 #[tokio::test]
 async fn a_standby_router_waits_then_takes_over_with_the_state() {
     let env = Env::new().await;

@@ -1,0 +1,225 @@
+//! Tidy: rules about the tree itself, checked on every test run (in the
+//! spirit of rust-analyzer's tidy test). Each failure says which file breaks
+//! which rule and what to do.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every crate under `crates/`: name → directory.
+fn crates() -> BTreeMap<String, PathBuf> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(root().join("crates")).expect("crates/") {
+        let dir = entry.expect("entry").path();
+        if dir.join("Cargo.toml").is_file() {
+            let name = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .expect("a UTF-8 name")
+                .to_owned();
+            out.insert(name, dir);
+        }
+    }
+    out
+}
+
+/// The names in a manifest's `[dependencies]` table (not dev- or build-).
+fn dependencies(manifest: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut inside = false;
+    for line in manifest.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            inside = line == "[dependencies]";
+            continue;
+        }
+        if inside
+            && let Some((name, _)) = line.split_once(['=', '.'])
+            && !name.trim().is_empty()
+            && !line.starts_with('#')
+        {
+            out.insert(name.trim().to_owned());
+        }
+    }
+    out
+}
+
+/// Every `.rs` file under `dir`.
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(rust_files(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// The crates whose logic is pure: no IO, no clock, no runtime.
+const PURE: &[&str] = &[
+    "centralino-domain",
+    "centralino-routing",
+    "centralino-mime",
+    "centralino-gsm",
+    "centralino-telephony",
+    "centralino-ticketing",
+];
+
+/// What a pure crate may not depend on, directly or through another of ours.
+const IO: &[&str] = &[
+    "tokio",
+    "sqlx",
+    "sea-orm",
+    "tonic",
+    "lapin",
+    "axum",
+    "hyper",
+    "reqwest",
+    "lettre",
+    "async-imap",
+    "rsipstack",
+    "rusmppc",
+    "tracing-subscriber",
+];
+
+#[test]
+fn pure_crates_depend_on_no_io_crate() {
+    let all = crates();
+    let mut broken = Vec::new();
+    for pure in PURE {
+        let mut seen = BTreeSet::new();
+        let mut todo = vec![(*pure).to_owned()];
+        while let Some(name) = todo.pop() {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let Some(dir) = all.get(&name) else { continue };
+            for dep in dependencies(&read(&dir.join("Cargo.toml"))) {
+                if IO.contains(&dep.as_str()) {
+                    broken.push(format!("{pure} reaches {dep} (through {name})"));
+                }
+                if all.contains_key(&dep) {
+                    todo.push(dep);
+                }
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "pure crates must stay free of IO; move the IO to an adapter crate: {broken:#?}"
+    );
+}
+
+#[test]
+fn only_the_binarys_main_reads_the_environment() {
+    let main = root().join("crates/centralino/src/main.rs");
+    let mut broken = Vec::new();
+    for (name, dir) in crates() {
+        if name == "centralino-test-support" {
+            continue;
+        }
+        for file in rust_files(&dir.join("src")) {
+            if file == main {
+                continue;
+            }
+            let text = read(&file);
+            for needle in [
+                "env::var(",
+                "env::var_os(",
+                "env::vars(",
+                "env::vars_os(",
+                "env::args(",
+                "env::args_os(",
+            ] {
+                if text.contains(needle) {
+                    broken.push(format!("{}: {needle}", file.display()));
+                }
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "read the environment in crates/centralino/src/main.rs and pass typed config: {broken:#?}"
+    );
+}
+
+#[test]
+fn every_crate_is_in_the_codemap_and_starts_with_a_doc() {
+    let architecture = read(&root().join("ARCHITECTURE.md"));
+    let mut broken = Vec::new();
+    for (name, dir) in crates() {
+        if !architecture.contains(&format!("| `{name}` |")) {
+            broken.push(format!("{name} has no row in ARCHITECTURE.md's codemap"));
+        }
+        let lib = dir.join("src/lib.rs");
+        let first = if lib.is_file() {
+            lib
+        } else {
+            dir.join("src/main.rs")
+        };
+        if !read(&first).trim_start().starts_with("//!") {
+            broken.push(format!("{} does not start with a //! doc", first.display()));
+        }
+    }
+    assert!(broken.is_empty(), "{broken:#?}");
+}
+
+/// Leaders write through their fence (`Fence::begin`), so a deposed
+/// instance's writes fail; only the store itself opens a plain write
+/// transaction.
+#[test]
+fn services_write_through_their_leadership_fence() {
+    let mut broken = Vec::new();
+    for (name, dir) in crates() {
+        if matches!(
+            name.as_str(),
+            "centralino-store" | "centralino-test-support" | "centralino"
+        ) {
+            continue;
+        }
+        for file in rust_files(&dir.join("src")) {
+            if read(&file).contains("centralino_store::begin(") {
+                broken.push(file.display().to_string());
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "begin write transactions with the leadership's fence (leadership.fence().begin(&db)): {broken:#?}"
+    );
+}
+
+/// sqlx 0.9.0 leaves Nagle's algorithm on, which is why every bulk
+/// statement is cut below 12 KiB (`centralino_store::chunks`). When sqlx
+/// moves, measure again and remove the cut if it is no longer needed.
+#[test]
+fn the_statement_cut_is_revisited_when_sqlx_leaves_0_9_0() {
+    let lock = read(&root().join("Cargo.lock"));
+    let versions: Vec<&str> = lock
+        .split("[[package]]")
+        .filter(|p| p.contains("\nname = \"sqlx\"\n"))
+        .filter_map(|p| p.lines().find_map(|l| l.strip_prefix("version = ")))
+        .collect();
+    assert_eq!(
+        versions,
+        ["\"0.9.0\""],
+        "sqlx is no longer 0.9.0: run `history_bench probe` (docs/benchmarks.md) and remove \
+         centralino_store::chunks if statements over 16 KiB no longer wait ~40 ms, then update this test"
+    );
+}
