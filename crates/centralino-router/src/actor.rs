@@ -1178,6 +1178,10 @@ impl Actor {
                     return Ok(Err(api_error(e)));
                 }
                 queue::Entity::delete_by_id(name.clone()).exec(txn).await?;
+                // A queue defined again under this name starts from zero.
+                figures::Entity::delete_by_id(name.clone())
+                    .exec(txn)
+                    .await?;
                 self.queues.remove(&name);
                 Ok(AdminReply::Deleted)
             }

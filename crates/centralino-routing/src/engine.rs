@@ -417,6 +417,7 @@ impl Engine {
         std::mem::take(&mut self.figures_changed)
             .into_iter()
             .filter_map(|qi| self.queues.get(qi as usize))
+            .filter(|q| !q.removed)
             .map(|q| (q.name.clone(), q.counters.figures()))
             .collect()
     }
@@ -521,7 +522,12 @@ impl Engine {
                         self.unlink_waiting(ix);
                     }
                 }
-                self.queues[qi as usize].removed = false;
+                let q = &mut self.queues[qi as usize];
+                if q.removed {
+                    // Defined again after a removal: its figures start from zero.
+                    q.counters = QueueCounters::default();
+                }
+                q.removed = false;
                 qi
             }
             None => {
