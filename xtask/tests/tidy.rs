@@ -223,3 +223,69 @@ fn the_statement_cut_is_revisited_when_sqlx_leaves_0_9_0() {
          centralino_store::chunks if statements over 16 KiB no longer wait ~40 ms, then update this test"
     );
 }
+
+/// Routing keys come from `centralino_bus::keys`, so a publisher and a
+/// consumer cannot spell one differently.
+#[test]
+fn no_literal_routing_key_outside_the_keys_module() {
+    const CHANNELS: &[&str] = &["voice", "email", "sms", "desk", "chat", "*", "#"];
+    let mut shapes: Vec<String> = Vec::new();
+    for c in CHANNELS {
+        shapes.push(format!("\"interaction.{c}."));
+        shapes.push(format!("\"routing.{c}."));
+        shapes.push(format!("\"consent.{c}."));
+    }
+    for k in [
+        "\"interaction.#\"",
+        "\"routing.#\"",
+        "\"customer.merged\"",
+        "\"customer.unmerged\"",
+        "\"customer.erased\"",
+        "\"command.refused\"",
+        "\"email.send\"",
+        "\"sms.send\"",
+        "\"history.record_consent\"",
+        "\"routing.agent_not_reached\"",
+    ] {
+        shapes.push(k.to_owned());
+    }
+    let allowed = [
+        "crates/centralino-bus/src/keys.rs",
+        // Its unit tests match patterns against sample keys.
+        "crates/centralino-bus/src/topology.rs",
+        // `COMMAND_REFUSED`, which `keys::command_refused` names.
+        "crates/centralino-bus/src/envelope.rs",
+    ];
+    let mut broken = Vec::new();
+    for (name, dir) in crates() {
+        if matches!(
+            name.as_str(),
+            "centralino-test-support" | "centralino-proto"
+        ) {
+            continue;
+        }
+        for file in rust_files(&dir.join("src")) {
+            let relative = file
+                .strip_prefix(root())
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            if allowed.contains(&relative.as_str()) {
+                continue;
+            }
+            let text = read(&file);
+            for (n, line) in text.lines().enumerate() {
+                let code = line.trim_start();
+                if code.starts_with("//") {
+                    continue;
+                }
+                if let Some(shape) = shapes.iter().find(|s| code.contains(s.as_str())) {
+                    broken.push(format!("{relative}:{}: {shape}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "name routing keys through centralino_bus::keys: {broken:#?}"
+    );
+}

@@ -63,10 +63,7 @@ pub fn message_status(
     interaction_id: &str,
     status: &str,
     error: &str,
-) -> (String, Envelope) {
-    let name = centralino_proto::channel_from_i32(channel as i32)
-        .map(|c| c.as_str())
-        .unwrap_or("unspecified");
+) -> (crate::Key, Envelope) {
     let event = centralino_proto::v1::MessageStatusChanged {
         message_id: message_id.to_owned(),
         interaction_id: interaction_id.to_owned(),
@@ -76,7 +73,7 @@ pub fn message_status(
         at: Some(centralino_proto::timestamp_from_chrono(chrono::Utc::now())),
     };
     (
-        format!("interaction.{name}.message_status"),
+        crate::keys::interaction(channel, crate::keys::Interaction::MessageStatus),
         new_envelope(source, &event),
     )
 }
@@ -96,7 +93,7 @@ pub fn command_refused(
     request_id: &str,
     code: &str,
     reason: &str,
-) -> (String, Envelope) {
+) -> (crate::Key, Envelope) {
     let event = centralino_proto::v1::CommandRefused {
         command: command.to_owned(),
         command_message_id: command_message_id.to_owned(),
@@ -104,7 +101,7 @@ pub fn command_refused(
         code: code.to_owned(),
         reason: reason.chars().take(500).collect(),
     };
-    (COMMAND_REFUSED.to_owned(), new_envelope(source, &event))
+    (crate::keys::command_refused(), new_envelope(source, &event))
 }
 
 /// Why an envelope's payload could not be read.

@@ -20,6 +20,7 @@ pub mod backoff;
 mod envelope;
 mod error;
 mod handoff;
+pub mod keys;
 mod memory;
 pub mod pipeline;
 mod topology;
@@ -34,6 +35,7 @@ pub use envelope::{
 };
 pub use error::BusError;
 pub use handoff::run_in_order;
+pub use keys::Key;
 pub use memory::MemoryBus;
 pub use pipeline::{Handled, Handler, Pipeline};
 pub use topology::{Topology, topic_matches};
@@ -89,6 +91,11 @@ impl ConsumerSpec {
     pub fn bind(mut self, exchange: Exchange, pattern: impl Into<String>) -> Self {
         self.bindings.push((exchange, pattern.into()));
         self
+    }
+
+    /// Binds a key or pattern from [`keys`], on its own exchange.
+    pub fn bind_key(self, key: Key) -> Self {
+        self.bind(key.exchange, key.name)
     }
 
     /// See [`ConsumerSpec::single_active`].

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use centralino_bus::{
-    Delivery, EnvelopeExt as _, Exchange, Handled, Handler, TypedPayload as _, new_envelope,
+    Delivery, EnvelopeExt as _, Handled, Handler, Key, TypedPayload as _, keys, new_envelope,
 };
 use centralino_domain::IdentifierKind;
 use centralino_proto::v1;
@@ -118,8 +118,7 @@ pub(crate) async fn ask<T>(
 
 /// One event to publish with a change.
 struct Outgoing {
-    exchange: Exchange,
-    key: String,
+    key: Key,
     envelope: centralino_bus::Envelope,
 }
 
@@ -238,16 +237,8 @@ fn desk_event(
     kind: v1::desk_ticket_event::Kind,
     row: &ticket::Model,
     now: i64,
-) -> (v1::DeskTicketEvent, &'static str) {
-    use v1::desk_ticket_event::Kind;
-    let key = match kind {
-        Kind::Called => "interaction.desk.called",
-        Kind::Recalled => "interaction.desk.recalled",
-        Kind::Started => "interaction.desk.started",
-        Kind::NoShow => "interaction.desk.no_show",
-        Kind::Served => "interaction.desk.served",
-        Kind::Transferred | Kind::Unspecified => "interaction.desk.transferred",
-    };
+) -> (v1::DeskTicketEvent, Key) {
+    let key = keys::desk(kind);
     (
         v1::DeskTicketEvent {
             kind: kind as i32,
@@ -268,8 +259,7 @@ fn desk_event(
 fn outgoing_event(kind: v1::desk_ticket_event::Kind, row: &ticket::Model, now: i64) -> Outgoing {
     let (event, key) = desk_event(kind, row, now);
     Outgoing {
-        exchange: Exchange::Events,
-        key: key.to_owned(),
+        key,
         envelope: new_envelope(SERVICE, &event),
     }
 }
@@ -286,8 +276,7 @@ fn no_show_events(row: &ticket::Model, now: i64) -> Vec<Outgoing> {
 /// The customer is gone (`no-show`, `site-closed`).
 fn abandoned(row: &ticket::Model, reason: &str) -> Outgoing {
     Outgoing {
-        exchange: Exchange::Events,
-        key: "interaction.desk.abandoned".into(),
+        key: keys::interaction(v1::Channel::Desk, keys::Interaction::Abandoned),
         envelope: new_envelope(
             SERVICE,
             &v1::InteractionAbandoned {
@@ -609,8 +598,7 @@ impl Actor {
             notified: 0,
         };
         let out = vec![Outgoing {
-            exchange: Exchange::Events,
-            key: "interaction.desk.created".into(),
+            key: keys::interaction(v1::Channel::Desk, keys::Interaction::Created),
             envelope: new_envelope(SERVICE, &created),
         }];
         let committed = async {
@@ -1078,8 +1066,7 @@ impl Actor {
         };
         row.notified = 1;
         let out = vec![Outgoing {
-            exchange: Exchange::Commands,
-            key: "sms.send".into(),
+            key: keys::send(v1::Channel::Sms),
             envelope: new_envelope(SERVICE, &send),
         }];
         self.write(&row, out).await?;
@@ -1154,8 +1141,7 @@ impl Actor {
         enqueue(
             &txn,
             vec![Outgoing {
-                exchange: Exchange::Commands,
-                key: "routing.agent_not_reached".into(),
+                key: keys::agent_not_reached(),
                 envelope: new_envelope(
                     SERVICE,
                     &v1::AgentNotReached {
@@ -1452,7 +1438,7 @@ fn stored_identifiers(json: &str) -> Vec<v1::CustomerIdentifier> {
 
 async fn enqueue(txn: &DatabaseTransaction, out: Vec<Outgoing>) -> Result<(), StoreError> {
     for o in out {
-        centralino_store::outbox::enqueue(txn, SERVICE, o.exchange, &o.key, &o.envelope).await?;
+        centralino_store::outbox::enqueue(txn, SERVICE, &o.key, &o.envelope).await?;
     }
     Ok(())
 }

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use centralino_bus::{Bus, BusError, ConsumerSpec, Exchange};
+use centralino_bus::{Bus, BusError, ConsumerSpec};
 use centralino_domain::IdentityRules;
 use centralino_store::StoreError;
 use centralino_store::outbox::OutboxRelay;
@@ -257,7 +257,9 @@ const LOCK_KEY: i64 = 0x6365_6e74_2e64_736b;
 /// The adapter's queue: routing's news about desk interactions.
 pub fn consumer_spec() -> ConsumerSpec {
     ConsumerSpec::new(SERVICE)
-        .bind(Exchange::Events, "routing.desk.*")
+        .bind_key(centralino_bus::keys::pattern::routing_of(
+            centralino_proto::v1::Channel::Desk,
+        ))
         .prefetch(64)
 }
 

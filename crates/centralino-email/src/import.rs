@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_bus::{Envelope, Exchange, new_envelope};
+use centralino_bus::{Envelope, keys, new_envelope};
 use centralino_mime::{Inbound, Malformed};
 use centralino_proto::v1;
 use centralino_store::StoreError;
@@ -601,7 +601,7 @@ impl Importer {
                         ("failed", format!("bounced{}", code.unwrap_or_default()))
                     };
                     plan.event(
-                        "interaction.email.message_status",
+                        keys::Interaction::MessageStatus,
                         &v1::MessageStatusChanged {
                             message_id: original.id.clone(),
                             interaction_id: original.interaction_id.clone().unwrap_or_default(),
@@ -688,7 +688,7 @@ impl Importer {
                     plan.threads_changed.insert(interaction.clone());
                 }
                 plan.event(
-                    "interaction.email.message",
+                    keys::Interaction::Message,
                     &self.recorded(&d.id, &interaction, &inbound, attributes),
                 );
             }
@@ -758,7 +758,7 @@ impl Importer {
             })
             .collect();
         plan.event(
-            "interaction.email.created",
+            keys::Interaction::Created,
             &v1::InteractionCreated {
                 interaction: Some(v1::Interaction {
                     id: interaction.clone(),
@@ -779,7 +779,7 @@ impl Importer {
         );
         let mut recorded = self.recorded(&row.id, &interaction, inbound, attributes);
         recorded.identifiers = identifiers;
-        plan.event("interaction.email.message", &recorded);
+        plan.event(keys::Interaction::Message, &recorded);
         let mut refs = String::new();
         if let Some(rfc) = &inbound.message_id {
             refs = append_ref(&refs, rfc);
@@ -852,7 +852,7 @@ impl Importer {
             created_at: now,
         });
         plan.event(
-            "interaction.email.message",
+            keys::Interaction::Message,
             &v1::MessageRecorded {
                 message_id: id.clone(),
                 interaction_id: t.interaction_id.clone(),
@@ -1003,16 +1003,14 @@ struct Plan {
     outbound: Vec<outbound::ActiveModel>,
     /// Addresses acknowledged within [`ACK_EVERY_MS`] (lowercase).
     acked: HashSet<String>,
-    events: Vec<(Exchange, String, Envelope)>,
+    events: Vec<(centralino_bus::Key, Envelope)>,
 }
 
 impl Plan {
-    fn event<P: centralino_bus::TypedPayload>(&mut self, key: &str, payload: &P) {
-        self.events.push((
-            Exchange::Events,
-            key.to_owned(),
-            new_envelope(SERVICE, payload),
-        ));
+    /// An email interaction event (`interaction.email.<what>`).
+    fn event<P: centralino_bus::TypedPayload>(&mut self, what: keys::Interaction, payload: &P) {
+        let key = keys::interaction(v1::Channel::Email, what);
+        self.events.push((key, new_envelope(SERVICE, payload)));
     }
 }
 

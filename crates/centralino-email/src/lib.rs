@@ -35,7 +35,7 @@ mod send;
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_bus::{Bus, BusError, ConsumerSpec, Exchange};
+use centralino_bus::{Bus, BusError, ConsumerSpec};
 use centralino_store::StoreError;
 use centralino_store::outbox::OutboxRelay;
 use sea_orm::DatabaseConnection;
@@ -214,7 +214,9 @@ pub enum EmailError {
 /// The queue replies come through.
 pub fn consumer_spec() -> ConsumerSpec {
     ConsumerSpec::new(SERVICE)
-        .bind(Exchange::Commands, "email.send")
+        .bind_key(centralino_bus::keys::send(
+            centralino_proto::v1::Channel::Email,
+        ))
         .prefetch(64)
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_bus::{Delivery, EnvelopeExt as _, Exchange, Handled, Handler, new_envelope};
+use centralino_bus::{Delivery, EnvelopeExt as _, Handled, Handler, new_envelope};
 use centralino_proto::v1;
 use centralino_store::StoreError;
 use centralino_store::leader::Fence;
@@ -286,8 +286,10 @@ async fn accept(
     centralino_store::outbox::enqueue(
         &txn,
         SERVICE,
-        Exchange::Events,
-        "interaction.email.message",
+        &centralino_bus::keys::interaction(
+            v1::Channel::Email,
+            centralino_bus::keys::Interaction::Message,
+        ),
         &new_envelope(SERVICE, &recorded),
     )
     .await?;
@@ -310,7 +312,7 @@ async fn status_event(
 ) -> Result<(), StoreError> {
     let (key, envelope) =
         centralino_bus::message_status(SERVICE, v1::Channel::Email, id, interaction, status, error);
-    centralino_store::outbox::enqueue(txn, SERVICE, Exchange::Events, &key, &envelope).await
+    centralino_store::outbox::enqueue(txn, SERVICE, &key, &envelope).await
 }
 
 fn transport(

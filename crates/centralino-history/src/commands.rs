@@ -5,7 +5,7 @@
 //! command is answered on the bus: `consent.<channel>.changed` carrying its
 //! request id, or `command.refused` naming the field at fault.
 
-use centralino_bus::{Delivery, EnvelopeExt as _, Exchange, Handled, Handler};
+use centralino_bus::{Delivery, EnvelopeExt as _, Handled, Handler};
 use centralino_proto::v1;
 use centralino_server::ApiError;
 use sea_orm::DatabaseConnection;
@@ -13,9 +13,6 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::HistoryConfig;
 use crate::writer::{Change, Command};
-
-/// Routing key of the command, on the commands exchange.
-pub const RECORD_CONSENT: &str = "history.record_consent";
 
 /// The consent-command consumer, run by the shared pipeline. While the store
 /// is away a command is held, not spent toward the delivery limit (an
@@ -71,15 +68,14 @@ async fn refuse(
         .unwrap_or_default();
     let (key, envelope) = centralino_bus::command_refused(
         crate::SERVICE,
-        RECORD_CONSENT,
+        &centralino_bus::keys::record_consent().name,
         &delivery.envelope.message_id,
         &request_id,
         why.code_name(),
         &why.to_string(),
     );
     let txn = fence.begin(db).await?;
-    centralino_store::outbox::enqueue(&txn, crate::SERVICE, Exchange::Events, &key, &envelope)
-        .await?;
+    centralino_store::outbox::enqueue(&txn, crate::SERVICE, &key, &envelope).await?;
     txn.commit().await?;
     Ok(())
 }

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use centralino_auth::{Access, Policy, Role};
-use centralino_bus::{Bus, BusError, ConsumerSpec, Exchange};
+use centralino_bus::{Bus, BusError, ConsumerSpec};
 use centralino_domain::identity::ConflictPolicy;
 use centralino_domain::{Direction, IdentityRules};
 use centralino_store::StoreError;
@@ -38,7 +38,6 @@ use centralino_store::outbox::OutboxRelay;
 use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 
-pub use commands::RECORD_CONSENT;
 pub use grpc::HistoryServer;
 pub use migrations::HistoryMigrator;
 
@@ -199,8 +198,8 @@ pub fn policy(policy: &mut Policy) {
 /// History's queue: every interaction and routing event, one active consumer.
 pub fn consumer_spec() -> ConsumerSpec {
     ConsumerSpec::new(SERVICE)
-        .bind(Exchange::Events, "interaction.#")
-        .bind(Exchange::Events, "routing.#")
+        .bind_key(centralino_bus::keys::pattern::all_interactions())
+        .bind_key(centralino_bus::keys::pattern::all_routing())
         .prefetch(2_000)
         .single_active()
 }
@@ -208,7 +207,7 @@ pub fn consumer_spec() -> ConsumerSpec {
 /// History's command queue: consent changes adapters ask for (an SMS `STOP`).
 pub fn commands_spec() -> ConsumerSpec {
     ConsumerSpec::new(COMMANDS_CONSUMER)
-        .bind(Exchange::Commands, RECORD_CONSENT)
+        .bind_key(centralino_bus::keys::record_consent())
         .prefetch(64)
 }
 

@@ -1185,8 +1185,7 @@ impl Writer {
         outbox::enqueue(
             txn,
             SERVICE,
-            centralino_bus::Exchange::Events,
-            &format!("consent.{}.changed", input.channel),
+            &centralino_bus::keys::consent_changed(input.channel),
             &new_envelope(SERVICE, &changed),
         )
         .await?;
@@ -1538,11 +1537,6 @@ async fn customer_event(
     other: &str,
     merge_id: &str,
 ) -> Result<(), StoreError> {
-    let name = match kind {
-        v1::customer_changed::Kind::Merged => "merged",
-        v1::customer_changed::Kind::Unmerged => "unmerged",
-        _ => "erased",
-    };
     let event = v1::CustomerChanged {
         kind: kind.into(),
         customer_id: customer.to_owned(),
@@ -1552,8 +1546,7 @@ async fn customer_event(
     outbox::enqueue(
         txn,
         SERVICE,
-        centralino_bus::Exchange::Events,
-        &format!("customer.{name}"),
+        &centralino_bus::keys::customer(kind),
         &new_envelope(SERVICE, &event),
     )
     .await

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_bus::{Bus, Exchange, Handled, new_envelope};
+use centralino_bus::{Bus, Handled, new_envelope};
 use centralino_domain::{Channel, InteractionId};
 use centralino_proto::v1;
 use centralino_routing::{
@@ -229,7 +229,7 @@ struct Writes {
     unclaims: Vec<String>,
     /// Interactions whose row must match the engine (upserted, or deleted when gone).
     touched: std::collections::BTreeSet<InteractionId>,
-    outbox: Vec<(Exchange, String, centralino_bus::Envelope)>,
+    outbox: Vec<(centralino_bus::Key, centralino_bus::Envelope)>,
     /// Agents whose chosen presence changed.
     presence: BTreeMap<String, (String, String)>,
 }
@@ -1434,13 +1434,8 @@ impl Actor {
             }
         };
         if let Some(ev) = out {
-            let channel = centralino_proto::channel_from_i32(ev.channel)
-                .map(|c| c.as_str())
-                .unwrap_or("unknown");
-            let key = format!("routing.{channel}.{}", kind_name(ev.kind));
-            writes
-                .outbox
-                .push((Exchange::Events, key, new_envelope(SERVICE, &ev)));
+            let key = centralino_bus::keys::routing(ev.channel, ev.kind);
+            writes.outbox.push((key, new_envelope(SERVICE, &ev)));
         }
     }
 
@@ -1612,11 +1607,8 @@ impl Actor {
                     at: Some(ts(now)),
                     ..Default::default()
                 };
-                let name = centralino_proto::channel_from_i32(channel)
-                    .map(|c| c.as_str())
-                    .unwrap_or("unknown");
                 envelopes.push((
-                    format!("routing.{name}.position"),
+                    centralino_bus::keys::routing(channel, ev.kind),
                     new_envelope(SERVICE, &ev),
                 ));
             }
@@ -1627,7 +1619,7 @@ impl Actor {
         let bus = self.bus.clone();
         tokio::spawn(async move {
             for (key, env) in envelopes {
-                if let Err(e) = bus.publish(Exchange::Events, &key, &env).await {
+                if let Err(e) = bus.publish(key.exchange, &key.name, &env).await {
                     tracing::debug!(error = %e, "position event not published");
                     break;
                 }
@@ -1643,22 +1635,6 @@ fn ts(ms: Millis) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: (ms / 1000) as i64,
         nanos: ((ms % 1000) * 1_000_000) as i32,
-    }
-}
-
-fn kind_name(kind: i32) -> &'static str {
-    use v1::routing_event::Kind;
-    match Kind::try_from(kind).unwrap_or(Kind::Unspecified) {
-        Kind::Queued => "queued",
-        Kind::Offered => "offered",
-        Kind::Assigned => "assigned",
-        Kind::Requeued => "requeued",
-        Kind::Overflowed => "overflowed",
-        Kind::Closed => "closed",
-        Kind::Abandoned => "abandoned",
-        Kind::Completed => "completed",
-        Kind::Position => "position",
-        Kind::Unspecified => "unspecified",
     }
 }
 

@@ -1,8 +1,8 @@
 //! The bus side: new and abandoned interactions in, acks only after commit.
 
 use centralino_bus::{
-    Bus, BusError, ConsumerSpec, Delivery, EnvelopeExt as _, Exchange, Handled, Subscription,
-    TypedPayload as _,
+    Bus, BusError, ConsumerSpec, Delivery, EnvelopeExt as _, Handled, Subscription,
+    TypedPayload as _, keys,
 };
 use centralino_domain::InteractionId;
 use centralino_proto::v1;
@@ -15,9 +15,9 @@ use crate::actor::{Command, Ingest, SERVICE, now_ms};
 pub(crate) async fn subscribe(bus: &dyn Bus) -> Result<Subscription, BusError> {
     bus.subscribe(
         ConsumerSpec::new(SERVICE)
-            .bind(Exchange::Events, "interaction.*.created")
-            .bind(Exchange::Events, "interaction.*.abandoned")
-            .bind(Exchange::Commands, "routing.agent_not_reached")
+            .bind_key(keys::pattern::interactions(keys::Interaction::Created))
+            .bind_key(keys::pattern::interactions(keys::Interaction::Abandoned))
+            .bind_key(keys::agent_not_reached())
             .prefetch(512)
             .single_active(),
     )

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_bus::{Exchange, new_envelope};
+use centralino_bus::new_envelope;
 use centralino_domain::IdentifierKind;
 use centralino_gsm::Keyword;
 use centralino_proto::v1;
@@ -222,8 +222,10 @@ async fn customer_message(
             centralino_store::outbox::enqueue(
                 txn,
                 SERVICE,
-                Exchange::Events,
-                "interaction.sms.created",
+                &centralino_bus::keys::interaction(
+                    v1::Channel::Sms,
+                    centralino_bus::keys::Interaction::Created,
+                ),
                 &new_envelope(SERVICE, &created),
             )
             .await?;
@@ -273,8 +275,10 @@ async fn customer_message(
         centralino_store::outbox::enqueue(
             txn,
             SERVICE,
-            Exchange::Events,
-            "interaction.sms.message",
+            &centralino_bus::keys::interaction(
+                v1::Channel::Sms,
+                centralino_bus::keys::Interaction::Message,
+            ),
             &new_envelope(SERVICE, &recorded),
         )
         .await?;
@@ -358,8 +362,7 @@ async fn consent(
     centralino_store::outbox::enqueue(
         txn,
         SERVICE,
-        Exchange::Commands,
-        "history.record_consent",
+        &centralino_bus::keys::record_consent(),
         &new_envelope(SERVICE, &request),
     )
     .await

@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use centralino_bus::{Bus, BusError, ConsumerSpec, Exchange};
+use centralino_bus::{Bus, BusError, ConsumerSpec};
 use centralino_domain::IdentityRules;
 use centralino_gsm::Receipt;
 use centralino_store::StoreError;
@@ -264,12 +264,16 @@ pub enum SmsError {
 /// The adapter's queue: send commands, consent changes and the end of its
 /// conversations.
 pub fn consumer_spec() -> ConsumerSpec {
+    use centralino_proto::v1;
+    use v1::routing_event::Kind;
+    let routing_sms =
+        |kind: Kind| centralino_bus::keys::routing(v1::Channel::Sms as i32, kind as i32);
     ConsumerSpec::new(SERVICE)
-        .bind(Exchange::Commands, "sms.send")
-        .bind(Exchange::Events, "consent.sms.changed")
-        .bind(Exchange::Events, "routing.sms.completed")
-        .bind(Exchange::Events, "routing.sms.closed")
-        .bind(Exchange::Events, "routing.sms.abandoned")
+        .bind_key(centralino_bus::keys::send(v1::Channel::Sms))
+        .bind_key(centralino_bus::keys::consent_changed("sms"))
+        .bind_key(routing_sms(Kind::Completed))
+        .bind_key(routing_sms(Kind::Closed))
+        .bind_key(routing_sms(Kind::Abandoned))
         .prefetch(64)
 }
 

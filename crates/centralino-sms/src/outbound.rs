@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use centralino_bus::{
-    Delivery, EnvelopeExt as _, Exchange, Handled, Handler, TypedPayload as _, new_envelope,
+    Delivery, EnvelopeExt as _, Handled, Handler, TypedPayload as _, new_envelope,
 };
 use centralino_domain::IdentifierKind;
 use centralino_proto::v1;
@@ -154,8 +154,10 @@ pub(crate) async fn queue(
     centralino_store::outbox::enqueue(
         txn,
         SERVICE,
-        Exchange::Events,
-        "interaction.sms.message",
+        &centralino_bus::keys::interaction(
+            v1::Channel::Sms,
+            centralino_bus::keys::Interaction::Message,
+        ),
         &new_envelope(SERVICE, &recorded),
     )
     .await?;
@@ -171,7 +173,7 @@ pub(crate) async fn status_event(
 ) -> Result<(), StoreError> {
     let (key, envelope) =
         centralino_bus::message_status(SERVICE, v1::Channel::Sms, id, interaction, status, error);
-    centralino_store::outbox::enqueue(txn, SERVICE, Exchange::Events, &key, &envelope).await
+    centralino_store::outbox::enqueue(txn, SERVICE, &key, &envelope).await
 }
 
 /// Records the consent of `phone` for `purpose` as of `at`; an older record

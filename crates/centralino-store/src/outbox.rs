@@ -24,16 +24,10 @@ use crate::entities::outbox;
 pub async fn enqueue(
     txn: &impl ConnectionTrait,
     source: &str,
-    exchange: Exchange,
-    routing_key: &str,
+    key: &centralino_bus::Key,
     envelope: &Envelope,
 ) -> Result<(), StoreError> {
-    enqueue_many(
-        txn,
-        source,
-        &[(exchange, routing_key.to_owned(), envelope.clone())],
-    )
-    .await
+    enqueue_many(txn, source, &[(key.clone(), envelope.clone())]).await
 }
 
 /// Writes many envelopes to the outbox of `source` in as few statements as
@@ -41,27 +35,25 @@ pub async fn enqueue(
 pub async fn enqueue_many(
     txn: &impl ConnectionTrait,
     source: &str,
-    rows: &[(Exchange, String, Envelope)],
+    rows: &[(centralino_bus::Key, Envelope)],
 ) -> Result<(), StoreError> {
     let now = Utc::now();
-    let size = |(_, key, envelope): &(Exchange, String, Envelope)| {
-        crate::chunks::text_row(&[source, key]) + envelope.encoded_len() + 64
+    let size = |(key, envelope): &(centralino_bus::Key, Envelope)| {
+        crate::chunks::text_row(&[source, &key.name]) + envelope.encoded_len() + 64
     };
     for chunk in crate::chunks::by_size(rows, 500, size) {
-        let models = chunk
-            .iter()
-            .map(|(exchange, key, envelope)| outbox::ActiveModel {
-                source: Set(source.to_owned()),
-                exchange: Set(exchange.to_string()),
-                routing_key: Set(key.clone()),
-                envelope: Set(envelope.encode_to_vec()),
-                created_at: Set(now),
-                attempts: Set(0),
-                next_attempt_at: Set(now),
-                last_error: Set(None),
-                parked_at: Set(None),
-                ..Default::default()
-            });
+        let models = chunk.iter().map(|(key, envelope)| outbox::ActiveModel {
+            source: Set(source.to_owned()),
+            exchange: Set(key.exchange.to_string()),
+            routing_key: Set(key.name.clone()),
+            envelope: Set(envelope.encode_to_vec()),
+            created_at: Set(now),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            last_error: Set(None),
+            parked_at: Set(None),
+            ..Default::default()
+        });
         outbox::Entity::insert_many(models)
             .exec_without_returning(txn)
             .await?;

@@ -46,7 +46,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use centralino_bus::{Bus, BusError, ConsumerSpec, Exchange};
+use centralino_bus::{Bus, BusError, ConsumerSpec};
 use centralino_domain::IdentityRules;
 use centralino_proto::v1;
 use centralino_store::StoreError;
@@ -316,7 +316,9 @@ pub enum VoiceError {
 /// The adapter's queue: routing's news about voice interactions.
 pub fn consumer_spec() -> ConsumerSpec {
     ConsumerSpec::new(SERVICE)
-        .bind(Exchange::Events, "routing.voice.*")
+        .bind_key(centralino_bus::keys::pattern::routing_of(
+            v1::Channel::Voice,
+        ))
         .prefetch(256)
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use centralino_bus::{Exchange, new_envelope};
+use centralino_bus::new_envelope;
 use centralino_proto::v1;
 use centralino_store::StoreError;
 use centralino_store::leader::Fence;
@@ -86,8 +86,10 @@ pub(crate) async fn callback(
     ]);
     let events = [
         (
-            Exchange::Events,
-            "interaction.voice.abandoned".to_owned(),
+            centralino_bus::keys::interaction(
+                v1::Channel::Voice,
+                centralino_bus::keys::Interaction::Abandoned,
+            ),
             new_envelope(
                 SERVICE,
                 &v1::InteractionAbandoned {
@@ -98,8 +100,10 @@ pub(crate) async fn callback(
             ),
         ),
         (
-            Exchange::Events,
-            "interaction.voice.created".to_owned(),
+            centralino_bus::keys::interaction(
+                v1::Channel::Voice,
+                centralino_bus::keys::Interaction::Created,
+            ),
             new_envelope(SERVICE, &created(q, v1::Direction::Outbound, attributes)),
         ),
     ];
@@ -165,8 +169,10 @@ pub(crate) async fn queued(
     centralino_store::outbox::enqueue(
         &txn,
         SERVICE,
-        Exchange::Events,
-        "interaction.voice.created",
+        &centralino_bus::keys::interaction(
+            v1::Channel::Voice,
+            centralino_bus::keys::Interaction::Created,
+        ),
         &new_envelope(SERVICE, &created),
     )
     .await?;
@@ -231,8 +237,7 @@ pub(crate) async fn agent_not_reached(
     centralino_store::outbox::enqueue(
         &txn,
         SERVICE,
-        Exchange::Commands,
-        "routing.agent_not_reached",
+        &centralino_bus::keys::agent_not_reached(),
         &new_envelope(SERVICE, &command),
     )
     .await?;
@@ -278,8 +283,10 @@ pub(crate) async fn ended(
     let mut events = Vec::new();
     if let Some(reason) = e.abandoned {
         events.push((
-            Exchange::Events,
-            "interaction.voice.abandoned".to_owned(),
+            centralino_bus::keys::interaction(
+                v1::Channel::Voice,
+                centralino_bus::keys::Interaction::Abandoned,
+            ),
             new_envelope(
                 SERVICE,
                 &v1::InteractionAbandoned {
@@ -291,8 +298,10 @@ pub(crate) async fn ended(
         ));
     }
     events.push((
-        Exchange::Events,
-        "interaction.voice.ended".to_owned(),
+        centralino_bus::keys::interaction(
+            v1::Channel::Voice,
+            centralino_bus::keys::Interaction::Ended,
+        ),
         new_envelope(
             SERVICE,
             &v1::InteractionEnded {

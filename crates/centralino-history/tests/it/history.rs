@@ -1073,7 +1073,7 @@ async fn every_consent_command_over_the_bus_gets_an_answer() {
     ];
     for e in &sent {
         env.bus
-            .publish(Exchange::Commands, centralino_history::RECORD_CONSENT, e)
+            .publish(Exchange::Commands, "history.record_consent", e)
             .await
             .expect("publish");
     }

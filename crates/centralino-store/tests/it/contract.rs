@@ -91,8 +91,7 @@ pub async fn outbox_rows_commit_with_the_transaction_and_are_relayed(db: Databas
     outbox::enqueue(
         &txn,
         "svc",
-        Exchange::Events,
-        "interaction.sms.created",
+        &centralino_bus::Key::event("interaction.sms.created"),
         &rolled_back,
     )
     .await
@@ -102,16 +101,20 @@ pub async fn outbox_rows_commit_with_the_transaction_and_are_relayed(db: Databas
     let committed: Vec<_> = (0..300).map(|i| event(&i.to_string())).collect();
     let txn = centralino_store::begin(&db).await.expect("begin");
     for e in &committed {
-        outbox::enqueue(&txn, "svc", Exchange::Events, "interaction.sms.created", e)
-            .await
-            .expect("enqueue");
+        outbox::enqueue(
+            &txn,
+            "svc",
+            &centralino_bus::Key::event("interaction.sms.created"),
+            e,
+        )
+        .await
+        .expect("enqueue");
     }
     // Another service's row is not this relay's business.
     outbox::enqueue(
         &txn,
         "other-svc",
-        Exchange::Events,
-        "interaction.sms.created",
+        &centralino_bus::Key::event("interaction.sms.created"),
         &event("x"),
     )
     .await
@@ -150,9 +153,14 @@ pub async fn unroutable_outbox_rows_stay_until_they_can_be_published(db: Databas
     let bus = Arc::new(MemoryBus::new(3));
     let cmd = event("send");
     let txn = centralino_store::begin(&db).await.expect("begin");
-    outbox::enqueue(&txn, "svc", Exchange::Commands, "email.send", &cmd)
-        .await
-        .expect("enqueue");
+    outbox::enqueue(
+        &txn,
+        "svc",
+        &centralino_bus::Key::command("email.send"),
+        &cmd,
+    )
+    .await
+    .expect("enqueue");
     txn.commit().await.expect("commit");
     let relay = outbox::OutboxRelay::new(db.clone(), bus.clone() as Arc<dyn Bus>, "svc");
     let r = relay.relay_once().await.expect("relay");
@@ -207,9 +215,14 @@ pub async fn a_corrupt_row_is_parked_and_does_not_block_the_rest(db: DatabaseCon
     let good = event("good");
     let txn = centralino_store::begin(&db).await.expect("begin");
     for e in [&bad_id, &good] {
-        outbox::enqueue(&txn, "svc", Exchange::Events, "interaction.sms.created", e)
-            .await
-            .expect("enqueue");
+        outbox::enqueue(
+            &txn,
+            "svc",
+            &centralino_bus::Key::event("interaction.sms.created"),
+            e,
+        )
+        .await
+        .expect("enqueue");
     }
     txn.commit().await.expect("commit");
 

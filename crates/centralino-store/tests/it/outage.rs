@@ -77,8 +77,7 @@ async fn outbox_rows_held_through_a_long_broker_outage_go_out_within_10_s_of_its
     outbox::enqueue(
         &txn,
         "test",
-        Exchange::Events,
-        "interaction.sms.created",
+        &centralino_bus::Key::event("interaction.sms.created"),
         &event,
     )
     .await
