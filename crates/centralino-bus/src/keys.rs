@@ -106,7 +106,14 @@ pub fn desk(kind: v1::desk_ticket_event::Kind) -> Key {
 /// `routing.<channel>.<kind>`.
 pub fn routing(channel: i32, kind: i32) -> Key {
     use v1::routing_event::Kind;
-    let kind = match Kind::try_from(kind).unwrap_or(Kind::Unspecified) {
+    let kind = routing_kind_name(Kind::try_from(kind).unwrap_or(Kind::Unspecified));
+    Key::event(format!("routing.{}.{kind}", channel_name(channel)))
+}
+
+/// The name of a routing event's kind, as its key (and history's steps) say it.
+pub fn routing_kind_name(kind: v1::routing_event::Kind) -> &'static str {
+    use v1::routing_event::Kind;
+    match kind {
         Kind::Queued => "queued",
         Kind::Offered => "offered",
         Kind::Assigned => "assigned",
@@ -117,8 +124,7 @@ pub fn routing(channel: i32, kind: i32) -> Key {
         Kind::Completed => "completed",
         Kind::Position => "position",
         Kind::Unspecified => "unspecified",
-    };
-    Key::event(format!("routing.{}.{kind}", channel_name(channel)))
+    }
 }
 
 /// `consent.<channel>.changed`, for a channel named as keys name it.

@@ -355,17 +355,10 @@ pub(crate) fn fold(
         }
         Event::Routing { event: e, at, .. } => {
             let kind = e.kind();
-            let name = match kind {
-                Kind::Queued => "queued",
-                Kind::Offered => "offered",
-                Kind::Assigned => "assigned",
-                Kind::Requeued => "requeued",
-                Kind::Overflowed => "overflowed",
-                Kind::Closed => "closed",
-                Kind::Abandoned => "abandoned",
-                Kind::Completed => "completed",
-                Kind::Position | Kind::Unspecified => return None,
-            };
+            if matches!(kind, Kind::Position | Kind::Unspecified) {
+                return None;
+            }
+            let name = centralino_bus::keys::routing_kind_name(kind);
             let status = match kind {
                 Kind::Requeued | Kind::Overflowed => "queued",
                 _ => name,
