@@ -740,6 +740,7 @@ impl Actor {
             if taken > 0 {
                 continue;
             }
+            let txn = self.fence.begin(&self.db).await.map_err(store)?;
             appointment::Entity::insert(
                 appointment::Model {
                     id: id.clone(),
@@ -754,9 +755,10 @@ impl Actor {
                 }
                 .into_active_model(),
             )
-            .exec_without_returning(&self.db)
+            .exec_without_returning(&txn)
             .await
             .map_err(store)?;
+            txn.commit().await.map_err(store)?;
             return Ok(v1::Appointment {
                 id,
                 code,
@@ -831,10 +833,12 @@ impl Actor {
                 "no counter is open by you".into(),
             ));
         };
+        let txn = self.fence.begin(&self.db).await.map_err(store)?;
         counter::Entity::delete_by_id(agent.to_owned())
-            .exec(&self.db)
+            .exec(&txn)
             .await
             .map_err(store)?;
+        txn.commit().await.map_err(store)?;
         self.counters.remove(agent);
         Ok(v1::CounterInfo {
             site,

@@ -222,7 +222,9 @@ impl Importer {
                         "email: UIDVALIDITY or folder changed; rescanning the folder (messages already imported are recognised and not imported again)"
                     );
                 }
-                save_position(&self.db, &self.mailbox.name, &source, validity, 0).await?;
+                let txn = self.fence.begin(&self.db).await?;
+                save_position(&txn, &self.mailbox.name, &source, validity, 0).await?;
+                txn.commit().await?;
                 Ok(0)
             }
         }
@@ -317,7 +319,9 @@ impl Importer {
     ) -> Result<u32, StoreError> {
         if batch.is_empty() {
             // Every listed UID is gone: only the position moves.
-            save_position(&self.db, &self.mailbox.name, &self.source(), validity, last).await?;
+            let txn = self.fence.begin(&self.db).await?;
+            save_position(&txn, &self.mailbox.name, &self.source(), validity, last).await?;
+            txn.commit().await?;
             return Ok(last);
         }
         let now = now_ms();
@@ -946,13 +950,15 @@ impl Importer {
             for chunk in uids.chunks(500) {
                 imap::settle(session, chunk, how, self.config.io_timeout).await?;
                 let values: Vec<i64> = chunk.iter().map(|u| i64::from(*u)).collect();
+                let txn = self.fence.begin(&self.db).await?;
                 uid::Entity::update_many()
                     .col_expr(uid::Column::Flagged, sea_orm::sea_query::Expr::value(true))
                     .filter(uid::Column::Mailbox.eq(self.mailbox.name.clone()))
                     .filter(uid::Column::Uidvalidity.eq(i64::from(validity)))
                     .filter(uid::Column::Uid.is_in(values))
-                    .exec(&self.db)
+                    .exec(&txn)
                     .await?;
+                txn.commit().await?;
             }
         }
         Ok(!waiting.is_empty())

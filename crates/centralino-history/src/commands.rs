@@ -92,7 +92,7 @@ async fn apply(
         .map_err(|_| ApiError::invalid("payload", "is not a RecordConsentRequest"))?;
     let actor = match delivery.envelope.source.as_str() {
         "" => "bus".to_owned(),
-        s => s.chars().take(64).collect(),
+        s => s.chars().filter(|c| !c.is_control()).take(64).collect(),
     };
     let (request_id, input) = crate::grpc::consent_input(cfg, db, req).await?;
     let (reply, answer) = oneshot::channel();

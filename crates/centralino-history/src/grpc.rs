@@ -73,6 +73,10 @@ fn request_id(raw: &str) -> Result<String, ApiError> {
 }
 
 fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
+    if value.contains('\0') {
+        // PostgreSQL cannot store it in text: refused here, not by the database.
+        return Err(ApiError::invalid(field, "must not contain a NUL character"));
+    }
     if value.chars().count() > max {
         return Err(ApiError::invalid(
             field,

@@ -699,9 +699,11 @@ impl Writer {
         change: Change,
     ) -> Result<Changed, ApiError> {
         let method = method_of(&change);
+        // A lost database is UNAVAILABLE (retry later); a statement the
+        // database refuses is INTERNAL: retrying it cannot help.
         let unavailable = |e: StoreError| {
             tracing::warn!(error = %e, "history change not written");
-            ApiError::Unavailable("history store".into())
+            ApiError::from(e)
         };
         let txn = self.fence.begin(&self.db).await.map_err(unavailable)?;
         if let Some(previous) =

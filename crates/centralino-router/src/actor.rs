@@ -340,6 +340,11 @@ impl Actor {
                 Err(e) => tracing::error!(queue = %row.name, error = %e, "stored queue invalid"),
             }
         }
+        // The figures as the previous leader left them; what happens from
+        // here on (steps now due while re-queueing) adds to them.
+        for row in figures::Entity::find().all(&self.db).await? {
+            let _ = self.engine.restore_figures(&row.queue, figures_of(&row));
+        }
         self.agents.clear();
         self.stored_presence.clear();
         let agents = agent::Entity::find().all(&self.db).await?;
@@ -409,17 +414,11 @@ impl Actor {
         }
         for req in waiting {
             let id = req.id;
-            if let Err(e) = self.engine.enqueue(req, now) {
+            if let Err(e) = self.engine.restore_waiting(req, now) {
                 tracing::error!(interaction = %id, error = %e, "could not restore a waiting interaction");
                 self.payloads.remove(&id);
             }
         }
-        // The figures as the previous leader left them (re-queueing above
-        // counted the waiting work as entered again: overwritten here).
-        for row in figures::Entity::find().all(&self.db).await? {
-            let _ = self.engine.restore_figures(&row.queue, figures_of(&row));
-        }
-        let _ = self.engine.take_changed_figures();
         // Re-queueing is not news: drop those events, persist the decisions (offers).
         let events: Vec<Event> = self
             .engine
@@ -852,11 +851,7 @@ impl Actor {
                     channel,
                     priority: interaction.priority,
                     arrived_at: occurred_at.min(now),
-                    preferred_agent: interaction
-                        .attributes
-                        .get("preferred_agent")
-                        .filter(|a| !a.is_empty())
-                        .cloned(),
+                    preferred_agent: preferred_agent(&interaction),
                 };
                 match self.engine.check_enqueue(&req) {
                     Ok(()) => {}
@@ -1466,10 +1461,7 @@ impl Actor {
                             channel: Set(v.channel.as_str().to_owned()),
                             priority: Set(i32::try_from(v.priority).unwrap_or(0)),
                             arrived_at: Set(v.arrived_at as i64),
-                            preferred_agent: Set(payload
-                                .and_then(|p| p.attributes.get("preferred_agent"))
-                                .filter(|a| !a.is_empty())
-                                .cloned()),
+                            preferred_agent: Set(payload.and_then(preferred_agent)),
                             state: Set(v.state.to_owned()),
                             agent: Set(v.agent.map(|a| a.to_string())),
                             offer_expires_at: Set(v.offer_expires_at.map(|t| t as i64)),
@@ -1686,4 +1678,16 @@ fn figures_of(row: &figures::Model) -> centralino_routing::QueueFigures {
         wait_answered_ms: n(row.wait_answered_ms),
         aht_ms: row.aht_ms.map(|a| a.max(0) as f64),
     }
+}
+
+/// The agent an interaction asks for (`preferred_agent` attribute), when it
+/// could be an agent's name at all: anything else (too long, a NUL, spaces)
+/// is ignored, as the name of nobody, rather than refused by the database
+/// with the whole batch it came in.
+fn preferred_agent(interaction: &v1::Interaction) -> Option<String> {
+    interaction
+        .attributes
+        .get("preferred_agent")
+        .filter(|a| centralino_routing::validate_name("preferred_agent", a).is_ok())
+        .cloned()
 }

@@ -1297,6 +1297,16 @@ impl Engine {
 
     /// Queues a new interaction and offers it at once if an agent is ready.
     pub fn enqueue(&mut self, req: Enqueue, now: Millis) -> Result<(), EngineError> {
+        self.admit(req, now, true)
+    }
+
+    /// Queues again an interaction that was already waiting before a
+    /// takeover (its entry is in the restored figures: not counted again).
+    pub fn restore_waiting(&mut self, req: Enqueue, now: Millis) -> Result<(), EngineError> {
+        self.admit(req, now, false)
+    }
+
+    fn admit(&mut self, req: Enqueue, now: Millis, entered: bool) -> Result<(), EngineError> {
         self.check_enqueue(&req)?;
         let now = self.clock(now);
         let qi = self.queue_index(&req.queue)?;
@@ -1343,8 +1353,10 @@ impl Engine {
             }
         };
         self.ix_of.insert(req.id, ix);
-        self.queues[qi as usize].counters.entered += 1;
-        self.figures_changed.insert(qi);
+        if entered {
+            self.queues[qi as usize].counters.entered += 1;
+            self.figures_changed.insert(qi);
+        }
         self.events.push(Event::Queued {
             interaction: req.id,
             queue: self.queues[qi as usize].name.clone(),

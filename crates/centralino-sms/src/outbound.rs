@@ -272,6 +272,9 @@ impl Handler for Inbound {
         let batch: Vec<&Delivery> = items.into_iter().map(|(_, d)| d).collect();
         let answers = match accept_all(&self.ctx, &batch).await {
             Ok(outcomes) => outcomes.into_iter().map(answer).collect(),
+            // The store is away: the whole batch waits (trying each message
+            // alone would wait out a timeout per message).
+            Err(e) if e.is_transient() => vec![Handled::Hold(e.to_string()); batch.len()],
             Err(_) if batch.len() > 1 => {
                 let mut answers = Vec::with_capacity(batch.len());
                 for d in &batch {
@@ -575,7 +578,7 @@ pub(crate) async fn deliver(ctx: Arc<Ctx>, transport: Transport, mut stop: watch
             () = ctx.send_wake.notified() => {}
             up = back => if up {
                 // The SMSC is back: what waited for it goes now, not after its backoff.
-                if let Err(e) = due_now(&ctx.db).await {
+                if let Err(e) = due_now(&ctx.db, &ctx.fence).await {
                     tracing::warn!(error = %e, "sms: could not reschedule waiting messages");
                 }
             },
@@ -585,12 +588,17 @@ pub(crate) async fn deliver(ctx: Arc<Ctx>, transport: Transport, mut stop: watch
     }
 }
 
-async fn due_now(db: &DatabaseConnection) -> Result<(), StoreError> {
+async fn due_now(
+    db: &DatabaseConnection,
+    fence: &centralino_store::leader::Fence,
+) -> Result<(), StoreError> {
+    let txn = fence.begin(db).await?;
     outbound::Entity::update_many()
         .col_expr(outbound::Column::NextAttemptAt, Expr::value(now_ms()))
         .filter(outbound::Column::Status.eq("queued"))
-        .exec(db)
+        .exec(&txn)
         .await?;
+    txn.commit().await?;
     Ok(())
 }
 

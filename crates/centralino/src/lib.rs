@@ -354,6 +354,10 @@ pub async fn up(
     serve(config, &Service::ALL, "centralino-up", shutdown).await
 }
 
+/// How long services must have run for a step-down to count as a new
+/// incident (its wait starts small again) rather than part of a flap.
+const STABLE_RUN: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Runs the given services like [`serve`] until `shutdown`, and when one
 /// of them steps down (its leadership lost: a database restart, a cut
 /// connection, another instance taking over) stops them all and starts them
@@ -406,11 +410,23 @@ pub async fn serve_contending(
             Err(e) => break Err(e),
         };
         first = false;
-        backoff.reset();
         on_up(&running);
+        let up_since = tokio::time::Instant::now();
         match running.task.await {
             Ok(Err(RunError::SteppedDown(why))) => {
-                tracing::warn!(%why, "stepped down; contending for leadership again");
+                // A leadership that keeps being lost (a flapping database, a
+                // pooler that breaks the lock) must not restart everything
+                // every few seconds: the waits grow unless the services ran
+                // for a while.
+                if up_since.elapsed() > STABLE_RUN {
+                    backoff.reset();
+                }
+                let wait = backoff.next_wait();
+                tracing::warn!(%why, retry_in_ms = wait.as_millis() as u64, "stepped down; contending for leadership again");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    () = stopped() => break Ok(()),
+                }
             }
             Ok(result) => break result,
             Err(e) => break Err(RunError::Io(format!("server task: {e}"))),
@@ -508,6 +524,9 @@ async fn serve_on(
     // One shutdown signal for the server and every service.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_tx = Arc::new(stop_tx);
+    // A start that fails (or is cancelled) half-way stops the services it
+    // already started, so none of them keeps its lock and consumes unseen.
+    let half_started = StopUnlessStarted(Some(stop_tx.clone()));
     let on_signal = stop_tx.clone();
     tokio::spawn(async move {
         shutdown.await;
@@ -671,6 +690,7 @@ async fn serve_on(
             None => result,
         }
     });
+    half_started.started();
     Ok(Running {
         grpc_addr,
         bus_kind,
@@ -683,4 +703,21 @@ async fn serve_on(
         bus: shared_bus,
         task,
     })
+}
+
+/// Stops the services of a start that did not complete (see `serve_on`).
+struct StopUnlessStarted(Option<Arc<tokio::sync::watch::Sender<bool>>>);
+
+impl StopUnlessStarted {
+    fn started(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopUnlessStarted {
+    fn drop(&mut self) {
+        if let Some(stop) = self.0.take() {
+            let _ = stop.send(true);
+        }
+    }
 }

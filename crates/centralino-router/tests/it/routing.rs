@@ -439,7 +439,8 @@ async fn a_creation_delivered_after_its_abandon_is_not_routed() {
 
 /// Any publisher writes the envelope's `occurred_at`: one that overflows, is
 /// negative, from 1970 or from the future neither stops the router nor puts
-/// its interaction ahead of one that really waited longer.
+/// its interaction ahead of one that really waited longer; nor does a
+/// `preferred_agent` no agent could have.
 #[tokio::test]
 async fn an_absurd_occurred_at_neither_panics_nor_jumps_the_queue() {
     let env = Env::new().await;
@@ -470,6 +471,12 @@ async fn an_absurd_occurred_at_neither_panics_nor_jumps_the_queue() {
                     channel: v1::Channel::Voice as i32,
                     direction: v1::Direction::Inbound as i32,
                     queue_hint: "sales".into(),
+                    // Nobody's name (too long for the column, a NUL): ignored,
+                    // not a batch the database refuses.
+                    attributes: HashMap::from([(
+                        "preferred_agent".to_owned(),
+                        format!("{}\0", "x".repeat(100)),
+                    )]),
                     ..Default::default()
                 }),
             },
