@@ -236,6 +236,11 @@ fn no_literal_routing_key_outside_the_keys_module() {
         shapes.push(format!("\"consent.{c}."));
     }
     for k in [
+        // How keys were spelled before the keys module: formatted.
+        "\"interaction.{",
+        "\"routing.{",
+        "\"consent.{",
+        "\"customer.{",
         "\"interaction.#\"",
         "\"routing.#\"",
         "\"customer.merged\"",

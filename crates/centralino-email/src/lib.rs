@@ -224,7 +224,8 @@ pub fn consumer_spec() -> ConsumerSpec {
 /// lost) and every task stopped.
 pub struct Email {
     pub task: tokio::task::JoinHandle<()>,
-    /// Turns `true` when the adapter lost its lock (its process should exit).
+    /// Turns `true` when the adapter lost its leadership and stopped (the
+    /// embedding program starts it again to contend: `centralino::serve_contending`).
     pub lost: tokio::sync::watch::Receiver<bool>,
 }
 

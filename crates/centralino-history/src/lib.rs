@@ -217,7 +217,7 @@ pub struct History {
     /// Ends when the service has stopped (after `shutdown`, or on losing leadership).
     pub task: tokio::task::JoinHandle<()>,
     /// Turns `true` if this instance lost its lock and stopped writing; the
-    /// process should stop too (a supervisor restarts it as the standby).
+    /// embedding program starts it again to contend (`centralino::serve_contending`).
     pub lost: tokio::sync::watch::Receiver<bool>,
 }
 

@@ -104,7 +104,7 @@ pub struct Router {
     /// Ends when the service has stopped (after `shutdown`, or on losing leadership).
     pub task: tokio::task::JoinHandle<()>,
     /// Turns `true` if this instance lost leadership and stopped routing; the
-    /// process should stop too (a supervisor restarts it as the standby).
+    /// embedding program starts it again to contend (`centralino::serve_contending`).
     pub lost: tokio::sync::watch::Receiver<bool>,
 }
 

@@ -281,7 +281,8 @@ pub fn consumer_spec() -> ConsumerSpec {
 /// lost) and every task stopped.
 pub struct Sms {
     pub task: tokio::task::JoinHandle<()>,
-    /// Turns `true` when the adapter lost its lock (its process should exit).
+    /// Turns `true` when the adapter lost its leadership and stopped (the
+    /// embedding program starts it again to contend: `centralino::serve_contending`).
     pub lost: watch::Receiver<bool>,
     /// Where the webhooks listen, when configured.
     pub webhook_addr: Option<SocketAddr>,

@@ -75,11 +75,13 @@ fn sqlx_is_transient(e: &sqlx::Error) -> bool {
 fn transient_code(code: &str) -> bool {
     // PostgreSQL: class 08 connection exception; 40001 serialization failure;
     // 40P01 deadlock; 53300 too many connections; 55P03 lock not available;
-    // 57P01-57P03 admin/crash shutdown, cannot connect now.
+    // 57014 statement cancelled (a timeout); 57P01-57P03 admin/crash
+    // shutdown, cannot connect now; 25006 read-only transaction (a standby
+    // reached during a failover).
     code.starts_with("08")
         || matches!(
             code,
-            "40001" | "40P01" | "53300" | "55P03" | "57P01" | "57P02" | "57P03"
+            "40001" | "40P01" | "53300" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "25006"
         )
         // SQLite (sqlx reports the extended result code as a number):
         // BUSY 5 and its extended codes (261 recovery, 517 snapshot, 773

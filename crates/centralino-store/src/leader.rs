@@ -56,7 +56,9 @@ impl Leadership {
     /// The service's last task: waits for `shutdown` (or the lock's loss),
     /// tells the service's `tasks` to stop through `stop`, waits for every
     /// one of them, and only then releases the lock, so a standby never
-    /// starts while this instance still writes.
+    /// starts while this instance still writes. (When the lock itself was
+    /// lost, a standby may already lead: the fence refuses this instance's
+    /// remaining writes.)
     pub fn supervise(
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,

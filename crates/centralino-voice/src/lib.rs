@@ -325,7 +325,8 @@ pub fn consumer_spec() -> ConsumerSpec {
 /// The running adapter.
 pub struct Voice {
     pub task: tokio::task::JoinHandle<()>,
-    /// Turns `true` when the adapter lost its lock (its process should exit).
+    /// Turns `true` when the adapter lost its leadership and stopped (the
+    /// embedding program starts it again to contend: `centralino::serve_contending`).
     pub lost: watch::Receiver<bool>,
     /// Where SIP listens (UDP and TCP).
     pub sip_addr: SocketAddr,

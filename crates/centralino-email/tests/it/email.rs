@@ -620,6 +620,14 @@ async fn a_reply_waits_out_a_store_that_cannot_be_written_and_is_sent_once() {
         .filter(|m| String::from_utf8_lossy(m).contains("Risposta col file bloccato"))
         .count();
     assert_eq!(sent, 1);
+    // One outbound row, tried once: nothing left to send it again.
+    assert_eq!(
+        env.sql_count(&format!(
+            "SELECT count(*) FROM email_outbound WHERE id = '{reply}' AND attempts = 1 AND status = 'sent'"
+        ))
+        .await,
+        1
+    );
     assert!(
         env.bus
             .dead_letters("email", 10)

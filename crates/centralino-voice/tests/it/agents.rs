@@ -279,33 +279,38 @@ async fn a_callback_assigned_during_a_database_blip_is_dialled_once_it_answers()
         .await
         .expect("lock");
     env.routing(Kind::Assigned, &callback, "erin").await;
+    // The backends whose lookup waits on the lock.
     let waiting_lookups = || async {
-        let row = other
-            .query_one_raw(Statement::from_string(
+        let rows = other
+            .query_all_raw(Statement::from_string(
                 other.get_database_backend(),
-                "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
                  AND datname = current_database() AND query LIKE '%voice_calls%'",
             ))
             .await
-            .ok()??;
-        row.try_get::<i64>("", "n").ok()
+            .ok()?;
+        rows.iter()
+            .map(|r| r.try_get::<i32>("", "pid").ok())
+            .collect::<Option<Vec<i32>>>()
     };
-    centralino_test_support::eventually(WAIT, "the lookup waiting on the lock", || async {
-        (waiting_lookups().await? >= 1).then_some(())
-    })
-    .await;
+    let first =
+        centralino_test_support::eventually(WAIT, "the lookup waiting on the lock", || async {
+            waiting_lookups().await.filter(|p| !p.is_empty())
+        })
+        .await;
     // The blip: the connection of the waiting lookup is cut.
-    other
-        .execute_unprepared(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
-             AND datname = current_database() AND query LIKE '%voice_calls%'",
-        )
-        .await
-        .expect("cut");
-    // The event was held: the lookup comes again (on the old code it was
-    // acked and never looked up again).
+    for pid in &first {
+        other
+            .execute_unprepared(&format!("SELECT pg_terminate_backend({pid})"))
+            .await
+            .expect("cut");
+    }
+    // The event was held: the lookup comes again, on another connection
+    // (on the old code it was acked and never looked up again).
     centralino_test_support::eventually(WAIT, "the lookup tried again", || async {
-        (waiting_lookups().await? >= 1).then_some(())
+        waiting_lookups()
+            .await
+            .filter(|p| p.iter().any(|pid| !first.contains(pid)))
     })
     .await;
     lock.rollback().await.expect("the database answers again");

@@ -234,6 +234,28 @@ async fn an_email_reply_sent_during_a_30_s_database_outage_is_sent_once_after_it
         back.elapsed()
     );
     assert_eq!(replies(&smtp), 1, "the reply reached the SMTP server once");
+    // One outbound row, tried once and sent: nothing left to send it again.
+    let check = centralino_store::connect(&db.url, 1)
+        .await
+        .expect("database");
+    let rows: i64 = {
+        use centralino_store::sea_orm::{ConnectionTrait as _, Statement};
+        check
+            .query_one_raw(Statement::from_string(
+                check.get_database_backend(),
+                format!(
+                    "SELECT count(*) AS n FROM email_outbound \
+                     WHERE id = '{reply_id}' AND attempts = 1 AND status = 'sent'"
+                ),
+            ))
+            .await
+            .expect("query")
+            .expect("a row")
+            .try_get("", "n")
+            .expect("n")
+    };
+    assert_eq!(rows, 1);
+    let _ = check.close().await;
     assert!(
         bus.dead_letters("email", 10)
             .await
