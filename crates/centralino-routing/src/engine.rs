@@ -371,7 +371,9 @@ pub struct Engine {
     timers: BinaryHeap<Reverse<(Millis, u64, Timer)>>,
     events: Vec<Event>,
     /// Queues whose figures changed since [`Engine::take_changed_figures`].
-    figures_changed: BTreeSet<u32>,
+    figures_changed: Vec<u32>,
+    /// Whether a queue is in `figures_changed` already (by queue index).
+    figures_marked: Vec<bool>,
 }
 
 fn prio_key(base: i64, priority: i64, aging: i64, rel_arrival: i64) -> i64 {
@@ -407,19 +409,37 @@ impl Engine {
             idle_tail: [NIL; 5],
             timers: BinaryHeap::new(),
             events: Vec::new(),
-            figures_changed: BTreeSet::new(),
+            figures_changed: Vec::new(),
+            figures_marked: Vec::new(),
         })
     }
 
     /// The running figures of every queue that changed since the last call,
     /// for the service to store with the batch that changed them.
     pub fn take_changed_figures(&mut self) -> Vec<(Arc<str>, QueueFigures)> {
+        for &qi in &self.figures_changed {
+            if let Some(m) = self.figures_marked.get_mut(qi as usize) {
+                *m = false;
+            }
+        }
         std::mem::take(&mut self.figures_changed)
             .into_iter()
             .filter_map(|qi| self.queues.get(qi as usize))
             .filter(|q| !q.removed)
             .map(|q| (q.name.clone(), q.counters.figures()))
             .collect()
+    }
+
+    /// Notes that a queue's figures changed (once per queue until taken).
+    fn mark_figures(&mut self, qi: u32) {
+        let i = qi as usize;
+        if self.figures_marked.len() <= i {
+            self.figures_marked.resize(i + 1, false);
+        }
+        if !self.figures_marked[i] {
+            self.figures_marked[i] = true;
+            self.figures_changed.push(qi);
+        }
     }
 
     /// Gives a queue back the running figures it had before a takeover (as
@@ -1024,7 +1044,7 @@ impl Engine {
         let q = &mut self.queues[qi as usize];
         q.counters
             .answered(waited, q.config.service_level.threshold_ms);
-        self.figures_changed.insert(qi);
+        self.mark_figures(qi);
         let ev = Event::Assigned {
             interaction,
             agent: self.agents[a as usize].name.clone(),
@@ -1182,7 +1202,7 @@ impl Engine {
             self.agents[a as usize].load[c] = self.agents[a as usize].load[c].saturating_sub(1);
         }
         let handle = now.saturating_sub(since) + wrap;
-        self.figures_changed.insert(i.queue);
+        self.mark_figures(i.queue);
         let q = &mut self.queues[i.queue as usize];
         q.counters.handled(handle);
         let ev = Event::Completed {
@@ -1355,7 +1375,7 @@ impl Engine {
         self.ix_of.insert(req.id, ix);
         if entered {
             self.queues[qi as usize].counters.entered += 1;
-            self.figures_changed.insert(qi);
+            self.mark_figures(qi);
         }
         self.events.push(Event::Queued {
             interaction: req.id,
@@ -1438,7 +1458,7 @@ impl Engine {
             self.remove_interaction(ix);
         }
         let waited = now.saturating_sub(arrived);
-        self.figures_changed.insert(qi);
+        self.mark_figures(qi);
         let q = &mut self.queues[qi as usize];
         q.counters.abandoned += 1;
         self.events.push(Event::Abandoned {
@@ -1615,7 +1635,8 @@ impl Engine {
                     self.recompute_key(ix);
                     self.queues[qi as usize].counters.overflowed += 1;
                     self.queues[ti as usize].counters.entered += 1;
-                    self.figures_changed.extend([qi, ti]);
+                    self.mark_figures(qi);
+                    self.mark_figures(ti);
                     self.events.push(Event::Overflowed {
                         interaction: id,
                         from: self.queues[qi as usize].name.clone(),
@@ -1631,7 +1652,7 @@ impl Engine {
                         return;
                     };
                     let waited = self.now.saturating_sub(i.arrived_at);
-                    self.figures_changed.insert(qi);
+                    self.mark_figures(qi);
                     let q = &mut self.queues[qi as usize];
                     q.counters.closed += 1;
                     self.events.push(Event::Closed {
