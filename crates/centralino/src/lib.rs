@@ -182,44 +182,23 @@ pub async fn connect_store(config: &Config) -> Result<DatabaseConnection, RunErr
     Ok(centralino_store::connect(&url, config.store.max_connections).await?)
 }
 
-/// Applies every service's migrations, reporting each one through `progress`.
+/// Applies every service's migrations (the shared tables first), reporting
+/// each one through `progress`.
 pub async fn migrate_all(
     db: &DatabaseConnection,
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<String>, RunError> {
     let mut applied =
         centralino_store::migrate::<centralino_store::CoreMigrator>(db, &mut progress).await?;
-    applied.extend(
-        centralino_store::migrate::<centralino_router::RoutingMigrator>(db, &mut progress).await?,
-    );
-    applied.extend(
-        centralino_store::migrate::<centralino_history::HistoryMigrator>(db, &mut progress).await?,
-    );
-    applied.extend(
-        centralino_store::migrate::<centralino_email::EmailMigrator>(db, &mut progress).await?,
-    );
-    applied
-        .extend(centralino_store::migrate::<centralino_sms::SmsMigrator>(db, &mut progress).await?);
-    applied.extend(
-        centralino_store::migrate::<centralino_voice::VoiceMigrator>(db, &mut progress).await?,
-    );
-    applied.extend(
-        centralino_store::migrate::<centralino_desk::DeskMigrator>(db, &mut progress).await?,
-    );
+    for service in Service::ALL {
+        applied.extend(service.migrate(db, &mut progress).await?);
+    }
     Ok(applied)
 }
 
 /// The bus consumer (queue) names of every service, for dead letters.
 pub fn consumer_names() -> Vec<String> {
-    vec![
-        centralino_router::SERVICE.to_owned(),
-        centralino_history::consumer_spec().name,
-        centralino_history::commands_spec().name,
-        centralino_email::consumer_spec().name,
-        centralino_sms::consumer_spec().name,
-        centralino_voice::consumer_spec().name,
-        centralino_desk::consumer_spec().name,
-    ]
+    Service::ALL.iter().flat_map(|s| s.consumers()).collect()
 }
 
 /// Every routing queue the channel adapters' configuration sends work to,
@@ -334,7 +313,9 @@ pub enum Service {
 }
 
 impl Service {
-    /// Every service: what `up` runs.
+    /// Every service: what `up` runs, what `migrate` migrates, whose queues
+    /// `status` and the contract test read. A new service is one more entry
+    /// here and one arm in each method below.
     pub const ALL: [Service; 6] = [
         Service::Routing,
         Service::History,
@@ -343,6 +324,40 @@ impl Service {
         Service::Voice,
         Service::Desk,
     ];
+
+    /// Applies this service's migrations (its own migration table).
+    async fn migrate(
+        self,
+        db: &DatabaseConnection,
+        progress: &mut impl FnMut(&str),
+    ) -> Result<Vec<String>, RunError> {
+        use centralino_store::migrate;
+        Ok(match self {
+            Service::Routing => migrate::<centralino_router::RoutingMigrator>(db, progress).await?,
+            Service::History => {
+                migrate::<centralino_history::HistoryMigrator>(db, progress).await?
+            }
+            Service::Email => migrate::<centralino_email::EmailMigrator>(db, progress).await?,
+            Service::Sms => migrate::<centralino_sms::SmsMigrator>(db, progress).await?,
+            Service::Voice => migrate::<centralino_voice::VoiceMigrator>(db, progress).await?,
+            Service::Desk => migrate::<centralino_desk::DeskMigrator>(db, progress).await?,
+        })
+    }
+
+    /// The bus consumers (queues) this service declares.
+    pub fn consumers(self) -> Vec<String> {
+        match self {
+            Service::Routing => vec![centralino_router::SERVICE.to_owned()],
+            Service::History => vec![
+                centralino_history::consumer_spec().name,
+                centralino_history::commands_spec().name,
+            ],
+            Service::Email => vec![centralino_email::consumer_spec().name],
+            Service::Sms => vec![centralino_sms::consumer_spec().name],
+            Service::Voice => vec![centralino_voice::consumer_spec().name],
+            Service::Desk => vec![centralino_desk::consumer_spec().name],
+        }
+    }
 }
 
 /// Starts every service in this process and returns once all are listening.
