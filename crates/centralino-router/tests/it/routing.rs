@@ -773,92 +773,134 @@ fn spawn_agent(
     })
 }
 
+/// Three agents taking email work from the router at `addr_tx`'s address
+/// (they follow it when it changes), with half of `FLOOR_TOTAL`
+/// interactions published and under way: some completed, some held.
+struct BusyFloor {
+    addr_tx: tokio::sync::watch::Sender<std::net::SocketAddr>,
+    violations: Arc<Mutex<Vec<String>>>,
+    agents: Vec<tokio::task::JoinHandle<()>>,
+    ids: Vec<String>,
+}
+
+const FLOOR_TOTAL: usize = 120;
+
+impl BusyFloor {
+    async fn start(env: &Env, addr: std::net::SocketAddr) -> Self {
+        configure(
+            addr,
+            &env.token("root", Role::Admin),
+            &[],
+            vec![queue("mail", &[v1::Channel::Email], vec![])],
+            (0..3)
+                .map(|n| agent(&format!("a{n}"), vec![], &[(v1::Channel::Email, 3)]))
+                .collect(),
+        )
+        .await;
+        let (addr_tx, addr_rx) = tokio::sync::watch::channel(addr);
+        let holding = Arc::new(Mutex::new(HashMap::new()));
+        let violations = Arc::new(Mutex::new(Vec::new()));
+        let agents = (0..3)
+            .map(|n| {
+                spawn_agent(
+                    format!("a{n}"),
+                    env.token(&format!("a{n}"), Role::Agent),
+                    addr_rx.clone(),
+                    holding.clone(),
+                    violations.clone(),
+                )
+            })
+            .collect();
+        let mut floor = Self {
+            addr_tx,
+            violations,
+            agents,
+            ids: Vec::new(),
+        };
+        for _ in 0..FLOOR_TOTAL / 2 {
+            floor
+                .ids
+                .push(env.publish("mail", v1::Channel::Email).await);
+        }
+        eventually(WAIT, "some work done, some held", || async {
+            let (assigned, completed) = floor.counts(env);
+            (completed >= 5 && assigned > completed).then_some(())
+        })
+        .await;
+        floor
+    }
+
+    /// (assigned, completed) routing events so far.
+    fn counts(&self, env: &Env) -> (usize, usize) {
+        let events = env.events.lock().expect("events").clone();
+        let count = |k: Kind| events.iter().filter(|e| e.kind() == k).count();
+        (count(Kind::Assigned), count(Kind::Completed))
+    }
+
+    /// Publishes the other half (RabbitMQ keeps it whatever the router does).
+    async fn publish_rest(&mut self, env: &Env) {
+        for _ in self.ids.len()..FLOOR_TOTAL {
+            self.ids.push(env.publish("mail", v1::Channel::Email).await);
+        }
+    }
+
+    /// Waits until every published interaction completed (none lost), then
+    /// checks none completed twice and none was offered to two agents, and
+    /// prints the three counts after `what`.
+    async fn finish(self, env: &Env, what: &str) {
+        let ids = &self.ids;
+        let done = eventually(
+            Duration::from_secs(60),
+            "every interaction completed (none lost)",
+            || async {
+                let events = env.events.lock().expect("events").clone();
+                let mut done: HashMap<String, usize> = HashMap::new();
+                for e in events.iter().filter(|e| e.kind() == Kind::Completed) {
+                    *done.entry(e.interaction_id.clone()).or_default() += 1;
+                }
+                ids.iter().all(|i| done.contains_key(i)).then_some(done)
+            },
+        )
+        .await;
+        let twice = done.values().filter(|n| **n > 1).count();
+        let offered_twice = self.violations.lock().expect("v").len();
+        println!(
+            "{what}: 0 lost, {twice} completed twice, {offered_twice} offered to two agents, of {FLOOR_TOTAL}"
+        );
+        assert_eq!(
+            done.len(),
+            FLOOR_TOTAL,
+            "exactly the published interactions completed"
+        );
+        assert_eq!(twice, 0, "completed more than once: {done:?}");
+        assert!(
+            self.violations.lock().expect("v").is_empty(),
+            "{:?}",
+            self.violations.lock().expect("v")
+        );
+        for a in self.agents {
+            a.abort();
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_crashed_router_restarts_without_losing_or_doubling_anything() {
     let env = Env::new().await;
     let router = RouterProcess::start(&env, config(30_000)).await;
-    let admin_token = env.token("root", Role::Admin);
-    configure(
-        router.addr,
-        &admin_token,
-        &[],
-        vec![queue("mail", &[v1::Channel::Email], vec![])],
-        (0..3)
-            .map(|n| agent(&format!("a{n}"), vec![], &[(v1::Channel::Email, 3)]))
-            .collect(),
-    )
-    .await;
-    let (addr_tx, addr_rx) = tokio::sync::watch::channel(router.addr);
-    let holding = Arc::new(Mutex::new(HashMap::new()));
-    let violations = Arc::new(Mutex::new(Vec::new()));
-    let agents: Vec<_> = (0..3)
-        .map(|n| {
-            spawn_agent(
-                format!("a{n}"),
-                env.token(&format!("a{n}"), Role::Agent),
-                addr_rx.clone(),
-                holding.clone(),
-                violations.clone(),
-            )
-        })
-        .collect();
-    let total = 120;
-    let mut ids = Vec::new();
-    for _ in 0..total / 2 {
-        ids.push(env.publish("mail", v1::Channel::Email).await);
-    }
+    let mut floor = BusyFloor::start(&env, router.addr).await;
     // Crash mid-stream, with work held by agents and more waiting.
-    eventually(WAIT, "some work done, some held", || async {
-        let events = env.events.lock().expect("events").clone();
-        let count = |k: Kind| events.iter().filter(|e| e.kind() == k).count();
-        (count(Kind::Completed) >= 5 && count(Kind::Assigned) > count(Kind::Completed))
-            .then_some(())
-    })
-    .await;
     router.crash();
-    let in_flight = {
-        let events = env.events.lock().expect("events").clone();
-        let count = |k: Kind| events.iter().filter(|e| e.kind() == k).count();
-        (count(Kind::Assigned), count(Kind::Completed))
-    };
+    let in_flight = floor.counts(&env);
     assert!(
         in_flight.0 > in_flight.1,
         "the crash hit held work: {in_flight:?}"
     );
-    // Publishing goes on while the router is down: RabbitMQ keeps it.
-    for _ in ids.len()..total {
-        ids.push(env.publish("mail", v1::Channel::Email).await);
-    }
+    // Publishing goes on while the router is down.
+    floor.publish_rest(&env).await;
     let router = RouterProcess::start(&env, config(30_000)).await;
-    addr_tx.send(router.addr).expect("agents listen");
-    let done = eventually(
-        Duration::from_secs(60),
-        "every interaction completed once",
-        || async {
-            let events = env.events.lock().expect("events").clone();
-            let mut done: HashMap<String, usize> = HashMap::new();
-            for e in events.iter().filter(|e| e.kind() == Kind::Completed) {
-                *done.entry(e.interaction_id.clone()).or_default() += 1;
-            }
-            ids.iter().all(|i| done.contains_key(i)).then_some(done)
-        },
-    )
-    .await;
-    assert_eq!(
-        done.len(),
-        total,
-        "exactly the published interactions completed"
-    );
-    let twice: Vec<_> = done.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(twice.is_empty(), "completed more than once: {twice:?}");
-    assert!(
-        violations.lock().expect("v").is_empty(),
-        "{:?}",
-        violations.lock().expect("v")
-    );
-    for a in agents {
-        a.abort();
-    }
+    floor.addr_tx.send(router.addr).expect("agents listen");
+    floor.finish(&env, "crash").await;
     router.stop().await;
     env.cleanup().await;
 }
@@ -875,44 +917,8 @@ async fn a_deposed_router_loses_and_doubles_nothing_when_its_lock_goes() {
     use centralino_store::sea_orm::ConnectionTrait as _;
     let env = Env::new().await;
     let active = RouterProcess::start(&env, config(30_000)).await;
-    let admin_token = env.token("root", Role::Admin);
-    configure(
-        active.addr,
-        &admin_token,
-        &[],
-        vec![queue("mail", &[v1::Channel::Email], vec![])],
-        (0..3)
-            .map(|n| agent(&format!("a{n}"), vec![], &[(v1::Channel::Email, 3)]))
-            .collect(),
-    )
-    .await;
     let standby = RouterProcess::start_standby(&env, config(30_000));
-    let (addr_tx, addr_rx) = tokio::sync::watch::channel(active.addr);
-    let holding = Arc::new(Mutex::new(HashMap::new()));
-    let violations = Arc::new(Mutex::new(Vec::new()));
-    let agents: Vec<_> = (0..3)
-        .map(|n| {
-            spawn_agent(
-                format!("a{n}"),
-                env.token(&format!("a{n}"), Role::Agent),
-                addr_rx.clone(),
-                holding.clone(),
-                violations.clone(),
-            )
-        })
-        .collect();
-    let total = 120;
-    let mut ids = Vec::new();
-    for _ in 0..total / 2 {
-        ids.push(env.publish("mail", v1::Channel::Email).await);
-    }
-    eventually(WAIT, "some work done, some held", || async {
-        let events = env.events.lock().expect("events").clone();
-        let count = |k: Kind| events.iter().filter(|e| e.kind() == k).count();
-        (count(Kind::Completed) >= 5 && count(Kind::Assigned) > count(Kind::Completed))
-            .then_some(())
-    })
-    .await;
+    let mut floor = BusyFloor::start(&env, active.addr).await;
     // The lock goes; the active router goes on as if nothing happened.
     let db = centralino_store::connect(&env.db.url, 1)
         .await
@@ -925,48 +931,17 @@ async fn a_deposed_router_loses_and_doubles_nothing_when_its_lock_goes() {
     .expect("cut the lock connection");
     let _ = db.close().await;
     // Publishing goes on through the takeover.
-    for _ in ids.len()..total {
-        ids.push(env.publish("mail", v1::Channel::Email).await);
-    }
+    floor.publish_rest(&env).await;
     let leader = tokio::time::timeout(Duration::from_secs(30), standby)
         .await
         .expect("the standby took over within 30 s")
         .expect("task")
         .expect("serving");
-    addr_tx.send(leader.addr).expect("agents follow the leader");
-    let done = eventually(
-        Duration::from_secs(60),
-        "every interaction completed once",
-        || async {
-            let events = env.events.lock().expect("events").clone();
-            let mut done: HashMap<String, usize> = HashMap::new();
-            for e in events.iter().filter(|e| e.kind() == Kind::Completed) {
-                *done.entry(e.interaction_id.clone()).or_default() += 1;
-            }
-            ids.iter().all(|i| done.contains_key(i)).then_some(done)
-        },
-    )
-    .await;
-    let lost = ids.iter().filter(|i| !done.contains_key(*i)).count();
-    let twice = done.values().filter(|n| **n > 1).count();
-    let offered_twice = violations.lock().expect("v").len();
-    println!(
-        "split brain: {lost} lost, {twice} completed twice, {offered_twice} offered to two agents, of {total}"
-    );
-    assert_eq!(
-        done.len(),
-        total,
-        "exactly the published interactions completed"
-    );
-    assert_eq!(twice, 0, "completed more than once: {done:?}");
-    assert!(
-        violations.lock().expect("v").is_empty(),
-        "{:?}",
-        violations.lock().expect("v")
-    );
-    for a in agents {
-        a.abort();
-    }
+    floor
+        .addr_tx
+        .send(leader.addr)
+        .expect("agents follow the leader");
+    floor.finish(&env, "split brain").await;
     leader.stop().await;
     active.stop().await;
     env.cleanup().await;
