@@ -36,8 +36,9 @@ async fn write(db: &DatabaseConnection, fence: &leader::Fence, n: i32) -> Result
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_deposed_leader_cannot_write_after_its_successor_took_over() {
+/// A fresh migrated database with a scratch table, and the pools of two
+/// instances of one service on it.
+async fn two_instances() -> (TestDatabase, DatabaseConnection, DatabaseConnection) {
     let t = TestDatabase::postgres().await;
     let a_db = centralino_store::connect(&t.url, 4).await.expect("a");
     let b_db = centralino_store::connect(&t.url, 4).await.expect("b");
@@ -47,6 +48,12 @@ async fn a_deposed_leader_cannot_write_after_its_successor_took_over() {
     a_db.execute_unprepared("CREATE TABLE scratch (n INT)")
         .await
         .expect("scratch");
+    (t, a_db, b_db)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deposed_leader_cannot_write_after_its_successor_took_over() {
+    let (t, a_db, b_db) = two_instances().await;
     let a = lead(&a_db).await;
     let a_fence = a.fence();
     assert_eq!(a_fence.epoch(), Some(1));
@@ -97,15 +104,7 @@ async fn a_deposed_leader_cannot_write_after_its_successor_took_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_takeover_waits_for_the_old_leaders_open_write() {
-    let t = TestDatabase::postgres().await;
-    let a_db = centralino_store::connect(&t.url, 4).await.expect("a");
-    let b_db = centralino_store::connect(&t.url, 4).await.expect("b");
-    centralino_store::migrate::<CoreMigrator>(&a_db, |_| {})
-        .await
-        .expect("migrate");
-    a_db.execute_unprepared("CREATE TABLE scratch (n INT)")
-        .await
-        .expect("scratch");
+    let (t, a_db, b_db) = two_instances().await;
     let a = lead(&a_db).await;
     let open = a.fence().begin(&a_db).await.expect("begin");
     open.execute_unprepared("INSERT INTO scratch VALUES (1)")
