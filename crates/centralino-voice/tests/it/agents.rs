@@ -184,15 +184,9 @@ async fn calls_lost_in_a_crash_are_closed_when_the_adapter_starts_again() {
     env.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_callback_rings_the_agent_then_calls_the_customer_back() {
-    let mut phone = Baresip::start("dave").await;
-    let customer = SippUas::start();
-    let mut cfg = config();
-    cfg.agents.insert("dave".into(), phone.uri());
-    cfg.trunk = Some(format!("sip:{{number}}@{}", customer.addr()));
-    let env = Env::start(cfg).await;
-    // The caller asks for a callback instead of waiting.
+/// A caller queues, then asks to be called back (virtual hold) instead of
+/// waiting: the callback's interaction id.
+async fn caller_asks_for_a_callback(env: &Env) -> String {
     let script = CallerScript::new(NUMBER, CALLER)
         .steps([
             Step::Pause(500),
@@ -209,8 +203,19 @@ async fn a_callback_rings_the_agent_then_calls_the_customer_back() {
     )
     .await
     .assert_success();
-    let created = env.wait_created(2).await;
-    let callback = created[1].id.clone();
+    env.wait_created(2).await[1].id.clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_callback_rings_the_agent_then_calls_the_customer_back() {
+    let mut phone = Baresip::start("dave").await;
+    let customer = SippUas::start();
+    let mut cfg = config();
+    cfg.agents.insert("dave".into(), phone.uri());
+    cfg.trunk = Some(format!("sip:{{number}}@{}", customer.addr()));
+    let env = Env::start(cfg).await;
+    // The caller asks for a callback instead of waiting.
+    let callback = caller_asks_for_a_callback(&env).await;
     // Routing gives the callback to dave: his phone rings first, then the customer's.
     env.routing(Kind::Assigned, &callback, "dave").await;
     phone
@@ -252,24 +257,7 @@ async fn a_callback_assigned_during_a_database_blip_is_dialled_once_it_answers()
     cfg.agents.insert("erin".into(), phone.uri());
     cfg.trunk = Some(format!("sip:{{number}}@{}", customer.addr()));
     let env = Env::start(cfg).await;
-    let script = CallerScript::new(NUMBER, CALLER)
-        .steps([
-            Step::Pause(500),
-            Step::Info('1'),
-            Step::Pause(1000),
-            Step::Info('1'),
-        ])
-        .ending(Ending::WaitBye { timeout_ms: 20_000 });
-    run_sipp(
-        &sipp_caller_scenario(&script),
-        env.sip,
-        &[],
-        Duration::from_secs(60),
-    )
-    .await
-    .assert_success();
-    let created = env.wait_created(2).await;
-    let callback = created[1].id.clone();
+    let callback = caller_asks_for_a_callback(&env).await;
     // The database stops answering the adapter's reads of its calls.
     let other = centralino_store::connect(&env.db.url, 2)
         .await
