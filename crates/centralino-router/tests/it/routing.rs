@@ -1012,11 +1012,20 @@ async fn queue_figures_survive_a_takeover() {
         reason: "break".into(),
     }))
     .await;
-    let before = eventually(WAIT, "two answered and completed", || async {
-        let f = figures(router.addr, &sup, "mail").await;
-        (f.entered == 3 && f.answered == 2 && f.average_handle_ms.is_some()).then_some(f)
+    // Both completions committed (their events are published after the
+    // commit), so the figures read next include both handle times.
+    eventually(WAIT, "two completed", || async {
+        let events = env.events.lock().expect("events").clone();
+        (events
+            .iter()
+            .filter(|e| e.kind() == Kind::Completed)
+            .count()
+            == 2)
+            .then_some(())
     })
     .await;
+    let before = figures(router.addr, &sup, "mail").await;
+    assert_eq!((before.entered, before.answered), (3, 2));
     drop(anna);
     router.stop().await;
     let router = RouterProcess::start(&env, config(30_000)).await;
