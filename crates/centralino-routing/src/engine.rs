@@ -22,6 +22,7 @@ use std::sync::Arc;
 use centralino_domain::{Channel, DomainError, InteractionId};
 
 use crate::Millis;
+use crate::agent::{AgentStatus, Presence};
 use crate::bitset::BitSet;
 use crate::config::{
     AgentConfig, EngineSettings, QueueConfig, SkillRequirement, StepAction, Strategy, index,
@@ -63,39 +64,6 @@ pub enum EngineError {
     },
     #[error("agent {0} is offline")]
     AgentOffline(String),
-}
-
-/// What an agent said it is doing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Presence {
-    Offline,
-    Available,
-    NotReady(String),
-}
-
-/// What an agent is doing, derived from presence and what it holds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AgentStatus {
-    Offline,
-    /// Available with nothing held.
-    Idle,
-    /// Available, holding or being offered something.
-    Busy,
-    /// Available, nothing held but wrap-up still running.
-    WrapUp,
-    NotReady(String),
-}
-
-impl AgentStatus {
-    pub fn as_str(&self) -> &str {
-        match self {
-            AgentStatus::Offline => "offline",
-            AgentStatus::Idle => "idle",
-            AgentStatus::Busy => "busy",
-            AgentStatus::WrapUp => "wrap-up",
-            AgentStatus::NotReady(_) => "not-ready",
-        }
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -30,20 +30,22 @@
 
 #![forbid(unsafe_code)]
 
+mod agent;
 mod bitset;
 mod config;
 mod engine;
 pub mod sim;
 mod stats;
 
+pub use agent::{AgentStatus, Presence};
 pub use centralino_domain::{Channel, InteractionId};
 pub use config::{
     AgentConfig, ChannelMap, EngineSettings, MAX_DURATION_MS, MAX_LEVEL, MIN_LEVEL, NameError,
     QueueConfig, ServiceLevel, SkillRequirement, Step, StepAction, Strategy, validate_name,
 };
 pub use engine::{
-    AgentStatus, AgentView, Engine, EngineError, Enqueue, Event, InteractionView, Location,
-    MISSED_OFFERS, Presence, RequeueReason, RevokeReason,
+    AgentView, Engine, EngineError, Enqueue, Event, InteractionView, Location, MISSED_OFFERS,
+    RequeueReason, RevokeReason,
 };
 pub use stats::{AgentCounts, Position, QueueFigures, QueueStats};
 

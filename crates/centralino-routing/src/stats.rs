@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use centralino_domain::InteractionId;
 
+use crate::agent::AgentStatus;
 use crate::config::QueueConfig;
-use crate::engine::AgentStatus;
 
 /// Weight of the newest handle time in the moving average.
 const AHT_ALPHA: f64 = 0.05;
