@@ -24,6 +24,75 @@ pub enum Action {
     Hangup,
 }
 
+/// Why a text is not an [`Action`]. Each message quotes what was written
+/// (the configuration puts the key in front).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseActionError {
+    /// `queue:` with nothing before the priority.
+    #[error("{text:?} has no queue name")]
+    NoQueue { text: String },
+    /// `queue:NAME:PRIORITY` whose priority is not a whole number 0–100.
+    /// `queue` is the name written before it, for a caller that checks names
+    /// (routing's rules) before priorities.
+    #[error("{text:?}: the priority must be 0–100")]
+    BadPriority { text: String, queue: String },
+    /// `menu:` with no menu name.
+    #[error("{text:?} has no menu name")]
+    NoMenu { text: String },
+    /// None of the forms.
+    #[error(
+        "{text:?} is not an action (queue:NAME, queue:NAME:PRIORITY, menu:NAME, repeat or hangup)"
+    )]
+    Unknown { text: String },
+}
+
+/// The action grammar of IVR configurations: `queue:NAME` (priority 0),
+/// `queue:NAME:PRIORITY` (0–100), `menu:NAME`, `repeat` or `hangup`, with
+/// spaces around the whole ignored. The queue name is everything between the
+/// first and the second `:`; whether routing accepts it, and whether a menu
+/// exists, is for the caller (and [`Flow::validate`]) to check.
+impl std::str::FromStr for Action {
+    type Err = ParseActionError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let t = text.trim();
+        if let Some(rest) = t.strip_prefix("queue:") {
+            let (queue, priority) = match rest.split_once(':') {
+                Some((q, p)) => (q, Some(p)),
+                None => (rest, None),
+            };
+            if queue.is_empty() {
+                return Err(ParseActionError::NoQueue { text: text.into() });
+            }
+            let priority = match priority {
+                None => 0,
+                Some(p) => p.parse::<u32>().ok().filter(|p| *p <= 100).ok_or_else(|| {
+                    ParseActionError::BadPriority {
+                        text: text.into(),
+                        queue: queue.into(),
+                    }
+                })?,
+            };
+            return Ok(Action::Queue {
+                queue: queue.to_owned(),
+                priority,
+            });
+        }
+        if let Some(menu) = t.strip_prefix("menu:") {
+            return if menu.is_empty() {
+                Err(ParseActionError::NoMenu { text: text.into() })
+            } else {
+                Ok(Action::Menu(menu.to_owned()))
+            };
+        }
+        match t {
+            "repeat" => Ok(Action::Repeat),
+            "hangup" => Ok(Action::Hangup),
+            _ => Err(ParseActionError::Unknown { text: text.into() }),
+        }
+    }
+}
+
 /// One menu.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Menu {
@@ -503,6 +572,134 @@ mod tests {
             s.key(&f, '#', 20).as_slice(),
             [Effect::Hangup { .. }]
         ));
+    }
+
+    #[test]
+    fn actions_are_read_from_text() {
+        let queue = |q: &str, priority| Action::Queue {
+            queue: q.into(),
+            priority,
+        };
+        for (text, action) in [
+            ("queue:sales", queue("sales", 0)),
+            ("queue:sales:0", queue("sales", 0)),
+            ("queue:sales:10", queue("sales", 10)),
+            ("queue:sales:100", queue("sales", 100)),
+            ("  queue:support.it@b-2  ", queue("support.it@b-2", 0)),
+            ("menu:billing", Action::Menu("billing".into())),
+            ("menu:a b", Action::Menu("a b".into())),
+            ("repeat", Action::Repeat),
+            ("hangup", Action::Hangup),
+            (" hangup\n", Action::Hangup),
+        ] {
+            assert_eq!(text.parse::<Action>(), Ok(action), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn bad_actions_say_what_is_wrong() {
+        for (text, error, message) in [
+            (
+                "queue:",
+                ParseActionError::NoQueue {
+                    text: "queue:".into(),
+                },
+                r#""queue:" has no queue name"#,
+            ),
+            (
+                "queue::5",
+                ParseActionError::NoQueue {
+                    text: "queue::5".into(),
+                },
+                r#""queue::5" has no queue name"#,
+            ),
+            (
+                "queue:sales:high",
+                ParseActionError::BadPriority {
+                    text: "queue:sales:high".into(),
+                    queue: "sales".into(),
+                },
+                r#""queue:sales:high": the priority must be 0–100"#,
+            ),
+            (
+                "queue:sales:101",
+                ParseActionError::BadPriority {
+                    text: "queue:sales:101".into(),
+                    queue: "sales".into(),
+                },
+                r#""queue:sales:101": the priority must be 0–100"#,
+            ),
+            (
+                "queue:sales:-1",
+                ParseActionError::BadPriority {
+                    text: "queue:sales:-1".into(),
+                    queue: "sales".into(),
+                },
+                r#""queue:sales:-1": the priority must be 0–100"#,
+            ),
+            (
+                "queue:sales:",
+                ParseActionError::BadPriority {
+                    text: "queue:sales:".into(),
+                    queue: "sales".into(),
+                },
+                r#""queue:sales:": the priority must be 0–100"#,
+            ),
+            (
+                "queue:a:1:2",
+                ParseActionError::BadPriority {
+                    text: "queue:a:1:2".into(),
+                    queue: "a".into(),
+                },
+                r#""queue:a:1:2": the priority must be 0–100"#,
+            ),
+            (
+                "menu:",
+                ParseActionError::NoMenu {
+                    text: "menu:".into(),
+                },
+                r#""menu:" has no menu name"#,
+            ),
+            (
+                "transfer",
+                ParseActionError::Unknown {
+                    text: "transfer".into(),
+                },
+                r#""transfer" is not an action (queue:NAME, queue:NAME:PRIORITY, menu:NAME, repeat or hangup)"#,
+            ),
+            (
+                "",
+                ParseActionError::Unknown { text: "".into() },
+                r#""" is not an action (queue:NAME, queue:NAME:PRIORITY, menu:NAME, repeat or hangup)"#,
+            ),
+            (
+                "Hangup",
+                ParseActionError::Unknown {
+                    text: "Hangup".into(),
+                },
+                r#""Hangup" is not an action (queue:NAME, queue:NAME:PRIORITY, menu:NAME, repeat or hangup)"#,
+            ),
+            (
+                "queue sales",
+                ParseActionError::Unknown {
+                    text: "queue sales".into(),
+                },
+                r#""queue sales" is not an action (queue:NAME, queue:NAME:PRIORITY, menu:NAME, repeat or hangup)"#,
+            ),
+        ] {
+            let got = text.parse::<Action>();
+            assert_eq!(got, Err(error), "{text:?}");
+            assert_eq!(
+                got.map_err(|e| e.to_string()),
+                Err(message.to_owned()),
+                "{text:?}"
+            );
+        }
+        // The message quotes what was written, spaces and all.
+        assert_eq!(
+            " menu: ".parse::<Action>().map_err(|e| e.to_string()),
+            Err(r#"" menu: " has no menu name"#.to_owned())
+        );
     }
 
     #[test]

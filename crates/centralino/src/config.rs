@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use centralino_telephony::ivr::{Action, Flow, Menu};
+use centralino_telephony::ivr::{Action, Flow, Menu, ParseActionError};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Environment variables that configure the test suite or the loader, not a service.
@@ -1206,49 +1206,26 @@ impl Default for VoiceMenuSection {
     }
 }
 
-/// An IVR action written `queue:NAME[:PRIORITY]`, `menu:NAME`, `repeat` or `hangup`.
+/// An IVR action written `queue:NAME[:PRIORITY]`, `menu:NAME`, `repeat` or
+/// `hangup` (telephony's grammar, [`Action`]'s `FromStr`), whose queue is a
+/// name routing accepts. The error names `key`.
 fn voice_action(key: &str, text: &str) -> Result<Action, String> {
-    let t = text.trim();
-    if let Some(rest) = t.strip_prefix("queue:") {
-        let (queue, priority) = match rest.split_once(':') {
-            Some((q, p)) => (q, Some(p)),
-            None => (rest, None),
-        };
-        if queue.is_empty() {
-            return Err(format!("{key}: {text:?} has no queue name"));
+    let parsed = text.parse::<Action>();
+    // Routing's rule for the name is checked before the priority.
+    let queue = match &parsed {
+        Ok(Action::Queue { queue, .. }) | Err(ParseActionError::BadPriority { queue, .. }) => {
+            Some(queue.as_str())
         }
-        if centralino_routing::validate_name("queue", queue).is_err() {
-            return Err(format!(
-                "{key}: {queue:?} is not a queue name (letters, digits, '.', '_', '-', '@'; 1–64)"
-            ));
-        }
-        let priority = match priority {
-            None => 0,
-            Some(p) => p
-                .parse::<u32>()
-                .ok()
-                .filter(|p| *p <= 100)
-                .ok_or_else(|| format!("{key}: {text:?}: the priority must be 0–100"))?,
-        };
-        return Ok(Action::Queue {
-            queue: queue.to_owned(),
-            priority,
-        });
+        _ => None,
+    };
+    if let Some(queue) = queue
+        && centralino_routing::validate_name("queue", queue).is_err()
+    {
+        return Err(format!(
+            "{key}: {queue:?} is not a queue name (letters, digits, '.', '_', '-', '@'; 1–64)"
+        ));
     }
-    if let Some(menu) = t.strip_prefix("menu:") {
-        return if menu.is_empty() {
-            Err(format!("{key}: {text:?} has no menu name"))
-        } else {
-            Ok(Action::Menu(menu.to_owned()))
-        };
-    }
-    match t {
-        "repeat" => Ok(Action::Repeat),
-        "hangup" => Ok(Action::Hangup),
-        _ => Err(format!(
-            "{key}: {text:?} is not an action (queue:NAME, queue:NAME:PRIORITY, menu:NAME, repeat or hangup)"
-        )),
-    }
+    parsed.map_err(|e| format!("{key}: {e}"))
 }
 
 impl VoiceFlowSection {
