@@ -1,4 +1,5 @@
-//! Ticket numbers and opening hours.
+//! Ticket numbers and opening hours (and how a site's hours and time zone
+//! are written in the configuration).
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use chrono_tz::Tz;
@@ -25,6 +26,30 @@ impl Site {
         let local = at.with_timezone(&self.tz).time();
         self.opens <= local && local < self.closes
     }
+}
+
+/// Why a site's opening hours or time zone could not be read. Each message
+/// quotes what was written (the configuration puts the key in front).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum HoursError {
+    #[error("{0:?} is not a time like 08:30")]
+    Time(String),
+    #[error("{0:?} is not an IANA time zone like Europe/Rome")]
+    TimeZone(String),
+}
+
+/// An opening or closing time as a site's hours are written: `HH:MM`,
+/// 24-hour, local time (`08:30`, `17:00`), spaces around it ignored.
+pub fn parse_time(text: &str) -> Result<NaiveTime, HoursError> {
+    NaiveTime::parse_from_str(text.trim(), "%H:%M").map_err(|_| HoursError::Time(text.into()))
+}
+
+/// A site's time zone: an IANA name (`Europe/Rome`, `UTC`), spaces around it
+/// ignored.
+pub fn parse_time_zone(text: &str) -> Result<Tz, HoursError> {
+    text.trim()
+        .parse::<Tz>()
+        .map_err(|_| HoursError::TimeZone(text.into()))
 }
 
 /// A service's prefix: 1 to 3 ASCII capital letters (`A`, `B`, `PAY`).
@@ -119,6 +144,51 @@ mod tests {
         assert!(
             !site.is_open(utc(2026, 3, 30, 15, 0)),
             "17:00 local is closed"
+        );
+    }
+
+    #[test]
+    fn hours_are_read_as_local_hh_mm() {
+        let hm = |h, m| NaiveTime::from_hms_opt(h, m, 0).expect("time");
+        for (text, time) in [
+            ("08:30", hm(8, 30)),
+            ("17:00", hm(17, 0)),
+            ("00:00", hm(0, 0)),
+            ("23:59", hm(23, 59)),
+            (" 09:15 ", hm(9, 15)),
+            ("9:05", hm(9, 5)),
+        ] {
+            assert_eq!(parse_time(text), Ok(time), "{text:?}");
+        }
+        for text in [
+            "", "24:00", "12:60", "8.30", "0830", "08:30:00", "08:30pm", "noon", "-1:00",
+        ] {
+            assert_eq!(
+                parse_time(text),
+                Err(HoursError::Time(text.into())),
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            parse_time("8h30").map_err(|e| e.to_string()),
+            Err(r#""8h30" is not a time like 08:30"#.to_owned())
+        );
+    }
+
+    #[test]
+    fn time_zones_are_iana_names() {
+        assert_eq!(parse_time_zone("Europe/Rome"), Ok(chrono_tz::Europe::Rome));
+        assert_eq!(parse_time_zone(" UTC "), Ok(chrono_tz::UTC));
+        for text in ["", "CEST", "Europe/Milano", "+01:00"] {
+            assert_eq!(
+                parse_time_zone(text),
+                Err(HoursError::TimeZone(text.into())),
+                "{text:?}"
+            );
+        }
+        assert_eq!(
+            parse_time_zone("Rome").map_err(|e| e.to_string()),
+            Err(r#""Rome" is not an IANA time zone like Europe/Rome"#.to_owned())
         );
     }
 

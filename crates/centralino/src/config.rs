@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use centralino_telephony::ivr::{Action, Flow, Menu, ParseActionError};
+use centralino_ticketing::numbering;
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Environment variables that configure the test suite or the loader, not a service.
@@ -942,8 +943,8 @@ impl DeskSection {
             SocketAddr::from(([127, 0, 0, 1], 8090))
         });
         let time = |errors: &mut Vec<String>, key: String, v: &str| {
-            chrono::NaiveTime::parse_from_str(v.trim(), "%H:%M").unwrap_or_else(|_| {
-                errors.push(format!("{key}: {v:?} is not a time like 08:30"));
+            numbering::parse_time(v).unwrap_or_else(|e| {
+                errors.push(format!("{key}: {e}"));
                 chrono::NaiveTime::MIN
             })
         };
@@ -951,20 +952,13 @@ impl DeskSection {
         let mut counters = std::collections::HashMap::new();
         let mut printers = std::collections::HashMap::new();
         for (i, s) in self.sites.iter().enumerate() {
-            let tz = s
-                .timezone
-                .trim()
-                .parse::<chrono_tz::Tz>()
-                .unwrap_or_else(|_| {
-                    errors.push(format!(
-                        "desk.sites[{i}].timezone: {:?} is not an IANA time zone like Europe/Rome",
-                        s.timezone
-                    ));
-                    chrono_tz::UTC
-                });
+            let tz = numbering::parse_time_zone(&s.timezone).unwrap_or_else(|e| {
+                errors.push(format!("desk.sites[{i}].timezone: {e}"));
+                chrono_tz::UTC
+            });
             let opens = time(&mut errors, format!("desk.sites[{i}].opens"), &s.opens);
             let closes = time(&mut errors, format!("desk.sites[{i}].closes"), &s.closes);
-            sites.push(centralino_ticketing::numbering::Site {
+            sites.push(numbering::Site {
                 id: s.id.trim().to_owned(),
                 tz,
                 opens,
