@@ -34,3 +34,11 @@ pub enum BusError {
     #[error("bus is shut down")]
     Closed,
 }
+
+impl BusError {
+    /// Whether waiting may cure it: the broker unreachable or the bus being
+    /// reconnected, as opposed to a message or name that is wrong.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, BusError::Unavailable(_) | BusError::Closed)
+    }
+}

@@ -39,10 +39,7 @@ impl StoreError {
             StoreError::UnsupportedUrl => false,
             StoreError::Connect(_) | StoreError::Leadership(_) | StoreError::Fenced { .. } => true,
             StoreError::Db(e) => db_err_is_transient(e),
-            StoreError::Bus(e) => matches!(
-                e,
-                centralino_bus::BusError::Unavailable(_) | centralino_bus::BusError::Closed
-            ),
+            StoreError::Bus(e) => e.is_transient(),
         }
     }
 }

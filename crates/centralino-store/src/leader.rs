@@ -19,8 +19,12 @@
 //! open transactions, and every later one of them sees the new epoch: no write
 //! of a deposed leader lands after its successor took over. A fenced write,
 //! or a failed check of the lock connection, turns [`Leadership::lost`]
-//! `true`: the service stops and contends again. SQLite (the embedded,
-//! single-process mode) needs no lock and no fence.
+//! `true`: the service stops and contends again. The lock is also a lease:
+//! a leader that stops answering (paused by SIGSTOP, frozen) loses its lock
+//! connection after `LEASE` of silence, a standby takes over, and the paused
+//! one, once it runs again, steps down on noticing how long it slept (its
+//! writes meanwhile are fenced). SQLite (the embedded, single-process mode)
+//! needs no lock and no fence.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +37,16 @@ use crate::StoreError;
 
 const RETRY: Duration = Duration::from_secs(1);
 const CHECK: Duration = Duration::from_secs(2);
+/// How long the lock outlives a leader that stops answering (a process
+/// paused by SIGSTOP or a debugger, a VM frozen): PostgreSQL closes its lock
+/// connection once it has been idle this long (`idle_session_timeout`), so a
+/// standby can take over from a hung leader and not only from a dead one.
+/// The watchdog touches the connection every [`CHECK`], well inside it.
+const LEASE: Duration = Duration::from_secs(10);
+/// A watchdog that wakes this late since its last good check was paused
+/// long enough that the lease may have run out: it steps down without
+/// waiting to learn whether it did.
+const LEASE_MARGIN: Duration = Duration::from_secs(7);
 
 /// Held leadership. Dropping it releases the lock (its connection closes).
 pub struct Leadership {
@@ -130,8 +144,12 @@ impl Fence {
         let row = txn
             .query_one_raw(Statement::from_sql_and_values(
                 DbBackend::Postgres,
-                "SELECT epoch FROM centralino_leader_epoch WHERE service = $1 FOR SHARE",
-                [service.into()],
+                // The lease covers the transaction too: a leader paused
+                // inside it would otherwise keep the epoch row share-locked,
+                // and its successor's takeover waiting, until it resumed.
+                "SELECT epoch, set_config('idle_in_transaction_session_timeout', $2, true) \
+                 FROM centralino_leader_epoch WHERE service = $1 FOR SHARE",
+                [service.into(), LEASE.as_millis().to_string().into()],
             ))
             .await?;
         let current: Option<i64> = row.map(|r| r.try_get("", "epoch")).transpose()?;
@@ -204,6 +222,13 @@ pub async fn acquire(
         }
         tokio::time::sleep(RETRY).await;
     }
+    // The lease: a leader that stops touching its lock connection (paused,
+    // hung) loses it after `LEASE`, as a dead one does at once.
+    sqlx::query("SELECT set_config('idle_session_timeout', $1, false)")
+        .bind(LEASE.as_millis().to_string())
+        .execute(&mut conn)
+        .await
+        .map_err(err)?;
     // Waits for the open write transactions of a deposed leader (they hold
     // the row FOR SHARE); every later one of them sees this epoch and fails.
     let (epoch,): (i64,) = sqlx::query_as(
@@ -219,8 +244,18 @@ pub async fn acquire(
     tracing::info!(service, epoch, "leadership acquired");
     let watch = tx.clone();
     let watchdog = tokio::spawn(async move {
+        let mut last_good = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(CHECK).await;
+            if last_good.elapsed() > LEASE_MARGIN {
+                tracing::error!(
+                    service,
+                    late_ms = u64::try_from(last_good.elapsed().as_millis()).unwrap_or(u64::MAX),
+                    "this instance was paused past its leadership lease; stepping down"
+                );
+                let _ = watch.send(true);
+                return;
+            }
             let ok: Result<(bool,), _> = sqlx::query_as(
                 "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' \
                  AND pid = pg_backend_pid() AND granted \
@@ -237,6 +272,7 @@ pub async fn acquire(
                 let _ = watch.send(true);
                 return;
             }
+            last_good = tokio::time::Instant::now();
             if *watch.borrow() {
                 return;
             }

@@ -158,3 +158,129 @@ pub async fn configure(
         admin.upsert_agent(authed(a, token)).await.expect("agent");
     }
 }
+
+/// Who holds an offer right now, across every agent of a floor, and every
+/// time an interaction was offered to one agent while another still held
+/// it (an offer belongs to a live session: a session that ends gives its
+/// offers up).
+#[derive(Default)]
+pub struct OfferLedger {
+    holding: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    violations: std::sync::Mutex<Vec<String>>,
+}
+
+impl OfferLedger {
+    fn offered(&self, id: &str, agent: &str) {
+        let Ok(mut h) = self.holding.lock() else {
+            return;
+        };
+        if let Some(other) = h.get(id).filter(|o| *o != agent)
+            && let Ok(mut v) = self.violations.lock()
+        {
+            v.push(format!("{id} offered to {agent} while {other} had it"));
+        }
+        h.insert(id.to_owned(), agent.to_owned());
+    }
+
+    fn released(&self, id: &str) {
+        if let Ok(mut h) = self.holding.lock() {
+            h.remove(id);
+        }
+    }
+
+    fn session_ended(&self, agent: &str) {
+        if let Ok(mut h) = self.holding.lock() {
+            h.retain(|_, a| a != agent);
+        }
+    }
+
+    /// Every offer made to a second agent while the first held it.
+    pub fn violations(&self) -> Vec<String> {
+        self.violations.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}
+
+/// How long an agent waits for a session to open, and for any update on an
+/// open one, before it tries the next address: a server that is paused
+/// (SIGSTOP) accepts connections and then says nothing.
+const SESSION_SILENCE: Duration = Duration::from_secs(5);
+
+/// An agent who accepts whatever they are offered and completes it after
+/// `handle`, reconnecting whenever the session ends or falls silent, to the
+/// next of the addresses `addrs` holds at the time (the instances that may
+/// lead). Offers go through `ledger`.
+pub fn spawn_worker(
+    name: String,
+    token: String,
+    addrs: tokio::sync::watch::Receiver<Vec<SocketAddr>>,
+    handle: Duration,
+    ledger: std::sync::Arc<OfferLedger>,
+) -> tokio::task::JoinHandle<()> {
+    use v1::agent_request::Action;
+    use v1::agent_update::Update;
+    tokio::spawn(async move {
+        let mut turn = 0usize;
+        loop {
+            let list = addrs.borrow().clone();
+            let Some(addr) = list.get(turn % list.len().max(1)).copied() else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            turn += 1;
+            let opened = tokio::time::timeout(SESSION_SILENCE, Desk::open(addr, &token)).await;
+            let Ok(Ok((mut desk, snapshot))) = opened else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            desk.available().await;
+            for o in &snapshot.offers {
+                ledger.offered(&o.interaction_id, &name);
+                desk.send(Action::Accept(v1::OfferAnswer {
+                    interaction_id: o.interaction_id.clone(),
+                }))
+                .await;
+            }
+            for held in &snapshot.assigned {
+                ledger.released(&held.interaction_id);
+                desk.send(Action::Complete(v1::CompleteInteraction {
+                    interaction_id: held.interaction_id.clone(),
+                    disposition: "done".into(),
+                    ..Default::default()
+                }))
+                .await;
+            }
+            loop {
+                let update = match tokio::time::timeout(SESSION_SILENCE, desk.updates.message())
+                    .await
+                {
+                    Ok(Ok(Some(u))) => u.update,
+                    // Ended, failed, or silent: try the next address.
+                    _ => break,
+                };
+                match update {
+                    Some(Update::Offer(o)) => {
+                        ledger.offered(&o.interaction_id, &name);
+                        desk.send(Action::Accept(v1::OfferAnswer {
+                            interaction_id: o.interaction_id,
+                        }))
+                        .await;
+                    }
+                    Some(Update::OfferRevoked(r)) => ledger.released(&r.interaction_id),
+                    Some(Update::Assigned(a)) => {
+                        tokio::time::sleep(handle).await;
+                        ledger.released(&a.interaction_id);
+                        desk.send(Action::Complete(v1::CompleteInteraction {
+                            interaction_id: a.interaction_id.clone(),
+                            disposition: "done".into(),
+                            ..Default::default()
+                        }))
+                        .await;
+                    }
+                    _ => {}
+                }
+            }
+            ledger.session_ended(&name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}

@@ -51,6 +51,38 @@ pub enum RunError {
     SteppedDown(String),
 }
 
+impl RunError {
+    /// Whether the environment, not the configuration, stopped a start: the
+    /// database or broker unreachable or restarting, a leadership lock lost
+    /// while waiting for it. Such a start is tried again, even the first.
+    pub fn is_transient(&self) -> bool {
+        use centralino_desk::DeskError as Desk;
+        use centralino_email::EmailError as Email;
+        use centralino_history::HistoryError as History;
+        use centralino_router::RouterError as Router;
+        use centralino_sms::SmsError as Sms;
+        use centralino_voice::VoiceError as Voice;
+        match self {
+            RunError::SteppedDown(_) => true,
+            RunError::Store(e)
+            | RunError::Routing(Router::Store(e))
+            | RunError::History(History::Store(e))
+            | RunError::Email(Email::Store(e))
+            | RunError::Sms(Sms::Store(e))
+            | RunError::Voice(Voice::Store(e))
+            | RunError::Desk(Desk::Store(e)) => e.is_transient(),
+            RunError::Bus(e)
+            | RunError::Routing(Router::Bus(e))
+            | RunError::History(History::Bus(e))
+            | RunError::Email(Email::Bus(e))
+            | RunError::Sms(Sms::Bus(e))
+            | RunError::Voice(Voice::Bus(e))
+            | RunError::Desk(Desk::Bus(e)) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 /// The signing key: the configured secret, or one generated once into the data dir.
 pub fn token_key(config: &Config) -> Result<TokenKey, RunError> {
     if !config.auth.secret.is_empty() {
@@ -413,8 +445,10 @@ pub async fn serve_contending(
         let running = match started {
             Ok(running) => running,
             // The first start validated the configuration: a later one that
-            // fails is the environment (the database still coming back).
-            Err(e) if !first => {
+            // fails is the environment (the database still coming back), as
+            // is a first one that failed on the database or the broker (a
+            // standby whose lock wait was cut by a database restart).
+            Err(e) if !first || e.is_transient() => {
                 let wait = backoff.next_wait();
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "not started again yet; retrying");
                 tokio::select! {

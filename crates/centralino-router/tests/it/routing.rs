@@ -3,7 +3,7 @@
 //! gRPC.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use centralino_auth::Role;
@@ -692,93 +692,12 @@ async fn admin_and_session_calls_validate_input_and_roles() {
     env.cleanup().await;
 }
 
-/// Agents that accept whatever they are offered and complete it shortly after,
-/// reconnecting whenever their session drops (the router crashed), to whatever
-/// address the router now has.
-fn spawn_agent(
-    name: String,
-    token: String,
-    addr: tokio::sync::watch::Receiver<std::net::SocketAddr>,
-    holding: Arc<Mutex<HashMap<String, String>>>,
-    violations: Arc<Mutex<Vec<String>>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let a = *addr.borrow();
-            let Ok((mut desk, snapshot)) = Desk::open(a, &token).await else {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            };
-            desk.available().await;
-            let mut work: Vec<String> = snapshot
-                .offers
-                .iter()
-                .map(|o| o.interaction_id.clone())
-                .collect();
-            for o in &work {
-                desk.send(Action::Accept(v1::OfferAnswer {
-                    interaction_id: o.clone(),
-                }))
-                .await;
-            }
-            work.clear();
-            for held in snapshot.assigned {
-                desk.send(Action::Complete(v1::CompleteInteraction {
-                    interaction_id: held.interaction_id.clone(),
-                    disposition: "done".into(),
-                    ..Default::default()
-                }))
-                .await;
-            }
-            loop {
-                let Ok(Some(u)) = desk.updates.message().await else {
-                    break;
-                };
-                match u.update {
-                    Some(Update::Offer(o)) => {
-                        let id = o.interaction_id;
-                        {
-                            let mut h = holding.lock().expect("holding");
-                            if let Some(other) = h.get(&id).filter(|o| **o != name) {
-                                violations
-                                    .lock()
-                                    .expect("v")
-                                    .push(format!("{id} offered to {name} while {other} had it"));
-                            }
-                            h.insert(id.clone(), name.clone());
-                        }
-                        desk.send(Action::Accept(v1::OfferAnswer { interaction_id: id }))
-                            .await;
-                    }
-                    Some(Update::OfferRevoked(r)) => {
-                        holding.lock().expect("holding").remove(&r.interaction_id);
-                    }
-                    Some(Update::Assigned(a)) => {
-                        tokio::time::sleep(Duration::from_millis(150)).await;
-                        holding.lock().expect("holding").remove(&a.interaction_id);
-                        desk.send(Action::Complete(v1::CompleteInteraction {
-                            interaction_id: a.interaction_id.clone(),
-                            disposition: "done".into(),
-                            ..Default::default()
-                        }))
-                        .await;
-                    }
-                    Some(Update::Result(r)) if r.ok => {}
-                    _ => {}
-                }
-            }
-            // The session dropped: reconnect.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-}
-
 /// Three agents taking email work from the router at `addr_tx`'s address
 /// (they follow it when it changes), with half of `FLOOR_TOTAL`
 /// interactions published and under way: some completed, some held.
 struct BusyFloor {
-    addr_tx: tokio::sync::watch::Sender<std::net::SocketAddr>,
-    violations: Arc<Mutex<Vec<String>>>,
+    addr_tx: tokio::sync::watch::Sender<Vec<std::net::SocketAddr>>,
+    ledger: Arc<OfferLedger>,
     agents: Vec<tokio::task::JoinHandle<()>>,
     ids: Vec<String>,
 }
@@ -797,23 +716,22 @@ impl BusyFloor {
                 .collect(),
         )
         .await;
-        let (addr_tx, addr_rx) = tokio::sync::watch::channel(addr);
-        let holding = Arc::new(Mutex::new(HashMap::new()));
-        let violations = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = tokio::sync::watch::channel(vec![addr]);
+        let ledger = Arc::new(OfferLedger::default());
         let agents = (0..3)
             .map(|n| {
-                spawn_agent(
+                spawn_worker(
                     format!("a{n}"),
                     env.token(&format!("a{n}"), Role::Agent),
                     addr_rx.clone(),
-                    holding.clone(),
-                    violations.clone(),
+                    Duration::from_millis(150),
+                    ledger.clone(),
                 )
             })
             .collect();
         let mut floor = Self {
             addr_tx,
-            violations,
+            ledger,
             agents,
             ids: Vec::new(),
         };
@@ -863,7 +781,8 @@ impl BusyFloor {
         )
         .await;
         let twice = done.values().filter(|n| **n > 1).count();
-        let offered_twice = self.violations.lock().expect("v").len();
+        let violations = self.ledger.violations();
+        let offered_twice = violations.len();
         println!(
             "{what}: 0 lost, {twice} completed twice, {offered_twice} offered to two agents, of {FLOOR_TOTAL}"
         );
@@ -873,11 +792,7 @@ impl BusyFloor {
             "exactly the published interactions completed"
         );
         assert_eq!(twice, 0, "completed more than once: {done:?}");
-        assert!(
-            self.violations.lock().expect("v").is_empty(),
-            "{:?}",
-            self.violations.lock().expect("v")
-        );
+        assert!(violations.is_empty(), "{violations:?}");
         for a in self.agents {
             a.abort();
         }
@@ -899,7 +814,7 @@ async fn a_crashed_router_restarts_without_losing_or_doubling_anything() {
     // Publishing goes on while the router is down.
     floor.publish_rest(&env).await;
     let router = RouterProcess::start(&env, config(30_000)).await;
-    floor.addr_tx.send(router.addr).expect("agents listen");
+    floor.addr_tx.send(vec![router.addr]).expect("agents listen");
     floor.finish(&env, "crash").await;
     router.stop().await;
     env.cleanup().await;
@@ -939,7 +854,7 @@ async fn a_deposed_router_loses_and_doubles_nothing_when_its_lock_goes() {
         .expect("serving");
     floor
         .addr_tx
-        .send(leader.addr)
+        .send(vec![leader.addr])
         .expect("agents follow the leader");
     floor.finish(&env, "split brain").await;
     leader.stop().await;

@@ -15,7 +15,7 @@ use centralino_proto::v1::supervisor_service_client::SupervisorServiceClient;
 use centralino_router::RouterConfig;
 use centralino_server::{GrpcServer, GrpcSettings};
 pub use centralino_test_support::agent::{
-    Desk, admin, authed, channel, configure, offer_id, skill_level,
+    Desk, OfferLedger, admin, authed, channel, configure, offer_id, skill_level, spawn_worker,
 };
 use centralino_test_support::{TestDatabase, amqp_url, unique};
 use tokio::sync::{oneshot, watch};
