@@ -8,8 +8,8 @@ use centralino_server::{ApiError, claims};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
-use crate::actor::{Booking, Command, CounterAction, Identifiers, ask};
-use crate::http::TicketView;
+use crate::command::{Booking, Command, CounterAction, Identifiers, ask};
+use crate::view::TicketView;
 
 pub type DeskServer = DeskServiceServer<DeskApi>;
 

@@ -22,11 +22,13 @@
 #![forbid(unsafe_code)]
 
 mod actor;
+mod command;
 mod entities;
 mod grpc;
 mod http;
 mod migrations;
 mod printer;
+mod view;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -43,8 +45,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, watch};
 
 pub use grpc::{DeskApi, DeskServer, policy};
-pub use http::{Board, BoardCall, ServiceWaiting, SiteInfo, TicketView};
 pub use migrations::DeskMigrator;
+pub use view::{Board, BoardCall, ServiceWaiting, SiteInfo, TicketView};
 
 /// The gRPC services the desk adapter adds to the server.
 pub const GRPC_SERVICES: &[&str] = &["centralino.v1.DeskService"];
@@ -291,13 +293,13 @@ pub async fn start(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let (tx, rx) = mpsc::channel::<actor::Command>(1_024);
+    let (tx, rx) = mpsc::channel::<command::Command>(1_024);
     let (actor, boards) =
         actor::Actor::load(config.clone(), db, leadership.fence(), relay.waker()).await?;
     let mut tasks = vec![tokio::spawn(actor.run(rx, stopped(stop_rx.clone())))];
     tasks.push(tokio::spawn(centralino_bus::Pipeline::new(SERVICE).run(
         subscription,
-        actor::RoutingEvents { tx: tx.clone() },
+        command::RoutingEvents { tx: tx.clone() },
         stopped(stop_rx.clone()),
     )));
     let app = http::router(tx.clone(), Arc::new(config), boards);
