@@ -17,8 +17,10 @@ use sea_orm::{
 };
 use tokio::sync::mpsc;
 
+use crate::consent::set_consent;
 use crate::entities::{conversation, message, part};
-use crate::outbound::{Outgoing, queue as queue_outgoing, set_consent, status_event};
+use crate::outbound::{Outgoing, queue as queue_outgoing};
+use crate::status::{MessageStatus, advance};
 use crate::{Ctx, Delivered, Incoming, SERVICE, now_ms};
 
 /// Longest inbound text kept (characters); a longer one is cut and flagged.
@@ -239,7 +241,7 @@ async fn customer_message(
         interaction_id: Set(interaction_id.clone()),
         direction: Set("inbound".into()),
         provider_id: Set(provider_id.map(str::to_owned)),
-        status: Set("received".into()),
+        status: Set(MessageStatus::Received.as_str().into()),
         segments: Set(0),
         encoding: Set(String::new()),
         created_at: Set(now),
@@ -386,16 +388,6 @@ fn id_forms(id: &str) -> Vec<String> {
     forms
 }
 
-/// Status order: a late `sent` never undoes `delivered`; `failed` is final.
-pub(crate) fn rank(status: &str) -> u8 {
-    match status {
-        "queued" => 1,
-        "sent" => 2,
-        "delivered" | "failed" => 3,
-        _ => 0,
-    }
-}
-
 async fn receipt(
     txn: &impl ConnectionTrait,
     r: &centralino_gsm::Receipt,
@@ -412,10 +404,12 @@ async fn receipt(
         return Ok(Known::No);
     };
     let mut active: part::ActiveModel = p.clone().into();
-    let status = r.status();
-    if rank(&p.status) < 3 && rank(status) >= rank(&p.status) {
-        active.status = Set(status.to_owned());
-        active.error = Set(if status == "failed" {
+    // A stored name this adapter does not write ranks below every status.
+    if let Some(status) = MessageStatus::parse(r.status())
+        && MessageStatus::parse(&p.status).is_none_or(|now| now.may_become(status))
+    {
+        active.status = Set(status.as_str().to_owned());
+        active.error = Set(if status == MessageStatus::Failed {
             format!("{} err:{}", r.stat, r.err)
                 .chars()
                 .take(32)
@@ -429,10 +423,11 @@ async fn receipt(
         .filter(part::Column::MessageId.eq(p.message_id.clone()))
         .all(txn)
         .await?;
-    let (status, error) = if let Some(f) = parts.iter().find(|p| p.status == "failed") {
-        ("failed", f.error.clone())
-    } else if parts.iter().all(|p| p.status == "delivered") {
-        ("delivered", String::new())
+    let is = |p: &part::Model, s: MessageStatus| p.status == s.as_str();
+    let (status, error) = if let Some(f) = parts.iter().find(|p| is(p, MessageStatus::Failed)) {
+        (MessageStatus::Failed, f.error.clone())
+    } else if parts.iter().all(|p| is(p, MessageStatus::Delivered)) {
+        (MessageStatus::Delivered, String::new())
     } else {
         return Ok(Known::Yes);
     };
@@ -454,6 +449,10 @@ async fn provider_status(
     else {
         return Ok(Known::No);
     };
+    let Some(status) = MessageStatus::parse(status) else {
+        // News this adapter does not know changes nothing.
+        return Ok(Known::Yes);
+    };
     let error = if error.is_empty() {
         String::new()
     } else {
@@ -461,31 +460,6 @@ async fn provider_status(
     };
     advance(txn, &m.id, status, &error).await?;
     Ok(Known::Yes)
-}
-
-/// Moves a message's status forward (never back) and reports it.
-pub(crate) async fn advance(
-    txn: &impl ConnectionTrait,
-    message_id: &str,
-    status: &str,
-    error: &str,
-) -> Result<(), StoreError> {
-    let Some(m) = message::Entity::find_by_id(message_id.to_owned())
-        .one(txn)
-        .await?
-    else {
-        return Ok(());
-    };
-    if m.status == status || rank(&m.status) == 3 || rank(status) < rank(&m.status) {
-        return Ok(());
-    }
-    let mut active: message::ActiveModel = m.clone().into();
-    active.status = Set(status.to_owned());
-    active.update(txn).await?;
-    // A notification (no interaction) gets its outcome too; history skips it.
-    let interaction = m.interaction_id.as_deref().unwrap_or_default();
-    status_event(txn, message_id, interaction, status, error).await?;
-    Ok(())
 }
 
 #[cfg(test)]
@@ -497,12 +471,5 @@ mod tests {
         let forms = super::id_forms("26");
         assert!(forms.contains(&"1a".to_owned()));
         assert_eq!(super::id_forms("msg-1"), vec!["msg-1".to_owned()]);
-    }
-
-    #[test]
-    fn status_only_moves_forward() {
-        assert!(super::rank("delivered") > super::rank("sent"));
-        assert!(super::rank("sent") > super::rank("queued"));
-        assert_eq!(super::rank("failed"), super::rank("delivered"));
     }
 }

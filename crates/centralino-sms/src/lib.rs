@@ -25,12 +25,14 @@
 
 #![forbid(unsafe_code)]
 
+mod consent;
 mod entities;
 mod inbound;
 mod migrations;
 mod outbound;
 pub mod rest;
 pub mod smpp;
+mod status;
 pub mod webhook;
 
 use std::net::SocketAddr;

@@ -21,9 +21,11 @@ use sea_orm::{
 };
 use tokio::sync::watch;
 
-use crate::entities::{consent, conversation, message, outbound, part};
+use crate::consent::{blocked, set_consent};
+use crate::entities::{conversation, message, outbound, part};
 use crate::rest::Rest;
 use crate::smpp::{SendError, Smpp};
+use crate::status::{MessageStatus, advance, status_event};
 use crate::{Ctx, SERVICE, encoding_name, now_ms};
 
 /// Longest message body accepted (characters), before the segment limit.
@@ -86,7 +88,7 @@ pub(crate) async fn queue(
         interaction_id: Set(interaction.clone()),
         direction: Set("outbound".into()),
         provider_id: Set(None),
-        status: Set("queued".into()),
+        status: Set(MessageStatus::Queued.as_str().into()),
         segments: Set(segments),
         encoding: Set(encoding_name(encoded.encoding).into()),
         created_at: Set(now),
@@ -101,7 +103,7 @@ pub(crate) async fn queue(
         sender: Set(o.sender.clone()),
         recipient: Set(o.recipient.clone()),
         body: Set(o.body.clone()),
-        status: Set("queued".into()),
+        status: Set(MessageStatus::Queued.as_str().into()),
         attempts: Set(0),
         next_attempt_at: Set(now),
         last_error: Set(None),
@@ -111,7 +113,7 @@ pub(crate) async fn queue(
     .await?;
     let Some(interaction) = interaction else {
         // A notification: no message for a timeline, but its outcome.
-        return status_event(txn, &o.id, "", "queued", "").await;
+        return status_event(txn, &o.id, "", MessageStatus::Queued, "").await;
     };
     let identifiers = ctx
         .config
@@ -161,83 +163,7 @@ pub(crate) async fn queue(
         &new_envelope(SERVICE, &recorded),
     )
     .await?;
-    status_event(txn, &o.id, &interaction, "queued", "").await
-}
-
-pub(crate) async fn status_event(
-    txn: &impl ConnectionTrait,
-    id: &str,
-    interaction: &str,
-    status: &str,
-    error: &str,
-) -> Result<(), StoreError> {
-    let (key, envelope) =
-        centralino_bus::message_status(SERVICE, v1::Channel::Sms, id, interaction, status, error);
-    centralino_store::outbox::enqueue(txn, SERVICE, &key, &envelope).await
-}
-
-/// Records the consent of `phone` for `purpose` as of `at`; an older record
-/// than the one kept changes nothing (checked in the statement itself, so a
-/// late echo racing a fresh keyword cannot undo it).
-pub(crate) async fn set_consent(
-    txn: &impl ConnectionTrait,
-    phone: &str,
-    purpose: &str,
-    revoked: bool,
-    at: i64,
-) -> Result<(), StoreError> {
-    let update = || {
-        consent::Entity::update_many()
-            .col_expr(consent::Column::Revoked, Expr::value(revoked))
-            .col_expr(consent::Column::At, Expr::value(at))
-            .filter(consent::Column::Phone.eq(phone))
-            .filter(consent::Column::Purpose.eq(purpose))
-            .filter(consent::Column::At.lte(at))
-    };
-    if update().exec(txn).await?.rows_affected > 0 {
-        return Ok(());
-    }
-    let inserted = consent::Entity::insert(consent::ActiveModel {
-        phone: Set(phone.to_owned()),
-        purpose: Set(purpose.to_owned()),
-        revoked: Set(revoked),
-        at: Set(at),
-    })
-    .on_conflict_do_nothing()
-    .exec_without_returning(txn)
-    .await?;
-    if !matches!(inserted, sea_orm::TryInsertResult::Inserted(n) if n > 0) {
-        // Someone inserted meanwhile: apply ours if it is the newer.
-        update().exec(txn).await?;
-    }
-    Ok(())
-}
-
-/// Why a queued message must not go now, if it must not: an opt-out.
-async fn blocked(
-    db: &impl ConnectionTrait,
-    row: &outbound::Model,
-) -> Result<Option<&'static str>, StoreError> {
-    if row.purpose == "transactional" {
-        return Ok(None);
-    }
-    let revoked = |purpose: &str| {
-        consent::Entity::find_by_id((row.recipient.clone(), purpose.to_owned())).one(db)
-    };
-    let all = revoked("all").await?.filter(|c| c.revoked);
-    if row.purpose.is_empty() {
-        // A reply: held back by an opt-out, unless the customer wrote since.
-        let Some(all) = all else { return Ok(None) };
-        let wrote_since = conversation::Entity::find_by_id(row.interaction_id.clone())
-            .one(db)
-            .await?
-            .is_some_and(|c| c.last_inbound_at > all.at);
-        return Ok((!wrote_since).then_some("the customer opted out of SMS"));
-    }
-    if all.is_some() || revoked(&row.purpose).await?.is_some_and(|c| c.revoked) {
-        return Ok(Some("the customer opted out of this purpose"));
-    }
-    Ok(None)
+    status_event(txn, &o.id, &interaction, MessageStatus::Queued, "").await
 }
 
 /// Most bus messages committed together.
@@ -354,7 +280,7 @@ async fn accept(
                 txn,
                 &cmd.message_id,
                 &interaction,
-                "failed",
+                MessageStatus::Failed,
                 "message_id: not a UUID",
             )
             .await?;
@@ -481,7 +407,7 @@ async fn send_command(
                 interaction_id: Set(interaction.clone()),
                 direction: Set("outbound".into()),
                 provider_id: Set(None),
-                status: Set("failed".into()),
+                status: Set(MessageStatus::Failed.as_str().into()),
                 segments: Set(0),
                 encoding: Set(String::new()),
                 created_at: Set(now_ms()),
@@ -489,7 +415,7 @@ async fn send_command(
             .exec_without_returning(txn)
             .await?;
             // Every command gets its outcome, with or without an interaction.
-            status_event(txn, &id, &interaction_id, "failed", &why).await?;
+            status_event(txn, &id, &interaction_id, MessageStatus::Failed, &why).await?;
             tracing::info!(message = %id, reason = %why, "sms: send command refused");
             return Ok(());
         }
@@ -595,7 +521,7 @@ async fn due_now(
     let txn = fence.begin(db).await?;
     outbound::Entity::update_many()
         .col_expr(outbound::Column::NextAttemptAt, Expr::value(now_ms()))
-        .filter(outbound::Column::Status.eq("queued"))
+        .filter(outbound::Column::Status.eq(MessageStatus::Queued.as_str()))
         .exec(&txn)
         .await?;
     txn.commit().await?;
@@ -612,7 +538,7 @@ async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreErr
     use futures::StreamExt as _;
     let now = now_ms();
     let due = outbound::Entity::find()
-        .filter(outbound::Column::Status.eq("queued"))
+        .filter(outbound::Column::Status.eq(MessageStatus::Queued.as_str()))
         .filter(outbound::Column::NextAttemptAt.lte(now))
         .filter(Expr::cust(OLDEST_OF_ITS_RECIPIENT))
         .order_by_asc(outbound::Column::CreatedAt)
@@ -707,7 +633,7 @@ async fn finish(
                     smsc_id: Set(smsc_id.chars().take(64).collect()),
                     message_id: Set(row.id.clone()),
                     part: Set(i32::try_from(i + 1).unwrap_or(i32::MAX)),
-                    status: Set("sent".into()),
+                    status: Set(MessageStatus::Sent.as_str().into()),
                     error: Set(String::new()),
                 })
                 // An SMSC that reuses ids after a restart: the newest message owns it.
@@ -729,15 +655,15 @@ async fn finish(
                 .filter(message::Column::Id.eq(row.id.clone()))
                 .exec(txn)
                 .await?;
-            active.status = Set("sent".into());
+            active.status = Set(MessageStatus::Sent.as_str().into());
             active.last_error = Set(None);
-            ("sent", String::new())
+            (MessageStatus::Sent, String::new())
         }
         Err(SendError::Refused(why)) => {
             tracing::warn!(message = %row.id, reason = %why, "sms: message not sent for good");
-            active.status = Set("failed".into());
+            active.status = Set(MessageStatus::Failed.as_str().into());
             active.last_error = Set(Some(why.clone()));
-            ("failed", why)
+            (MessageStatus::Failed, why)
         }
         Err(SendError::Unreachable(why)) => {
             // The peer is away, not the message's fault: tried again within
@@ -757,7 +683,7 @@ async fn finish(
         }
     };
     active.update(txn).await?;
-    crate::inbound::advance(txn, &row.id, status, &error).await?;
+    advance(txn, &row.id, status, &error).await?;
     Ok(())
 }
 
