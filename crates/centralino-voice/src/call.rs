@@ -16,7 +16,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::bridge;
 use crate::dial::{self, Dialing};
-use crate::media::{FRAME, Frame, Leg, LegStats, Player, Received};
+use crate::media::{CODECS, FRAME, Frame, Leg, LegStats, Player, Received};
 use crate::record::{self, Ended, Queued};
 use crate::{Shared, now_ms};
 
@@ -109,7 +109,7 @@ pub(crate) async fn run(shared: Arc<Shared>, incoming: Incoming, stop: watch::Re
                 return Err("no SDP offer (late offer is not supported)".to_owned());
             }
             let parsed = sdp::parse(text).map_err(|e| e.to_string())?;
-            let neg = sdp::negotiate(&parsed, &dial::CODECS).map_err(|e| e.to_string())?;
+            let neg = sdp::negotiate(&parsed, &CODECS).map_err(|e| e.to_string())?;
             Ok((parsed, neg))
         });
     let (offer, neg) = match offer {

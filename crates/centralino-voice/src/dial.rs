@@ -10,10 +10,7 @@ use centralino_telephony::g711::Codec;
 use centralino_telephony::sdp;
 
 use crate::Shared;
-use crate::media::Leg;
-
-/// Codecs we take, in order of preference.
-pub(crate) const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+use crate::media::{CODECS, Leg};
 
 /// A call being placed.
 pub(crate) struct Dialing {

@@ -16,6 +16,9 @@ use tokio::net::UdpSocket;
 /// Samples in one 20 ms packet at 8 kHz.
 pub const FRAME: usize = 160;
 
+/// Codecs we take, in order of preference.
+pub(crate) const CODECS: [Codec; 2] = [Codec::Pcmu, Codec::Pcma];
+
 /// Every prompt the configuration can play, decoded to 8 kHz samples.
 #[derive(Debug, Default)]
 pub struct Prompts {
@@ -293,8 +296,8 @@ impl Leg {
     /// resume, a new address or codec); the leg follows it.
     pub fn answer_again(&mut self, offer: &str) -> Result<String, String> {
         let parsed = centralino_telephony::sdp::parse(offer).map_err(|e| e.to_string())?;
-        let neg = centralino_telephony::sdp::negotiate(&parsed, &crate::dial::CODECS)
-            .map_err(|e| e.to_string())?;
+        let neg =
+            centralino_telephony::sdp::negotiate(&parsed, &CODECS).map_err(|e| e.to_string())?;
         self.retarget(&neg);
         self.session.1 += 1;
         Ok(centralino_telephony::sdp::answer_to(

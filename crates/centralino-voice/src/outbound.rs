@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use crate::bridge;
 use crate::dial::{self, Dialing, Failure};
 use crate::entities::call;
+use crate::media::CODECS;
 use crate::record::{self, Ended};
 use crate::{Shared, now_ms};
 
@@ -68,7 +69,7 @@ async fn place(
     let Some(agent_uri) = shared.agent_uri(agent) else {
         return not_reached("no-endpoint").await;
     };
-    let codec = dial::CODECS[0];
+    let codec = CODECS[0];
     let mut to_agent = match dial::start(shared, agent_uri, Some(&row.caller), codec).await {
         Ok(d) => d,
         Err(reason) => return not_reached(reason).await,
