@@ -294,3 +294,150 @@ fn no_literal_routing_key_outside_the_keys_module() {
         "name routing keys through centralino_bus::keys: {broken:#?}"
     );
 }
+
+/// A crate's modules: `x.rs`, or the folder `x/` when it has a `mod.rs` or
+/// sits beside `x.rs`, name → its files. `lib.rs` and `main.rs` are the root,
+/// which declares every module, and no module of its own.
+fn modules(src: &Path) -> BTreeMap<String, Vec<PathBuf>> {
+    let mut out: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(src) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_stem().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if path.is_dir() {
+            if path.join("mod.rs").is_file() || src.join(format!("{name}.rs")).is_file() {
+                out.entry(name.to_owned())
+                    .or_default()
+                    .extend(rust_files(&path));
+            }
+        } else if path.extension().is_some_and(|e| e == "rs") && !matches!(name, "lib" | "main") {
+            out.entry(name.to_owned()).or_default().push(path);
+        }
+    }
+    out
+}
+
+/// The first segment of every path that starts with `prefix` (`crate::`,
+/// `super::`) in `code`; for a group (`crate::{a::X, b}`) the first segment
+/// of each of its members.
+fn first_segments(code: &str, prefix: &str) -> BTreeSet<String> {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let leading =
+        |s: &str| -> String { s.trim_start().chars().take_while(|c| ident(*c)).collect() };
+    let mut out = BTreeSet::new();
+    for (at, _) in code.match_indices(prefix) {
+        if code[..at].chars().next_back().is_some_and(ident) {
+            continue;
+        }
+        let rest = &code[at + prefix.len()..];
+        let Some(group) = rest.trim_start().strip_prefix('{') else {
+            out.insert(leading(rest));
+            continue;
+        };
+        // The group's members, split at its own commas.
+        let (mut depth, mut start) = (0usize, 0usize);
+        for (i, c) in group.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => {
+                    out.insert(leading(&group[start..i]));
+                    break;
+                }
+                '}' => depth -= 1,
+                ',' if depth == 0 => {
+                    out.insert(leading(&group[start..i]));
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The sibling modules a file's code names (`crate::b`, and `super::b` in a
+/// module's top file, where `super` is the root): comment lines and
+/// everything from a `#[cfg(test)]` line on are left out.
+fn modules_used(text: &str, top_file: bool) -> BTreeSet<String> {
+    let code: String = text
+        .lines()
+        .take_while(|l| !l.trim_start().starts_with("#[cfg(test)]"))
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let mut out = first_segments(&code, "crate::");
+    if top_file {
+        out.extend(first_segments(&code, "super::"));
+    }
+    out
+}
+
+/// Every cycle reachable in `graph`, each as the modules along it, the first
+/// repeated at the end (depth-first; a cycle is reported once per back edge).
+fn cycles(graph: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        stack: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+        found: &mut Vec<Vec<String>>,
+    ) {
+        stack.push(node.to_owned());
+        for next in graph.get(node).into_iter().flatten() {
+            if let Some(at) = stack.iter().position(|n| n == next) {
+                let mut cycle = stack[at..].to_vec();
+                cycle.push(next.clone());
+                found.push(cycle);
+            } else if !done.contains(next) {
+                visit(next, graph, stack, done, found);
+            }
+        }
+        stack.pop();
+        done.insert(node.to_owned());
+    }
+    let mut done = BTreeSet::new();
+    let mut found = Vec::new();
+    for node in graph.keys() {
+        if !done.contains(node) {
+            visit(node, graph, &mut Vec::new(), &mut done, &mut found);
+        }
+    }
+    found
+}
+
+/// No two modules of a crate use each other, directly or around a longer
+/// circle: a reader can take a crate's files in an order where each one
+/// only names the ones before it. A module uses another when its files name
+/// `crate::other` (or `super::other` from its top file).
+#[test]
+fn no_module_cycles_inside_a_crate() {
+    let mut broken = Vec::new();
+    for (name, dir) in crates() {
+        let src = dir.join("src");
+        let modules = modules(&src);
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (module, files) in &modules {
+            for file in files {
+                let top_file = file.parent() == Some(src.as_path())
+                    || file.ends_with(format!("{module}/mod.rs"));
+                for used in modules_used(&read(file), top_file) {
+                    if &used != module && modules.contains_key(&used) {
+                        graph.entry(module.clone()).or_default().insert(used);
+                    }
+                }
+            }
+        }
+        for cycle in cycles(&graph) {
+            broken.push(format!("{name}: {}", cycle.join(" → ")));
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "modules of a crate use each other in a circle; move what both need into a module of its \
+         own that both use: {broken:#?}"
+    );
+}
