@@ -201,9 +201,9 @@ fn drop_stale_test_databases() {
     }
 }
 
-/// Bus prefixes of the test suites and benchmarks (`unique(prefix)`: prefix +
-/// 10 hex digits).
-const TEST_PREFIXES: [&str; 9] = ["t", "rt", "hi", "em", "sm", "eb", "hbench", "vo", "dk"];
+// `BUS_PREFIXES`: the bus prefixes of the test suites and benchmarks
+// (`bus_prefix(prefix)`: prefix + 10 hex digits), kept in one place.
+include!("../../crates/centralino-test-support/src/prefixes.rs");
 
 /// Is `name` a queue made by a test run (a test prefix + 10 hex digits) or the
 /// bus benchmark (`bench` + 8 hex digits), followed by `.`?
@@ -215,7 +215,7 @@ fn is_test_queue(name: &str) -> bool {
     };
     name.strip_prefix("bench")
         .is_some_and(|r| hex_then_dot(r, 8))
-        || TEST_PREFIXES
+        || BUS_PREFIXES
             .iter()
             .any(|p| name.strip_prefix(p).is_some_and(|r| hex_then_dot(r, 10)))
 }

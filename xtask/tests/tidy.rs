@@ -441,3 +441,41 @@ fn no_module_cycles_inside_a_crate() {
          own that both use: {broken:#?}"
     );
 }
+
+/// Test resources on RabbitMQ are named from one registered list of
+/// prefixes (`centralino-test-support`'s `prefixes.rs`, which `cargo xtask
+/// test` includes to delete what an interrupted run left behind): a test or
+/// benchmark takes its bus prefix with `bus_prefix`, never `unique`.
+#[test]
+fn test_bus_prefixes_are_registered_in_one_place() {
+    let registry = read(&root().join("crates/centralino-test-support/src/prefixes.rs"));
+    let registered: Vec<String> = registry
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    assert!(registered.len() > 5, "prefixes.rs lists the prefixes");
+    let mut broken = Vec::new();
+    for dir in crates().values() {
+        for sub in ["tests", "examples", "benches", "src"] {
+            for file in rust_files(&dir.join(sub)) {
+                let text = read(&file);
+                for p in &registered {
+                    if text.contains(&format!("unique(\"{p}\")")) {
+                        broken.push(format!("{}: unique(\"{p}\")", file.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "take bus prefixes with centralino_test_support::bus_prefix: {broken:#?}"
+    );
+    assert!(
+        read(&root().join("xtask/src/main.rs"))
+            .contains("include!(\"../../crates/centralino-test-support/src/prefixes.rs\")"),
+        "xtask deletes stale test queues by the registered prefixes"
+    );
+}

@@ -21,7 +21,7 @@ use centralino_bus::{
 use centralino_email::{AfterImport, EmailConfig, ImapEndpoint, MailboxConfig, Security};
 use centralino_proto::v1;
 use centralino_test_support::mail::{Dovecot, PASSWORD};
-use centralino_test_support::{TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use futures::TryStreamExt as _;
 
 const USER: &str = "support@example.test";
@@ -111,7 +111,7 @@ async fn main() {
 
     // Ours: the adapter, from start to every message on the bus and flagged.
     let db = TestDatabase::postgres().await;
-    let prefix = unique("eb");
+    let prefix = bus_prefix("eb");
     let mut amqp = AmqpConfig::new(amqp_url());
     amqp.topology = Topology::new(prefix.clone());
     amqp.connection_name = "email-bench".into();

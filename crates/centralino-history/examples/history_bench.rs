@@ -33,7 +33,7 @@ use centralino_history::{HistoryConfig, SuppressionKey};
 use centralino_proto::v1;
 use centralino_proto::v1::history_service_client::HistoryServiceClient;
 use centralino_server::{GrpcServer, GrpcSettings};
-use centralino_test_support::{TestDatabase, amqp_url, postgres_admin_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, bus_prefix, postgres_admin_url};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use tokio::sync::mpsc;
 
@@ -163,7 +163,7 @@ async fn ingest(events: u64) {
     println!(
         "history ingest: {events} events ({interactions} interactions × created + queued + assigned + completed), synchronous_commit={sync}"
     );
-    let prefix = unique("hbench");
+    let prefix = bus_prefix("hbench");
     let bus: Arc<dyn Bus> = Arc::new(AmqpBus::connect(amqp(&prefix)).await.expect("RabbitMQ"));
     // Declare history's queue, then queue every event before it starts.
     drop(
@@ -526,7 +526,7 @@ async fn api(customers: u64, per: u64, rate: u64, seconds: u64) {
         "history API: ListTimeline + FindCustomers at {rate}/s for {seconds} s, {customers} customers × {per} interactions"
     );
     let (_url, db) = seeded(customers, per).await;
-    let prefix = unique("hbench");
+    let prefix = bus_prefix("hbench");
     let bus: Arc<dyn Bus> = Arc::new(AmqpBus::connect(amqp(&prefix)).await.expect("RabbitMQ"));
     let (stop, stopped) = stop_signal();
     let history = centralino_history::start(config(), db.clone(), bus.clone(), 4 << 20, stopped())

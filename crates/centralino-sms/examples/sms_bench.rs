@@ -26,7 +26,7 @@ use centralino_proto::v1;
 use centralino_sms::smpp::{Smpp, SmppConfig};
 use centralino_sms::{NumberConfig, SmsConfig};
 use centralino_test_support::mail::Smsc;
-use centralino_test_support::{TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use tokio::sync::{mpsc, watch};
 
 const OURS: &str = "4321";
@@ -115,7 +115,7 @@ struct Adapter {
 async fn adapter() -> Adapter {
     let smsc = Smsc::start();
     let db = TestDatabase::postgres().await;
-    let prefix = unique("sm");
+    let prefix = bus_prefix("sm");
     let mut amqp = AmqpConfig::new(amqp_url());
     amqp.topology = Topology::new(prefix.clone());
     amqp.connection_name = "sms-bench".into();

@@ -196,7 +196,10 @@ impl OfferLedger {
 
     /// Every offer made to a second agent while the first held it.
     pub fn violations(&self) -> Vec<String> {
-        self.violations.lock().map(|v| v.clone()).unwrap_or_default()
+        self.violations
+            .lock()
+            .map(|v| v.clone())
+            .unwrap_or_default()
     }
 }
 
@@ -250,13 +253,12 @@ pub fn spawn_worker(
                 .await;
             }
             loop {
-                let update = match tokio::time::timeout(SESSION_SILENCE, desk.updates.message())
-                    .await
-                {
-                    Ok(Ok(Some(u))) => u.update,
-                    // Ended, failed, or silent: try the next address.
-                    _ => break,
-                };
+                let update =
+                    match tokio::time::timeout(SESSION_SILENCE, desk.updates.message()).await {
+                        Ok(Ok(Some(u))) => u.update,
+                        // Ended, failed, or silent: try the next address.
+                        _ => break,
+                    };
                 match update {
                     Some(Update::Offer(o)) => {
                         ledger.offered(&o.interaction_id, &name);

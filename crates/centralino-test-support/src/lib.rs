@@ -89,6 +89,20 @@ pub fn postgres_cluster(action: &str) -> bool {
     ok.success()
 }
 
+mod prefixes;
+pub use prefixes::BUS_PREFIXES;
+
+/// A bus prefix unique to this test run, from a prefix registered in
+/// [`BUS_PREFIXES`] (so an interrupted run's queues can be found and
+/// deleted); panics on one that is not.
+pub fn bus_prefix(prefix: &str) -> String {
+    assert!(
+        BUS_PREFIXES.contains(&prefix),
+        "bus prefix {prefix:?} is not registered in centralino-test-support's prefixes.rs"
+    );
+    unique(prefix)
+}
+
 /// A name unique to this test run, e.g. `t3f9a1c2b`.
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

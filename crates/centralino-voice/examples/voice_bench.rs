@@ -18,7 +18,7 @@ use centralino_telephony::ivr::{Action, Flow, Menu};
 use centralino_test_support::voice::{
     CallerScript, Ending, Sipp, SippOutcome, SippUas, Step, sipp_caller_scenario,
 };
-use centralino_test_support::{TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use centralino_voice::{NumberConfig, VoiceConfig};
 
 fn load() -> String {
@@ -127,7 +127,7 @@ async fn main() {
 
     println!("ours: the voice adapter (PostgreSQL, RabbitMQ, IVR, RTP) ...");
     let db = TestDatabase::postgres().await;
-    let prefix = unique("vo");
+    let prefix = bus_prefix("vo");
     let mut amqp = AmqpConfig::new(amqp_url());
     amqp.topology = Topology::new(prefix.clone());
     amqp.connection_name = "voice-bench".into();

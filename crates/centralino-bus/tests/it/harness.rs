@@ -27,7 +27,7 @@ impl TestBus {
 
     pub fn amqp_config() -> AmqpConfig {
         let mut config = AmqpConfig::new(centralino_test_support::amqp_url());
-        let prefix = centralino_test_support::unique("t");
+        let prefix = centralino_test_support::bus_prefix("t");
         config.connection_name = format!("centralino-test-{prefix}");
         config.topology = Topology::new(prefix);
         config.delivery_limit = DELIVERY_LIMIT;

@@ -20,7 +20,7 @@ use centralino_routing::{ChannelMap, EngineSettings};
 use centralino_server::{GrpcServer, GrpcSettings};
 use centralino_test_support::agent::{authed, channel};
 use centralino_test_support::isolated::Isolated;
-use centralino_test_support::{TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use centralino_ticketing::numbering::Site;
 use chrono::{NaiveTime, TimeZone as _, Utc};
 use tonic::transport::Channel;
@@ -140,7 +140,7 @@ impl Env {
     /// Starts with the desk clock at `now` (ms since the epoch).
     pub async fn start(now: i64) -> Self {
         let db = TestDatabase::postgres().await;
-        let prefix = unique("dk");
+        let prefix = bus_prefix("dk");
         let bus: Arc<dyn Bus> = Arc::new(
             AmqpBus::connect(amqp_config(&prefix, "desk-test"))
                 .await

@@ -15,7 +15,7 @@ use centralino_email::{
 use centralino_proto::v1;
 use centralino_test_support::isolated::Isolated;
 use centralino_test_support::mail::{Dovecot, PASSWORD, SmtpSink};
-use centralino_test_support::{TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 
 pub const SUPPORT: &str = "support@example.test";
 pub const BILLING: &str = "billing@example.test";
@@ -118,7 +118,7 @@ impl Env {
         let smtp = SmtpSink::start();
         let mut config = config(dovecot.port(), smtp.port());
         tune(&mut config);
-        let prefix = unique("em");
+        let prefix = bus_prefix("em");
         let bus: Arc<dyn Bus> = Arc::new(
             AmqpBus::connect(amqp_config(&prefix, "email-test"))
                 .await

@@ -15,7 +15,7 @@ use centralino_proto::v1;
 use centralino_proto::v1::history_service_client::HistoryServiceClient;
 use centralino_server::{GrpcServer, GrpcSettings};
 use centralino_test_support::isolated::Isolated;
-use centralino_test_support::{TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use tokio::sync::watch;
 use tonic::transport::Channel;
 
@@ -148,7 +148,7 @@ impl Env {
     }
 
     async fn start(db: TestDatabase, config: HistoryConfig) -> Self {
-        let prefix = unique("hi");
+        let prefix = bus_prefix("hi");
         let bus: Arc<dyn Bus> = Arc::new(
             AmqpBus::connect(amqp_config(&prefix, "history-test"))
                 .await

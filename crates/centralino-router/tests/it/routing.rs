@@ -814,7 +814,10 @@ async fn a_crashed_router_restarts_without_losing_or_doubling_anything() {
     // Publishing goes on while the router is down.
     floor.publish_rest(&env).await;
     let router = RouterProcess::start(&env, config(30_000)).await;
-    floor.addr_tx.send(vec![router.addr]).expect("agents listen");
+    floor
+        .addr_tx
+        .send(vec![router.addr])
+        .expect("agents listen");
     floor.finish(&env, "crash").await;
     router.stop().await;
     env.cleanup().await;

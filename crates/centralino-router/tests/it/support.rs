@@ -17,7 +17,7 @@ use centralino_server::{GrpcServer, GrpcSettings};
 pub use centralino_test_support::agent::{
     Desk, OfferLedger, admin, authed, channel, configure, offer_id, skill_level, spawn_worker,
 };
-use centralino_test_support::{TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use tokio::sync::{oneshot, watch};
 use tonic::transport::Channel;
 
@@ -36,7 +36,7 @@ pub struct Env {
 impl Env {
     pub async fn new() -> Self {
         let db = TestDatabase::postgres().await;
-        let prefix = unique("rt");
+        let prefix = bus_prefix("rt");
         let bus: Arc<dyn Bus> = Arc::new(
             AmqpBus::connect(amqp_config(&prefix, "router-test-adapter"))
                 .await

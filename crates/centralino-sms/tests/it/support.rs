@@ -15,7 +15,7 @@ use centralino_sms::smpp::SmppConfig;
 use centralino_sms::{NumberConfig, SmsConfig};
 use centralino_test_support::isolated::Isolated;
 use centralino_test_support::mail::Smsc;
-use centralino_test_support::{TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use tokio::sync::oneshot;
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -108,7 +108,7 @@ impl Env {
     }
 
     pub async fn new(db: TestDatabase, config: SmsConfig) -> Self {
-        let prefix = unique("sm");
+        let prefix = bus_prefix("sm");
         let bus: Arc<dyn Bus> = Arc::new(
             AmqpBus::connect(amqp_config(&prefix, "sms-test"))
                 .await

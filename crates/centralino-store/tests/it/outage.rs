@@ -45,7 +45,7 @@ async fn outbox_rows_held_through_a_long_broker_outage_go_out_within_10_s_of_its
         .await
         .expect("migrate");
     let mut config = AmqpConfig::new(centralino_test_support::amqp_url());
-    config.topology = Topology::new(centralino_test_support::unique("t"));
+    config.topology = Topology::new(centralino_test_support::bus_prefix("t"));
     // Each attempt during the outage gives up after 2 s, so the row's
     // failures (and, before the fix, its retry wait) pile up quickly.
     config.publish_timeout = Duration::from_secs(2);

@@ -44,7 +44,7 @@ async fn consumer_crash_between_commit_and_ack_applies_each_effect_once() {
         .expect("effects table");
 
     let mut config = AmqpConfig::new(centralino_test_support::amqp_url());
-    config.topology = Topology::new(centralino_test_support::unique("t"));
+    config.topology = Topology::new(centralino_test_support::bus_prefix("t"));
     let bus = AmqpBus::connect(config.clone()).await.expect("rabbitmq");
     let spec = ConsumerSpec::new("app")
         .bind(Exchange::Events, "interaction.#")

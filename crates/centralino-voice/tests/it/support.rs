@@ -14,7 +14,7 @@ use centralino_bus::{
 use centralino_proto::v1;
 use centralino_telephony::ivr::{Action, Flow, Menu};
 use centralino_test_support::isolated::Isolated;
-use centralino_test_support::{TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use centralino_voice::{HoldConfig, NumberConfig, VoiceConfig};
 
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -115,7 +115,7 @@ pub struct Env {
 impl Env {
     pub async fn start(config: VoiceConfig) -> Self {
         let db = TestDatabase::postgres().await;
-        let prefix = unique("vo");
+        let prefix = bus_prefix("vo");
         let bus: Arc<dyn Bus> = Arc::new(
             AmqpBus::connect(amqp_config(&prefix, "voice-test"))
                 .await

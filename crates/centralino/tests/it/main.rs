@@ -11,4 +11,5 @@ mod email;
 mod outage;
 mod python;
 mod sms;
+mod split_brain;
 mod voice;

@@ -111,7 +111,7 @@ async fn an_email_reply_sent_during_a_30_s_database_outage_is_sent_once_after_it
     const SUPPORT: &str = "support@example.test";
     const REPLY: &str = "Risposta scritta durante il guasto";
     let db = TestDatabase::postgres().await;
-    let prefix = centralino_test_support::unique("ot");
+    let prefix = centralino_test_support::bus_prefix("ot");
     let dovecot = Dovecot::start(&[SUPPORT]);
     let smtp = SmtpSink::start();
     let dir = std::env::temp_dir().join(centralino_test_support::unique("centralino-outage-"));

@@ -134,7 +134,7 @@ async fn python_client_against_rabbitmq_and_postgres() {
     let db = centralino_test_support::TestDatabase::postgres().await;
     let mut config = base_config(&dir);
     config.bus.url = centralino_test_support::amqp_url();
-    config.bus.prefix = centralino_test_support::unique("t");
+    config.bus.prefix = centralino_test_support::bus_prefix("t");
     config.store.url = db.url.clone();
     config.auth.secret = "x".repeat(40);
     let prefix = config.bus.prefix.clone();
