@@ -158,11 +158,14 @@ pub fn close_rabbitmq_connections(connection_name: &str) -> usize {
 }
 
 /// A database of its own for one test: a fresh PostgreSQL database, or a SQLite
-/// file in a temporary directory. Call [`drop_db`](Self::drop_db) at the end.
+/// file in a temporary directory. Call [`drop_db`](Self::drop_db) at the end;
+/// a test that fails before it (a panic) still removes it when the value is
+/// dropped.
 pub struct TestDatabase {
     pub url: String,
     admin_url: Option<String>,
     name: String,
+    removed: bool,
 }
 
 impl TestDatabase {
@@ -186,6 +189,7 @@ impl TestDatabase {
             url: format!("{base}/{name}"),
             admin_url: Some(admin_url),
             name,
+            removed: false,
         }
     }
 
@@ -197,29 +201,53 @@ impl TestDatabase {
             url: format!("sqlite://{}", path.display()),
             admin_url: None,
             name,
+            removed: false,
         }
     }
 
     /// Removes the database (PostgreSQL) or file (SQLite).
-    pub async fn drop_db(self) {
-        use sea_orm::ConnectionTrait as _;
-        match self.admin_url {
-            Some(admin_url) => {
-                if let Ok(admin) = sea_orm::Database::connect(admin_url.as_str()).await {
-                    let _ = admin
-                        .execute_unprepared(&format!(
-                            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-                            self.name
-                        ))
-                        .await;
-                    let _ = admin.close().await;
-                }
+    pub async fn drop_db(mut self) {
+        self.removed = true;
+        remove_database(self.admin_url.clone(), self.name.clone(), self.url.clone()).await;
+    }
+}
+
+impl Drop for TestDatabase {
+    /// The guard: a test that did not reach `drop_db` (it failed) removes
+    /// its database here, on a thread of its own (it may be dropped inside
+    /// a runtime, which cannot block).
+    fn drop(&mut self) {
+        if self.removed {
+            return;
+        }
+        let (admin_url, name, url) = (self.admin_url.take(), self.name.clone(), self.url.clone());
+        let _ = std::thread::spawn(move || {
+            if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                rt.block_on(remove_database(admin_url, name, url));
             }
-            None => {
-                let path = self.url.trim_start_matches("sqlite://").to_owned();
-                for suffix in ["", "-wal", "-shm"] {
-                    let _ = std::fs::remove_file(format!("{path}{suffix}"));
-                }
+        })
+        .join();
+    }
+}
+
+async fn remove_database(admin_url: Option<String>, name: String, url: String) {
+    use sea_orm::ConnectionTrait as _;
+    match admin_url {
+        Some(admin_url) => {
+            if let Ok(admin) = sea_orm::Database::connect(admin_url.as_str()).await {
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                    .await;
+                let _ = admin.close().await;
+            }
+        }
+        None => {
+            let path = url.trim_start_matches("sqlite://").to_owned();
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{path}{suffix}"));
             }
         }
     }
@@ -261,4 +289,25 @@ pub fn rabbitmq_shared_objects(prefix: &str, consumers: &[&str]) -> (Vec<String>
         .map(|e| format!("{prefix}.{e}"))
         .collect();
     (queues, exchanges)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TestDatabase;
+
+    #[test]
+    fn a_database_not_dropped_by_its_test_is_removed_by_the_guard() {
+        let db = TestDatabase::sqlite();
+        let path = db.url.trim_start_matches("sqlite://").to_owned();
+        std::fs::write(&path, b"x").expect("create the file");
+        let failing = std::panic::catch_unwind(move || {
+            let _db = db;
+            panic!("the test fails before drop_db");
+        });
+        assert!(failing.is_err());
+        assert!(
+            !std::path::Path::new(&path).exists(),
+            "the guard removed {path}"
+        );
+    }
 }
