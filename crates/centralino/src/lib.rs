@@ -392,6 +392,139 @@ impl Service {
     }
 }
 
+/// The configuration sections of the services, each taken by its start.
+struct Sections {
+    routing: Option<centralino_router::RouterConfig>,
+    history: Option<centralino_history::HistoryConfig>,
+    email: Option<centralino_email::EmailConfig>,
+    sms: Option<centralino_sms::SmsConfig>,
+    voice: Option<centralino_voice::VoiceConfig>,
+    desk: Option<centralino_desk::DeskConfig>,
+}
+
+/// What every service is started on.
+struct Host<'a> {
+    db: &'a DatabaseConnection,
+    bus: &'a Arc<dyn Bus>,
+    max_message_bytes: usize,
+}
+
+/// The addresses services listen on besides the gRPC server.
+#[derive(Default)]
+struct Listeners {
+    sms_webhook: Option<SocketAddr>,
+    voice_sip: Option<SocketAddr>,
+    desk_http: Option<SocketAddr>,
+}
+
+/// A started service, as the host keeps it: its last task (which ends once
+/// it stopped and released its leadership), the flag that turns when it
+/// loses its leadership, and the gRPC services it added to the server.
+struct Hosted {
+    name: &'static str,
+    task: tokio::task::JoinHandle<()>,
+    lost: tokio::sync::watch::Receiver<bool>,
+    grpc: &'static [&'static str],
+}
+
+impl Service {
+    /// Starts this service (waiting for its leadership) with its section
+    /// of `sections`, adds its gRPC services to `server` and its listeners
+    /// to `listeners`. `None` when its section is not configured.
+    async fn start(
+        self,
+        host: Host<'_>,
+        sections: &mut Sections,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+        server: &mut GrpcServer,
+        listeners: &mut Listeners,
+    ) -> Result<Option<Hosted>, RunError> {
+        let (db, bus, max) = (host.db.clone(), host.bus.clone(), host.max_message_bytes);
+        Ok(Some(match self {
+            Service::Routing => {
+                let Some(config) = sections.routing.take() else {
+                    return Ok(None);
+                };
+                let router = centralino_router::start(config, db, bus, max, shutdown).await?;
+                server.add(router.agent);
+                server.add(router.supervisor);
+                server.add(router.admin);
+                Hosted {
+                    name: "routing",
+                    task: router.task,
+                    lost: router.lost,
+                    grpc: &centralino_router::GRPC_SERVICES,
+                }
+            }
+            Service::History => {
+                let Some(config) = sections.history.take() else {
+                    return Ok(None);
+                };
+                let history = centralino_history::start(config, db, bus, max, shutdown).await?;
+                server.add(history.api);
+                Hosted {
+                    name: "history",
+                    task: history.task,
+                    lost: history.lost,
+                    grpc: &centralino_history::GRPC_SERVICES,
+                }
+            }
+            Service::Email => {
+                let Some(config) = sections.email.take() else {
+                    return Ok(None);
+                };
+                let email = centralino_email::start(config, db, bus, shutdown).await?;
+                Hosted {
+                    name: "email",
+                    task: email.task,
+                    lost: email.lost,
+                    grpc: &[],
+                }
+            }
+            Service::Sms => {
+                let Some(config) = sections.sms.take() else {
+                    return Ok(None);
+                };
+                let sms = centralino_sms::start(config, db, bus, shutdown).await?;
+                listeners.sms_webhook = sms.webhook_addr;
+                Hosted {
+                    name: "sms",
+                    task: sms.task,
+                    lost: sms.lost,
+                    grpc: &[],
+                }
+            }
+            Service::Voice => {
+                let Some(config) = sections.voice.take() else {
+                    return Ok(None);
+                };
+                let voice = centralino_voice::start(config, db, bus, shutdown).await?;
+                listeners.voice_sip = Some(voice.sip_addr);
+                Hosted {
+                    name: "voice",
+                    task: voice.task,
+                    lost: voice.lost,
+                    grpc: &[],
+                }
+            }
+            Service::Desk => {
+                let Some(config) = sections.desk.take() else {
+                    return Ok(None);
+                };
+                let desk = centralino_desk::start(config, db, bus, max, shutdown).await?;
+                server.add(desk.api);
+                listeners.desk_http = Some(desk.http_addr);
+                Hosted {
+                    name: "desk",
+                    task: desk.task,
+                    lost: desk.lost,
+                    grpc: centralino_desk::GRPC_SERVICES,
+                }
+            }
+        }))
+    }
+}
+
 /// Starts every service in this process and returns once all are listening.
 /// Everything stops when `shutdown` resolves.
 pub async fn up(
@@ -595,73 +728,9 @@ async fn serve_on(
     centralino_desk::policy(&mut policy);
     let settings = config.grpc_settings();
     let max = settings.max_message_bytes;
-    let router = if which.contains(&Service::Routing) {
-        Some(centralino_router::start(routing, db.clone(), bus.clone(), max, stopped()).await?)
-    } else {
-        None
-    };
-    let history = if which.contains(&Service::History) {
-        Some(centralino_history::start(history, db.clone(), bus.clone(), max, stopped()).await?)
-    } else {
-        None
-    };
-    let email = if which.contains(&Service::Email) {
-        Some(centralino_email::start(email, db.clone(), bus.clone(), stopped()).await?)
-    } else {
-        None
-    };
-    let sms = match sms {
-        Some(sms) if which.contains(&Service::Sms) => {
-            Some(centralino_sms::start(sms, db.clone(), bus.clone(), stopped()).await?)
-        }
-        _ => None,
-    };
-    let voice = match voice {
-        Some(voice) if which.contains(&Service::Voice) => {
-            Some(centralino_voice::start(voice, db.clone(), bus.clone(), stopped()).await?)
-        }
-        _ => None,
-    };
-    let desk = match desk {
-        Some(desk) if which.contains(&Service::Desk) => {
-            Some(centralino_desk::start(desk, db.clone(), bus.clone(), max, stopped()).await?)
-        }
-        _ => None,
-    };
     let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
     let mut services = vec!["centralino.v1.OpsService".to_owned()];
-    if router.is_some() {
-        services.extend(
-            centralino_router::GRPC_SERVICES
-                .iter()
-                .map(|s| (*s).to_owned()),
-        );
-    }
-    if history.is_some() {
-        services.extend(
-            centralino_history::GRPC_SERVICES
-                .iter()
-                .map(|s| (*s).to_owned()),
-        );
-    }
-    if desk.is_some() {
-        services.extend(
-            centralino_desk::GRPC_SERVICES
-                .iter()
-                .map(|s| (*s).to_owned()),
-        );
-    }
-    server.add(
-        OpsApi::new(
-            bus.clone(),
-            ProcessInfo {
-                version: VERSION.to_owned(),
-                services: services.clone(),
-                store: centralino_store::backend_name(&db).to_owned(),
-            },
-        )
-        .into_server(max),
-    );
+    let mut listeners = Listeners::default();
     let mut tasks = Vec::new();
     let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     // A service that lost its leadership stops every service here, so that
@@ -683,38 +752,41 @@ async fn serve_on(
             }
         });
     };
-    if let Some(email) = email {
-        tasks.push(email.task);
-        stop_on_loss("email", email.lost);
+    let mut sections = Sections {
+        routing: Some(routing),
+        history: Some(history),
+        email: Some(email),
+        sms,
+        voice,
+        desk,
+    };
+    for service in Service::ALL.into_iter().filter(|s| which.contains(s)) {
+        let host = Host {
+            db: &db,
+            bus: &bus,
+            max_message_bytes: max,
+        };
+        let Some(hosted) = service
+            .start(host, &mut sections, stopped(), &mut server, &mut listeners)
+            .await?
+        else {
+            continue;
+        };
+        services.extend(hosted.grpc.iter().map(|s| (*s).to_owned()));
+        tasks.push(hosted.task);
+        stop_on_loss(hosted.name, hosted.lost);
     }
-    let sms_webhook = sms.as_ref().and_then(|s| s.webhook_addr);
-    if let Some(sms) = sms {
-        tasks.push(sms.task);
-        stop_on_loss("sms", sms.lost);
-    }
-    let voice_sip = voice.as_ref().map(|v| v.sip_addr);
-    if let Some(voice) = voice {
-        tasks.push(voice.task);
-        stop_on_loss("voice", voice.lost);
-    }
-    let desk_http = desk.as_ref().map(|d| d.http_addr);
-    if let Some(desk) = desk {
-        server.add(desk.api);
-        tasks.push(desk.task);
-        stop_on_loss("desk", desk.lost);
-    }
-    if let Some(history) = history {
-        server.add(history.api);
-        tasks.push(history.task);
-        stop_on_loss("history", history.lost);
-    }
-    if let Some(router) = router {
-        server.add(router.agent);
-        server.add(router.supervisor);
-        server.add(router.admin);
-        tasks.push(router.task);
-        stop_on_loss("routing", router.lost);
-    }
+    server.add(
+        OpsApi::new(
+            bus.clone(),
+            ProcessInfo {
+                version: VERSION.to_owned(),
+                services: services.clone(),
+                store: centralino_store::backend_name(&db).to_owned(),
+            },
+        )
+        .into_server(max),
+    );
     let (grpc_addr, serve) = server.bind(stopped()).await?;
     // Said loudly at start: work for a queue routing does not know is not routed.
     let undefined_queues = match undefined_queues(config, &db).await {
@@ -745,9 +817,9 @@ async fn serve_on(
         bus_kind,
         store_kind,
         services,
-        sms_webhook,
-        voice_sip,
-        desk_http,
+        sms_webhook: listeners.sms_webhook,
+        voice_sip: listeners.voice_sip,
+        desk_http: listeners.desk_http,
         undefined_queues,
         bus: shared_bus,
         task,
