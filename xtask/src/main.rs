@@ -220,6 +220,15 @@ fn is_test_queue(name: &str) -> bool {
             .any(|p| name.strip_prefix(p).is_some_and(|r| hex_then_dot(r, 10)))
 }
 
+/// Kills `centralino` processes a killed test run left behind (the
+/// split-brain test's instances run from a `centralino-split-brain-*`
+/// directory; a stopped one would keep its leadership locks): best effort.
+fn kill_stray_test_processes() {
+    let _ = Command::new("pkill")
+        .args(["-KILL", "-f", "centralino-split-brain-"])
+        .status();
+}
+
 /// Deletes RabbitMQ queues left behind by interrupted test runs (best effort).
 fn delete_stale_test_queues() {
     let Ok(out) = Command::new("rabbitmqctl")
@@ -259,6 +268,7 @@ fn test(extra: &[String]) -> Result<(), String> {
     ensure_services()?;
     drop_stale_test_databases();
     delete_stale_test_queues();
+    kill_stray_test_processes();
     ensure_python_packages()?;
     ensure_peers()?;
     if has_nextest() {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use centralino_bus::{AmqpBus, AmqpConfig, Bus, Topology};
 use centralino_desk::{DeskConfig, ServiceConfig};
-use centralino_test_support::{TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use centralino_ticketing::numbering::Site;
 use sea_orm::ConnectionTrait as _;
 use tokio::sync::watch;
@@ -220,7 +220,7 @@ async fn main() {
     centralino_store::migrate::<centralino_desk::DeskMigrator>(&conn, |_| {})
         .await
         .expect("desk migrations");
-    let prefix = unique("dkb");
+    let prefix = bus_prefix("dkb");
     let mut amqp = AmqpConfig::new(amqp_url());
     amqp.topology = Topology::new(prefix.clone());
     amqp.connection_name = "desk-bench".into();

@@ -426,6 +426,9 @@ async fn deliver_due(
         let txn = fence.begin(db).await?;
         claim.update(&txn).await?;
         txn.commit().await?;
+        // A leader paused past its lease may have a successor sending this
+        // very row: it steps down rather than send it too.
+        fence.check_lease()?;
         let result = match envelope {
             Ok(envelope) => transport.send_raw(&envelope, &row.raw).await.map_err(|e| {
                 (

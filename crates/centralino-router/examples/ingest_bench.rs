@@ -25,7 +25,7 @@ use centralino_proto::v1::agent_update::Update;
 use centralino_proto::v1::routing_admin_service_client::RoutingAdminServiceClient;
 use centralino_router::RouterConfig;
 use centralino_server::{GrpcServer, GrpcSettings};
-use centralino_test_support::{TestDatabase, amqp_url, unique};
+use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use tokio::sync::mpsc;
 
 const SECRET: &[u8] = b"ingest-bench-secret-0123456789abcdefgh";
@@ -74,7 +74,7 @@ async fn main() {
         "ingest → offer: {total} email interactions at {rate}/s over {seconds} s, {agents} agents, real RabbitMQ + PostgreSQL"
     );
     let db = TestDatabase::postgres().await;
-    let prefix = unique("bench");
+    let prefix = bus_prefix("bench");
     let mut amqp = AmqpConfig::new(amqp_url());
     amqp.topology = Topology::new(prefix.clone());
     let bus: Arc<dyn Bus> = Arc::new(AmqpBus::connect(amqp.clone()).await.expect("RabbitMQ"));

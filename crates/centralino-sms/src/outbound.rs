@@ -592,7 +592,13 @@ async fn deliver_due(ctx: &Ctx, transport: &Transport) -> Result<usize, StoreErr
         .map(|row| async move {
             let result = match blocked(&ctx.db, row).await {
                 Ok(Some(why)) => Err(SendError::Refused(why.into())),
-                Ok(None) => transport.send(&row.sender, &row.recipient, &row.body).await,
+                // A leader paused past its lease may have a successor
+                // submitting this very row: it steps down rather than
+                // submit it too.
+                Ok(None) => match ctx.fence.check_lease() {
+                    Ok(()) => transport.send(&row.sender, &row.recipient, &row.body).await,
+                    Err(e) => Err(SendError::Unavailable(e.to_string())),
+                },
                 Err(e) => Err(SendError::Unavailable(format!("consent not readable: {e}"))),
             };
             (row, result)

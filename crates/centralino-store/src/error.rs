@@ -12,8 +12,11 @@ pub enum StoreError {
     Connect(sea_orm::DbErr),
     #[error("database: {0}")]
     Db(#[from] sea_orm::DbErr),
-    #[error("leadership lock: {0}")]
-    Leadership(String),
+    /// Taking or keeping the leadership lock failed; `transient` when the
+    /// database was away or restarting (then contend again), not when it
+    /// refused the statement (a permission, a missing table).
+    #[error("leadership lock: {message}")]
+    Leadership { message: String, transient: bool },
     #[error("bus: {0}")]
     Bus(#[from] centralino_bus::BusError),
     /// This instance's leadership of `service` (epoch `epoch`) was taken over
@@ -37,7 +40,8 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::UnsupportedUrl => false,
-            StoreError::Connect(_) | StoreError::Leadership(_) | StoreError::Fenced { .. } => true,
+            StoreError::Connect(_) | StoreError::Fenced { .. } => true,
+            StoreError::Leadership { transient, .. } => *transient,
             StoreError::Db(e) => db_err_is_transient(e),
             StoreError::Bus(e) => e.is_transient(),
         }
@@ -55,7 +59,8 @@ pub fn db_err_is_transient(e: &DbErr) -> bool {
     }
 }
 
-fn sqlx_is_transient(e: &sqlx::Error) -> bool {
+/// See [`StoreError::is_transient`].
+pub(crate) fn sqlx_is_transient(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -74,11 +79,23 @@ fn transient_code(code: &str) -> bool {
     // 40P01 deadlock; 53300 too many connections; 55P03 lock not available;
     // 57014 statement cancelled (a timeout); 57P01-57P03 admin/crash
     // shutdown, cannot connect now; 25006 read-only transaction (a standby
-    // reached during a failover).
+    // reached during a failover); 25P03 idle-in-transaction and 57P05 idle
+    // session timeouts (the leadership lease ended a paused instance's
+    // transaction or lock connection: held, then handled by the new leader).
     code.starts_with("08")
         || matches!(
             code,
-            "40001" | "40P01" | "53300" | "55P03" | "57014" | "57P01" | "57P02" | "57P03" | "25006"
+            "40001"
+                | "40P01"
+                | "53300"
+                | "55P03"
+                | "57014"
+                | "57P01"
+                | "57P02"
+                | "57P03"
+                | "57P05"
+                | "25006"
+                | "25P03"
         )
         // SQLite (sqlx reports the extended result code as a number):
         // BUSY 5 and its extended codes (261 recovery, 517 snapshot, 773

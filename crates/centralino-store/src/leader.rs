@@ -107,6 +107,29 @@ pub struct Fence {
     /// `(service, epoch)` on PostgreSQL; `None` on SQLite.
     held: Option<(&'static str, i64)>,
     lost: Arc<watch::Sender<bool>>,
+    /// When the watchdog last found the lock held (PostgreSQL only).
+    lease: Option<Arc<Lease>>,
+}
+
+/// The time of the last good check of the lock, for [`Fence::check_lease`].
+struct Lease {
+    origin: tokio::time::Instant,
+    last_good_ms: std::sync::atomic::AtomicU64,
+}
+
+impl Lease {
+    fn renewed(&self) {
+        let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_good_ms
+            .store(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn age(&self) -> Duration {
+        let last = self.last_good_ms.load(std::sync::atomic::Ordering::SeqCst);
+        self.origin
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last))
+    }
 }
 
 impl std::fmt::Debug for Fence {
@@ -123,12 +146,33 @@ impl Fence {
         Self {
             held: None,
             lost: Arc::new(tx),
+            lease: None,
         }
     }
 
     /// The leadership epoch this fence checks, if any.
     pub fn epoch(&self) -> Option<i64> {
         self.held.map(|(_, e)| e)
+    }
+
+    /// What a leader checks right before an effect outside the database (an
+    /// email or SMS handed to its server): that its lease is fresh. An
+    /// instance that was paused past `LEASE_MARGIN` may have been replaced
+    /// while it slept, and its successor may be sending the same message:
+    /// it steps down instead (the error is transient: the work is held and
+    /// the leader handles it). Always `Ok` on SQLite and outside leadership.
+    pub fn check_lease(&self) -> Result<(), StoreError> {
+        let stale = self.lease.as_ref().is_some_and(|l| l.age() > LEASE_MARGIN);
+        if *self.lost.borrow() || stale {
+            let _ = self.lost.send(true);
+            return Err(StoreError::Leadership {
+                message: "this instance's leadership lease may have run out (it was paused); \
+                          stepping down"
+                    .into(),
+                transient: true,
+            });
+        }
+        Ok(())
     }
 
     /// Begins a write transaction ([`crate::begin`]) that fails with
@@ -172,7 +216,10 @@ impl Fence {
 }
 
 fn err(e: sqlx::Error) -> StoreError {
-    StoreError::Leadership(e.to_string())
+    StoreError::Leadership {
+        transient: crate::error::sqlx_is_transient(&e),
+        message: e.to_string(),
+    }
 }
 
 /// Waits until this instance leads `service` (the lock `key`, one per service),
@@ -197,6 +244,7 @@ pub async fn acquire(
             fence: Fence {
                 held: None,
                 lost: tx,
+                lease: None,
             },
             watchdog,
         });
@@ -224,11 +272,22 @@ pub async fn acquire(
     }
     // The lease: a leader that stops touching its lock connection (paused,
     // hung) loses it after `LEASE`, as a dead one does at once.
-    sqlx::query("SELECT set_config('idle_session_timeout', $1, false)")
+    match sqlx::query("SELECT set_config('idle_session_timeout', $1, false)")
         .bind(LEASE.as_millis().to_string())
         .execute(&mut conn)
         .await
-        .map_err(err)?;
+    {
+        Ok(_) => {}
+        // 42704: no such setting, PostgreSQL before 14.
+        Err(sqlx::Error::Database(db)) if db.code().as_deref() == Some("42704") => {
+            tracing::warn!(
+                service,
+                "PostgreSQL before 14 has no idle_session_timeout: a paused leader keeps its \
+                 lock until it resumes or dies"
+            );
+        }
+        Err(e) => return Err(err(e)),
+    }
     // Waits for the open write transactions of a deposed leader (they hold
     // the row FOR SHARE); every later one of them sees this epoch and fails.
     let (epoch,): (i64,) = sqlx::query_as(
@@ -243,6 +302,11 @@ pub async fn acquire(
     .map_err(err)?;
     tracing::info!(service, epoch, "leadership acquired");
     let watch = tx.clone();
+    let lease = Arc::new(Lease {
+        origin: tokio::time::Instant::now(),
+        last_good_ms: std::sync::atomic::AtomicU64::new(0),
+    });
+    let renewing = lease.clone();
     let watchdog = tokio::spawn(async move {
         let mut last_good = tokio::time::Instant::now();
         loop {
@@ -273,6 +337,7 @@ pub async fn acquire(
                 return;
             }
             last_good = tokio::time::Instant::now();
+            renewing.renewed();
             if *watch.borrow() {
                 return;
             }
@@ -283,7 +348,47 @@ pub async fn acquire(
         fence: Fence {
             held: Some((service, epoch)),
             lost: tx,
+            lease: Some(lease),
         },
         watchdog,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fence_renewed_ago(ago: Duration) -> (Fence, watch::Receiver<bool>) {
+        let (tx, rx) = watch::channel(false);
+        let now = tokio::time::Instant::now();
+        let lease = Lease {
+            origin: now.checked_sub(ago).unwrap_or(now),
+            last_good_ms: std::sync::atomic::AtomicU64::new(0),
+        };
+        let fence = Fence {
+            held: Some(("test", 1)),
+            lost: Arc::new(tx),
+            lease: Some(Arc::new(lease)),
+        };
+        (fence, rx)
+    }
+
+    #[test]
+    fn a_fresh_lease_lets_a_send_through_and_a_stale_one_steps_down() {
+        let (fresh, lost) = fence_renewed_ago(Duration::from_secs(1));
+        assert!(fresh.check_lease().is_ok());
+        assert!(!*lost.borrow());
+
+        let (stale, lost) = fence_renewed_ago(LEASE_MARGIN + Duration::from_secs(1));
+        let refused = stale
+            .check_lease()
+            .expect_err("a lease older than the margin");
+        assert!(refused.is_transient(), "the work is held, not failed");
+        assert!(*lost.borrow(), "the instance steps down");
+
+        assert!(
+            Fence::none().check_lease().is_ok(),
+            "no leadership, no lease"
+        );
+    }
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 pub mod agent;
 pub mod isolated;
 pub mod mail;
+pub mod observer;
 pub mod voice;
 
 pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

@@ -4,6 +4,6 @@
 // refuses a prefix not listed here, so the two cannot drift apart.
 
 /// Bus prefixes of the test suites and benchmarks.
-pub const BUS_PREFIXES: [&str; 11] = [
-    "t", "rt", "hi", "em", "sm", "eb", "hbench", "vo", "dk", "ot", "sb",
+pub const BUS_PREFIXES: [&str; 13] = [
+    "t", "rt", "hi", "em", "sm", "eb", "hbench", "vo", "dk", "ot", "sb", "dkb", "bench",
 ];

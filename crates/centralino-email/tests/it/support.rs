@@ -15,6 +15,7 @@ use centralino_email::{
 use centralino_proto::v1;
 use centralino_test_support::isolated::Isolated;
 use centralino_test_support::mail::{Dovecot, PASSWORD, SmtpSink};
+use centralino_test_support::observer::Observer;
 use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 
 pub const SUPPORT: &str = "support@example.test";
@@ -101,7 +102,7 @@ pub struct Env {
     pub published: Arc<Mutex<Vec<(String, Envelope)>>>,
     process: Option<Isolated>,
     /// Stopped before the queues are deleted, or it would declare them again.
-    observer: tokio::task::JoinHandle<()>,
+    observer: Observer,
 }
 
 impl Env {
@@ -124,20 +125,12 @@ impl Env {
                 .await
                 .expect("RabbitMQ is reachable (cargo xtask test starts it)"),
         );
-        let published = Arc::new(Mutex::new(Vec::new()));
-        let mut sub = bus
-            .subscribe(ConsumerSpec::new("observer").bind(Exchange::Events, "interaction.email.#"))
-            .await
-            .expect("observer subscribes");
-        let sink = published.clone();
-        let observer = tokio::spawn(async move {
-            while let Some(d) = sub.next().await {
-                sink.lock()
-                    .expect("published")
-                    .push((d.routing_key.clone(), d.envelope.clone()));
-                let _ = d.ack().await;
-            }
-        });
+        let observer = Observer::start(
+            &bus,
+            ConsumerSpec::new("observer").bind(Exchange::Events, "interaction.email.#"),
+        )
+        .await;
+        let published = observer.seen();
         Self {
             db,
             prefix,
@@ -171,8 +164,7 @@ impl Env {
         if let Some(p) = self.process.take() {
             p.stop().await;
         }
-        self.observer.abort();
-        let _ = (&mut self.observer).await;
+        self.observer.stop().await;
         let (queues, exchanges) =
             centralino_test_support::rabbitmq_shared_objects(&self.prefix, &["email", "observer"]);
         centralino_test_support::delete_rabbitmq_objects(&amqp_url(), &queues, &exchanges).await;

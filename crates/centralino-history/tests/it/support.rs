@@ -15,6 +15,7 @@ use centralino_proto::v1;
 use centralino_proto::v1::history_service_client::HistoryServiceClient;
 use centralino_server::{GrpcServer, GrpcSettings};
 use centralino_test_support::isolated::Isolated;
+use centralino_test_support::observer::Observer;
 use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use tokio::sync::watch;
 use tonic::transport::Channel;
@@ -39,7 +40,7 @@ pub struct Env {
     pub published: Arc<Mutex<Vec<(String, Envelope)>>>,
     pub addr: SocketAddr,
     process: Option<HistoryProcess>,
-    observer: tokio::task::JoinHandle<()>,
+    observer: Observer,
 }
 
 fn amqp_config(prefix: &str, name: &str) -> AmqpConfig {
@@ -154,25 +155,15 @@ impl Env {
                 .await
                 .expect("RabbitMQ is reachable (cargo xtask test starts it)"),
         );
-        let published = Arc::new(Mutex::new(Vec::new()));
-        let mut sub = bus
-            .subscribe(
-                ConsumerSpec::new("observer")
-                    .bind(Exchange::Events, "consent.#")
-                    .bind(Exchange::Events, "customer.#")
-                    .bind(Exchange::Events, centralino_bus::COMMAND_REFUSED),
-            )
-            .await
-            .expect("observer subscribes");
-        let sink = published.clone();
-        let observer = tokio::spawn(async move {
-            while let Some(d) = sub.next().await {
-                sink.lock()
-                    .expect("published")
-                    .push((d.routing_key.clone(), d.envelope.clone()));
-                let _ = d.ack().await;
-            }
-        });
+        let observer = Observer::start(
+            &bus,
+            ConsumerSpec::new("observer")
+                .bind(Exchange::Events, "consent.#")
+                .bind(Exchange::Events, "customer.#")
+                .bind(Exchange::Events, centralino_bus::COMMAND_REFUSED),
+        )
+        .await;
+        let published = observer.seen();
         let process = HistoryProcess::start(db.url.clone(), prefix.clone(), config.clone()).await;
         Self {
             db,
@@ -277,8 +268,7 @@ impl Env {
             p.stop().await;
         }
         // Stopped first, or its subscription would declare its queue again.
-        self.observer.abort();
-        let _ = (&mut self.observer).await;
+        self.observer.stop().await;
         let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(
             &self.prefix,
             &[centralino_history::CONSUMERS.as_slice(), &["observer"]].concat(),

@@ -186,9 +186,7 @@ async fn interactions_on_mixed_channels_are_offered_by_skill_and_capacity() {
     })
     .await;
     let completed = env
-        .events
-        .lock()
-        .expect("events")
+        .events()
         .iter()
         .find(|e| e.interaction_id == call && e.kind() == Kind::Completed)
         .cloned()
@@ -750,7 +748,7 @@ impl BusyFloor {
 
     /// (assigned, completed) routing events so far.
     fn counts(&self, env: &Env) -> (usize, usize) {
-        let events = env.events.lock().expect("events").clone();
+        let events = env.events();
         let count = |k: Kind| events.iter().filter(|e| e.kind() == k).count();
         (count(Kind::Assigned), count(Kind::Completed))
     }
@@ -771,7 +769,7 @@ impl BusyFloor {
             Duration::from_secs(60),
             "every interaction completed (none lost)",
             || async {
-                let events = env.events.lock().expect("events").clone();
+                let events = env.events();
                 let mut done: HashMap<String, usize> = HashMap::new();
                 for e in events.iter().filter(|e| e.kind() == Kind::Completed) {
                     *done.entry(e.interaction_id.clone()).or_default() += 1;
@@ -933,7 +931,7 @@ async fn queue_figures_survive_a_takeover() {
     // Both completions committed (their events are published after the
     // commit), so the figures read next include both handle times.
     eventually(WAIT, "two completed", || async {
-        let events = env.events.lock().expect("events").clone();
+        let events = env.events();
         (events
             .iter()
             .filter(|e| e.kind() == Kind::Completed)
@@ -1045,9 +1043,7 @@ async fn waiting_customers_get_position_events_with_estimates() {
     let second = env.publish("desk", v1::Channel::Desk).await;
     // Nobody logged in: positions, but no made-up estimate.
     let position = |id: &str| {
-        env.events
-            .lock()
-            .expect("events")
+        env.events()
             .iter()
             .rev()
             .find(|e| e.interaction_id == id && e.kind() == Kind::Position)

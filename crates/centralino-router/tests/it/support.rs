@@ -3,13 +3,11 @@
 //! desktops, a test adapter and an observer of routing events.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use centralino_auth::{AuthLayer, Policy, Role, TokenKey};
-use centralino_bus::{
-    AmqpBus, AmqpConfig, Bus, ConsumerSpec, EnvelopeExt as _, Exchange, Topology, new_envelope,
-};
+use centralino_bus::{AmqpBus, AmqpConfig, Bus, ConsumerSpec, Exchange, Topology, new_envelope};
 use centralino_proto::v1;
 use centralino_proto::v1::supervisor_service_client::SupervisorServiceClient;
 use centralino_router::RouterConfig;
@@ -17,6 +15,7 @@ use centralino_server::{GrpcServer, GrpcSettings};
 pub use centralino_test_support::agent::{
     Desk, OfferLedger, admin, authed, channel, configure, offer_id, skill_level, spawn_worker,
 };
+use centralino_test_support::observer::Observer;
 use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use tokio::sync::{oneshot, watch};
 use tonic::transport::Channel;
@@ -28,9 +27,8 @@ pub struct Env {
     pub prefix: String,
     pub bus: Arc<dyn Bus>,
     pub key: TokenKey,
-    pub events: Arc<Mutex<Vec<v1::RoutingEvent>>>,
     /// Stopped before the queues are deleted, or it would declare them again.
-    observer: tokio::task::JoinHandle<()>,
+    observer: Observer,
 }
 
 impl Env {
@@ -43,29 +41,16 @@ impl Env {
                 .expect("RabbitMQ is reachable (cargo xtask test starts it)"),
         );
         // The observer: every routing event, once per message id.
-        let events = Arc::new(Mutex::new(Vec::new()));
-        let mut sub = bus
-            .subscribe(ConsumerSpec::new("observer").bind(Exchange::Events, "routing.#"))
-            .await
-            .expect("observer subscribes");
-        let sink = events.clone();
-        let observer = tokio::spawn(async move {
-            let mut seen = std::collections::HashSet::new();
-            while let Some(d) = sub.next().await {
-                if seen.insert(d.envelope.message_id.clone())
-                    && let Ok(ev) = d.envelope.decode::<v1::RoutingEvent>()
-                {
-                    sink.lock().expect("events").push(ev);
-                }
-                let _ = d.ack().await;
-            }
-        });
+        let observer = Observer::once_per_message(
+            &bus,
+            ConsumerSpec::new("observer").bind(Exchange::Events, "routing.#"),
+        )
+        .await;
         Self {
             db,
             prefix,
             bus,
             key: TokenKey::new(SECRET.to_vec()).expect("key"),
-            events,
             observer,
         }
     }
@@ -148,10 +133,13 @@ impl Env {
             .expect("publish");
     }
 
+    /// Every routing event seen so far, once per message id.
+    pub fn events(&self) -> Vec<v1::RoutingEvent> {
+        self.observer.decoded()
+    }
+
     pub fn events_of(&self, id: &str) -> Vec<(v1::routing_event::Kind, String)> {
-        self.events
-            .lock()
-            .expect("events")
+        self.events()
             .iter()
             .filter(|e| e.interaction_id == id)
             .map(|e| (e.kind(), e.agent.clone()))
@@ -159,8 +147,7 @@ impl Env {
     }
 
     pub async fn cleanup(mut self) {
-        self.observer.abort();
-        let _ = (&mut self.observer).await;
+        self.observer.stop().await;
         let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(
             &self.prefix,
             &["routing", "observer"],

@@ -15,6 +15,7 @@ use centralino_sms::smpp::SmppConfig;
 use centralino_sms::{NumberConfig, SmsConfig};
 use centralino_test_support::isolated::Isolated;
 use centralino_test_support::mail::Smsc;
+use centralino_test_support::observer::Observer;
 use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use tokio::sync::oneshot;
 
@@ -93,7 +94,7 @@ pub struct Env {
     process: Option<Isolated>,
     history: Option<(oneshot::Sender<()>, tokio::task::JoinHandle<()>)>,
     /// Stopped before the queues are deleted, or it would declare them again.
-    observer: tokio::task::JoinHandle<()>,
+    observer: Observer,
 }
 
 impl Env {
@@ -114,24 +115,14 @@ impl Env {
                 .await
                 .expect("RabbitMQ is reachable (cargo xtask test starts it)"),
         );
-        let published = Arc::new(Mutex::new(Vec::new()));
-        let mut sub = bus
-            .subscribe(
-                ConsumerSpec::new("observer")
-                    .bind(Exchange::Events, "interaction.sms.#")
-                    .bind(Exchange::Events, "consent.#"),
-            )
-            .await
-            .expect("observer subscribes");
-        let sink = published.clone();
-        let observer = tokio::spawn(async move {
-            while let Some(d) = sub.next().await {
-                sink.lock()
-                    .expect("published")
-                    .push((d.routing_key.clone(), d.envelope.clone()));
-                let _ = d.ack().await;
-            }
-        });
+        let observer = Observer::start(
+            &bus,
+            ConsumerSpec::new("observer")
+                .bind(Exchange::Events, "interaction.sms.#")
+                .bind(Exchange::Events, "consent.#"),
+        )
+        .await;
+        let published = observer.seen();
         Self {
             db,
             prefix,
@@ -218,8 +209,7 @@ impl Env {
             let _ = stop.send(());
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
-        self.observer.abort();
-        let _ = (&mut self.observer).await;
+        self.observer.stop().await;
         let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(
             &self.prefix,
             &[

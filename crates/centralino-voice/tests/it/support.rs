@@ -14,6 +14,7 @@ use centralino_bus::{
 use centralino_proto::v1;
 use centralino_telephony::ivr::{Action, Flow, Menu};
 use centralino_test_support::isolated::Isolated;
+use centralino_test_support::observer::Observer;
 use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use centralino_voice::{HoldConfig, NumberConfig, VoiceConfig};
 
@@ -109,7 +110,7 @@ pub struct Env {
     /// Everything the adapter published, in arrival order.
     pub published: Arc<Mutex<Vec<(String, Envelope)>>>,
     process: Option<Isolated>,
-    observer: tokio::task::JoinHandle<()>,
+    observer: Observer,
 }
 
 impl Env {
@@ -121,24 +122,14 @@ impl Env {
                 .await
                 .expect("RabbitMQ is reachable (cargo xtask test starts it)"),
         );
-        let published = Arc::new(Mutex::new(Vec::new()));
-        let mut sub = bus
-            .subscribe(
-                ConsumerSpec::new("observer")
-                    .bind(Exchange::Events, "interaction.voice.#")
-                    .bind(Exchange::Commands, "routing.agent_not_reached"),
-            )
-            .await
-            .expect("observer subscribes");
-        let sink = published.clone();
-        let observer = tokio::spawn(async move {
-            while let Some(d) = sub.next().await {
-                sink.lock()
-                    .expect("published")
-                    .push((d.routing_key.clone(), d.envelope.clone()));
-                let _ = d.ack().await;
-            }
-        });
+        let observer = Observer::start(
+            &bus,
+            ConsumerSpec::new("observer")
+                .bind(Exchange::Events, "interaction.voice.#")
+                .bind(Exchange::Commands, "routing.agent_not_reached"),
+        )
+        .await;
+        let published = observer.seen();
         let (process, sip) = Self::launch(&db.url, &prefix, config.clone()).await;
         Self {
             db,
@@ -195,8 +186,7 @@ impl Env {
         if let Some(p) = self.process.take() {
             p.stop().await;
         }
-        self.observer.abort();
-        let _ = (&mut self.observer).await;
+        self.observer.stop().await;
         let (queues, exchanges) =
             centralino_test_support::rabbitmq_shared_objects(&self.prefix, &["voice", "observer"]);
         centralino_test_support::delete_rabbitmq_objects(&amqp_url(), &queues, &exchanges).await;

@@ -15,21 +15,22 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use centralino_auth::{Role, TokenKey};
-use centralino_bus::{
-    AmqpBus, AmqpConfig, Bus, ConsumerSpec, EnvelopeExt as _, Exchange, Topology, new_envelope,
-};
+use centralino_bus::{AmqpBus, AmqpConfig, Bus, ConsumerSpec, Exchange, Topology, new_envelope};
 use centralino_proto::v1;
 use centralino_proto::v1::routing_event::Kind;
 use centralino_test_support::agent::{OfferLedger, configure, spawn_worker};
+use centralino_test_support::observer::Observer;
 use centralino_test_support::{TestDatabase, amqp_url, bus_prefix, eventually, unique};
 
 const SECRET: &str = "split-brain-test-secret-0123456789abcdef";
-const TOTAL: usize = 300;
+/// Interactions published at the least: publishing goes on, one every
+/// 100 ms, until the paused leader has been resumed.
+const AT_LEAST: usize = 100;
 const AGENTS: usize = 3;
 
 /// One `centralino up` kept running by a restart policy: started again
@@ -229,23 +230,11 @@ async fn split_brain_none_under_database_restarts_and_a_paused_leader() {
         .await
         .expect("RabbitMQ is reachable (cargo xtask test starts it)"),
     );
-    let events: Arc<Mutex<Vec<v1::RoutingEvent>>> = Arc::default();
-    let mut sub = bus
-        .subscribe(ConsumerSpec::new("observer").bind(Exchange::Events, "routing.#"))
-        .await
-        .expect("observer subscribes");
-    let sink = events.clone();
-    let observer = tokio::spawn(async move {
-        let mut seen = std::collections::HashSet::new();
-        while let Some(d) = sub.next().await {
-            if seen.insert(d.envelope.message_id.clone())
-                && let Ok(ev) = d.envelope.decode::<v1::RoutingEvent>()
-            {
-                sink.lock().expect("events").push(ev);
-            }
-            let _ = d.ack().await;
-        }
-    });
+    let mut observer = Observer::once_per_message(
+        &bus,
+        ConsumerSpec::new("observer").bind(Exchange::Events, "routing.#"),
+    )
+    .await;
 
     let postgres = PostgresRestarts;
     let a = Supervised::start(
@@ -306,11 +295,13 @@ async fn split_brain_none_under_database_restarts_and_a_paused_leader() {
 
     // Traffic: interactions published the way the email adapter does, all
     // through the faults.
+    let publishing = Arc::new(AtomicBool::new(true));
     let publisher = {
         let bus = bus.clone();
+        let publishing = publishing.clone();
         tokio::spawn(async move {
-            let mut ids = Vec::with_capacity(TOTAL);
-            for _ in 0..TOTAL {
+            let mut ids = Vec::new();
+            while publishing.load(Ordering::SeqCst) || ids.len() < AT_LEAST {
                 let id = uuid::Uuid::now_v7().to_string();
                 let env = new_envelope(
                     "split-brain-test",
@@ -341,10 +332,9 @@ async fn split_brain_none_under_database_restarts_and_a_paused_leader() {
             ids
         })
     };
-    let completed = |events: &Arc<Mutex<Vec<v1::RoutingEvent>>>| {
-        events
-            .lock()
-            .expect("events")
+    let completed = |observer: &Observer| {
+        observer
+            .decoded::<v1::RoutingEvent>()
             .iter()
             .filter(|e| e.kind() == Kind::Completed)
             .count()
@@ -352,17 +342,17 @@ async fn split_brain_none_under_database_restarts_and_a_paused_leader() {
 
     // Three PostgreSQL restarts, each once work is flowing again.
     eventually(Duration::from_secs(60), "work completes", || async {
-        (completed(&events) >= 10).then_some(())
+        (completed(&observer) >= 10).then_some(())
     })
     .await;
     for n in 1..=3 {
         tokio::task::block_in_place(|| postgres.restart());
         let back = Instant::now();
-        let before = completed(&events);
+        let before = completed(&observer);
         eventually(
             Duration::from_secs(60),
             "work completes again after the restart",
-            || async { (completed(&events) >= before + 10).then_some(()) },
+            || async { (completed(&observer) >= before + 10).then_some(()) },
         )
         .await;
         let led = leader(&instances, Duration::from_secs(60), "one instance leads").await;
@@ -373,9 +363,9 @@ async fn split_brain_none_under_database_restarts_and_a_paused_leader() {
     }
 
     // A leader paused past its lease, then resumed.
-    let before = completed(&events);
+    let before = completed(&observer);
     eventually(Duration::from_secs(60), "work completes", || async {
-        (completed(&events) >= before + 10).then_some(())
+        (completed(&observer) >= before + 10).then_some(())
     })
     .await;
     let paused = leader(&instances, Duration::from_secs(60), "one instance leads").await;
@@ -391,20 +381,22 @@ async fn split_brain_none_under_database_restarts_and_a_paused_leader() {
     let took = stopped_at.elapsed();
     eprintln!("SIGSTOP: instance {other} leads {took:?} after instance {paused} was paused");
     // Some work under the new leader while the old one is still paused.
-    let before = completed(&events);
+    let before = completed(&observer);
     eventually(Duration::from_secs(60), "work completes", || async {
-        (completed(&events) >= before + 5).then_some(())
+        (completed(&observer) >= before + 5).then_some(())
     })
     .await;
     instances[paused].signal("CONT");
+    publishing.store(false, Ordering::SeqCst);
 
     let ids = publisher.await.expect("publisher");
+    let total = ids.len();
     let done = eventually(
         Duration::from_secs(120),
         "every interaction completed (none lost)",
         || async {
             let mut done: HashMap<String, usize> = HashMap::new();
-            for e in events.lock().expect("events").iter() {
+            for e in observer.decoded::<v1::RoutingEvent>() {
                 if e.kind() == Kind::Completed {
                     *done.entry(e.interaction_id.clone()).or_default() += 1;
                 }
@@ -445,7 +437,7 @@ async fn split_brain_none_under_database_restarts_and_a_paused_leader() {
                     ))
                 })
                 .collect();
-            (rows.len() >= TOTAL && rows.iter().all(|(_, s, _)| s == "completed")).then_some(rows)
+            (rows.len() >= total && rows.iter().all(|(_, s, _)| s == "completed")).then_some(rows)
         },
     )
     .await;
@@ -454,7 +446,7 @@ async fn split_brain_none_under_database_restarts_and_a_paused_leader() {
     println!(
         "split brain: 3 PostgreSQL restarts and a leader paused {took:?} (until taken over): \
          0 lost, {twice} completed twice, {} offered to two agents, {history_twice} with other \
-         than one completion in history, of {TOTAL}; {exits} process exits",
+         than one completion in history, of {total}; {exits} process exits",
         violations.len()
     );
 
@@ -464,8 +456,7 @@ async fn split_brain_none_under_database_restarts_and_a_paused_leader() {
     drop(a);
     drop(b);
     drop(postgres);
-    observer.abort();
-    let _ = observer.await;
+    observer.stop().await;
     let mut consumers: Vec<String> = centralino::Service::ALL
         .iter()
         .flat_map(|s| s.consumers())
@@ -479,12 +470,12 @@ async fn split_brain_none_under_database_restarts_and_a_paused_leader() {
 
     assert_eq!(
         done.len(),
-        TOTAL,
+        total,
         "exactly the published interactions completed"
     );
     assert_eq!(twice, 0, "completed more than once: {done:?}");
     assert!(violations.is_empty(), "{violations:?}");
-    assert_eq!(history.len(), TOTAL, "history holds each interaction once");
+    assert_eq!(history.len(), total, "history holds each interaction once");
     assert_eq!(history_twice, 0, "history completions: {history:?}");
     let _ = std::fs::remove_dir_all(root);
 }
