@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use centralino_auth::Role;
+use centralino_bus::EnvelopeExt as _;
 use centralino_desk::Board;
 use centralino_proto::v1;
 use centralino_proto::v1::agent_request::Action;
@@ -331,6 +332,14 @@ async fn a_called_customer_who_never_comes_is_a_no_show_and_an_agent_without_a_c
     let env = Env::start(chrono::Utc::now().timestamp_millis()).await;
     routing(&env).await;
     let a1 = env.take("h24", "A").await;
+    // Bruno calls B001 to counter 2 ten desk-seconds before A001 is called:
+    // its no-show, due first, shows when the desk checked the clock.
+    let b1 = env.take("h24", "B").await;
+    env.open_counter("bruno", "h24", "2").await;
+    let (mut bruno, offered) = available(&env, "bruno").await;
+    assert_eq!(offered, b1.id);
+    call(&env, &mut bruno, &b1.id, "2").await;
+    env.now.fetch_add(10_000, Ordering::SeqCst);
     // Dario has no counter: routing's assignment comes back and Dario is set
     // not ready, the ticket keeps waiting.
     let (mut dario, offered) = available(&env, "dario").await;
@@ -356,7 +365,13 @@ async fn a_called_customer_who_never_comes_is_a_no_show_and_an_agent_without_a_c
     call(&env, &mut anna, &a1.id, "1").await;
     // (The desk clock runs on from what the test sets.)
     env.now.fetch_add(110_000, Ordering::SeqCst);
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Sentinel: B001, called 120 s ago, is a no-show, so the desk has checked
+    // its called tickets at a time when A001 had waited only 110 s (reads go
+    // through the same actor, after the whole check).
+    eventually(WAIT, "B001 a no-show after two minutes", || async {
+        (env.ticket(&b1.id).await.state == "no-show").then_some(())
+    })
+    .await;
     assert_eq!(env.ticket(&a1.id).await.state, "called", "not yet");
     env.now.fetch_add(10_000, Ordering::SeqCst);
     eventually(WAIT, "a no-show after two minutes", || async {
@@ -378,7 +393,7 @@ async fn a_called_customer_who_never_comes_is_a_no_show_and_an_agent_without_a_c
         .await
         .expect_err("already a no-show");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    drop((anna, dario));
+    drop((anna, bruno, dario));
     env.stop().await;
 }
 
@@ -502,8 +517,44 @@ async fn the_ticket_is_printed_and_the_customer_texted_once_when_next() {
     assert_eq!(first.purpose, "transactional");
     assert_eq!(first.body, "Ticket A001 at h24: 1 in line");
     assert!(first.interaction_id.is_empty(), "not an SMS conversation");
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert_eq!(texts().len(), 1, "texted once");
+    // Routing's places for A001 at the head of the line, seen after its text.
+    let places_after_text = || {
+        let seen = env.published();
+        let text = seen
+            .iter()
+            .position(|e| e.decode::<v1::SendMessage>().is_ok())?;
+        Some(
+            seen[text..]
+                .iter()
+                .filter_map(|e| e.decode::<v1::RoutingEvent>().ok())
+                .filter(|p| p.interaction_id == ticket.id && p.position == 1)
+                .count(),
+        )
+    };
+    eventually(WAIT, "two more places after the text", || async {
+        (places_after_text()? >= 2).then_some(())
+    })
+    .await;
+    // Sentinel: a second customer, first in another line, is texted on a
+    // routing event published after those places; the desk handles routing's
+    // events in order and relays its texts in order, so a second text to the
+    // first customer would have come before this one.
+    let r = env
+        .post(
+            "/api/sites/h24/tickets",
+            serde_json::json!({ "service": "C", "phone": "+39 347 000 2222" }),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    eventually(WAIT, "the second customer's turn notice", || async {
+        texts().into_iter().find(|t| t.recipient == "+393470002222")
+    })
+    .await;
+    let to_first = texts()
+        .iter()
+        .filter(|t| t.recipient == "+393470001111")
+        .count();
+    assert_eq!(to_first, 1, "texted once");
     assert_eq!(env.ticket(&ticket.id).await.position, 1);
     env.stop().await;
 }

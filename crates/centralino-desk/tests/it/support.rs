@@ -1,11 +1,11 @@
 //! The desk adapter and the real router in one process of their own (as in
 //! `centralino up`), on RabbitMQ and PostgreSQL, with a movable desk clock;
-//! an observer of what the desk publishes; kiosk and gRPC clients.
+//! an observer of what the desk publishes (and of routing's places, the
+//! desk's input); kiosk and gRPC clients.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use centralino_auth::{AuthLayer, Policy, Role, TokenKey};
@@ -20,6 +20,7 @@ use centralino_routing::{ChannelMap, EngineSettings};
 use centralino_server::{GrpcServer, GrpcSettings};
 use centralino_test_support::agent::{authed, channel};
 use centralino_test_support::isolated::Isolated;
+use centralino_test_support::observer::Observer;
 use centralino_test_support::{TestDatabase, amqp_url, bus_prefix};
 use centralino_ticketing::numbering::Site;
 use chrono::{NaiveTime, TimeZone as _, Utc};
@@ -126,8 +127,8 @@ pub struct Env {
     _bus: Arc<dyn Bus>,
     pub now: Arc<AtomicI64>,
     pub key: TokenKey,
-    published: Arc<Mutex<Vec<Envelope>>>,
-    observer: tokio::task::JoinHandle<()>,
+    /// Stopped before the queues are deleted, or it would declare them again.
+    observer: Observer,
     process: Option<Isolated>,
     pub http: SocketAddr,
     pub grpc: SocketAddr,
@@ -146,29 +147,20 @@ impl Env {
                 .await
                 .expect("RabbitMQ is reachable (cargo xtask test starts it)"),
         );
-        let published = Arc::new(Mutex::new(Vec::new()));
-        let mut sub = bus
-            .subscribe(
-                ConsumerSpec::new("observer")
-                    .bind(Exchange::Events, "interaction.desk.#")
-                    .bind(Exchange::Commands, "sms.send"),
-            )
-            .await
-            .expect("observer");
-        let sink = published.clone();
-        let observer = tokio::spawn(async move {
-            while let Some(d) = sub.next().await {
-                sink.lock().expect("published").push(d.envelope.clone());
-                let _ = d.ack().await;
-            }
-        });
+        let observer = Observer::once_per_message(
+            &bus,
+            ConsumerSpec::new("observer")
+                .bind(Exchange::Events, "interaction.desk.#")
+                .bind(Exchange::Commands, "sms.send")
+                .bind(Exchange::Events, "routing.desk.position"),
+        )
+        .await;
         let mut env = Self {
             db,
             prefix,
             _bus: bus,
             now: Arc::new(AtomicI64::new(now)),
             key: TokenKey::new(SECRET.to_vec()).expect("key"),
-            published,
             observer,
             process: None,
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -344,15 +336,15 @@ impl Env {
             .expect("a ticket")
     }
 
-    /// Everything the desk published, once per message id.
+    /// Everything the desk published (and routing's places for desk
+    /// tickets), once per message id, in arrival order.
     pub fn published(&self) -> Vec<Envelope> {
-        let mut seen = HashSet::new();
-        self.published
+        self.observer
+            .seen()
             .lock()
             .expect("published")
             .iter()
-            .filter(|e| seen.insert(e.message_id.clone()))
-            .cloned()
+            .map(|(_, e)| e.clone())
             .collect()
     }
 
@@ -376,8 +368,7 @@ impl Env {
 
     pub async fn stop(mut self) {
         self.halt().await;
-        self.observer.abort();
-        let _ = (&mut self.observer).await;
+        self.observer.stop().await;
         let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(
             &self.prefix,
             &["observer", "routing", "desk"],
