@@ -414,8 +414,23 @@ async fn auto_replies_and_bounces_make_no_loop() {
         (env.unseen(SUPPORT).await == 0).then_some(())
     })
     .await;
-    // Let the sender run past anything it might still send.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every import is committed (acknowledgements are rows written with
+    // them): one acknowledgement was ever queued.
+    assert_eq!(
+        env.sql_count("SELECT count(*) FROM email_outbound WHERE kind = 'ack'")
+            .await,
+        1,
+        "only the person is acknowledged"
+    );
+    // Sentinel: the sender has settled every row it had, so the SMTP server
+    // holds all it will ever get.
+    eventually(WAIT, "nothing left to send", || async {
+        (env.sql_count("SELECT count(*) FROM email_outbound WHERE status = 'queued'")
+            .await
+            == 0)
+            .then_some(())
+    })
+    .await;
     assert_eq!(
         env.smtp.messages().len(),
         1,
@@ -571,13 +586,16 @@ async fn after_a_long_smtp_outage_a_reply_leaves_within_10_s_of_the_return() {
 }
 
 /// An agent's reply that arrives while the store cannot be written (here
-/// the embedded SQLite file, locked by another writer for 35 s, longer than
-/// the busy timeout times the delivery limit) is held, not returned to the
-/// broker every 500 ms until its delivery limit dead-letters it: it is sent
-/// once the store answers, exactly once.
+/// the embedded SQLite file, locked by another writer for 15 s) is held, not
+/// returned to the broker until its delivery limit dead-letters it: it is
+/// sent once the store answers, exactly once. The adapter's delivery limit
+/// is 1 here, so a command returned to the broker would be dead-lettered
+/// within about 11.5 s (two 5 s busy timeouts, and the 0.5 s and 1 s waits
+/// before each return), well inside the outage.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reply_waits_out_a_store_that_cannot_be_written_and_is_sent_once() {
     let mut env = Env::sqlite(|_| {}).await;
+    env.delivery_limit = 1;
     env.start().await;
     env.deliver(
         SUPPORT,
@@ -600,7 +618,9 @@ async fn a_reply_waits_out_a_store_that_cannot_be_written_and_is_sent_once() {
         .await
         .expect("BEGIN IMMEDIATE");
     let reply = env.reply(&conversation, "Risposta col file bloccato").await;
-    tokio::time::sleep(Duration::from_secs(35)).await;
+    // The outage itself (what the test is about): longer than a returned
+    // command takes to be dead-lettered at this delivery limit.
+    tokio::time::sleep(Duration::from_secs(15)).await;
     assert!(
         env.smtp.messages().is_empty(),
         "nothing is sent while the store cannot record it"

@@ -66,8 +66,9 @@ pub fn config(imap_port: u16, smtp_port: u16) -> EmailConfig {
     }
 }
 
-/// The adapter in its own runtime.
-async fn launch(url: String, prefix: String, config: EmailConfig) -> Isolated {
+/// The adapter in its own runtime, its queue returning a delivery at most
+/// `delivery_limit` times before dead-lettering it.
+async fn launch(url: String, prefix: String, config: EmailConfig, delivery_limit: u32) -> Isolated {
     let (process, ()) = Isolated::start(move |ready, stop| async move {
         let conn = centralino_store::connect(&url, 8).await.expect("database");
         centralino_store::migrate::<centralino_store::CoreMigrator>(&conn, |_| {})
@@ -76,11 +77,9 @@ async fn launch(url: String, prefix: String, config: EmailConfig) -> Isolated {
         centralino_store::migrate::<centralino_email::EmailMigrator>(&conn, |_| {})
             .await
             .expect("email migrations");
-        let bus: Arc<dyn Bus> = Arc::new(
-            AmqpBus::connect(amqp_config(&prefix, "email-under-test"))
-                .await
-                .expect("bus"),
-        );
+        let mut amqp = amqp_config(&prefix, "email-under-test");
+        amqp.delivery_limit = delivery_limit;
+        let bus: Arc<dyn Bus> = Arc::new(AmqpBus::connect(amqp).await.expect("bus"));
         let email = centralino_email::start(config, conn, bus, stop)
             .await
             .expect("email adapter starts");
@@ -98,6 +97,8 @@ pub struct Env {
     pub dovecot: Dovecot,
     pub smtp: SmtpSink,
     pub config: EmailConfig,
+    /// The adapter's delivery limit (set before [`Env::start`]).
+    pub delivery_limit: u32,
     /// Everything the adapter published, in arrival order.
     pub published: Arc<Mutex<Vec<(String, Envelope)>>>,
     process: Option<Isolated>,
@@ -138,6 +139,7 @@ impl Env {
             dovecot,
             smtp,
             config,
+            delivery_limit: AmqpConfig::new(amqp_url()).delivery_limit,
             published,
             process: None,
             observer,
@@ -149,6 +151,7 @@ impl Env {
             self.db.url.clone(),
             self.prefix.clone(),
             self.config.clone(),
+            self.delivery_limit,
         )
         .await;
         self.process = Some(p);
