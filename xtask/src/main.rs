@@ -1,8 +1,11 @@
 //! Project automation, run as `cargo xtask <command>`.
 //!
-//! - `test`: checks (and where it can, starts) RabbitMQ and PostgreSQL, installs the
-//!   Python test client's packages if missing, then runs the whole suite with
-//!   cargo-nextest (or `cargo test` when nextest is absent).
+//! - `test`: checks (and where it can, starts) RabbitMQ and PostgreSQL, installs
+//!   what the suite needs and the machine lacks (Dovecot, SIPp, baresip and
+//!   Chromium with apt-get when root, else it stops with the command to run;
+//!   the npm and Python packages), then runs the whole suite with cargo-nextest
+//!   (or `cargo test` when nextest is absent).
+//! - `ci`: what `.ci/run` runs: `test`'s set-up, fmt and clippy, the suite.
 //! - `codegen`: regenerates `crates/centralino-proto/src/gen` from `proto/`.
 //! - `lint`: `cargo fmt --check` and clippy with warnings denied.
 
@@ -16,14 +19,14 @@ fn main() -> ExitCode {
         Some("test") => test(&args[1..]),
         Some("codegen") => codegen(),
         Some("lint") => lint(),
-        Some("bench-smoke") => ensure_services()
-            .and_then(|()| ensure_peers())
-            .and_then(|()| benchmarks_smoke()),
+        Some("ci") => ci(),
+        Some("bench-smoke") => prepare().and_then(|()| benchmarks_smoke()),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 test [ARGS]  start what the suite needs and run every test (ARGS go to nextest)\n  \
+                 test [ARGS]  install and start what the suite needs, run every test (ARGS go to nextest)\n  \
+                 ci           what CI runs: test's set-up, then fmt and clippy, then every test\n  \
                  codegen      regenerate crates/centralino-proto/src/gen from proto/\n  \
                  lint         cargo fmt --check and clippy -D warnings\n  \
                  bench-smoke  run every benchmark program small (also the last step of test)"
@@ -141,31 +144,114 @@ fn ensure_python_packages() -> Result<(), String> {
     ]))
 }
 
-/// Installs the npm test peers (the SMSC simulator, playwright-core for the
-/// board page) if they are missing, and says how to install Dovecot and
-/// Chromium if they are (the email and desk tests need them).
+/// A program the suite talks to, from Debian's packages.
+struct DebianPeer {
+    /// What it is and which tests need it.
+    what: &'static str,
+    package: &'static str,
+    /// Where the package puts the program the tests run.
+    program: &'static str,
+}
+
+const DEBIAN_PEERS: [DebianPeer; 4] = [
+    DebianPeer {
+        what: "Dovecot, the IMAP server of the email tests",
+        package: "dovecot-imapd",
+        program: "/usr/sbin/dovecot",
+    },
+    DebianPeer {
+        what: "SIPp, the callers of the voice tests",
+        package: "sip-tester",
+        program: "/usr/bin/sipp",
+    },
+    DebianPeer {
+        what: "baresip, the agents' phones of the voice tests",
+        package: "baresip-core",
+        program: "/usr/bin/baresip",
+    },
+    DebianPeer {
+        what: "Chromium, the browser of the desk's board test",
+        package: "chromium",
+        program: "/usr/bin/chromium",
+    },
+];
+
+/// The Debian peers this machine lacks (a `CHROMIUM` variable naming another
+/// browser stands for Chromium).
+fn missing_debian_peers() -> Vec<&'static DebianPeer> {
+    DEBIAN_PEERS
+        .iter()
+        .filter(|p| !std::path::Path::new(p.program).exists())
+        .filter(|p| !(p.package == "chromium" && std::env::var_os("CHROMIUM").is_some()))
+        .collect()
+}
+
+/// Is this process root (so it may run apt-get)? From `/proc/self/status`.
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().next())
+            == Some("0")
+    })
+}
+
+/// Installs what the suite needs and this machine lacks, saying what it
+/// installs: the Debian peers with apt-get (as root; otherwise it stops,
+/// before anything is built, with the one command to run), then the npm
+/// packages of `tests/node` (the SMSC simulator, playwright-core).
 fn ensure_peers() -> Result<(), String> {
+    let missing = missing_debian_peers();
+    if !missing.is_empty() {
+        let packages: Vec<&str> = missing.iter().map(|p| p.package).collect();
+        for p in &missing {
+            eprintln!("xtask: missing {} ({})", p.what, p.program);
+        }
+        if !running_as_root() {
+            return Err(format!(
+                "the test suite needs these Debian packages; install them, then run this again:\n\n    \
+                 sudo apt-get update && sudo apt-get install -y {}\n",
+                packages.join(" ")
+            ));
+        }
+        eprintln!(
+            "xtask: installing from Debian's packages: {}",
+            packages.join(" ")
+        );
+        run(Command::new("apt-get").args(["update", "-qq"]))?;
+        run(Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(&packages)
+            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+        let still: Vec<&str> = missing_debian_peers().iter().map(|p| p.program).collect();
+        if !still.is_empty() {
+            return Err(format!(
+                "apt-get finished but these are still missing: {}",
+                still.join(", ")
+            ));
+        }
+        eprintln!("xtask: installed {}", packages.join(" "));
+    }
+    // The packages' own services (Dovecot's) are not used: the tests start
+    // private instances on free ports.
     let node = std::path::Path::new("tests/node/node_modules");
     if !node.join("smpp").exists() || !node.join("playwright-core").exists() {
-        eprintln!("xtask: installing the test peers' npm packages (tests/node)");
+        eprintln!(
+            "xtask: installing the test peers' npm packages (tests/node: smpp, playwright-core)"
+        );
         run(Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--silent"])
             .current_dir("tests/node"))?;
     }
-    if !std::path::Path::new("/usr/sbin/dovecot").exists() {
-        eprintln!(
-            "xtask: Dovecot is not installed; the email tests will fail until it is: \
-             apt-get install -y dovecot-imapd"
-        );
-    }
-    if !std::path::Path::new("/usr/bin/chromium").exists() && std::env::var_os("CHROMIUM").is_none()
-    {
-        eprintln!(
-            "xtask: Chromium is not installed; the desk's board test will fail until it is: \
-             apt-get install -y chromium"
-        );
-    }
     Ok(())
+}
+
+/// What every run of the suite needs first: RabbitMQ and PostgreSQL up, the
+/// peers and packages installed.
+fn prepare() -> Result<(), String> {
+    ensure_services()?;
+    ensure_peers()?;
+    ensure_python_packages()
 }
 
 /// Drops test databases left behind by interrupted runs (best effort; needs psql).
@@ -265,12 +351,25 @@ fn has_nextest() -> bool {
 }
 
 fn test(extra: &[String]) -> Result<(), String> {
-    ensure_services()?;
+    prepare()?;
+    suite(extra)
+}
+
+/// CI's whole run, on a clean clone: what `test` installs, then fmt and
+/// clippy, then the suite. `.ci/run` is just this, so CI and the README's
+/// command cannot drift apart.
+fn ci() -> Result<(), String> {
+    prepare()?;
+    lint()?;
+    suite(&[])
+}
+
+/// The suite in its three phases (restart tests alone, everything, the
+/// benchmarks smoke-sized), after clearing what interrupted runs left.
+fn suite(extra: &[String]) -> Result<(), String> {
     drop_stale_test_databases();
     delete_stale_test_queues();
     kill_stray_test_processes();
-    ensure_python_packages()?;
-    ensure_peers()?;
     if has_nextest() {
         // nextest does not run doctests: run them first, so the suite's summary
         // is the last thing printed.

@@ -9,7 +9,7 @@
 //! callers get `UNAVAILABLE` (deliveries are retried) and the engine is rebuilt
 //! from the database, which is the truth.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +28,8 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::RouterError;
 use crate::convert;
-use crate::entities::{agent, figures, interaction, queue, skill};
+use crate::definitions::{FileDefinitions, Kind};
+use crate::entities::{agent, figures, file_owned, interaction, queue, skill};
 
 /// Name of the routing service: its consumer queue, its outbox source, its inbox consumer.
 pub const SERVICE: &str = "routing";
@@ -46,6 +47,9 @@ pub struct RouterConfig {
     pub default_queue: Option<String>,
     /// Most commands applied in one transaction.
     pub batch_max: usize,
+    /// The skills, queues and agents the configuration file defines (applied
+    /// at start; see [`crate::definitions`]).
+    pub definitions: FileDefinitions,
 }
 
 impl Default for RouterConfig {
@@ -56,6 +60,7 @@ impl Default for RouterConfig {
             position_interval_ms: 30_000,
             default_queue: None,
             batch_max: 256,
+            definitions: FileDefinitions::default(),
         }
     }
 }
@@ -264,6 +269,8 @@ pub(crate) struct Actor {
     /// A queue was defined in the batch being committed: work held for want
     /// of it (routing's dead letters) is replayed once the commit is in.
     queue_defined: bool,
+    /// The definitions the configuration file owns (the API may not change them).
+    file_owned: BTreeSet<(Kind, String)>,
 }
 
 const ANSWERS_KEPT: usize = 256;
@@ -303,6 +310,7 @@ impl Actor {
             needs_restore: false,
             early_abandons: HashMap::new(),
             queue_defined: false,
+            file_owned: BTreeSet::new(),
         };
         actor.restore().await?;
         Ok(actor)
@@ -314,6 +322,12 @@ impl Actor {
         self.engine = Engine::new(self.cfg.engine.clone(), now)
             .map_err(|e| RouterError::Config(e.to_string()))?;
         self.payloads.clear();
+        self.file_owned = file_owned::Entity::find()
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .filter_map(|r| Some((Kind::parse(&r.kind)?, r.name)))
+            .collect();
         self.skills = skill::Entity::find()
             .all(&self.db)
             .await?
@@ -473,6 +487,11 @@ impl Actor {
         position_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut purge_tick = tokio::time::interval(Duration::from_secs(3_600));
         purge_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A queue the configuration file defined at start may be what held
+        // work was waiting for.
+        if std::mem::take(&mut self.queue_defined) {
+            self.replay_held();
+        }
         loop {
             let next = self.next_deadline();
             let sleep = async move {
@@ -1066,7 +1085,127 @@ impl Actor {
         })
     }
 
+    /// An admin API operation: refused for what the configuration file owns.
     async fn admin(
+        &mut self,
+        txn: &impl ConnectionTrait,
+        op: AdminOp,
+        now: Millis,
+    ) -> Result<Result<AdminReply, ApiError>, StoreError> {
+        let target = match &op {
+            AdminOp::UpsertSkill(s) => Some((Kind::Skill, s.name.as_str())),
+            AdminOp::DeleteSkill(n) => Some((Kind::Skill, n.as_str())),
+            AdminOp::UpsertQueue(q) => Some((Kind::Queue, q.name.as_str())),
+            AdminOp::DeleteQueue(n) => Some((Kind::Queue, n.as_str())),
+            AdminOp::UpsertAgent(a) => Some((Kind::Agent, a.name.as_str())),
+            AdminOp::DeleteAgent(n) => Some((Kind::Agent, n.as_str())),
+            AdminOp::ListSkills | AdminOp::ListQueues | AdminOp::ListAgents => None,
+        };
+        if let Some((kind, name)) = target
+            && self.file_owned.contains(&(kind, name.to_owned()))
+        {
+            return Ok(Err(ApiError::FailedPrecondition(kind.owned_by_file(name))));
+        }
+        self.define(txn, op, now).await
+    }
+
+    /// Applies the configuration file's definitions in one transaction (at
+    /// start, before anything is routed): each that differs from what is
+    /// stored is written through the admin operations' own checks, and what
+    /// the file owned before but no longer lists is deleted (or, when it
+    /// cannot be, such as a skill an API-defined agent holds, left to the API
+    /// with a warning). A definition refused fails the start, naming its key,
+    /// and nothing of the file is applied.
+    pub(crate) async fn apply_file(&mut self) -> Result<(), RouterError> {
+        let defs = self.cfg.definitions.clone();
+        let now = now_ms();
+        let txn = self.fence.begin(&self.db).await?;
+        let mut wanted = BTreeSet::new();
+        let mut ops = Vec::new();
+        for s in defs.skills {
+            wanted.insert((Kind::Skill, s.name.clone()));
+            if self.skills.get(&s.name) != Some(&s.description) {
+                ops.push((Kind::Skill, s.name.clone(), AdminOp::UpsertSkill(s)));
+            }
+        }
+        for q in defs.queues {
+            wanted.insert((Kind::Queue, q.name.clone()));
+            if self.queues.get(&q.name) != Some(&q) {
+                ops.push((Kind::Queue, q.name.clone(), AdminOp::UpsertQueue(q)));
+            }
+        }
+        for a in defs.agents {
+            wanted.insert((Kind::Agent, a.name.clone()));
+            if self.agents.get(&a.name) != Some(&a) {
+                ops.push((Kind::Agent, a.name.clone(), AdminOp::UpsertAgent(a)));
+            }
+        }
+        let changed = ops.len();
+        for (kind, name, op) in ops {
+            if let Err(e) = self.define(&txn, op, now).await? {
+                return Err(RouterError::Config(format!("{}[{name}]: {e}", kind.key())));
+            }
+        }
+        // Agents first, then queues, then skills: what uses a skill goes
+        // before it.
+        let mut released: Vec<(Kind, String)> =
+            self.file_owned.difference(&wanted).cloned().collect();
+        released.reverse();
+        let mut removed = 0;
+        for (kind, name) in released {
+            let op = match kind {
+                Kind::Skill => AdminOp::DeleteSkill(name.clone()),
+                Kind::Queue => AdminOp::DeleteQueue(name.clone()),
+                Kind::Agent => AdminOp::DeleteAgent(name.clone()),
+            };
+            match self.define(&txn, op, now).await? {
+                Ok(_) | Err(ApiError::NotFound(_)) => removed += 1,
+                Err(e) => tracing::warn!(
+                    kind = kind.as_str(),
+                    name = %name,
+                    error = %e,
+                    "routing: no longer in the configuration file but cannot be deleted; kept, \
+                     and the admin API may now change it"
+                ),
+            }
+        }
+        file_owned::Entity::delete_many().exec(&txn).await?;
+        if !wanted.is_empty() {
+            file_owned::Entity::insert_many(wanted.iter().map(|(kind, name)| {
+                file_owned::ActiveModel {
+                    kind: Set(kind.as_str().to_owned()),
+                    name: Set(name.clone()),
+                }
+            }))
+            .exec_without_returning(&txn)
+            .await?;
+        }
+        // What the changes did to routing (an agent removed while holding
+        // work sends it back to its queue) is written like any batch's.
+        let mut writes = Writes::default();
+        let mut outgoing = Vec::new();
+        let events: Vec<Event> = self.engine.drain_events().collect();
+        for e in &events {
+            self.record(e, now, &mut writes, &mut outgoing);
+        }
+        self.flush(&txn, writes).await?;
+        txn.commit().await?;
+        self.notes.clear();
+        if !wanted.is_empty() || removed > 0 {
+            tracing::info!(
+                defined = wanted.len(),
+                changed,
+                removed,
+                "routing: definitions from the configuration file applied"
+            );
+        }
+        self.file_owned = wanted;
+        Ok(())
+    }
+
+    /// An admin operation on the definitions, whoever asks (the API through
+    /// [`Self::admin`], the file through [`Self::apply_file`]).
+    async fn define(
         &mut self,
         txn: &impl ConnectionTrait,
         op: AdminOp,

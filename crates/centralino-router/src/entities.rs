@@ -113,3 +113,23 @@ pub mod figures {
 
     impl ActiveModelBehavior for ActiveModel {}
 }
+
+/// Definitions the configuration file owns: `kind` is `skill`, `queue` or
+/// `agent`.
+pub mod file_owned {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "routing_file_owned")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub kind: String,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub name: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}

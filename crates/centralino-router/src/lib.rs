@@ -18,6 +18,7 @@
 mod actor;
 mod consumer;
 mod convert;
+mod definitions;
 mod entities;
 mod grpc;
 mod migrations;
@@ -33,6 +34,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 
 pub use actor::{RouterConfig, SERVICE};
+pub use definitions::FileDefinitions;
 pub use migrations::RoutingMigrator;
 
 /// The advisory lock every routing instance takes (one writer at a time).
@@ -130,7 +132,8 @@ pub async fn start(
     let lost = leadership.lost();
     let relay = OutboxRelay::new(db.clone(), bus.clone(), SERVICE);
     let waker = relay.waker();
-    let actor = actor::Actor::load(config, db, leadership.fence(), bus.clone(), waker).await?;
+    let mut actor = actor::Actor::load(config, db, leadership.fence(), bus.clone(), waker).await?;
+    actor.apply_file().await?;
     let (tx, rx) = mpsc::channel(4_096);
     let subscription = consumer::subscribe(bus.as_ref()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -11,7 +11,11 @@ pub struct RoutingMigrator;
 
 impl MigratorTrait for RoutingMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial), Box::new(QueueFigures)]
+        vec![
+            Box::new(Initial),
+            Box::new(QueueFigures),
+            Box::new(FileOwned),
+        ]
     }
 
     fn migration_table_name() -> DynIden {
@@ -111,6 +115,34 @@ impl MigrationTrait for QueueFigures {
                     .col(big_integer("overflowed"))
                     .col(big_integer("wait_answered_ms"))
                     .col(big_integer_null("aht_ms"))
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// Which definitions the configuration file owns (`routing_file_owned`):
+/// the API may not change them, and a start whose file no longer lists one
+/// deletes it.
+struct FileOwned;
+
+impl MigrationName for FileOwned {
+    fn name(&self) -> &str {
+        "routing_0003_file_owned"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for FileOwned {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table("routing_file_owned")
+                    .if_not_exists()
+                    .col(string_len("kind", 8))
+                    .col(string_len("name", 64))
+                    .primary_key(Index::create().col("kind").col("name"))
                     .to_owned(),
             )
             .await

@@ -37,6 +37,7 @@ mod entities;
 pub mod media;
 mod migrations;
 mod outbound;
+mod prompts;
 mod record;
 mod sip;
 
@@ -130,7 +131,8 @@ pub struct VoiceConfig {
     /// mapping can let exactly them through; any free port when `None`. A
     /// call that finds none free is refused with 503.
     pub rtp_ports: Option<std::ops::RangeInclusive<u16>>,
-    /// Prompt files: `<dir>/<name>.wav`, 8 kHz mono.
+    /// Prompt files: `<dir>/<name>.wav`, 8 kHz mono; empty: the prompts
+    /// built into the binary (those of `deploy/prompts`).
     pub prompts_dir: PathBuf,
     /// Dialled numbers and their flows.
     pub numbers: Vec<NumberConfig>,
@@ -162,7 +164,7 @@ impl Default for VoiceConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 5080)),
             media_ip: None,
             rtp_ports: None,
-            prompts_dir: PathBuf::from("deploy/prompts"),
+            prompts_dir: PathBuf::new(),
             numbers: Vec::new(),
             default_flow: None,
             flows: BTreeMap::new(),
@@ -512,6 +514,12 @@ impl centralino_bus::Handler for RoutingEvents {
         }
         match record::outbound(&self.shared.db, &e.interaction_id).await {
             Ok(Some(row)) => {
+                // A leader paused past its lease may have a successor
+                // dialling this callback: it steps down (the assignment is
+                // held for whoever leads) rather than dial it too.
+                if let Err(err) = self.shared.fence.check_lease() {
+                    return Handled::Hold(err.to_string());
+                }
                 place_callback(&self.shared, row, &e, &self.stop);
                 Handled::Done
             }

@@ -26,9 +26,11 @@ pub struct Prompts {
 }
 
 impl Prompts {
-    /// Loads `<dir>/<name>.wav` for every name; the error lists what is
-    /// missing or unreadable.
+    /// Loads `<dir>/<name>.wav` for every name, or the built-in prompt of
+    /// that name when `dir` is empty; the error lists what is missing or
+    /// unreadable.
     pub fn load<'a>(dir: &Path, names: impl IntoIterator<Item = &'a str>) -> Result<Self, String> {
+        let built_in = dir.as_os_str().is_empty();
         let mut by_name = HashMap::new();
         let mut problems = Vec::new();
         for name in names {
@@ -41,6 +43,19 @@ impl Prompts {
                 || name.contains('\\')
             {
                 problems.push(format!("`{name}`: not a prompt name"));
+                continue;
+            }
+            if built_in {
+                match crate::prompts::built_in(name).map(centralino_telephony::wav::parse) {
+                    Some(Ok(samples)) => {
+                        by_name.insert(name.to_owned(), Arc::from(samples));
+                    }
+                    Some(Err(e)) => problems.push(format!("built-in {name}: {e}")),
+                    None => problems.push(format!(
+                        "`{name}` is not a built-in prompt (set voice.prompts_dir to a folder \
+                         holding {name}.wav)"
+                    )),
+                }
                 continue;
             }
             let path = dir.join(format!("{name}.wav"));

@@ -77,6 +77,13 @@ async fn place(
     if let Err(reason) = ring(&mut to_agent, shared.config.ring_timeout, stop).await {
         return not_reached(reason).await;
     }
+    // The agent's phone may ring for a while: the lease is checked again
+    // right before the customer is called, so an instance paused meanwhile
+    // (and perhaps replaced) does not call them as well as its successor.
+    if shared.fence.check_lease().is_err() {
+        let _ = to_agent.dialog.hangup().await;
+        return not_reached("leadership-lost").await;
+    }
     if let Err(e) = record::dialling(&shared.db, &shared.fence, id, agent).await {
         tracing::warn!(error = %e, "voice: could not record the callback's agent");
     }

@@ -8,8 +8,9 @@ use clap::{Parser, Subcommand};
 ///
 /// Configuration comes from an optional TOML file (--config or CENTRALINO_CONFIG)
 /// overlaid with CENTRALINO_* environment variables, e.g. CENTRALINO_BUS__URL sets
-/// bus.url. With no configuration at all, `up` runs everything in one process on
-/// an embedded SQLite file under ./data and an in-process bus.
+/// bus.url. Without a file, `up` runs the built-in demo contact center (an IVR,
+/// a walk-in desk, SMS webhooks, sample queues and agents) in one process on an
+/// embedded SQLite file under ./data and an in-process bus.
 #[derive(Debug, Parser)]
 #[command(
     name = "centralino",
@@ -32,7 +33,16 @@ pub enum Command {
     ///
     /// Uses RabbitMQ and PostgreSQL when bus.url / store.url point at them;
     /// otherwise an in-process bus and a SQLite file in the data directory.
+    /// Without --config, runs the built-in demo (`centralino config --demo`
+    /// prints it); a configuration file replaces it entirely.
     Up,
+    /// Print the configuration in effect (the file and CENTRALINO_* variables
+    /// with every default filled in), or with --demo the built-in demo file.
+    Config {
+        /// Print the built-in demo configuration, with its comments.
+        #[arg(long)]
+        demo: bool,
+    },
     /// Run the routing service alone (one container per service in docker-compose).
     ///
     /// Consumes new and abandoned interactions from RabbitMQ, offers them to agents

@@ -26,7 +26,15 @@ fn main() -> ExitCode {
             "centralino: ignoring {name}: not a setting (settings look like CENTRALINO_BUS__URL)"
         );
     }
-    let config = match Config::load(file.as_deref(), env) {
+    // `up` without a file is the demo; the single services (run by
+    // docker-compose from variables alone) start from the bare defaults.
+    let demo = file.is_none() && matches!(cli.command, Command::Up);
+    let loaded = if demo {
+        Config::load_demo(env)
+    } else {
+        Config::load(file.as_deref(), env)
+    };
+    let config = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("centralino: {e}");
@@ -178,11 +186,71 @@ fn print_startup(
     }
     if !running.undefined_queues.is_empty() {
         println!(
-            "          define them with RoutingAdminService.UpsertQueue (held work is then routed)"
+            "          define them in [[routing.queues]] or with RoutingAdminService.UpsertQueue \
+             (held work is then routed)"
         );
     }
     println!("  tokens  centralino token --role admin --subject you");
+    let tries = things_to_try(config, services, running);
+    for (i, line) in tries.iter().enumerate() {
+        println!("  {:<7} {line}", if i == 0 { "try" } else { "" });
+    }
     println!("press Ctrl-C to stop");
+}
+
+/// What a newcomer can do first with what runs: call, take a ticket, look
+/// at the board, connect as an agent.
+fn things_to_try(
+    config: &Config,
+    services: &[centralino::Service],
+    running: &centralino::Running,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let (true, Some(sip), Some(number)) = (
+        services.contains(&centralino::Service::Voice),
+        running.voice_sip,
+        config.voice.numbers.first(),
+    ) {
+        lines.push(format!(
+            "call sip:{}@{sip} (a softphone, or: sipp -sn uac -s {} {sip} -m 1)",
+            number.number, number.number
+        ));
+    }
+    if let (true, Some(http), Some(site), Some(service)) = (
+        services.contains(&centralino::Service::Desk),
+        running.desk_http,
+        config.desk.sites.first(),
+        config.desk.services.first(),
+    ) {
+        lines.push(format!(
+            "take a ticket: curl -X POST http://{http}/api/sites/{}/tickets \
+             -H 'content-type: application/json' -d '{{\"service\":\"{}\"}}'",
+            site.id, service.code
+        ));
+        lines.push(format!("board http://{http}/sites/{}/board", site.id));
+    }
+    if services.contains(&centralino::Service::Routing) {
+        let agents: Vec<&str> = config
+            .routing
+            .agents
+            .iter()
+            .map(|a| a.name.as_str())
+            .collect();
+        if let Some(first) = agents.first() {
+            lines.push(format!(
+                "agent token: centralino token --role agent --subject {first} (agents: {})",
+                agents.join(", ")
+            ));
+        }
+        if !config.routing.queues.is_empty() {
+            lines.push(
+                "queues: grpcurl -plaintext -H \"authorization: Bearer $(centralino token --role \
+                 supervisor --subject you)\" 127.0.0.1:50051 centralino.v1.RoutingAdminService/ListQueues"
+                    .replace("127.0.0.1:50051", &running.grpc_addr.to_string()),
+            );
+        }
+    }
+    lines
 }
 
 async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
@@ -267,6 +335,20 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => status(&config).await,
+        Command::Config { demo: true } => {
+            print!("{}", centralino::config::DEMO);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config { demo: false } => match toml::to_string(&config) {
+            Ok(text) => {
+                print!("{text}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(e) => {
+                eprintln!("centralino: the configuration cannot be printed: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
         Command::Health { addr, service } => Ok(health(&addr, &service).await),
         Command::Token { role, subject, ttl } => {
             let Ok(role) = role.parse::<centralino_auth::Role>() else {

@@ -12,7 +12,7 @@ use centralino_proto::v1;
 use centralino_proto::v1::agent_request::Action;
 use centralino_proto::v1::agent_update::Update;
 use centralino_proto::v1::routing_event::Kind;
-use centralino_router::RouterConfig;
+use centralino_router::{FileDefinitions, RouterConfig};
 use centralino_routing::{ChannelMap, EngineSettings};
 use centralino_test_support::eventually;
 
@@ -251,6 +251,24 @@ async fn interactions_on_mixed_channels_are_offered_by_skill_and_capacity() {
     env.cleanup().await;
 }
 
+/// Sets the agent available and waits for the router's answer (the presence
+/// applied).
+async fn available_applied(desk: &mut Desk) {
+    let id = desk
+        .send(Action::SetPresence(v1::SetPresence {
+            presence: v1::AgentPresence::Available as i32,
+            reason: String::new(),
+        }))
+        .await;
+    let ok = desk
+        .wait_for(WAIT, |u| match u {
+            Update::Result(r) if r.request_id == id => Some(r.ok),
+            _ => None,
+        })
+        .await;
+    assert_eq!(ok, Some(true), "the router applied the presence");
+}
+
 #[tokio::test]
 async fn an_agent_who_does_not_answer_is_skipped() {
     let env = Env::new().await;
@@ -266,14 +284,14 @@ async fn an_agent_who_does_not_answer_is_skipped() {
     let (mut sleepy, _) = Desk::open(router.addr, &env.token("sleepy", Role::Agent))
         .await
         .expect("sleepy");
-    sleepy.available().await;
-    // sleepy has been idle longest when awake logs in.
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Sentinel: the router answered sleepy's presence, so sleepy is in the
+    // longest-idle order before awake logs in.
+    available_applied(&mut sleepy).await;
     let (mut awake, _) = Desk::open(router.addr, &env.token("awake", Role::Agent))
         .await
         .expect("awake");
-    awake.available().await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Sentinel: both are available before the call comes.
+    available_applied(&mut awake).await;
     let call = env.publish("sales", v1::Channel::Voice).await;
     assert_eq!(
         sleepy.wait_for(WAIT, offer_id).await.as_deref(),
@@ -981,7 +999,8 @@ async fn a_standby_router_waits_then_takes_over_with_the_state() {
     })
     .await;
     let standby = RouterProcess::start_standby(&env, config(30_000));
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Sentinel: the standby has asked for the lock and been refused.
+    env.db.standby_refused(WAIT).await;
     assert!(
         !standby.is_finished(),
         "the standby must not serve while the active router runs"
@@ -1128,6 +1147,147 @@ async fn a_second_login_ends_the_first_session_and_gets_the_work() {
         .await
         .expect("assigned through the new session");
     drop(second);
+    router.stop().await;
+    env.cleanup().await;
+}
+
+async fn listed(
+    admin: &mut v1::routing_admin_service_client::RoutingAdminServiceClient<
+        tonic::transport::Channel,
+    >,
+    token: &str,
+) -> (Vec<v1::QueueDefinition>, Vec<String>) {
+    let queues = admin
+        .list_queues(authed(v1::ListRequest {}, token))
+        .await
+        .expect("queues")
+        .into_inner()
+        .queues;
+    let agents = admin
+        .list_agents(authed(v1::ListRequest {}, token))
+        .await
+        .expect("agents")
+        .into_inner()
+        .agents
+        .into_iter()
+        .map(|a| a.name)
+        .collect();
+    (queues, agents)
+}
+
+/// Definitions from the configuration file: applied at start, owned by the
+/// file (the API may neither change nor delete them, and says where they
+/// are), changed and removed by the next start's file while the API's own
+/// stay; a definition the database cannot take fails the start, naming its
+/// key, and nothing of that file is applied.
+#[tokio::test]
+async fn definitions_from_the_file_are_applied_owned_and_follow_the_file() {
+    let env = Env::new().await;
+    let token = env.token("root", Role::Admin);
+    let mut cfg = config(30_000);
+    cfg.definitions = FileDefinitions {
+        skills: vec![v1::Skill {
+            name: "it".into(),
+            description: "Italian".into(),
+        }],
+        queues: vec![
+            queue("sales", &[v1::Channel::Voice], vec![skill_level("it", 2)]),
+            queue("old", &[v1::Channel::Email], vec![]),
+        ],
+        agents: vec![agent("anna", vec![skill_level("it", 5)], &[])],
+    };
+    let router = RouterProcess::start(&env, cfg.clone()).await;
+    let mut api = admin(router.addr).await;
+    let (queues, agents) = listed(&mut api, &token).await;
+    let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(names, ["old", "sales"]);
+    assert_eq!(agents, ["anna"]);
+    let err = api
+        .upsert_queue(authed(
+            queue("sales", &[v1::Channel::Email], vec![]),
+            &token,
+        ))
+        .await
+        .expect_err("the file owns sales");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        err.message().contains("[[routing.queues]]"),
+        "{}",
+        err.message()
+    );
+    let err = api
+        .delete_agent(authed(
+            v1::DeleteRequest {
+                name: "anna".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("the file owns anna");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    let err = api
+        .delete_skill(authed(v1::DeleteRequest { name: "it".into() }, &token))
+        .await
+        .expect_err("the file owns it");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    // What the API defines is the API's.
+    api.upsert_queue(authed(
+        queue("api-queue", &[v1::Channel::Sms], vec![]),
+        &token,
+    ))
+    .await
+    .expect("an API queue");
+    router.stop().await;
+
+    // The file is edited: sales changes, old and anna go, marco comes.
+    cfg.definitions.queues = vec![queue(
+        "sales",
+        &[v1::Channel::Email],
+        vec![skill_level("it", 2)],
+    )];
+    cfg.definitions.agents = vec![agent("marco", vec![], &[])];
+    let router = RouterProcess::start(&env, cfg.clone()).await;
+    let mut api = admin(router.addr).await;
+    let (queues, agents) = listed(&mut api, &token).await;
+    let names: Vec<&str> = queues.iter().map(|q| q.name.as_str()).collect();
+    assert_eq!(names, ["api-queue", "sales"], "old went with the file");
+    let sales = queues.iter().find(|q| q.name == "sales").expect("sales");
+    assert_eq!(sales.channels, [v1::Channel::Email as i32]);
+    assert_eq!(agents, ["marco"]);
+    // A name the file gave up is free for the API.
+    api.upsert_queue(authed(queue("old", &[v1::Channel::Voice], vec![]), &token))
+        .await
+        .expect("old is the API's now");
+    router.stop().await;
+
+    // A queue naming a skill nobody defines: the start fails, naming it.
+    // The same file also moves sales back to voice and drops marco.
+    let mut bad = cfg.clone();
+    bad.definitions.agents = vec![];
+    bad.definitions.queues[0].channels = vec![v1::Channel::Voice as i32];
+    bad.definitions.queues.push(queue(
+        "bad",
+        &[v1::Channel::Voice],
+        vec![skill_level("nope", 1)],
+    ));
+    let db = centralino_store::connect(&env.db.url, 2)
+        .await
+        .expect("database");
+    let err = centralino_router::start(bad, db, env.bus.clone(), 4 << 20, std::future::pending())
+        .await
+        .err()
+        .expect("the start is refused");
+    assert!(
+        err.to_string().contains("routing.queues[bad]"),
+        "names the key: {err}"
+    );
+    // Nothing of that file was applied: sales is as it was, marco is there.
+    let router = RouterProcess::start(&env, cfg).await;
+    let mut api = admin(router.addr).await;
+    let (queues, agents) = listed(&mut api, &token).await;
+    let sales = queues.iter().find(|q| q.name == "sales").expect("sales");
+    assert_eq!(sales.channels, [v1::Channel::Email as i32]);
+    assert_eq!(agents, ["marco"]);
     router.stop().await;
     env.cleanup().await;
 }

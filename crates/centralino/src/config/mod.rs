@@ -27,7 +27,7 @@ pub use email::{EmailSection, MailboxSection, SmtpSection};
 pub use platform::{
     AuthConfig, BusConfig, GrpcConfig, IdentityConfig, StoreConfig, TelemetryConfig,
 };
-pub use routing::RoutingConfig;
+pub use routing::{AgentSection, QueueSection, RoutingConfig, SkillSection, StepSection};
 pub use sms::{SmppSection, SmsNumberSection, SmsRestSection, SmsSection, SmsWebhookSection};
 pub use voice::{
     VoiceFlowSection, VoiceHoldSection, VoiceMenuSection, VoiceNumberSection, VoiceSection,
@@ -79,13 +79,17 @@ impl Default for Config {
 #[error("invalid configuration:\n  {}", .0.join("\n  "))]
 pub struct ConfigError(pub Vec<String>);
 
+/// The built-in demo configuration (`config/demo.toml`): what `centralino up`
+/// runs when no configuration file is given.
+pub const DEMO: &str = include_str!("demo.toml");
+
 impl Config {
     /// Reads `file` (if any), applies `env` overrides and validates.
     pub fn load(
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, ConfigError> {
-        let mut root = match file {
+        let root = match file {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?;
@@ -94,6 +98,21 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        Self::overlay(root, env)
+    }
+
+    /// The built-in demo ([`DEMO`]) with `env` overrides, validated.
+    pub fn load_demo(env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let root = DEMO
+            .parse::<toml::Table>()
+            .map_err(|e| ConfigError(vec![format!("built-in demo: {e}")]))?;
+        Self::overlay(root, env)
+    }
+
+    fn overlay(
+        mut root: toml::Table,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         // The standard OpenTelemetry variable first, so CENTRALINO_* wins over it.
         let mut env: Vec<(String, String)> = env.into_iter().collect();
         env.sort_by_key(|(k, _)| k != "OTEL_EXPORTER_OTLP_ENDPOINT");

@@ -1,6 +1,12 @@
 //! The routing service's section (`[routing]`): aging, per-channel offer
-//! timeouts and wrap-up, exclusive channels, the default queue.
+//! timeouts and wrap-up, exclusive channels, the default queue, and the
+//! skills, queues and agents the file defines (`[[routing.skills]]`,
+//! `[[routing.queues]]`, `[[routing.agents]]`, owned by the file: see
+//! `centralino_router::FileDefinitions`).
 
+use std::collections::BTreeMap;
+
+use centralino_proto::v1;
 use serde::{Deserialize, Serialize};
 
 use super::number;
@@ -33,6 +39,90 @@ pub struct RoutingConfig {
     pub position_interval_ms: u64,
     /// Queue for interactions with no known queue hint (empty: dead-letter them).
     pub default_queue: String,
+    /// Skills the file defines.
+    pub skills: Vec<SkillSection>,
+    /// Queues the file defines.
+    pub queues: Vec<QueueSection>,
+    /// Agents the file defines.
+    pub agents: Vec<AgentSection>,
+}
+
+/// A skill (`[[routing.skills]]`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SkillSection {
+    pub name: String,
+    pub description: String,
+}
+
+/// A queue (`[[routing.queues]]`); skills are `{ name = level }`, levels 1–5.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSection {
+    pub name: String,
+    /// voice, email, sms, desk, chat.
+    pub channels: Vec<String>,
+    pub skills: BTreeMap<String, u32>,
+    /// Added to every interaction's priority in this queue.
+    pub priority: i32,
+    /// longest-idle (default), least-occupied, round-robin or best-proficiency.
+    pub strategy: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_level_target_pct: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_level_threshold_ms: Option<u64>,
+    /// How long work naming a preferred agent waits for them (0: not at all).
+    pub preferred_agent_ms: u64,
+    /// `[[routing.queues.steps]]`, in time order.
+    pub steps: Vec<StepSection>,
+}
+
+/// A routing step: after `after_ms` in the queue, one of relax (new skill
+/// requirements), overflow_to (a queue) or close_with (an outcome).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StepSection {
+    pub after_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relax: Option<BTreeMap<String, u32>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overflow_to: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub close_with: Option<String>,
+}
+
+/// An agent (`[[routing.agents]]`): `name` is the login (their tokens'
+/// subject); capacity is `{ channel = n }` (channels left out keep their
+/// default).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSection {
+    pub name: String,
+    pub display_name: String,
+    pub skills: BTreeMap<String, u32>,
+    pub capacity: BTreeMap<String, u32>,
+}
+
+fn skill_levels(levels: &BTreeMap<String, u32>) -> Vec<v1::SkillLevel> {
+    levels
+        .iter()
+        .map(|(skill, &level)| v1::SkillLevel {
+            skill: skill.clone(),
+            level,
+        })
+        .collect()
+}
+
+fn wire_channel(key: &str, name: &str, errors: &mut Vec<String>) -> i32 {
+    match name.parse::<centralino_domain::Channel>() {
+        Ok(c) => v1::Channel::from(c) as i32,
+        Err(_) => {
+            errors.push(format!(
+                "{key}: unknown channel {name:?} (voice, email, sms, desk, chat)"
+            ));
+            0
+        }
+    }
 }
 
 impl Default for RoutingConfig {
@@ -61,6 +151,9 @@ impl Default for RoutingConfig {
             session_grace_ms: r.session_grace_ms,
             position_interval_ms: r.position_interval_ms,
             default_queue: String::new(),
+            skills: Vec::new(),
+            queues: Vec::new(),
+            agents: Vec::new(),
         }
     }
 }
@@ -138,6 +231,7 @@ impl RoutingConfig {
                 "routing.default_queue: letters, digits, '.', '_', '-', '@' (1–64)".to_owned(),
             );
         }
+        let definitions = self.definitions(&mut errors);
         if !errors.is_empty() {
             return Err(errors);
         }
@@ -146,7 +240,104 @@ impl RoutingConfig {
             session_grace_ms: self.session_grace_ms,
             position_interval_ms: self.position_interval_ms,
             default_queue: (!self.default_queue.is_empty()).then(|| self.default_queue.clone()),
+            definitions,
             ..Default::default()
         })
+    }
+
+    /// The file's skills, queues and agents in the API's types; what is
+    /// wrong goes to `errors`, each naming its key.
+    fn definitions(&self, errors: &mut Vec<String>) -> centralino_router::FileDefinitions {
+        let before = errors.len();
+        let skills = self
+            .skills
+            .iter()
+            .map(|s| v1::Skill {
+                name: s.name.clone(),
+                description: s.description.clone(),
+            })
+            .collect();
+        let queues = self
+            .queues
+            .iter()
+            .map(|q| {
+                let at = format!("routing.queues[{}]", q.name);
+                let steps = q
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .map(|(i, step)| {
+                        use v1::routing_step::Action;
+                        let mut actions = Vec::new();
+                        if let Some(r) = &step.relax {
+                            actions.push(Action::Relax(v1::SkillSet {
+                                skills: skill_levels(r),
+                            }));
+                        }
+                        if let Some(q) = &step.overflow_to {
+                            actions.push(Action::OverflowTo(q.clone()));
+                        }
+                        if let Some(o) = &step.close_with {
+                            actions.push(Action::CloseWith(o.clone()));
+                        }
+                        if actions.len() != 1 {
+                            errors.push(format!(
+                                "{at}.steps[{}]: give exactly one of relax, overflow_to, close_with",
+                                i + 1
+                            ));
+                        }
+                        v1::RoutingStep {
+                            after_ms: step.after_ms,
+                            action: actions.into_iter().next(),
+                        }
+                    })
+                    .collect();
+                v1::QueueDefinition {
+                    name: q.name.clone(),
+                    channels: q
+                        .channels
+                        .iter()
+                        .map(|c| wire_channel(&format!("{at}.channels"), c, errors))
+                        .collect(),
+                    skills: skill_levels(&q.skills),
+                    base_priority: q.priority,
+                    strategy: q.strategy.clone(),
+                    service_level_target_pct: q.service_level_target_pct,
+                    service_level_threshold_ms: q.service_level_threshold_ms,
+                    steps,
+                    preferred_agent_ms: q.preferred_agent_ms,
+                }
+            })
+            .collect();
+        let agents = self
+            .agents
+            .iter()
+            .map(|a| {
+                let at = format!("routing.agents[{}].capacity", a.name);
+                v1::AgentDefinition {
+                    name: a.name.clone(),
+                    display_name: a.display_name.clone(),
+                    skills: skill_levels(&a.skills),
+                    capacity: a
+                        .capacity
+                        .iter()
+                        .map(|(c, &capacity)| v1::ChannelCapacity {
+                            channel: wire_channel(&at, c, errors),
+                            capacity,
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        let defs = centralino_router::FileDefinitions {
+            skills,
+            queues,
+            agents,
+        };
+        // A channel or step already named wrong is not reported twice.
+        if errors.len() == before {
+            errors.extend(defs.validate());
+        }
+        defs
     }
 }

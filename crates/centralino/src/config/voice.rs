@@ -30,7 +30,8 @@ pub struct VoiceSection {
     /// any free port.
     pub rtp_ports: String,
     /// Prompt files, `<dir>/<name>.wav` (8 kHz mono); a relative path is
-    /// relative to the working directory.
+    /// relative to the working directory. Empty (the default): the prompts
+    /// built into the binary, those of `deploy/prompts`.
     pub prompts_dir: PathBuf,
     /// Flow of numbers not in `[[voice.numbers]]` (empty: such calls get 404).
     pub default_flow: String,

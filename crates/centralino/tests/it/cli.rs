@@ -14,6 +14,15 @@ fn temp() -> std::path::PathBuf {
     std::env::temp_dir().join(centralino_test_support::unique("centralino-cli-"))
 }
 
+/// An empty configuration file in `dir`: `up` with it runs the bare defaults
+/// (routing and history), not the demo with its fixed ports.
+fn empty_config(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).expect("dir");
+    let file = dir.join("empty.toml");
+    std::fs::write(&file, "").expect("config file");
+    file
+}
+
 #[test]
 fn help_lists_the_commands() {
     let out = centralino(&temp()).arg("--help").output().expect("run");
@@ -153,6 +162,8 @@ fn up_starts_without_a_collector_answers_health_and_stops_on_sigterm() {
 
     let dir = temp();
     let mut child = centralino(&dir)
+        .arg("--config")
+        .arg(empty_config(&dir))
         .arg("up")
         .env("CENTRALINO_GRPC__LISTEN", "127.0.0.1:0")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
@@ -290,6 +301,8 @@ fn up_logs_without_colour_codes_when_not_on_a_terminal() {
     use std::io::{BufRead as _, BufReader};
     let dir = temp();
     let mut child = centralino(&dir)
+        .arg("--config")
+        .arg(empty_config(&dir))
         .arg("up")
         .env("CENTRALINO_GRPC__LISTEN", "127.0.0.1:0")
         .stdout(std::process::Stdio::piped())

@@ -1,11 +1,12 @@
 //! Integration tests of the centralino binary crate: the running process seen from
 //! a Python grpcio client, the CLI, the docker-compose file checked against the
-//! code, and `up` with each channel adapter (email, SMS, voice, desk).
+//! code, `up` with each channel adapter (email, SMS, voice, desk), and the built-in demo.
 
 mod burst;
 mod cli;
 mod compose;
 mod contract;
+mod demo;
 mod desk;
 mod email;
 mod outage;
