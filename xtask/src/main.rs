@@ -6,6 +6,7 @@
 //!   the npm and Python packages), then runs the whole suite with cargo-nextest
 //!   (or `cargo test` when nextest is absent).
 //! - `ci`: what `.ci/run` runs: `test`'s set-up, fmt and clippy, the suite.
+//! - `setup`: `test`'s set-up alone.
 //! - `codegen`: regenerates `crates/centralino-proto/src/gen` from `proto/`.
 //! - `lint`: `cargo fmt --check` and clippy with warnings denied.
 
@@ -20,6 +21,7 @@ fn main() -> ExitCode {
         Some("codegen") => codegen(),
         Some("lint") => lint(),
         Some("ci") => ci(),
+        Some("setup") => prepare(),
         Some("bench-smoke") => prepare().and_then(|()| benchmarks_smoke()),
         _ => {
             eprintln!(
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
                  commands:\n  \
                  test [ARGS]  install and start what the suite needs, run every test (ARGS go to nextest)\n  \
                  ci           what CI runs: test's set-up, then fmt and clippy, then every test\n  \
+                 setup        only test's set-up: install and start what the suite needs\n  \
                  codegen      regenerate crates/centralino-proto/src/gen from proto/\n  \
                  lint         cargo fmt --check and clippy -D warnings\n  \
                  bench-smoke  run every benchmark program small (also the last step of test)"
@@ -219,10 +222,12 @@ fn ensure_peers() -> Result<(), String> {
             packages.join(" ")
         );
         run(Command::new("apt-get").args(["update", "-qq"]))?;
+        // dpkg's progress lines go; its errors stay on stderr.
         run(Command::new("apt-get")
             .args(["install", "-y", "-qq"])
             .args(&packages)
-            .env("DEBIAN_FRONTEND", "noninteractive"))?;
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(std::process::Stdio::null()))?;
         let still: Vec<&str> = missing_debian_peers().iter().map(|p| p.program).collect();
         if !still.is_empty() {
             return Err(format!(
