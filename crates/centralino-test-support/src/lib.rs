@@ -206,6 +206,35 @@ impl TestDatabase {
         }
     }
 
+    /// Waits until a standby on this (PostgreSQL) database has asked for a
+    /// leader lock and been refused: a session whose last statement,
+    /// finished, was `pg_try_advisory_lock` and which holds no advisory lock
+    /// (`centralino_store::leader` asks again every second until it gets one).
+    pub async fn standby_refused(&self, limit: Duration) {
+        use sea_orm::ConnectionTrait as _;
+        let db = sea_orm::Database::connect(self.url.as_str())
+            .await
+            .expect("connect to the test database");
+        let refused = "SELECT count(*) FROM pg_stat_activity a \
+             WHERE a.datname = current_database() AND a.state = 'idle' \
+             AND a.query LIKE 'SELECT pg_try_advisory_lock(%' \
+             AND NOT EXISTS (SELECT 1 FROM pg_locks l \
+                 WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted)";
+        eventually(limit, "a standby refused the leader lock", || async {
+            let row = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    db.get_database_backend(),
+                    refused,
+                ))
+                .await
+                .ok()??;
+            let n: i64 = row.try_get_by_index(0).ok()?;
+            (n > 0).then_some(())
+        })
+        .await;
+        let _ = db.close().await;
+    }
+
     /// Removes the database (PostgreSQL) or file (SQLite).
     pub async fn drop_db(mut self) {
         self.removed = true;

@@ -1460,7 +1460,8 @@ async fn a_standby_waits_then_takes_over_when_the_active_instance_dies() {
     let agent = env.token("ada", Role::Agent);
     let standby = env.start_standby();
     // While the first instance leads, the second does not serve or consume.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Sentinel: the standby has asked for the lock and been refused.
+    env.db.standby_refused(WAIT).await;
     assert!(!standby.is_finished(), "the standby must wait for the lock");
     let first = created(
         v1::Channel::Sms,
