@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use centralino_proto::v1;
 use centralino_proto::v1::routing_event::Kind;
+use centralino_test_support::eventually;
 use centralino_test_support::voice::{
     Baresip, CallerScript, Ending, Sipp, SippUas, Step, run_sipp, sipp_caller_scenario,
 };
@@ -43,6 +44,25 @@ async fn queued_caller(
     (caller, created[0].id.clone())
 }
 
+/// Polls the phone's own RTP counters (received, sent) until `enough`
+/// says so; the counters then.
+async fn phone_rtp(
+    phone: &mut Baresip,
+    what: &str,
+    enough: impl Fn(u64, u64) -> bool,
+) -> (u64, u64) {
+    let phone = tokio::sync::Mutex::new(phone);
+    eventually(WAIT, what, || async {
+        phone
+            .lock()
+            .await
+            .rtp_stats()
+            .await
+            .filter(|&(rx, tx)| enough(rx, tx))
+    })
+    .await
+}
+
 fn count(ended: &v1::InteractionEnded, key: &str) -> u64 {
     ended
         .attributes
@@ -61,14 +81,14 @@ async fn the_agent_phone_rings_audio_flows_both_ways_and_bye_ends_both_legs() {
         .wait_event("CALL_ESTABLISHED", WAIT)
         .await
         .expect("the agent's phone answered");
-    // Talk for a while, then look at the phone's own counters.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (phone_rx, phone_tx) = phone.rtp_stats().await.expect("baresip's RTP counters");
-    assert!(
-        phone_rx > 50,
-        "the phone hears the caller: {phone_rx} packets"
-    );
-    assert!(phone_tx > 50, "the phone speaks: {phone_tx} packets");
+    // Talk for a while: the phone's own counters show it hears the caller
+    // and speaks (more than 50 packets each way, about a second).
+    phone_rtp(
+        &mut phone,
+        "the phone hearing and speaking over 50 packets",
+        |rx, tx| rx > 50 && tx > 50,
+    )
+    .await;
     caller.finish().await.assert_success();
     phone
         .wait_event("CALL_CLOSED", WAIT)
@@ -111,7 +131,9 @@ async fn the_agent_hanging_up_ends_the_callers_leg() {
         .wait_event("CALL_ESTABLISHED", WAIT)
         .await
         .expect("the agent's phone answered");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Sentinel: the adapter recorded the answer, so the legs are bridged
+    // when the agent hangs up.
+    env.wait_answered(&id).await;
     phone.hangup().await;
     caller.finish().await.assert_success();
     let ended = env.wait_ended(&id).await;
@@ -222,7 +244,15 @@ async fn a_callback_rings_the_agent_then_calls_the_customer_back() {
         .wait_event("CALL_ESTABLISHED", WAIT)
         .await
         .expect("the agent answered the callback");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Sentinel: the customer answered (recorded right before the bridge),
+    // then the phone sent 40 more packets, which the bridge relays to the
+    // customer.
+    env.wait_answered(&callback).await;
+    let (_, sent) = phone_rtp(&mut phone, "the phone's RTP counters", |_, _| true).await;
+    phone_rtp(&mut phone, "40 packets into the bridge", |_, tx| {
+        tx > sent + 40
+    })
+    .await;
     phone.hangup().await;
     let ended = env.wait_ended(&callback).await;
     assert_eq!(ended.outcome, "answered", "{:?}", ended.attributes);
@@ -306,7 +336,9 @@ async fn a_callback_assigned_during_a_database_blip_is_dialled_once_it_answers()
         .wait_event("CALL_ESTABLISHED", WAIT)
         .await
         .expect("the agent's phone rang for the callback");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Sentinel: the customer answered, so the callback is answered when the
+    // agent hangs up.
+    env.wait_answered(&callback).await;
     phone.hangup().await;
     let ended = env.wait_ended(&callback).await;
     assert_eq!(ended.outcome, "answered", "{:?}", ended.attributes);
@@ -474,12 +506,25 @@ async fn a_reinvite_mid_call_is_answered_and_the_call_goes_on() {
     let at = xml
         .find("  <recv request=\"BYE\"")
         .expect("the ending waits for BYE");
-    let xml = format!("{}{HOLD_REINVITE}{}", &xml[..at], &xml[at..]);
+    // The caller creates this file once it has acknowledged our answer to
+    // its hold.
+    let held = std::env::temp_dir().join(centralino_test_support::unique("centralino-held-"));
+    let xml = format!(
+        "{}{HOLD_REINVITE}  <nop><action><exec command=\"touch {}\"/></action></nop>\n{}",
+        &xml[..at],
+        held.display(),
+        &xml[at..]
+    );
     let caller = Sipp::spawn(&xml, env.sip, &[], Duration::from_secs(60));
     let created = env.wait_created(1).await;
     let id = created[0].id.clone();
-    // Once the hold is answered, routing ends the wait: the call was still up.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Sentinel: the hold is answered; then routing ends the wait, the call
+    // still up.
+    eventually(WAIT, "the hold answered and acknowledged", || async {
+        held.exists().then_some(())
+    })
+    .await;
+    let _ = std::fs::remove_file(&held);
     env.routing(Kind::Closed, &id, "").await;
     let outcome = caller.finish().await;
     outcome.assert_success();

@@ -7,9 +7,33 @@ use centralino_test_support::voice::{CallerScript, Ending, Step, run_sipp, sipp_
 
 use centralino_voice::VoiceConfig;
 
-use crate::support::{Env, NUMBER, config};
+use crate::support::{Env, NUMBER, WAIT, config};
 
 const CALLER: &str = "+393471234567";
+
+/// The caller of [`sentinel_call`].
+const SENTINEL_CALLER: &str = "+393470000001";
+
+/// A caller who queues (key 1) and hangs up, placed after calls that must
+/// leave nothing behind: once its interaction is seen, everything the
+/// earlier calls could have made is too (the adapter's one outbox is relayed
+/// in order). Every interaction created so far.
+async fn sentinel_call(env: &Env) -> Vec<v1::Interaction> {
+    call(
+        env,
+        CallerScript::new(NUMBER, SENTINEL_CALLER)
+            .steps([Step::Pause(500), Step::Info('1'), Step::Pause(500)])
+            .ending(Ending::Bye),
+    )
+    .await;
+    centralino_test_support::eventually(WAIT, "the sentinel call's interaction", || async {
+        let c = env.created();
+        c.iter()
+            .any(|i| i.identifiers.iter().any(|id| id.value == SENTINEL_CALLER))
+            .then_some(c)
+    })
+    .await
+}
 
 async fn call(env: &Env, script: CallerScript) {
     run_sipp(
@@ -198,7 +222,7 @@ async fn rtp_stays_in_its_port_range_and_a_call_finding_none_free_gets_503() {
     let first = env.wait_created(1).await;
     env.wait_ended(&first[0].id).await;
     // Once that call has let its port go, take it too: the range is full.
-    let _also_busy = centralino_test_support::eventually(
+    let also_busy = centralino_test_support::eventually(
         Duration::from_secs(10),
         "the ended call's RTP port is free",
         || async { std::net::UdpSocket::bind(("127.0.0.1", base)).ok() },
@@ -214,13 +238,15 @@ async fn rtp_stays_in_its_port_range_and_a_call_finding_none_free_gets_503() {
         ),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Sentinel: with its ports free again, a later call gets through; by then
+    // anything the refused call made would be seen.
+    drop((busy, also_busy));
+    let created = sentinel_call(&env).await;
     assert_eq!(
-        env.created().len(),
-        1,
-        "the refused call made no interaction"
+        created.len(),
+        2,
+        "the refused call made no interaction: {created:?}"
     );
-    drop(busy);
     env.stop().await;
 }
 
@@ -257,8 +283,12 @@ async fn bad_calls_get_proper_answers_and_leave_nothing_behind() {
   <recv response="200"/>
 "#;
     raw(&env, NUMBER, options).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(env.created().is_empty(), "no interaction for refused calls");
+    let created = sentinel_call(&env).await;
+    assert_eq!(
+        created.len(),
+        1,
+        "no interaction for refused calls: {created:?}"
+    );
     env.stop().await;
 }
 

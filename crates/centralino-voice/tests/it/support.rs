@@ -229,6 +229,31 @@ impl Env {
         .await
     }
 
+    /// Waits until the adapter has recorded `interaction` answered: the
+    /// called party picked up, and the legs are bridged right after.
+    pub async fn wait_answered(&self, interaction: &str) {
+        use centralino_store::sea_orm::{ConnectionTrait as _, Statement};
+        let db = centralino_store::connect(&self.db.url, 1)
+            .await
+            .expect("database");
+        let sql = format!(
+            "SELECT count(*) FROM voice_calls \
+             WHERE interaction_id = '{interaction}' AND answered_at IS NOT NULL"
+        );
+        centralino_test_support::eventually(WAIT, "the call answered", || async {
+            let row = db
+                .query_one_raw(Statement::from_string(
+                    db.get_database_backend(),
+                    sql.clone(),
+                ))
+                .await
+                .ok()??;
+            (row.try_get_by_index::<i64>(0).ok()? == 1).then_some(())
+        })
+        .await;
+        let _ = db.close().await;
+    }
+
     /// Publishes what routing would say about `interaction`.
     pub async fn routing(&self, kind: v1::routing_event::Kind, interaction: &str, agent: &str) {
         let e = v1::RoutingEvent {
