@@ -90,8 +90,43 @@ pub enum Command {
     /// adapter's queues against the queues routing defines (work for an
     /// undefined queue is not routed: it is held until the queue is defined),
     /// and, on RabbitMQ, the dead letters waiting per service. Exit 1 when
-    /// something needs attention.
-    Status,
+    /// something needs attention. Reads the store and the broker directly.
+    Check,
+    /// Show a running Centralino's queues (waiting, longest wait, service
+    /// level) and agents by state, as tables.
+    Status {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Routing's queues of a running Centralino.
+    Queues {
+        #[command(subcommand)]
+        action: ListAction,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Routing's agents of a running Centralino.
+    Agents {
+        #[command(subcommand)]
+        action: ListAction,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Routing's skills of a running Centralino.
+    Skills {
+        #[command(subcommand)]
+        action: ListAction,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Messages a service could not process (its dead-letter queue), and
+    /// sending them back once the cause is fixed.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLetterAction,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
     /// Check that a running Centralino answers its gRPC health check (for container
     /// healthchecks): exit 0 when SERVING, 1 otherwise.
     Health {
@@ -113,6 +148,48 @@ pub enum Command {
         /// Lifetime, like 30m, 8h or 7d.
         #[arg(long, default_value = "8h")]
         ttl: String,
+    },
+}
+
+/// Where a running Centralino answers, and the token to ask with.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RemoteArgs {
+    /// gRPC address of the running process.
+    #[arg(
+        long,
+        global = true,
+        env = "CENTRALINO_ADDR",
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub addr: String,
+    /// Bearer token (supervisor or admin). Default: one minted from this
+    /// machine's key (auth.secret, or the data directory's), which is the
+    /// key of a Centralino running here.
+    #[arg(long, global = true, env = "CENTRALINO_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+pub enum ListAction {
+    /// List them, one per line.
+    List,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DeadLetterAction {
+    /// List the dead letters of one service's queue, or of every service's.
+    List {
+        /// A service's consumer queue (routing, history, email-commands, …).
+        #[arg(long)]
+        queue: Option<String>,
+    },
+    /// Send a queue's dead letters back to it, oldest first.
+    Replay {
+        #[arg(long)]
+        queue: String,
+        /// At most this many (1 to 10000).
+        #[arg(long, default_value_t = 1000)]
+        max: u32,
     },
 }
 

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod operator;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use centralino::cli::{Cli, Command, parse_ttl};
+use centralino::cli::{Cli, Command, DeadLetterAction, RemoteArgs, parse_ttl};
+use centralino::operator::Definitions;
 use centralino::{Config, RunError};
 use clap::Parser as _;
 
@@ -212,8 +213,10 @@ fn things_to_try(
         config.voice.numbers.first(),
     ) {
         lines.push(format!(
-            "call sip:{}@{sip} (a softphone, or: sipp -sn uac -s {} {sip} -m 1)",
-            number.number, number.number
+            "call sip:{}@{sip} (a softphone, or: sipp -sn uac -i {} -s {} {sip} -m 1 -d 60000)",
+            number.number,
+            sip.ip(),
+            number.number
         ));
     }
     if let (true, Some(http), Some(site), Some(service)) = (
@@ -334,7 +337,29 @@ async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status => status(&config).await,
+        Command::Check => check(&config).await,
+        Command::Status { remote } => {
+            let remote = connect_remote(&config, remote).await?;
+            println!("{}", centralino::operator::status(&remote).await?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Queues { remote, .. } => list(&config, remote, Definitions::Queues).await,
+        Command::Agents { remote, .. } => list(&config, remote, Definitions::Agents).await,
+        Command::Skills { remote, .. } => list(&config, remote, Definitions::Skills).await,
+        Command::DeadLetters { action, remote } => {
+            let remote = connect_remote(&config, remote).await?;
+            let text = match action {
+                DeadLetterAction::List { queue } => {
+                    let queues = queue.map_or_else(centralino::consumer_names, |q| vec![q]);
+                    centralino::operator::dead_letters(&remote, &queues).await?
+                }
+                DeadLetterAction::Replay { queue, max } => {
+                    centralino::operator::replay(&remote, &queue, max).await?
+                }
+            };
+            println!("{text}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Config { demo: true } => {
             print!("{}", centralino::config::DEMO);
             Ok(ExitCode::SUCCESS)
@@ -410,8 +435,37 @@ async fn health(addr: &str, service: &str) -> ExitCode {
     }
 }
 
-/// `centralino status`: queues against routing's, and dead letters.
-async fn status(config: &Config) -> Result<ExitCode, RunError> {
+/// Connects to a running Centralino for the operator's commands; without
+/// --token, with a short-lived admin token minted from this machine's key.
+async fn connect_remote(
+    config: &Config,
+    args: RemoteArgs,
+) -> Result<centralino::operator::Remote, RunError> {
+    let token = match args.token {
+        Some(t) => t,
+        None => {
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+            centralino::token_key(config)?.mint(
+                "centralino-cli",
+                centralino_auth::Role::Admin,
+                now,
+                300,
+            )?
+        }
+    };
+    centralino::operator::Remote::connect(&args.addr, token).await
+}
+
+async fn list(config: &Config, args: RemoteArgs, what: Definitions) -> Result<ExitCode, RunError> {
+    let remote = connect_remote(config, args).await?;
+    println!("{}", centralino::operator::list(&remote, what).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `centralino check`: queues against routing's, and dead letters.
+async fn check(config: &Config) -> Result<ExitCode, RunError> {
     let db = centralino::connect_store(config).await?;
     let mut attention = false;
     println!(

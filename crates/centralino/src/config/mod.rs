@@ -33,8 +33,14 @@ pub use voice::{
     VoiceFlowSection, VoiceHoldSection, VoiceMenuSection, VoiceNumberSection, VoiceSection,
 };
 
-/// Environment variables that configure the test suite or the loader, not a service.
-const NOT_CONFIG: &[&str] = &["CENTRALINO_CONFIG", "CENTRALINO_BLESS"];
+/// Environment variables that configure the test suite, the loader or the
+/// operator's commands (`--addr`, `--token`), not a service.
+const NOT_CONFIG: &[&str] = &[
+    "CENTRALINO_CONFIG",
+    "CENTRALINO_BLESS",
+    "CENTRALINO_ADDR",
+    "CENTRALINO_TOKEN",
+];
 
 /// Everything a Centralino process can be configured with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

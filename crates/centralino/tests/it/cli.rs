@@ -235,10 +235,10 @@ fn up_starts_without_a_collector_answers_health_and_stops_on_sigterm() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// `centralino status` names each adapter queue routing does not define, with
+/// `centralino check` names each adapter queue routing does not define, with
 /// what sends work there, and exits 1; the same lines `up` prints at start.
 #[test]
-fn status_names_the_queues_routing_does_not_define() {
+fn check_names_the_queues_routing_does_not_define() {
     let dir = temp();
     std::fs::create_dir_all(&dir).expect("dir");
     let file = dir.join("centralino.toml");
@@ -253,7 +253,7 @@ fn status_names_the_queues_routing_does_not_define() {
     let never_migrated = centralino(&dir)
         .arg("--config")
         .arg(&file)
-        .arg("status")
+        .arg("check")
         .output()
         .expect("run");
     assert_eq!(never_migrated.status.code(), Some(1));
@@ -271,7 +271,7 @@ fn status_names_the_queues_routing_does_not_define() {
     let out = centralino(&dir)
         .arg("--config")
         .arg(&file)
-        .arg("status")
+        .arg("check")
         .output()
         .expect("run");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -164,6 +164,47 @@ async fn the_demo_answers_a_call_and_a_ticket_and_shows_both_waiting() {
         )
         .await;
     }
+    // The operator's view of the same: `centralino status` (its token
+    // minted from the data directory's key, as on the machine running `up`).
+    let grpc_url = format!("http://{grpc}");
+    let run = |args: &[&str]| {
+        let out = centralino(&dir)
+            .args(args)
+            .args(["--addr", &grpc_url])
+            .output()
+            .expect("run");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, status, err) = run(&["status"]);
+    assert!(ok, "{err}");
+    let waiting = |queue: &str| {
+        status
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(queue))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(str::to_owned)
+    };
+    assert_eq!(waiting("support").as_deref(), Some("1"), "{status}");
+    assert_eq!(waiting("desk-info-demo").as_deref(), Some("1"), "{status}");
+    assert!(status.contains("3 agent(s): 3 offline"), "{status}");
+    let (ok, queues, err) = run(&["queues", "list"]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        queues.lines().count(),
+        6,
+        "a header and five queues:\n{queues}"
+    );
+    let (ok, dead, err) = run(&["dead-letters", "list"]);
+    assert!(ok, "{err}");
+    assert!(dead.contains("routing: 0"), "{dead}");
+    let (ok, _, err) = run(&["status", "--token", "not-a-token"]);
+    assert!(!ok);
+    assert!(err.contains("--token"), "says what to do: {err}");
+
     // The file's definitions are there, and the API may not change them.
     let admin_token = centralino(&dir)
         .args(["token", "--role", "admin", "--subject", "root"])
