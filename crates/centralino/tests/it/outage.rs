@@ -105,9 +105,12 @@ async fn a_service_started_during_a_long_database_outage_is_up_within_10_s_of_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "stops PostgreSQL; cargo xtask test runs it in its own phase"]
 async fn an_email_reply_sent_during_a_30_s_database_outage_is_sent_once_after_it() {
-    use centralino_bus::{AmqpBus, AmqpConfig, Bus as _, ConsumerSpec, EnvelopeExt as _, Exchange};
+    use centralino_bus::{AmqpBus, AmqpConfig, Bus, ConsumerSpec, Exchange};
     use centralino_proto::v1;
+    use centralino_test_support::eventually;
     use centralino_test_support::mail::{Dovecot, PASSWORD, SmtpSink};
+    use centralino_test_support::observer::Observer;
+    use std::sync::Arc;
     const SUPPORT: &str = "support@example.test";
     const REPLY: &str = "Risposta scritta durante il guasto";
     let db = TestDatabase::postgres().await;
@@ -138,11 +141,13 @@ async fn an_email_reply_sent_during_a_30_s_database_outage_is_sent_once_after_it
     let mut amqp = AmqpConfig::new(centralino_test_support::amqp_url());
     amqp.topology = centralino_bus::Topology::new(prefix.clone());
     amqp.connection_name = "outage-test-observer".into();
-    let bus = AmqpBus::connect(amqp).await.expect("RabbitMQ");
-    let mut observed = bus
-        .subscribe(ConsumerSpec::new("observer").bind(Exchange::Events, "interaction.email.#"))
-        .await
-        .expect("observer");
+    let bus = Arc::new(AmqpBus::connect(amqp).await.expect("RabbitMQ"));
+    let shared: Arc<dyn Bus> = bus.clone();
+    let mut observer = Observer::start(
+        &shared,
+        ConsumerSpec::new("observer").bind(Exchange::Events, "interaction.email.#"),
+    )
+    .await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = {
         let config = config.clone();
@@ -166,17 +171,14 @@ async fn an_email_reply_sent_during_a_30_s_database_outage_is_sent_once_after_it
          Subject: Contratto\r\nMessage-ID: <outage-1@example.test>\r\n\r\nVorrei disdire.\r\n",
     )
     .await;
-    let interaction = loop {
-        let d = tokio::time::timeout(Duration::from_secs(60), observed.next())
-            .await
-            .expect("the email imported within 60 s")
-            .expect("observer open");
-        let created = d.envelope.decode::<v1::InteractionCreated>().ok();
-        let _ = d.ack().await;
-        if let Some(i) = created.and_then(|c| c.interaction) {
-            break i.id;
-        }
-    };
+    let interaction = eventually(Duration::from_secs(60), "the email imported", || async {
+        observer
+            .decoded::<v1::InteractionCreated>()
+            .into_iter()
+            .find_map(|c| c.interaction)
+            .map(|i| i.id)
+    })
+    .await;
     let down = tokio::task::spawn_blocking(PostgresDown::stop)
         .await
         .expect("stop PostgreSQL");
@@ -217,18 +219,18 @@ async fn an_email_reply_sent_during_a_30_s_database_outage_is_sent_once_after_it
         .await
         .expect("start PostgreSQL");
     let back = Instant::now();
-    loop {
-        let d = tokio::time::timeout(Duration::from_secs(60), observed.next())
-            .await
-            .expect("the reply's status within 60 s of the database's return")
-            .expect("observer open");
-        let status = d.envelope.decode::<v1::MessageStatusChanged>().ok();
-        let _ = d.ack().await;
-        if let Some(s) = status.filter(|s| s.message_id == reply_id) {
-            assert_eq!(s.status, "sent", "{s:?}");
-            break;
-        }
-    }
+    let status = eventually(
+        Duration::from_secs(60),
+        "the reply's status after the database's return",
+        || async {
+            observer
+                .decoded::<v1::MessageStatusChanged>()
+                .into_iter()
+                .find(|s| s.message_id == reply_id)
+        },
+    )
+    .await;
+    assert_eq!(status.status, "sent", "{status:?}");
     eprintln!(
         "postgres: 30 s outage: the reply sent {:?} after the database's return",
         back.elapsed()
@@ -268,6 +270,7 @@ async fn an_email_reply_sent_during_a_30_s_database_outage_is_sent_once_after_it
         .await
         .expect("join")
         .expect("the service stops cleanly");
+    observer.stop().await;
     bus.close().await;
     let (queues, exchanges) =
         centralino_test_support::rabbitmq_shared_objects(&prefix, &["email", "observer"]);
