@@ -179,12 +179,26 @@ const DEBIAN_PEERS: [DebianPeer; 4] = [
     },
 ];
 
+/// Whether `program` is there: at its path, or under its name on `PATH`
+/// (where the tests look for it).
+fn installed(program: &str) -> bool {
+    let path = std::path::Path::new(program);
+    if path.exists() {
+        return true;
+    }
+    let Some(name) = path.file_name() else {
+        return false;
+    };
+    std::env::var_os("PATH")
+        .is_some_and(|dirs| std::env::split_paths(&dirs).any(|d| d.join(name).is_file()))
+}
+
 /// The Debian peers this machine lacks (a `CHROMIUM` variable naming another
 /// browser stands for Chromium).
 fn missing_debian_peers() -> Vec<&'static DebianPeer> {
     DEBIAN_PEERS
         .iter()
-        .filter(|p| !std::path::Path::new(p.program).exists())
+        .filter(|p| !installed(p.program))
         .filter(|p| !(p.package == "chromium" && std::env::var_os("CHROMIUM").is_some()))
         .collect()
 }
@@ -239,8 +253,18 @@ fn ensure_peers() -> Result<(), String> {
     }
     // The packages' own services (Dovecot's) are not used: the tests start
     // private instances on free ports.
+    // Installed again when the lockfile changed since (npm keeps its copy
+    // in node_modules/.package-lock.json).
     let node = std::path::Path::new("tests/node/node_modules");
-    if !node.join("smpp").exists() || !node.join("playwright-core").exists() {
+    let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let stale = match (
+        modified(std::path::Path::new("tests/node/package-lock.json")),
+        modified(&node.join(".package-lock.json")),
+    ) {
+        (Some(lock), Some(installed)) => lock > installed,
+        _ => true,
+    };
+    if stale || !node.join("smpp").exists() || !node.join("playwright-core").exists() {
         eprintln!(
             "xtask: installing the test peers' npm packages (tests/node: smpp, playwright-core)"
         );

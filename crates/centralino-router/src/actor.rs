@@ -1114,43 +1114,128 @@ impl Actor {
     /// stored is written through the admin operations' own checks, and what
     /// the file owned before but no longer lists is deleted (or, when it
     /// cannot be, such as a skill an API-defined agent holds, left to the API
-    /// with a warning). A definition refused fails the start, naming its key,
-    /// and nothing of the file is applied.
+    /// with a warning). A definition the file gets wrong (a bad value, a skill
+    /// or overflow target nobody defines) fails the start, naming its key,
+    /// and nothing of the file is applied; one refused for what routing holds
+    /// now (a queue's channel dropped while work waits on it) keeps the stored
+    /// definition, with a warning, until a later start. A file that defines
+    /// nothing deletes nothing: an earlier file's definitions become the API's.
     pub(crate) async fn apply_file(&mut self) -> Result<(), RouterError> {
         let defs = self.cfg.definitions.clone();
         let now = now_ms();
         let txn = self.fence.begin(&self.db).await?;
+        if defs.is_empty() {
+            // A file with no definitions (or no file: a service run from
+            // variables alone) deletes nothing: what an earlier file owned
+            // is the API's from now on.
+            if !self.file_owned.is_empty() {
+                file_owned::Entity::delete_many().exec(&txn).await?;
+                txn.commit().await?;
+                tracing::info!(
+                    released = self.file_owned.len(),
+                    "routing: the configuration file defines nothing; what an earlier file \
+                     defined is kept, and the admin API may now change it"
+                );
+                self.file_owned.clear();
+            }
+            return Ok(());
+        }
         let mut wanted = BTreeSet::new();
-        let mut ops = Vec::new();
-        for s in defs.skills {
+        for s in &defs.skills {
             wanted.insert((Kind::Skill, s.name.clone()));
-            if self.skills.get(&s.name) != Some(&s.description) {
-                ops.push((Kind::Skill, s.name.clone(), AdminOp::UpsertSkill(s)));
-            }
         }
-        for q in defs.queues {
+        for q in &defs.queues {
             wanted.insert((Kind::Queue, q.name.clone()));
-            if self.queues.get(&q.name) != Some(&q) {
-                ops.push((Kind::Queue, q.name.clone(), AdminOp::UpsertQueue(q)));
-            }
         }
-        for a in defs.agents {
+        for a in &defs.agents {
             wanted.insert((Kind::Agent, a.name.clone()));
-            if self.agents.get(&a.name) != Some(&a) {
-                ops.push((Kind::Agent, a.name.clone(), AdminOp::UpsertAgent(a)));
-            }
-        }
-        let changed = ops.len();
-        for (kind, name, op) in ops {
-            if let Err(e) = self.define(&txn, op, now).await? {
-                return Err(RouterError::Config(format!("{}[{name}]: {e}", kind.key())));
-            }
         }
         // Agents first, then queues, then skills: what uses a skill goes
         // before it.
         let mut released: Vec<(Kind, String)> =
             self.file_owned.difference(&wanted).cloned().collect();
         released.reverse();
+        // What the file still uses must be what it (or the API) still
+        // defines: a skill or an overflow target it dropped is a mistake in
+        // the file, not something to keep by accident.
+        let dropped =
+            |kind: Kind, name: &str| released.iter().any(|(k, n)| *k == kind && n == name);
+        for q in &defs.queues {
+            let skills = q.skills.iter().map(|s| s.skill.as_str()).chain(
+                q.steps
+                    .iter()
+                    .filter_map(|st| match &st.action {
+                        Some(v1::routing_step::Action::Relax(set)) => Some(&set.skills),
+                        _ => None,
+                    })
+                    .flatten()
+                    .map(|s| s.skill.as_str()),
+            );
+            for skill in skills {
+                if dropped(Kind::Skill, skill) {
+                    return Err(RouterError::Config(format!(
+                        "routing.queues[{}]: uses skill {skill}, which the file no longer lists",
+                        q.name
+                    )));
+                }
+            }
+            for (i, step) in q.steps.iter().enumerate() {
+                if let Some(v1::routing_step::Action::OverflowTo(target)) = &step.action {
+                    let listed = defs.queues.iter().any(|d| &d.name == target);
+                    let stored = self.queues.contains_key(target) && !dropped(Kind::Queue, target);
+                    if !listed && !stored {
+                        return Err(RouterError::Config(format!(
+                            "routing.queues[{}].steps[{}].overflow_to: no queue {target}",
+                            q.name,
+                            i + 1
+                        )));
+                    }
+                }
+            }
+        }
+        for a in &defs.agents {
+            if let Some(s) = a.skills.iter().find(|s| dropped(Kind::Skill, &s.skill)) {
+                return Err(RouterError::Config(format!(
+                    "routing.agents[{}]: holds skill {}, which the file no longer lists",
+                    a.name, s.skill
+                )));
+            }
+        }
+        let mut ops = Vec::new();
+        for s in defs.skills {
+            if self.skills.get(&s.name) != Some(&s.description) {
+                ops.push((Kind::Skill, s.name.clone(), AdminOp::UpsertSkill(s)));
+            }
+        }
+        for q in defs.queues {
+            if self.queues.get(&q.name) != Some(&q) {
+                ops.push((Kind::Queue, q.name.clone(), AdminOp::UpsertQueue(q)));
+            }
+        }
+        for a in defs.agents {
+            if self.agents.get(&a.name) != Some(&a) {
+                ops.push((Kind::Agent, a.name.clone(), AdminOp::UpsertAgent(a)));
+            }
+        }
+        let mut changed = 0;
+        for (kind, name, op) in ops {
+            match self.define(&txn, op, now).await? {
+                Ok(_) => changed += 1,
+                // Refused for what routing holds now (a channel dropped from
+                // a queue with work waiting on it): the stored definition
+                // stays until a later start can apply the file's.
+                Err(e @ ApiError::FailedPrecondition(_)) => tracing::warn!(
+                    kind = kind.as_str(),
+                    name = %name,
+                    error = %e,
+                    "routing: the configuration file's definition cannot be applied now; the \
+                     stored one stays until a later start"
+                ),
+                Err(e) => {
+                    return Err(RouterError::Config(format!("{}[{name}]: {e}", kind.key())));
+                }
+            }
+        }
         let mut removed = 0;
         for (kind, name) in released {
             let op = match kind {
@@ -1170,16 +1255,14 @@ impl Actor {
             }
         }
         file_owned::Entity::delete_many().exec(&txn).await?;
-        if !wanted.is_empty() {
-            file_owned::Entity::insert_many(wanted.iter().map(|(kind, name)| {
-                file_owned::ActiveModel {
-                    kind: Set(kind.as_str().to_owned()),
-                    name: Set(name.clone()),
-                }
-            }))
-            .exec_without_returning(&txn)
-            .await?;
-        }
+        file_owned::Entity::insert_many(wanted.iter().map(|(kind, name)| {
+            file_owned::ActiveModel {
+                kind: Set(kind.as_str().to_owned()),
+                name: Set(name.clone()),
+            }
+        }))
+        .exec_without_returning(&txn)
+        .await?;
         // What the changes did to routing (an agent removed while holding
         // work sends it back to its queue) is written like any batch's.
         let mut writes = Writes::default();
@@ -1191,14 +1274,14 @@ impl Actor {
         self.flush(&txn, writes).await?;
         txn.commit().await?;
         self.notes.clear();
-        if !wanted.is_empty() || removed > 0 {
-            tracing::info!(
-                defined = wanted.len(),
-                changed,
-                removed,
-                "routing: definitions from the configuration file applied"
-            );
-        }
+        self.relay.notify_one();
+        self.deliver(outgoing);
+        tracing::info!(
+            defined = wanted.len(),
+            changed,
+            removed,
+            "routing: definitions from the configuration file applied"
+        );
         self.file_owned = wanted;
         Ok(())
     }

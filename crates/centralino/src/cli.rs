@@ -154,14 +154,11 @@ pub enum Command {
 /// Where a running Centralino answers, and the token to ask with.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RemoteArgs {
-    /// gRPC address of the running process.
-    #[arg(
-        long,
-        global = true,
-        env = "CENTRALINO_ADDR",
-        default_value = "http://127.0.0.1:50051"
-    )]
-    pub addr: String,
+    /// gRPC address of the running process (`http://host:port` or
+    /// `host:port`). Default: where this machine's configuration
+    /// (grpc.listen) says it listens, 127.0.0.1:50051 unless changed.
+    #[arg(long, global = true, env = "CENTRALINO_ADDR")]
+    pub addr: Option<String>,
     /// Bearer token (supervisor or admin). Default: one minted from this
     /// machine's key (auth.secret, or the data directory's), which is the
     /// key of a Centralino running here.

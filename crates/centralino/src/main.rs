@@ -27,9 +27,21 @@ fn main() -> ExitCode {
             "centralino: ignoring {name}: not a setting (settings look like CENTRALINO_BUS__URL)"
         );
     }
-    // `up` without a file is the demo; the single services (run by
-    // docker-compose from variables alone) start from the bare defaults.
-    let demo = file.is_none() && matches!(cli.command, Command::Up);
+    // `up` with no file on the embedded store and bus is the demo (and
+    // `config` and `check` show that); with a database or a broker named,
+    // or for the single services (run by docker-compose from variables
+    // alone), the bare defaults: the demo never writes its sample queues
+    // and agents into a real deployment.
+    let demo = file.is_none()
+        && matches!(
+            cli.command,
+            Command::Up | Command::Config { demo: false } | Command::Check
+        )
+        && env.iter().all(|(k, v)| match k.as_str() {
+            "CENTRALINO_BUS__URL" => v == "memory",
+            "CENTRALINO_STORE__URL" => v.is_empty(),
+            _ => true,
+        });
     let loaded = if demo {
         Config::load_demo(env)
     } else {
@@ -59,7 +71,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match run(cli.command, config).await {
+        match run(cli.command, config, demo).await {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("centralino: {e}");
@@ -213,7 +225,7 @@ fn things_to_try(
         config.voice.numbers.first(),
     ) {
         lines.push(format!(
-            "call sip:{}@{sip} (a softphone, or: sipp -sn uac -i {} -s {} {sip} -m 1 -d 60000)",
+            "call sip:{}@{sip} (a softphone, or: sipp -sn uac -i {} -s {} {sip} -m 1 -rtp_echo -d 120000)",
             number.number,
             sip.ip(),
             number.number
@@ -245,6 +257,7 @@ fn things_to_try(
                 agents.join(", ")
             ));
         }
+        lines.push("queues and agents now: centralino status".to_owned());
         if !config.routing.queues.is_empty() {
             lines.push(
                 "queues: grpcurl -plaintext -H \"authorization: Bearer $(centralino token --role \
@@ -256,9 +269,15 @@ fn things_to_try(
     lines
 }
 
-async fn run(command: Command, config: Config) -> Result<ExitCode, RunError> {
+async fn run(command: Command, config: Config, demo: bool) -> Result<ExitCode, RunError> {
     match command {
         Command::Up => {
+            if demo {
+                println!(
+                    "no configuration file: running the built-in demo contact center \
+                     (`centralino config --demo` prints it; --config FILE replaces it)"
+                );
+            }
             serve_and_wait(
                 &config,
                 &centralino::Service::ALL,
@@ -455,7 +474,30 @@ async fn connect_remote(
             )?
         }
     };
-    centralino::operator::Remote::connect(&args.addr, token).await
+    let addr = match args.addr {
+        Some(a) if a.contains("://") => a,
+        Some(a) => format!("http://{a}"),
+        None => {
+            // Where this machine's configuration says the server listens.
+            let listen = config
+                .listen_addr()
+                .ok_or_else(|| RunError::Io("grpc.listen is not an address; pass --addr".into()))?;
+            let host = if listen.ip().is_unspecified() {
+                "127.0.0.1".to_owned()
+            } else {
+                listen.ip().to_string()
+            };
+            format!("http://{host}:{}", listen.port())
+        }
+    };
+    if addr.starts_with("https://") || !config.grpc.tls_cert.is_empty() {
+        return Err(RunError::Io(
+            "these commands do not speak TLS yet: run them where a plain-text listener is \
+             reachable (--addr http://…)"
+                .into(),
+        ));
+    }
+    centralino::operator::Remote::connect(&addr, token).await
 }
 
 async fn list(config: &Config, args: RemoteArgs, what: Definitions) -> Result<ExitCode, RunError> {

@@ -1281,13 +1281,42 @@ async fn definitions_from_the_file_are_applied_owned_and_follow_the_file() {
         err.to_string().contains("routing.queues[bad]"),
         "names the key: {err}"
     );
-    // Nothing of that file was applied: sales is as it was, marco is there.
-    let router = RouterProcess::start(&env, cfg).await;
+    // An overflow to a queue nobody defines is a typo: refused, named.
+    let mut typo = cfg.clone();
+    typo.definitions.queues[0].steps = vec![v1::RoutingStep {
+        after_ms: 60_000,
+        action: Some(v1::routing_step::Action::OverflowTo("suport".into())),
+    }];
+    let db = centralino_store::connect(&env.db.url, 2)
+        .await
+        .expect("database");
+    let err = centralino_router::start(typo, db, env.bus.clone(), 4 << 20, std::future::pending())
+        .await
+        .err()
+        .expect("the start is refused");
+    assert!(
+        err.to_string()
+            .contains("routing.queues[sales].steps[1].overflow_to"),
+        "names the key: {err}"
+    );
+    // Nothing of the refused files was applied: sales is as it was, marco
+    // is there (read through a start whose file defines nothing, which
+    // changes nothing and gives what the file owned to the API).
+    let router = RouterProcess::start(&env, config(30_000)).await;
     let mut api = admin(router.addr).await;
     let (queues, agents) = listed(&mut api, &token).await;
     let sales = queues.iter().find(|q| q.name == "sales").expect("sales");
     assert_eq!(sales.channels, [v1::Channel::Email as i32]);
+    assert!(sales.steps.is_empty());
     assert_eq!(agents, ["marco"]);
+    api.delete_agent(authed(
+        v1::DeleteRequest {
+            name: "marco".into(),
+        },
+        &token,
+    ))
+    .await
+    .expect("marco is the API's now");
     router.stop().await;
     env.cleanup().await;
 }

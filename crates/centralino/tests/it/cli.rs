@@ -341,3 +341,49 @@ fn up_logs_without_colour_codes_when_not_on_a_terminal() {
     assert!(!text.contains('\u{1b}'), "no colour codes:\n{text}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Without a file the configuration in effect is the built-in demo, unless
+/// a database or a broker is named: then the bare defaults, so the demo's
+/// sample queues and agents never land in a real deployment.
+#[test]
+fn the_demo_runs_only_on_the_embedded_store_and_bus() {
+    let dir = temp();
+    let effective = |env: &[(&str, &str)]| {
+        let mut cmd = centralino(&dir);
+        cmd.arg("config");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.parse::<toml::Table>()
+            .unwrap_or_else(|e| panic!("the printed configuration parses: {e}\n{text}"));
+        text
+    };
+    let demo = effective(&[]);
+    assert!(demo.contains("name = \"anna\""), "{demo}");
+    for env in [
+        (
+            "CENTRALINO_BUS__URL",
+            "amqp://guest:guest@127.0.0.1:5672/%2f",
+        ),
+        (
+            "CENTRALINO_STORE__URL",
+            "postgres://postgres@127.0.0.1/centralino",
+        ),
+    ] {
+        let bare = effective(&[env]);
+        assert!(!bare.contains("anna"), "{env:?}:\n{bare}");
+    }
+    let printed = centralino(&dir)
+        .args(["config", "--demo"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&printed.stdout).contains("# The built-in demo"));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -550,3 +550,53 @@ fn the_shipped_desk_config_loads_and_compose_runs_it_and_bad_desk_settings_are_n
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every queue the shipped adapter files send work to is one the shipped
+/// routing file defines, in docker-compose as in the built-in demo: nothing
+/// a customer sends waits unrouted for a queue nobody defined.
+#[test]
+fn the_shipped_routing_defines_every_queue_the_shipped_adapters_use() {
+    let v = compose();
+    let configs: BTreeMap<String, centralino::Config> = services(&v)
+        .into_iter()
+        .filter(|(_, svc)| is_centralino(svc))
+        .map(|(name, svc)| {
+            let config = service_config(&name, &svc);
+            (name, config)
+        })
+        .collect();
+    let routing = &configs.get("routing").expect("a routing service").routing;
+    assert_eq!(
+        configs.get("routing-standby").map(|c| &c.routing),
+        Some(routing),
+        "the standby runs with the same definitions"
+    );
+    let defined: std::collections::BTreeSet<&str> =
+        routing.queues.iter().map(|q| q.name.as_str()).collect();
+    let mut used = 0;
+    for (name, config) in &configs {
+        for (queue, users) in centralino::adapter_queues(config) {
+            used += 1;
+            assert!(
+                defined.contains(queue.as_str()),
+                "{name} sends work to {queue} ({users:?}), which deploy/routing.toml does not define"
+            );
+        }
+    }
+    assert!(used >= 10, "the adapters' queues were found ({used})");
+    let demo = centralino::Config::load_demo([]).expect("the demo loads");
+    let demo_defined: std::collections::BTreeSet<&str> = demo
+        .routing
+        .queues
+        .iter()
+        .map(|q| q.name.as_str())
+        .collect();
+    let demo_used = centralino::adapter_queues(&demo);
+    assert!(demo_used.len() >= 3, "{demo_used:?}");
+    for (queue, users) in demo_used {
+        assert!(
+            demo_defined.contains(queue.as_str()),
+            "the demo sends work to {queue} ({users:?}) but does not define it"
+        );
+    }
+}
