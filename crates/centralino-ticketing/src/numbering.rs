@@ -44,6 +44,16 @@ pub fn parse_time(text: &str) -> Result<NaiveTime, HoursError> {
     NaiveTime::parse_from_str(text.trim(), "%H:%M").map_err(|_| HoursError::Time(text.into()))
 }
 
+/// A closing time: as [`parse_time`], and `24:00` for a site open until the
+/// end of the day (the last instant of it, so `is_open` holds to midnight).
+pub fn parse_closing_time(text: &str) -> Result<NaiveTime, HoursError> {
+    if text.trim() == "24:00" {
+        return NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999)
+            .ok_or_else(|| HoursError::Time(text.into()));
+    }
+    parse_time(text)
+}
+
 /// A site's time zone: an IANA name (`Europe/Rome`, `UTC`), spaces around it
 /// ignored.
 pub fn parse_time_zone(text: &str) -> Result<Tz, HoursError> {
@@ -145,6 +155,27 @@ mod tests {
             !site.is_open(utc(2026, 3, 30, 15, 0)),
             "17:00 local is closed"
         );
+    }
+
+    #[test]
+    fn a_site_may_close_at_midnight() {
+        let close = parse_closing_time("24:00").expect("24:00 closes at midnight");
+        let site = Site {
+            id: "s".into(),
+            tz: chrono_tz::UTC,
+            opens: NaiveTime::MIN,
+            closes: close,
+        };
+        let at = |h, m, s| {
+            chrono::NaiveDate::from_ymd_opt(2026, 12, 7)
+                .and_then(|d| d.and_hms_opt(h, m, s))
+                .expect("time")
+                .and_utc()
+        };
+        assert!(site.is_open(at(23, 59, 59)));
+        assert!(site.is_open(at(0, 0, 0)));
+        assert_eq!(parse_closing_time("17:00"), parse_time("17:00"));
+        assert!(parse_closing_time("24:01").is_err());
     }
 
     #[test]

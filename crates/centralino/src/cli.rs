@@ -36,6 +36,19 @@ pub enum Command {
     /// Without --config, runs the built-in demo (`centralino config --demo`
     /// prints it); a configuration file replaces it entirely.
     Up,
+    /// Run `up` and bring it to life: walk-ins take tickets at the kiosk and
+    /// customers text the SMS webhook (signed as the provider signs), while
+    /// simulated agents log in, accept, handle for 5-20 s and complete.
+    /// Prints a progress line a second; Ctrl-C stops it cleanly. Voice and
+    /// email traffic are not generated yet.
+    Demo {
+        /// How long to run, in seconds (0: until Ctrl-C).
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        /// New customers a minute.
+        #[arg(long, default_value_t = 30)]
+        per_minute: u32,
+    },
     /// Print the configuration in effect (the file and CENTRALINO_* variables
     /// with every default filled in), or with --demo the built-in demo file.
     Config {

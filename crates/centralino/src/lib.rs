@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod config;
 pub mod operator;
+pub mod traffic;
 
 use std::future::Future;
 use std::net::SocketAddr;

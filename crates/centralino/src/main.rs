@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     let demo = file.is_none()
         && matches!(
             cli.command,
-            Command::Up | Command::Config { demo: false } | Command::Check
+            Command::Up | Command::Demo { .. } | Command::Config { demo: false } | Command::Check
         )
         && env.iter().all(|(k, v)| match k.as_str() {
             "CENTRALINO_BUS__URL" => v == "memory",
@@ -357,6 +357,10 @@ async fn run(command: Command, config: Config, demo: bool) -> Result<ExitCode, R
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => check(&config).await,
+        Command::Demo {
+            seconds,
+            per_minute,
+        } => demo_traffic(&config, seconds, per_minute).await,
         Command::Status { remote } => {
             let remote = connect_remote(&config, remote).await?;
             println!("{}", centralino::operator::status(&remote).await?);
@@ -503,6 +507,99 @@ async fn connect_remote(
 async fn list(config: &Config, args: RemoteArgs, what: Definitions) -> Result<ExitCode, RunError> {
     let remote = connect_remote(config, args).await?;
     println!("{}", centralino::operator::list(&remote, what).await?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `centralino demo`: every service, plus arrivals and simulated agents,
+/// with a progress line a second, until `seconds` pass or Ctrl-C.
+async fn demo_traffic(
+    config: &Config,
+    seconds: u64,
+    per_minute: u32,
+) -> Result<ExitCode, RunError> {
+    use std::sync::atomic::Ordering;
+    let _guard = telemetry(config, "centralino-demo");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let services_stop = stop_rx.clone();
+    let running = centralino::serve(
+        config,
+        &centralino::Service::ALL,
+        "centralino-demo",
+        async move {
+            let mut rx = services_stop;
+            let _ = rx.wait_for(|s| *s).await;
+        },
+    )
+    .await?;
+    print_startup(
+        config,
+        &centralino::Service::ALL,
+        "centralino demo",
+        &running,
+    );
+    let counts = std::sync::Arc::new(centralino::traffic::Counts::default());
+    let traffic = tokio::spawn({
+        let config = config.clone();
+        let counts = counts.clone();
+        let targets = centralino::traffic::Targets {
+            grpc: running.grpc_addr,
+            desk: running.desk_http,
+            sms_webhook: running.sms_webhook,
+        };
+        let stop = stop_rx.clone();
+        async move { centralino::traffic::run(&config, targets, per_minute, counts, stop).await }
+    });
+    let remote = centralino::operator::Remote::connect(
+        &format!("http://{}", running.grpc_addr),
+        centralino::token_key(config)?.mint(
+            "centralino-demo",
+            centralino_auth::Role::Supervisor,
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+            86_400,
+        )?,
+    )
+    .await?;
+    let started = tokio::time::Instant::now();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let ctrl_c = shutdown_signal();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut ctrl_c => break,
+        }
+        let elapsed = started.elapsed().as_secs();
+        let waiting = centralino::operator::waiting(&remote).await.unwrap_or(0);
+        println!(
+            "{elapsed:>4}s  created {}  offered {}  completed {}  waiting {waiting}  refused {}",
+            counts.created.load(Ordering::Relaxed),
+            counts.offered.load(Ordering::Relaxed),
+            counts.completed.load(Ordering::Relaxed),
+            counts.refused.load(Ordering::Relaxed),
+        );
+        if seconds > 0 && elapsed >= seconds {
+            break;
+        }
+    }
+    let _ = stop_tx.send(true);
+    let traffic = traffic
+        .await
+        .map_err(|e| RunError::Io(format!("demo traffic: {e}")))?;
+    let served = running
+        .task
+        .await
+        .map_err(|e| RunError::Io(format!("server task: {e}")))?;
+    println!(
+        "demo over: {} customers arrived ({} refused), {} offers, {} completed",
+        counts.created.load(Ordering::Relaxed),
+        counts.refused.load(Ordering::Relaxed),
+        counts.offered.load(Ordering::Relaxed),
+        counts.completed.load(Ordering::Relaxed),
+    );
+    traffic?;
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -113,6 +113,25 @@ pub async fn status(remote: &Remote) -> Result<String, RunError> {
     Ok(render_board(&board))
 }
 
+/// How many interactions wait, over every queue.
+pub async fn waiting(remote: &Remote) -> Result<u64, RunError> {
+    let mut sup =
+        v1::supervisor_service_client::SupervisorServiceClient::new(remote.channel.clone());
+    let mut stream = sup
+        .watch_queues(remote.request(v1::WatchQueuesRequest {
+            queues: Vec::new(),
+            interval_ms: 0,
+        })?)
+        .await
+        .map_err(|s| refused("queues", &s))?
+        .into_inner();
+    match stream.message().await {
+        Ok(Some(b)) => Ok(b.queues.iter().map(|q| q.waiting).sum()),
+        Ok(None) => Ok(0),
+        Err(s) => Err(refused("queues", &s)),
+    }
+}
+
 fn render_board(board: &v1::QueueBoard) -> String {
     let rows: Vec<Vec<String>> = board
         .queues

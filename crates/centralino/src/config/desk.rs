@@ -82,6 +82,7 @@ pub struct DeskSiteSection {
     pub timezone: String,
     /// `HH:MM`, local time.
     pub opens: String,
+    /// `HH:MM`, local time; `24:00` for open until midnight.
     pub closes: String,
     /// Counter names, e.g. `["1", "2", "3"]`.
     #[serde(default)]
@@ -137,8 +138,13 @@ impl DeskSection {
             ));
             SocketAddr::from(([127, 0, 0, 1], 8090))
         });
-        let time = |errors: &mut Vec<String>, key: String, v: &str| {
-            numbering::parse_time(v).unwrap_or_else(|e| {
+        let time = |errors: &mut Vec<String>, key: String, v: &str, closing: bool| {
+            let parsed = if closing {
+                numbering::parse_closing_time(v)
+            } else {
+                numbering::parse_time(v)
+            };
+            parsed.unwrap_or_else(|e| {
                 errors.push(format!("{key}: {e}"));
                 chrono::NaiveTime::MIN
             })
@@ -151,8 +157,18 @@ impl DeskSection {
                 errors.push(format!("desk.sites[{i}].timezone: {e}"));
                 chrono_tz::UTC
             });
-            let opens = time(&mut errors, format!("desk.sites[{i}].opens"), &s.opens);
-            let closes = time(&mut errors, format!("desk.sites[{i}].closes"), &s.closes);
+            let opens = time(
+                &mut errors,
+                format!("desk.sites[{i}].opens"),
+                &s.opens,
+                false,
+            );
+            let closes = time(
+                &mut errors,
+                format!("desk.sites[{i}].closes"),
+                &s.closes,
+                true,
+            );
             sites.push(numbering::Site {
                 id: s.id.trim().to_owned(),
                 tz,

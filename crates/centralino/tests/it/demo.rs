@@ -236,3 +236,52 @@ async fn the_demo_answers_a_call_and_a_ticket_and_shows_both_waiting() {
     drop(caller);
     drop(up);
 }
+
+/// `centralino demo` brings the demo to life: customers arrive through the
+/// kiosk and the SMS webhook, simulated agents are offered them; it prints a
+/// progress line a second and its totals, and stops by itself.
+#[test]
+fn centralino_demo_generates_traffic_that_agents_are_offered() {
+    let dir = std::env::temp_dir().join(centralino_test_support::unique("centralino-demo-"));
+    let out = centralino(&dir)
+        .args(["demo", "--seconds", "6", "--per-minute", "120"])
+        .env("CENTRALINO_GRPC__LISTEN", "127.0.0.1:0")
+        .env(
+            "CENTRALINO_VOICE__LISTEN",
+            format!("127.0.0.1:{}", free_udp_port()),
+        )
+        .env("CENTRALINO_VOICE__RTP_PORTS", "")
+        .env(
+            "CENTRALINO_DESK__LISTEN",
+            format!("127.0.0.1:{}", free_tcp_port()),
+        )
+        .env(
+            "CENTRALINO_SMS__WEBHOOK__LISTEN",
+            format!("127.0.0.1:{}", free_tcp_port()),
+        )
+        .output()
+        .expect("run the demo");
+    let _ = std::fs::remove_dir_all(&dir);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let progress = text.lines().filter(|l| l.contains("created")).count();
+    assert!(progress >= 5, "a progress line a second:\n{text}");
+    let totals = text
+        .lines()
+        .find_map(|l| l.strip_prefix("demo over: "))
+        .unwrap_or_else(|| panic!("the totals:\n{text}"));
+    let numbers: Vec<u64> = totals
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let [arrived, refused, offers, _completed] = numbers[..] else {
+        panic!("arrived, refused, offers, completed in {totals:?}");
+    };
+    assert!(arrived >= 5, "{totals}");
+    assert_eq!(refused, 0, "{totals}");
+    assert!(offers >= 3, "{totals}");
+}

@@ -1,0 +1,367 @@
+//! `centralino demo`: traffic on a running contact center, so a newcomer
+//! sees queues fill and drain. Customers arrive through the adapters' own
+//! inbound paths (walk-ins through the kiosk API, SMS through the
+//! provider's signed webhook); simulated agents log in over `AgentService`
+//! (the same stream a desktop uses), accept what they are offered, handle it
+//! for a random time and complete it. Voice and email are not generated yet:
+//! a SIP caller and a mailbox of our own are still to come.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use centralino_auth::Role;
+use centralino_proto::v1;
+use tokio::sync::{mpsc, watch};
+
+use crate::{Config, RunError};
+
+/// What the demo did, counted as it happens.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Customers who arrived (the adapter accepted them).
+    pub created: AtomicU64,
+    /// Arrivals the adapter refused or that did not reach it.
+    pub refused: AtomicU64,
+    pub offered: AtomicU64,
+    pub completed: AtomicU64,
+}
+
+/// Where the running services listen (from `Running`).
+pub struct Targets {
+    pub grpc: SocketAddr,
+    pub desk: Option<SocketAddr>,
+    pub sms_webhook: Option<SocketAddr>,
+}
+
+/// A small deterministic generator (xorshift), so the demo needs no
+/// randomness crate; seeded from the clock.
+struct Dice(u64);
+
+impl Dice {
+    fn new(seed: u64) -> Self {
+        Self(seed | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn between(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+fn seed() -> u64 {
+    u64::try_from(chrono::Utc::now().timestamp_micros()).unwrap_or(1)
+}
+
+/// Runs the simulated agents and the arrivals (`per_minute` customers a
+/// minute over the configured channels) until `stop` turns true.
+pub async fn run(
+    config: &Config,
+    targets: Targets,
+    per_minute: u32,
+    counts: Arc<Counts>,
+    stop: watch::Receiver<bool>,
+) -> Result<(), RunError> {
+    let key = crate::token_key(config)?;
+    let now = chrono::Utc::now().timestamp();
+    let mut tasks = Vec::new();
+    // Agents take the first site's counters in turn (walk-ins are called to
+    // a counter); one without a counter still takes the other channels.
+    let site = config.desk.sites.first();
+    for (i, agent) in config.routing.agents.iter().enumerate() {
+        let token = key.mint(&agent.name, Role::Agent, now, 86_400)?;
+        let counter = site.and_then(|s| Some((s.id.clone(), s.counters.get(i)?.clone())));
+        tasks.push(tokio::spawn(agent_loop(
+            targets.grpc,
+            agent.name.clone(),
+            token,
+            counter,
+            counts.clone(),
+            stop.clone(),
+        )));
+    }
+    let kiosk = if config.desk.kiosk_auth {
+        Some(key.mint("demo-kiosk", Role::Kiosk, now, 86_400)?)
+    } else {
+        None
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| RunError::Io(format!("demo: HTTP client: {e}")))?;
+    let mut dice = Dice::new(seed());
+    let pause = Duration::from_millis(60_000 / u64::from(per_minute.max(1)));
+    let mut stop_arrivals = stop.clone();
+    let mut n: u64 = 0;
+    loop {
+        n += 1;
+        let arrived = match dice.between(0, 1) {
+            0 => walk_in(config, targets.desk, &http, kiosk.as_deref(), &mut dice).await,
+            _ => text(config, targets.sms_webhook, &http, n, &mut dice).await,
+        };
+        match arrived {
+            Some(true) => counts.created.fetch_add(1, Ordering::Relaxed),
+            Some(false) => counts.refused.fetch_add(1, Ordering::Relaxed),
+            None => 0,
+        };
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = stop_arrivals.wait_for(|s| *s) => break,
+        }
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}
+
+/// A walk-in takes a ticket at the first site's kiosk; `None` when there is
+/// no desk.
+async fn walk_in(
+    config: &Config,
+    desk: Option<SocketAddr>,
+    http: &reqwest::Client,
+    token: Option<&str>,
+    dice: &mut Dice,
+) -> Option<bool> {
+    let desk = desk?;
+    let site = config.desk.sites.first()?;
+    let services = &config.desk.services;
+    let last = u64::try_from(services.len().checked_sub(1)?).ok()?;
+    let service = services.get(usize::try_from(dice.between(0, last)).ok()?)?;
+    let mut request = http
+        .post(format!("http://{desk}/api/sites/{}/tickets", site.id))
+        .json(&serde_json::json!({ "service": service.code }));
+    if let Some(t) = token {
+        request = request.bearer_auth(t);
+    }
+    Some(accepted("kiosk", request.send().await))
+}
+
+/// Whether the adapter took the arrival; what refused it is logged (no
+/// content: only the status).
+fn accepted(what: &str, response: reqwest::Result<reqwest::Response>) -> bool {
+    match response {
+        Ok(r) if r.status().is_success() => true,
+        Ok(r) => {
+            tracing::warn!(
+                what,
+                status = r.status().as_u16(),
+                "demo: an arrival was refused"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(what, error = %e, "demo: an arrival did not reach the adapter");
+            false
+        }
+    }
+}
+
+/// A customer texts one of the numbers, through the provider's webhook,
+/// signed as the provider signs; `None` without webhooks.
+async fn text(
+    config: &Config,
+    webhook: Option<SocketAddr>,
+    http: &reqwest::Client,
+    n: u64,
+    dice: &mut Dice,
+) -> Option<bool> {
+    let addr = webhook?;
+    let hook = config.sms.webhook.as_ref()?;
+    let to = config.sms.numbers.first()?.number.clone();
+    // Italian mobile numbers of the test range, one per customer.
+    let from = format!("+39347{:07}", dice.between(0, 9_999_999));
+    let params = vec![
+        (
+            "MessageSid".to_owned(),
+            format!("SMdemo{n:010}{}", dice.next() % 1_000_000),
+        ),
+        ("From".to_owned(), from),
+        ("To".to_owned(), to),
+        (
+            "Body".to_owned(),
+            [
+                "Buongiorno, vorrei informazioni",
+                "Hello, I need help with my bill",
+                "Quando riaprite?",
+            ][usize::try_from(dice.between(0, 2)).unwrap_or(0)]
+            .to_owned(),
+        ),
+    ];
+    let path = hook.path.trim_end_matches('/');
+    let signed_url = format!(
+        "{}{path}/inbound",
+        hook.public_base_url.trim_end_matches('/')
+    );
+    let signature =
+        centralino_gsm::twilio::signature(hook.auth_token.as_bytes(), &signed_url, &params);
+    let response = http
+        .post(format!("http://{addr}{path}/inbound"))
+        .header("x-twilio-signature", signature)
+        .form(&params)
+        .send()
+        .await;
+    Some(accepted("sms webhook", response))
+}
+
+/// One simulated agent: logs in, becomes available, accepts every offer,
+/// handles each for 5–20 s and completes it; logs in again if the session
+/// ends, until `stop`.
+async fn agent_loop(
+    grpc: SocketAddr,
+    name: String,
+    token: String,
+    counter: Option<(String, String)>,
+    counts: Arc<Counts>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut dice = Dice::new(
+        seed()
+            ^ name
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
+    );
+    while !*stop.borrow() {
+        tokio::select! {
+            r = session(grpc, &token, counter.as_ref(), &counts, &mut dice) => {
+                if let Err(e) = r {
+                    tracing::debug!(agent = %name, error = %e, "demo agent: session ended");
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn session(
+    grpc: SocketAddr,
+    token: &str,
+    counter: Option<&(String, String)>,
+    counts: &Counts,
+    dice: &mut Dice,
+) -> Result<(), String> {
+    use v1::agent_request::Action;
+    use v1::agent_update::Update;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+        .map_err(|e| e.to_string())?
+        .connect()
+        .await
+        .map_err(|e| e.to_string())?;
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}")
+        .parse()
+        .map_err(|_| "the token is not a header value".to_owned())?;
+    if let Some((site, counter)) = counter {
+        let mut desk = v1::desk_service_client::DeskServiceClient::new(channel.clone());
+        let mut open = tonic::Request::new(v1::OpenCounterRequest {
+            site: site.clone(),
+            counter: counter.clone(),
+        });
+        open.metadata_mut().insert("authorization", bearer.clone());
+        desk.open_counter(open)
+            .await
+            .map_err(|s| format!("counter {counter}: {}", s.message()))?;
+    }
+    let mut client = v1::agent_service_client::AgentServiceClient::new(channel);
+    let (tx, rx) = mpsc::channel::<v1::AgentRequest>(64);
+    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    request.metadata_mut().insert("authorization", bearer);
+    let mut updates = client
+        .session(request)
+        .await
+        .map_err(|s| s.message().to_owned())?
+        .into_inner();
+    let send = |action: Action| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx
+                .send(v1::AgentRequest {
+                    request_id: uuid::Uuid::now_v7().to_string(),
+                    action: Some(action),
+                })
+                .await;
+        }
+    };
+    send(Action::SetPresence(v1::SetPresence {
+        presence: v1::AgentPresence::Available as i32,
+        reason: String::new(),
+    }))
+    .await;
+    // Completions come back to the session loop when their handle time is up.
+    let (done_tx, mut done_rx) = mpsc::channel::<String>(64);
+    loop {
+        tokio::select! {
+            update = updates.message() => {
+                let Some(update) = update.map_err(|s| s.message().to_owned())? else {
+                    return Ok(());
+                };
+                match update.update {
+                    Some(Update::Offer(o)) => {
+                        counts.offered.fetch_add(1, Ordering::Relaxed);
+                        send(Action::Accept(v1::OfferAnswer { interaction_id: o.interaction_id })).await;
+                    }
+                    Some(Update::Assigned(a)) => {
+                        let handle = Duration::from_secs(dice.between(5, 20));
+                        let done = done_tx.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(handle).await;
+                            let _ = done.send(a.interaction_id).await;
+                        });
+                    }
+                    // Paused by routing (a phone that did not answer, a
+                    // walk-in with no counter): back to work shortly, as a
+                    // real agent would after a look at the desktop.
+                    Some(Update::Status(st)) if st.status == "not-ready" => {
+                        let tx = tx.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                            let _ = tx.send(v1::AgentRequest {
+                                request_id: uuid::Uuid::now_v7().to_string(),
+                                action: Some(Action::SetPresence(v1::SetPresence {
+                                    presence: v1::AgentPresence::Available as i32,
+                                    reason: String::new(),
+                                })),
+                            }).await;
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            Some(id) = done_rx.recv() => {
+                counts.completed.fetch_add(1, Ordering::Relaxed);
+                send(Action::Complete(v1::CompleteInteraction {
+                    interaction_id: id,
+                    disposition: "resolved".into(),
+                    wrap_up_notes: String::new(),
+                    wrap_up_ms: Some(2_000),
+                }))
+                .await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dice_stay_in_their_range_and_vary() {
+        let mut d = Dice::new(42);
+        let rolls: Vec<u64> = (0..1_000).map(|_| d.between(5, 20)).collect();
+        assert!(rolls.iter().all(|r| (5..=20).contains(r)));
+        assert!(rolls.contains(&5) && rolls.contains(&20));
+    }
+}
