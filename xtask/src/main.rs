@@ -154,6 +154,8 @@ struct DebianPeer {
     package: &'static str,
     /// Where the package puts the program the tests run.
     program: &'static str,
+    /// Whether the tests also find it on `PATH` (else only at `program`).
+    on_path: bool,
 }
 
 const DEBIAN_PEERS: [DebianPeer; 4] = [
@@ -161,30 +163,37 @@ const DEBIAN_PEERS: [DebianPeer; 4] = [
         what: "Dovecot, the IMAP server of the email tests",
         package: "dovecot-imapd",
         program: "/usr/sbin/dovecot",
+        on_path: false,
     },
     DebianPeer {
         what: "SIPp, the callers of the voice tests",
         package: "sip-tester",
         program: "/usr/bin/sipp",
+        on_path: true,
     },
     DebianPeer {
         what: "baresip, the agents' phones of the voice tests",
         package: "baresip-core",
         program: "/usr/bin/baresip",
+        on_path: true,
     },
     DebianPeer {
         what: "Chromium, the browser of the desk's board test",
         package: "chromium",
         program: "/usr/bin/chromium",
+        on_path: false,
     },
 ];
 
-/// Whether `program` is there: at its path, or under its name on `PATH`
-/// (where the tests look for it).
-fn installed(program: &str) -> bool {
-    let path = std::path::Path::new(program);
+/// Whether `peer` is where the tests look for it: at its path, or (for
+/// those the tests run by name) under its name on `PATH`.
+fn installed(peer: &DebianPeer) -> bool {
+    let path = std::path::Path::new(peer.program);
     if path.exists() {
         return true;
+    }
+    if !peer.on_path {
+        return false;
     }
     let Some(name) = path.file_name() else {
         return false;
@@ -198,7 +207,7 @@ fn installed(program: &str) -> bool {
 fn missing_debian_peers() -> Vec<&'static DebianPeer> {
     DEBIAN_PEERS
         .iter()
-        .filter(|p| !installed(p.program))
+        .filter(|p| !installed(p))
         .filter(|p| !(p.package == "chromium" && std::env::var_os("CHROMIUM").is_some()))
         .collect()
 }

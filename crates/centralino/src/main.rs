@@ -32,15 +32,29 @@ fn main() -> ExitCode {
     // or for the single services (run by docker-compose from variables
     // alone), the bare defaults: the demo never writes its sample queues
     // and agents into a real deployment.
+    // The commands that talk to the deployment `up` runs follow it (so their
+    // tokens come from the demo's key); the demo keeps its own data
+    // directory (`data/demo`), apart from an embedded deployment of yours.
     let demo = file.is_none()
-        && matches!(
+        && !matches!(
             cli.command,
-            Command::Up | Command::Demo { .. } | Command::Config { demo: false } | Command::Check
+            Command::Routing
+                | Command::History
+                | Command::Email
+                | Command::Sms
+                | Command::Voice
+                | Command::Desk
+                | Command::Migrate
+                | Command::Health { .. }
+                | Command::Config { demo: true }
         )
-        && env.iter().all(|(k, v)| match k.as_str() {
-            "CENTRALINO_BUS__URL" => v == "memory",
-            "CENTRALINO_STORE__URL" => v.is_empty(),
-            _ => true,
+        && env.iter().all(|(k, v)| {
+            // Matched as the loader matches them (any case after the prefix).
+            match k.to_ascii_uppercase().as_str() {
+                "CENTRALINO_BUS__URL" => v == "memory",
+                "CENTRALINO_STORE__URL" => v.is_empty(),
+                _ => true,
+            }
         });
     let loaded = if demo {
         Config::load_demo(env)
@@ -357,6 +371,11 @@ async fn run(command: Command, config: Config, demo: bool) -> Result<ExitCode, R
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => check(&config).await,
+        Command::Demo { .. } if !demo => Err(RunError::Io(
+            "demo generates traffic only on the built-in demo: run it without --config, on the \
+             embedded store and bus (no CENTRALINO_STORE__URL or CENTRALINO_BUS__URL)"
+                .into(),
+        )),
         Command::Demo {
             seconds,
             per_minute,
@@ -478,6 +497,7 @@ async fn connect_remote(
             )?
         }
     };
+    let defaulted = args.addr.is_none();
     let addr = match args.addr {
         Some(a) if a.contains("://") => a,
         Some(a) => format!("http://{a}"),
@@ -486,15 +506,14 @@ async fn connect_remote(
             let listen = config
                 .listen_addr()
                 .ok_or_else(|| RunError::Io("grpc.listen is not an address; pass --addr".into()))?;
-            let host = if listen.ip().is_unspecified() {
-                "127.0.0.1".to_owned()
-            } else {
-                listen.ip().to_string()
-            };
-            format!("http://{host}:{}", listen.port())
+            let mut at = listen;
+            if at.ip().is_unspecified() {
+                at.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("http://{at}")
         }
     };
-    if addr.starts_with("https://") || !config.grpc.tls_cert.is_empty() {
+    if addr.starts_with("https://") || (defaulted && !config.grpc.tls_cert.is_empty()) {
         return Err(RunError::Io(
             "these commands do not speak TLS yet: run them where a plain-text listener is \
              reachable (--addr http://…)"
@@ -519,9 +538,12 @@ async fn demo_traffic(
 ) -> Result<ExitCode, RunError> {
     use std::sync::atomic::Ordering;
     let _guard = telemetry(config, "centralino-demo");
+    // Arrivals and agents stop first (agents finish what they hold), then
+    // the services: nothing is left assigned and nothing arrives at an
+    // adapter that is stopping.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let services_stop = stop_rx.clone();
-    let running = centralino::serve(
+    let (services_tx, services_stop) = tokio::sync::watch::channel(false);
+    let mut running = centralino::serve(
         config,
         &centralino::Service::ALL,
         "centralino-demo",
@@ -563,15 +585,29 @@ async fn demo_traffic(
     .await?;
     let started = tokio::time::Instant::now();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ctrl_c = shutdown_signal();
     tokio::pin!(ctrl_c);
+    // The services' end, if they end by themselves (a failure).
+    let mut ended = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             () = &mut ctrl_c => break,
+            r = &mut running.task => {
+                ended = Some(r);
+                break;
+            }
         }
         let elapsed = started.elapsed().as_secs();
-        let waiting = centralino::operator::waiting(&remote).await.unwrap_or(0);
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            centralino::operator::waiting(&remote),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .map_or_else(|| "?".to_owned(), |n| n.to_string());
         println!(
             "{elapsed:>4}s  created {}  offered {}  completed {}  waiting {waiting}  refused {}",
             counts.created.load(Ordering::Relaxed),
@@ -587,13 +623,17 @@ async fn demo_traffic(
     let traffic = traffic
         .await
         .map_err(|e| RunError::Io(format!("demo traffic: {e}")))?;
-    let served = running
-        .task
-        .await
-        .map_err(|e| RunError::Io(format!("server task: {e}")))?;
+    let _ = services_tx.send(true);
+    let served = match ended {
+        Some(r) => r,
+        None => running.task.await,
+    }
+    .map_err(|e| RunError::Io(format!("server task: {e}")))?;
     println!(
-        "demo over: {} customers arrived ({} refused), {} offers, {} completed",
+        "demo over: {} customers arrived ({} walk-ins, {} texts; {} refused), {} offers, {} completed",
         counts.created.load(Ordering::Relaxed),
+        counts.walk_ins.load(Ordering::Relaxed),
+        counts.texts.load(Ordering::Relaxed),
         counts.refused.load(Ordering::Relaxed),
         counts.offered.load(Ordering::Relaxed),
         counts.completed.load(Ordering::Relaxed),

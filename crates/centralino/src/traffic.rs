@@ -22,6 +22,9 @@ use crate::{Config, RunError};
 pub struct Counts {
     /// Customers who arrived (the adapter accepted them).
     pub created: AtomicU64,
+    /// Of those, walk-ins and texts.
+    pub walk_ins: AtomicU64,
+    pub texts: AtomicU64,
     /// Arrivals the adapter refused or that did not reach it.
     pub refused: AtomicU64,
     pub offered: AtomicU64,
@@ -101,12 +104,23 @@ pub async fn run(
     let pause = Duration::from_millis(60_000 / u64::from(per_minute.max(1)));
     let mut stop_arrivals = stop.clone();
     let mut n: u64 = 0;
+    // Message ids unique across runs (the webhook drops a repeated one).
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
     loop {
         n += 1;
-        let arrived = match dice.between(0, 1) {
-            0 => walk_in(config, targets.desk, &http, kiosk.as_deref(), &mut dice).await,
-            _ => text(config, targets.sms_webhook, &http, n, &mut dice).await,
+        let (arrived, kind) = match dice.between(0, 1) {
+            0 => (
+                walk_in(config, targets.desk, &http, kiosk.as_deref(), &mut dice).await,
+                &counts.walk_ins,
+            ),
+            _ => (
+                text(config, targets.sms_webhook, &http, &run_id, n, &mut dice).await,
+                &counts.texts,
+            ),
         };
+        if arrived == Some(true) {
+            kind.fetch_add(1, Ordering::Relaxed);
+        }
         match arrived {
             Some(true) => counts.created.fetch_add(1, Ordering::Relaxed),
             Some(false) => counts.refused.fetch_add(1, Ordering::Relaxed),
@@ -172,6 +186,7 @@ async fn text(
     config: &Config,
     webhook: Option<SocketAddr>,
     http: &reqwest::Client,
+    run_id: &str,
     n: u64,
     dice: &mut Dice,
 ) -> Option<bool> {
@@ -181,10 +196,7 @@ async fn text(
     // Italian mobile numbers of the test range, one per customer.
     let from = format!("+39347{:07}", dice.between(0, 9_999_999));
     let params = vec![
-        (
-            "MessageSid".to_owned(),
-            format!("SMdemo{n:010}{}", dice.next() % 1_000_000),
-        ),
+        ("MessageSid".to_owned(), format!("SM{run_id}{n:08}")),
         ("From".to_owned(), from),
         ("To".to_owned(), to),
         (
@@ -215,7 +227,7 @@ async fn text(
 
 /// One simulated agent: logs in, becomes available, accepts every offer,
 /// handles each for 5–20 s and completes it; logs in again if the session
-/// ends, until `stop`.
+/// ends. When `stop` turns true it completes what it holds, then leaves.
 async fn agent_loop(
     grpc: SocketAddr,
     name: String,
@@ -231,13 +243,17 @@ async fn agent_loop(
                 .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b))),
     );
     while !*stop.borrow() {
-        tokio::select! {
-            r = session(grpc, &token, counter.as_ref(), &counts, &mut dice) => {
-                if let Err(e) = r {
-                    tracing::debug!(agent = %name, error = %e, "demo agent: session ended");
-                }
-            }
-            _ = stop.wait_for(|s| *s) => return,
+        if let Err(e) = session(
+            grpc,
+            &token,
+            counter.as_ref(),
+            &counts,
+            &mut dice,
+            &mut stop,
+        )
+        .await
+        {
+            tracing::debug!(agent = %name, error = %e, "demo agent: session ended");
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -246,13 +262,29 @@ async fn agent_loop(
     }
 }
 
+fn request(action: v1::agent_request::Action) -> v1::AgentRequest {
+    v1::AgentRequest {
+        request_id: uuid::Uuid::now_v7().to_string(),
+        action: Some(action),
+    }
+}
+
+fn available() -> v1::agent_request::Action {
+    v1::agent_request::Action::SetPresence(v1::SetPresence {
+        presence: v1::AgentPresence::Available as i32,
+        reason: String::new(),
+    })
+}
+
 async fn session(
     grpc: SocketAddr,
     token: &str,
     counter: Option<&(String, String)>,
     counts: &Counts,
     dice: &mut Dice,
+    stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
+    use std::collections::{HashMap, HashSet};
     use v1::agent_request::Action;
     use v1::agent_update::Update;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
@@ -276,78 +308,120 @@ async fn session(
     }
     let mut client = v1::agent_service_client::AgentServiceClient::new(channel);
     let (tx, rx) = mpsc::channel::<v1::AgentRequest>(64);
-    let mut request = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-    request.metadata_mut().insert("authorization", bearer);
+    let mut call = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
+    call.metadata_mut().insert("authorization", bearer);
     let mut updates = client
-        .session(request)
+        .session(call)
         .await
         .map_err(|s| s.message().to_owned())?
         .into_inner();
-    let send = |action: Action| {
+    let send = |r: v1::AgentRequest| {
         let tx = tx.clone();
         async move {
-            let _ = tx
-                .send(v1::AgentRequest {
-                    request_id: uuid::Uuid::now_v7().to_string(),
-                    action: Some(action),
-                })
-                .await;
+            let _ = tx.send(r).await;
         }
     };
-    send(Action::SetPresence(v1::SetPresence {
-        presence: v1::AgentPresence::Available as i32,
-        reason: String::new(),
-    }))
-    .await;
+    send(request(available())).await;
+    // What this agent holds, and the completions it awaits answers to.
+    let mut held: HashSet<String> = HashSet::new();
+    let mut completing: HashMap<String, String> = HashMap::new();
     // Completions come back to the session loop when their handle time is up.
     let (done_tx, mut done_rx) = mpsc::channel::<String>(64);
+    let handle = |id: String, dice: &mut Dice| {
+        let wait = Duration::from_secs(dice.between(5, 20));
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let _ = done.send(id).await;
+        });
+    };
+    let mut leaving = false;
+    // How long a leaving agent waits for its last completions' answers.
+    let mut deadline = tokio::time::Instant::now();
     loop {
+        if leaving && completing.is_empty() {
+            return Ok(());
+        }
         tokio::select! {
             update = updates.message() => {
                 let Some(update) = update.map_err(|s| s.message().to_owned())? else {
                     return Ok(());
                 };
-                match update.update {
-                    Some(Update::Offer(o)) => {
-                        counts.offered.fetch_add(1, Ordering::Relaxed);
-                        send(Action::Accept(v1::OfferAnswer { interaction_id: o.interaction_id })).await;
-                    }
-                    Some(Update::Assigned(a)) => {
-                        let handle = Duration::from_secs(dice.between(5, 20));
-                        let done = done_tx.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(handle).await;
-                            let _ = done.send(a.interaction_id).await;
-                        });
+                let (offers, assigned) = match update.update {
+                    // What the agent had when it (re)connected: offers to
+                    // answer, work to finish.
+                    Some(Update::Snapshot(snap)) => (snap.offers, snap.assigned),
+                    Some(Update::Offer(o)) => (vec![o], Vec::new()),
+                    Some(Update::Assigned(a)) => (Vec::new(), vec![a]),
+                    Some(Update::Result(r)) => {
+                        if let Some(id) = completing.remove(&r.request_id) {
+                            held.remove(&id);
+                            if r.ok {
+                                counts.completed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        (Vec::new(), Vec::new())
                     }
                     // Paused by routing (a phone that did not answer, a
                     // walk-in with no counter): back to work shortly, as a
                     // real agent would after a look at the desktop.
-                    Some(Update::Status(st)) if st.status == "not-ready" => {
+                    Some(Update::Status(st)) if st.status == "not-ready" && !leaving => {
                         let tx = tx.clone();
                         tokio::spawn(async move {
                             tokio::time::sleep(Duration::from_secs(3)).await;
-                            let _ = tx.send(v1::AgentRequest {
-                                request_id: uuid::Uuid::now_v7().to_string(),
-                                action: Some(Action::SetPresence(v1::SetPresence {
-                                    presence: v1::AgentPresence::Available as i32,
-                                    reason: String::new(),
-                                })),
-                            }).await;
+                            let _ = tx.send(request(available())).await;
                         });
+                        (Vec::new(), Vec::new())
                     }
-                    _ => {}
+                    _ => (Vec::new(), Vec::new()),
+                };
+                if leaving {
+                    continue;
+                }
+                for o in offers {
+                    counts.offered.fetch_add(1, Ordering::Relaxed);
+                    send(request(Action::Accept(v1::OfferAnswer {
+                        interaction_id: o.interaction_id,
+                    })))
+                    .await;
+                }
+                for a in assigned {
+                    if held.insert(a.interaction_id.clone()) {
+                        handle(a.interaction_id, dice);
+                    }
                 }
             }
-            Some(id) = done_rx.recv() => {
-                counts.completed.fetch_add(1, Ordering::Relaxed);
-                send(Action::Complete(v1::CompleteInteraction {
-                    interaction_id: id,
+            Some(id) = done_rx.recv(), if !leaving => {
+                let r = request(Action::Complete(v1::CompleteInteraction {
+                    interaction_id: id.clone(),
                     disposition: "resolved".into(),
                     wrap_up_notes: String::new(),
                     wrap_up_ms: Some(2_000),
-                }))
-                .await;
+                }));
+                completing.insert(r.request_id.clone(), id);
+                send(r).await;
+            }
+            () = tokio::time::sleep_until(deadline), if leaving => return Ok(()),
+            () = async { let _ = stop.wait_for(|s| *s).await; }, if !leaving => {
+                // The demo ends: finish what is held now, so nothing is left
+                // assigned to an agent who is gone.
+                leaving = true;
+                deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                let unfinished: Vec<String> = held
+                    .iter()
+                    .filter(|id| !completing.values().any(|c| c == *id))
+                    .cloned()
+                    .collect();
+                for id in unfinished {
+                    let r = request(Action::Complete(v1::CompleteInteraction {
+                        interaction_id: id.clone(),
+                        disposition: "resolved".into(),
+                        wrap_up_notes: String::new(),
+                        wrap_up_ms: Some(0),
+                    }));
+                    completing.insert(r.request_id.clone(), id.clone());
+                    send(r).await;
+                }
             }
         }
     }

@@ -1281,6 +1281,27 @@ async fn definitions_from_the_file_are_applied_owned_and_follow_the_file() {
         err.to_string().contains("routing.queues[bad]"),
         "names the key: {err}"
     );
+    // A skill the file stops listing while its queues still ask for it.
+    let mut dropped = cfg.clone();
+    dropped.definitions.skills.clear();
+    let db = centralino_store::connect(&env.db.url, 2)
+        .await
+        .expect("database");
+    let err = centralino_router::start(
+        dropped,
+        db,
+        env.bus.clone(),
+        4 << 20,
+        std::future::pending(),
+    )
+    .await
+    .err()
+    .expect("the start is refused");
+    assert!(
+        err.to_string()
+            .contains("routing.queues[sales]: uses skill it, which the file no longer lists"),
+        "names the key: {err}"
+    );
     // An overflow to a queue nobody defines is a typo: refused, named.
     let mut typo = cfg.clone();
     typo.definitions.queues[0].steps = vec![v1::RoutingStep {
