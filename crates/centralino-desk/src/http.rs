@@ -170,7 +170,7 @@ async fn site_info(
         timezone: s.tz.name().to_owned(),
         open: s.is_open((app.cfg.clock)()),
         opens: s.opens.format("%H:%M").to_string(),
-        closes: s.closes.format("%H:%M").to_string(),
+        closes: centralino_ticketing::numbering::format_closing_time(s.closes),
         services: app
             .cfg
             .services

@@ -1151,7 +1151,8 @@ impl Actor {
             wanted.insert((Kind::Agent, a.name.clone()));
         }
         // Agents first, then queues, then skills: what uses a skill goes
-        // before it.
+        // before it; in passes, so a queue another released queue overflows
+        // to goes once that one has gone.
         let mut released: Vec<(Kind, String)> =
             self.file_owned.difference(&wanted).cloned().collect();
         released.reverse();
@@ -1201,6 +1202,23 @@ impl Actor {
                 )));
             }
         }
+        // A name the API defined and the file now lists becomes the file's:
+        // said once, since the API's version is replaced.
+        for (kind, name) in &wanted {
+            let exists = match kind {
+                Kind::Skill => self.skills.contains_key(name),
+                Kind::Queue => self.queues.contains_key(name),
+                Kind::Agent => self.agents.contains_key(name),
+            };
+            if exists && !self.file_owned.contains(&(*kind, name.clone())) {
+                tracing::warn!(
+                    kind = kind.as_str(),
+                    name = %name,
+                    "routing: defined through the admin API and now listed in the configuration \
+                     file: the file's definition replaces it, and the file owns it from now on"
+                );
+            }
+        }
         let mut ops = Vec::new();
         for s in defs.skills {
             if self.skills.get(&s.name) != Some(&s.description) {
@@ -1237,22 +1255,38 @@ impl Actor {
             }
         }
         let mut removed = 0;
-        for (kind, name) in released {
-            let op = match kind {
-                Kind::Skill => AdminOp::DeleteSkill(name.clone()),
-                Kind::Queue => AdminOp::DeleteQueue(name.clone()),
-                Kind::Agent => AdminOp::DeleteAgent(name.clone()),
-            };
-            match self.define(&txn, op, now).await? {
-                Ok(_) | Err(ApiError::NotFound(_)) => removed += 1,
-                Err(e) => tracing::warn!(
-                    kind = kind.as_str(),
-                    name = %name,
-                    error = %e,
-                    "routing: no longer in the configuration file but cannot be deleted; kept, \
-                     and the admin API may now change it"
-                ),
+        let mut pending = released;
+        loop {
+            let tried = pending.len();
+            let mut refused = Vec::new();
+            for (kind, name) in std::mem::take(&mut pending) {
+                let op = match kind {
+                    Kind::Skill => AdminOp::DeleteSkill(name.clone()),
+                    Kind::Queue => AdminOp::DeleteQueue(name.clone()),
+                    Kind::Agent => AdminOp::DeleteAgent(name.clone()),
+                };
+                match self.define(&txn, op, now).await? {
+                    Ok(_) | Err(ApiError::NotFound(_)) => removed += 1,
+                    Err(e) => refused.push((kind, name, e)),
+                }
             }
+            if refused.is_empty() {
+                break;
+            }
+            if refused.len() == tried {
+                // No pass can do more.
+                for (kind, name, e) in refused {
+                    tracing::warn!(
+                        kind = kind.as_str(),
+                        name = %name,
+                        error = %e,
+                        "routing: no longer in the configuration file but cannot be deleted; \
+                         kept, and the admin API may now change it"
+                    );
+                }
+                break;
+            }
+            pending = refused.into_iter().map(|(k, n, _)| (k, n)).collect();
         }
         file_owned::Entity::delete_many().exec(&txn).await?;
         file_owned::Entity::insert_many(wanted.iter().map(|(kind, name)| {
@@ -1390,6 +1424,20 @@ impl Actor {
             AdminOp::DeleteQueue(name) => {
                 if !self.queues.contains_key(&name) {
                     return Ok(Err(ApiError::NotFound(format!("queue {name}"))));
+                }
+                // Its overflow step would be skipped without a word.
+                let overflowing = self.queues.values().find(|d| {
+                    d.name != name
+                        && d.steps.iter().any(|st| {
+                            matches!(&st.action,
+                                Some(v1::routing_step::Action::OverflowTo(t)) if *t == name)
+                        })
+                });
+                if let Some(d) = overflowing {
+                    return Ok(Err(ApiError::FailedPrecondition(format!(
+                        "queue {name} is where queue {} overflows to; change that first",
+                        d.name
+                    ))));
                 }
                 if let Err(e) = self.engine.remove_queue(&name) {
                     return Ok(Err(api_error(e)));

@@ -54,6 +54,15 @@ pub fn parse_closing_time(text: &str) -> Result<NaiveTime, HoursError> {
     parse_time(text)
 }
 
+/// A closing time as it is written: `HH:MM`, and `24:00` for midnight (what
+/// [`parse_closing_time`] reads back).
+pub fn format_closing_time(t: NaiveTime) -> String {
+    match parse_closing_time("24:00") {
+        Ok(midnight) if t == midnight => "24:00".to_owned(),
+        _ => t.format("%H:%M").to_string(),
+    }
+}
+
 /// A site's time zone: an IANA name (`Europe/Rome`, `UTC`), spaces around it
 /// ignored.
 pub fn parse_time_zone(text: &str) -> Result<Tz, HoursError> {
@@ -175,6 +184,11 @@ mod tests {
         assert!(site.is_open(at(23, 59, 59)));
         assert!(site.is_open(at(0, 0, 0)));
         assert_eq!(parse_closing_time("17:00"), parse_time("17:00"));
+        assert_eq!(format_closing_time(close), "24:00");
+        assert_eq!(
+            format_closing_time(parse_time("17:05").expect("time")),
+            "17:05"
+        );
         assert!(parse_closing_time("24:01").is_err());
     }
 

@@ -1237,6 +1237,34 @@ async fn definitions_from_the_file_are_applied_owned_and_follow_the_file() {
     ))
     .await
     .expect("an API queue");
+    // A queue another overflows to is not deleted from under it.
+    let mut over = queue("api-over", &[v1::Channel::Sms], vec![]);
+    over.steps = vec![v1::RoutingStep {
+        after_ms: 1_000,
+        action: Some(v1::routing_step::Action::OverflowTo("api-queue".into())),
+    }];
+    api.upsert_queue(authed(over, &token))
+        .await
+        .expect("an API queue overflowing to api-queue");
+    let err = api
+        .delete_queue(authed(
+            v1::DeleteRequest {
+                name: "api-queue".into(),
+            },
+            &token,
+        ))
+        .await
+        .expect_err("api-over overflows to it");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(err.message().contains("api-over"), "{}", err.message());
+    api.delete_queue(authed(
+        v1::DeleteRequest {
+            name: "api-over".into(),
+        },
+        &token,
+    ))
+    .await
+    .expect("api-over goes");
     router.stop().await;
 
     // The file is edited: sales changes, old and anna go, marco comes.
