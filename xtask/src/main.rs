@@ -129,6 +129,7 @@ fn ensure_python_packages() -> Result<(), String> {
             "-c",
             "import grpc, grpc_tools, grpc_health, grpc_reflection, pika, aiosmtpd, twilio",
         ])
+        .stderr(std::process::Stdio::null())
         .status();
     if matches!(probe, Ok(s) if s.success()) {
         return Ok(());

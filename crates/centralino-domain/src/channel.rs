@@ -13,16 +13,25 @@ pub enum Channel {
     Sms,
     Desk,
     Chat,
+    /// A work item an integrator creates (a callback request, a CRM task).
+    Task,
 }
 
 impl Channel {
-    pub const ALL: [Channel; 5] = [
+    /// How many channels there are.
+    pub const COUNT: usize = 6;
+
+    pub const ALL: [Channel; Self::COUNT] = [
         Channel::Voice,
         Channel::Email,
         Channel::Sms,
         Channel::Desk,
         Channel::Chat,
+        Channel::Task,
     ];
+
+    /// Every channel's name, comma-separated (for error messages).
+    pub const NAMES: &'static str = "voice, email, sms, desk, chat, task";
 
     /// Lowercase name used in routing keys (`interaction.<channel>.<event>`) and config.
     pub fn as_str(self) -> &'static str {
@@ -32,6 +41,7 @@ impl Channel {
             Channel::Sms => "sms",
             Channel::Desk => "desk",
             Channel::Chat => "chat",
+            Channel::Task => "task",
         }
     }
 }
@@ -49,7 +59,7 @@ impl FromStr for Channel {
             .into_iter()
             .find(|c| c.as_str().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| {
-                DomainError::invalid("channel", "must be one of voice, email, sms, desk, chat")
+                DomainError::invalid("channel", format!("must be one of {}", Channel::NAMES))
             })
     }
 }
@@ -72,5 +82,7 @@ mod tests {
         }
         assert_eq!(" SMS ".parse::<Channel>(), Ok(Channel::Sms));
         assert!("fax".parse::<Channel>().is_err());
+        let names: Vec<&str> = Channel::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.join(", "), Channel::NAMES);
     }
 }

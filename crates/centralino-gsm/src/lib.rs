@@ -29,6 +29,14 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    /// How records and APIs name it: `gsm7` or `ucs2`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Gsm7 => "gsm7",
+            Encoding::Ucs2 => "ucs2",
+        }
+    }
+
     /// SMPP `data_coding`.
     pub fn data_coding(self) -> u8 {
         match self {

@@ -18,9 +18,9 @@ use crate::{HistoryConfig, ms_of, now_ms};
 
 pub type HistoryServer = HistoryServiceServer<HistoryApi>;
 
-const MAX_REQUEST_ID: usize = 64;
+pub(crate) const MAX_REQUEST_ID: usize = 64;
 const MAX_TEXT: usize = 1_000;
-const MAX_NAME: usize = 200;
+pub(crate) const MAX_NAME: usize = 200;
 const MAX_ATTRIBUTES: usize = 100;
 const MAX_IDENTIFIERS: usize = 20;
 const EXPORT_PAGE: u64 = 100;
@@ -52,11 +52,11 @@ pub struct HistoryApi {
     tx: mpsc::Sender<Command>,
 }
 
-fn subject<T>(request: &Request<T>) -> Result<String, Status> {
+pub(crate) fn subject<T>(request: &Request<T>) -> Result<String, Status> {
     Ok(centralino_server::claims(request)?.sub.clone())
 }
 
-fn request_id(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn request_id(raw: &str) -> Result<String, ApiError> {
     if raw.is_empty() {
         return Err(ApiError::invalid(
             "request_id",
@@ -72,7 +72,7 @@ fn request_id(raw: &str) -> Result<String, ApiError> {
     Ok(raw.to_owned())
 }
 
-fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
+pub(crate) fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), ApiError> {
     if value.contains('\0') {
         // PostgreSQL cannot store it in text: refused here, not by the database.
         return Err(ApiError::invalid(field, "must not contain a NUL character"));
@@ -87,7 +87,7 @@ fn bounded(field: &'static str, value: &str, max: usize) -> Result<(), ApiError>
 }
 
 /// Lowercase letters, digits, `-` and `_`, 1–64 characters.
-fn token_name(field: &'static str, value: &str) -> Result<(), ApiError> {
+pub(crate) fn token_name(field: &'static str, value: &str) -> Result<(), ApiError> {
     if value.is_empty() || value.len() > 64 {
         return Err(ApiError::invalid(field, "must be 1 to 64 characters"));
     }
@@ -106,11 +106,16 @@ fn token_name(field: &'static str, value: &str) -> Result<(), ApiError> {
 fn channel_arg(raw: i32, field: &'static str) -> Result<&'static str, ApiError> {
     centralino_proto::channel_from_i32(raw)
         .map(|c| c.as_str())
-        .map_err(|_| ApiError::invalid(field, "must be a channel (voice, email, sms, desk, chat)"))
+        .map_err(|_| {
+            ApiError::invalid(
+                field,
+                format!("must be a channel ({})", centralino_domain::Channel::NAMES),
+            )
+        })
 }
 
 /// An identifier a request names, normalized; `None` when it names none.
-fn identifier_of(
+pub(crate) fn identifier_of(
     cfg: &HistoryConfig,
     raw: Option<&v1::CustomerIdentifier>,
     field: &'static str,
@@ -172,26 +177,35 @@ pub(crate) async fn consent_input(
     ))
 }
 
+/// Hands a change to the writer and waits for its answer.
+pub(crate) async fn change(
+    tx: &mpsc::Sender<Command>,
+    actor: String,
+    request_id: String,
+    change: Change,
+) -> Result<Changed, Status> {
+    let (reply, answer) = oneshot::channel();
+    tx.send(Command::Change {
+        actor,
+        request_id,
+        change,
+        reply,
+    })
+    .await
+    .map_err(|_| ApiError::Unavailable("history".into()))?;
+    Ok(answer
+        .await
+        .map_err(|_| ApiError::Unavailable("history".into()))??)
+}
+
 impl HistoryApi {
     async fn change(
         &self,
         actor: String,
         request_id: String,
-        change: Change,
+        what: Change,
     ) -> Result<Changed, Status> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send(Command::Change {
-                actor,
-                request_id,
-                change,
-                reply,
-            })
-            .await
-            .map_err(|_| ApiError::Unavailable("history".into()))?;
-        Ok(answer
-            .await
-            .map_err(|_| ApiError::Unavailable("history".into()))??)
+        change(&self.tx, actor, request_id, what).await
     }
 
     fn identifier(

@@ -8,7 +8,11 @@
 //! (`HistoryService`): find customers by any identifier, list the timeline,
 //! search, merge and unmerge (audited, reversible), record and read consent,
 //! export and erase a customer. Adapters record consent over the bus too
-//! (`history.record_consent`, e.g. an SMS `STOP`).
+//! (`history.record_consent`, e.g. an SMS `STOP`). Agents and integrators
+//! send messages through it (`ConversationService`: the message's row and
+//! the adapter's `<channel>.send` command, its status as the adapter reports
+//! it) and create work of their own (`InteractionService`: tasks on the
+//! `task` channel, which routing offers like any interaction).
 //!
 //! One task (the writer) makes every change: bus events in batches (one
 //! transaction per batch, de-duplicated by message id through the inbox) and
@@ -19,6 +23,7 @@
 #![forbid(unsafe_code)]
 
 mod commands;
+mod conversation;
 mod entities;
 mod grpc;
 mod ingest;
@@ -38,6 +43,7 @@ use centralino_store::outbox::OutboxRelay;
 use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 
+pub use conversation::{ConversationServer, InteractionServer};
 pub use grpc::HistoryServer;
 pub use migrations::HistoryMigrator;
 
@@ -50,7 +56,11 @@ pub const CONSUMERS: [&str; 2] = [SERVICE, COMMANDS_CONSUMER];
 const COMMANDS_CONSUMER: &str = "history-commands";
 
 /// gRPC service names this crate serves.
-pub const GRPC_SERVICES: [&str; 1] = ["centralino.v1.HistoryService"];
+pub const GRPC_SERVICES: [&str; 3] = [
+    "centralino.v1.HistoryService",
+    "centralino.v1.ConversationService",
+    "centralino.v1.InteractionService",
+];
 
 /// How the history service behaves.
 #[derive(Debug, Clone)]
@@ -193,6 +203,17 @@ pub fn policy(policy: &mut Policy) {
         "/centralino.v1.HistoryService/EraseCustomer",
         Access::Roles(vec![Role::Admin]),
     );
+    // Agents answer their conversations (checked against routing's
+    // assignment); integrators and admins also send notifications.
+    policy.set("/centralino.v1.ConversationService/", read());
+    policy.set(
+        "/centralino.v1.ConversationService/SendMessage",
+        Access::Roles(vec![Role::Agent, Role::Integrator, Role::Admin]),
+    );
+    policy.set("/centralino.v1.InteractionService/", read());
+    for m in ["CreateTask", "CloseTask"] {
+        policy.set(&format!("/centralino.v1.InteractionService/{m}"), write());
+    }
 }
 
 /// History's queue: every interaction and routing event, one active consumer.
@@ -214,6 +235,8 @@ pub fn commands_spec() -> ConsumerSpec {
 /// A started history service: its gRPC service (add it to a server) and its task.
 pub struct History {
     pub api: HistoryServer,
+    pub conversations: ConversationServer,
+    pub tasks: InteractionServer,
     /// Ends when the service has stopped (after `shutdown`, or on losing leadership).
     pub task: tokio::task::JoinHandle<()>,
     /// Turns `true` if this instance lost its lock and stopped writing; the
@@ -249,12 +272,14 @@ pub async fn start(
     let relay = OutboxRelay::new(db.clone(), bus.clone(), SERVICE);
     let waker = relay.waker();
     let (tx, rx) = mpsc::channel(8_192);
+    let (messages_tx, messages) = tokio::sync::watch::channel(0);
     let writer = writer::Writer::new(
         config.clone(),
         key.clone(),
         db.clone(),
         leadership.fence(),
         waker,
+        messages_tx,
     );
     let subscription = bus.subscribe(consumer_spec()).await?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -283,6 +308,13 @@ pub async fn start(
         stopped(stop_rx.clone()),
     ));
     let relay_task = tokio::spawn(relay.run(stopped(stop_rx)));
+    let (conversations, tasks) = conversation::servers(
+        config.clone(),
+        db.clone(),
+        tx.clone(),
+        messages,
+        max_message_bytes,
+    );
     let api = grpc::server(config, key, db, tx, max_message_bytes);
     let task = leadership.supervise(
         shutdown,
@@ -290,7 +322,13 @@ pub async fn start(
         vec![consumer_task, commands_task, writer_task, relay_task],
     );
     tracing::info!("history service started");
-    Ok(History { api, task, lost })
+    Ok(History {
+        api,
+        conversations,
+        tasks,
+        task,
+        lost,
+    })
 }
 
 // ---------------------------------------------------------------------------

@@ -31,6 +31,7 @@ impl From<d::Channel> for v1::Channel {
             d::Channel::Sms => v1::Channel::Sms,
             d::Channel::Desk => v1::Channel::Desk,
             d::Channel::Chat => v1::Channel::Chat,
+            d::Channel::Task => v1::Channel::Task,
         }
     }
 }
@@ -44,6 +45,7 @@ impl TryFrom<v1::Channel> for d::Channel {
             v1::Channel::Sms => d::Channel::Sms,
             v1::Channel::Desk => d::Channel::Desk,
             v1::Channel::Chat => d::Channel::Chat,
+            v1::Channel::Task => d::Channel::Task,
             v1::Channel::Unspecified => return Err(d::DomainError::Missing { field: "channel" }),
         })
     }

@@ -149,7 +149,7 @@ impl Ours {
         for (a, levels) in w.agents.iter().enumerate() {
             let name = format!("agent-{a}");
             let mut cfg = AgentConfig::new(name.clone());
-            cfg.capacity = ChannelMap([CAPACITY[0], CAPACITY[1], CAPACITY[2], 0, 0]);
+            cfg.capacity = ChannelMap([CAPACITY[0], CAPACITY[1], CAPACITY[2], 0, 0, 0]);
             for (s, &l) in levels.iter().enumerate() {
                 if l > 0 {
                     cfg = cfg.skill(format!("skill-{s}"), l);

@@ -49,7 +49,7 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<(), NameError> {
 
 /// One value per channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChannelMap<T>(pub [T; 5]);
+pub struct ChannelMap<T>(pub [T; Channel::COUNT]);
 
 impl<T: Copy> ChannelMap<T> {
     pub fn get(&self, c: Channel) -> T {
@@ -60,7 +60,7 @@ impl<T: Copy> ChannelMap<T> {
     }
     /// The same value on every channel.
     pub fn all(v: T) -> Self {
-        Self([v; 5])
+        Self([v; Channel::COUNT])
     }
 }
 
@@ -72,6 +72,7 @@ pub(crate) fn index(c: Channel) -> usize {
         Channel::Sms => 2,
         Channel::Desk => 3,
         Channel::Chat => 4,
+        Channel::Task => 5,
     }
 }
 
@@ -121,14 +122,14 @@ impl EngineSettings {
 
 impl Default for EngineSettings {
     fn default() -> Self {
-        // voice, email, sms, desk, chat
+        // voice, email, sms, desk, chat, task
         Self {
-            offer_timeout_ms: ChannelMap([20_000, 60_000, 60_000, 30_000, 30_000]),
-            wrap_up_ms: ChannelMap([10_000, 0, 0, 5_000, 0]),
-            exclusive: ChannelMap([true, false, false, true, false]),
+            offer_timeout_ms: ChannelMap([20_000, 60_000, 60_000, 30_000, 30_000, 60_000]),
+            wrap_up_ms: ChannelMap([10_000, 0, 0, 5_000, 0, 0]),
+            exclusive: ChannelMap([true, false, false, true, false, false]),
             exclusion_ms: 60_000,
             max_missed_offers: 3,
-            default_handle_ms: ChannelMap([180_000, 600_000, 300_000, 300_000, 300_000]),
+            default_handle_ms: ChannelMap([180_000, 600_000, 300_000, 300_000, 300_000, 600_000]),
             aging_per_s: 1.0,
         }
     }
@@ -367,12 +368,12 @@ pub struct AgentConfig {
 }
 
 impl AgentConfig {
-    /// An agent with the usual capacity: voice 1, email 5, SMS 10, desk 1, chat 3.
+    /// An agent with the usual capacity: voice 1, email 5, SMS 10, desk 1, chat 3, task 3.
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             skills: Vec::new(),
-            capacity: ChannelMap([1, 5, 10, 1, 3]),
+            capacity: ChannelMap([1, 5, 10, 1, 3, 3]),
         }
     }
 

@@ -204,9 +204,9 @@ pub struct AgentView {
     pub name: Arc<str>,
     pub presence: Presence,
     pub status: AgentStatus,
-    pub capacity: [u16; 5],
+    pub capacity: [u16; Channel::COUNT],
     /// Offers, held interactions and wrap-ups per channel.
-    pub load: [u16; 5],
+    pub load: [u16; Channel::COUNT],
     pub offers: Vec<InteractionId>,
     pub held: Vec<InteractionId>,
     pub missed_offers: u32,
@@ -230,7 +230,7 @@ struct Level {
     reqs: Vec<(u32, u8)>,
     eligible: BitSet,
     /// Bucket per channel (index by channel), `NIL` when the queue does not take it.
-    buckets: [BucketIx; 5],
+    buckets: [BucketIx; Channel::COUNT],
 }
 
 #[derive(Debug)]
@@ -288,17 +288,17 @@ struct Agent {
     uid: u64,
     removed: bool,
     skills: Vec<(u32, u8)>,
-    capacity: [u16; 5],
+    capacity: [u16; Channel::COUNT],
     presence: Presence,
-    load: [u16; 5],
+    load: [u16; Channel::COUNT],
     wraps: Vec<(Channel, Millis, u64)>,
     offers: Vec<IxIx>,
     held: Vec<IxIx>,
     last_activity: Millis,
     missed: u32,
     ready_mask: u8,
-    next: [AgentIx; 5],
-    prev: [AgentIx; 5],
+    next: [AgentIx; Channel::COUNT],
+    prev: [AgentIx; Channel::COUNT],
     buckets: Vec<BucketIx>,
     reserved: BTreeSet<Entry>,
     reported: AgentStatus,
@@ -333,9 +333,9 @@ pub struct Engine {
     ixs: Vec<Option<Interaction>>,
     ix_of: HashMap<InteractionId, IxIx>,
     free_ixs: Vec<IxIx>,
-    ready: [BitSet; 5],
-    idle_head: [AgentIx; 5],
-    idle_tail: [AgentIx; 5],
+    ready: [BitSet; Channel::COUNT],
+    idle_head: [AgentIx; Channel::COUNT],
+    idle_tail: [AgentIx; Channel::COUNT],
     timers: BinaryHeap<Reverse<(Millis, u64, Timer)>>,
     events: Vec<Event>,
     /// Queues whose figures changed since [`Engine::take_changed_figures`].
@@ -373,8 +373,8 @@ impl Engine {
             ix_of: HashMap::new(),
             free_ixs: Vec::new(),
             ready: Default::default(),
-            idle_head: [NIL; 5],
-            idle_tail: [NIL; 5],
+            idle_head: [NIL; Channel::COUNT],
+            idle_tail: [NIL; Channel::COUNT],
             timers: BinaryHeap::new(),
             events: Vec::new(),
             figures_changed: Vec::new(),
@@ -546,7 +546,7 @@ impl Engine {
             .collect();
         let mut levels = Vec::with_capacity(reqs.len());
         for (li, reqs) in reqs.into_iter().enumerate() {
-            let mut buckets = [NIL; 5];
+            let mut buckets = [NIL; Channel::COUNT];
             for &c in &config.channels {
                 // Reuse the bucket of the same (queue, level, channel) if it exists.
                 let existing = self
@@ -635,17 +635,17 @@ impl Engine {
                     uid,
                     removed: false,
                     skills: Vec::new(),
-                    capacity: [0; 5],
+                    capacity: [0; Channel::COUNT],
                     presence: Presence::Offline,
-                    load: [0; 5],
+                    load: [0; Channel::COUNT],
                     wraps: Vec::new(),
                     offers: Vec::new(),
                     held: Vec::new(),
                     last_activity: now,
                     missed: 0,
                     ready_mask: 0,
-                    next: [NIL; 5],
-                    prev: [NIL; 5],
+                    next: [NIL; Channel::COUNT],
+                    prev: [NIL; Channel::COUNT],
                     buckets: Vec::new(),
                     reserved: BTreeSet::new(),
                     reported: AgentStatus::Offline,
@@ -697,9 +697,9 @@ impl Engine {
         let agent = &mut self.agents[a as usize];
         agent.removed = true;
         agent.skills.clear();
-        agent.capacity = [0; 5];
+        agent.capacity = [0; Channel::COUNT];
         agent.wraps.clear();
-        agent.load = [0; 5];
+        agent.load = [0; Channel::COUNT];
         for qi in 0..self.queues.len() as u32 {
             self.index_agent_in_queue(a, qi);
         }
@@ -812,11 +812,11 @@ impl Engine {
             return 0;
         }
         let ex = &self.settings.exclusive.0;
-        if (0..5).any(|c| ex[c] && agent.load[c] > 0) {
+        if (0..Channel::COUNT).any(|c| ex[c] && agent.load[c] > 0) {
             return 0;
         }
         let mut mask = 0;
-        for c in 0..5 {
+        for c in 0..Channel::COUNT {
             if agent.load[c] < agent.capacity[c] {
                 mask |= 1 << c;
             }
@@ -879,7 +879,7 @@ impl Engine {
         let new = self.ready_mask(&self.agents[a as usize]);
         let old = self.agents[a as usize].ready_mask;
         if new != old {
-            for c in 0..5 {
+            for c in 0..Channel::COUNT {
                 let (was, is) = (old & (1 << c) != 0, new & (1 << c) != 0);
                 if was && !is {
                     self.unlink_idle(a, c);
@@ -908,7 +908,7 @@ impl Engine {
     fn touch(&mut self, a: AgentIx) {
         self.agents[a as usize].last_activity = self.now;
         let mask = self.agents[a as usize].ready_mask;
-        for c in 0..5 {
+        for c in 0..Channel::COUNT {
             if mask & (1 << c) != 0 {
                 self.unlink_idle(a, c);
                 self.push_idle(a, c);
@@ -2129,7 +2129,7 @@ impl Engine {
             })
             .collect();
         waiting.sort_unstable();
-        let mut per_channel = [0u64; 5];
+        let mut per_channel = [0u64; Channel::COUNT];
         Ok(waiting
             .into_iter()
             .filter_map(|(_, ix)| {
@@ -2248,7 +2248,7 @@ impl Engine {
             if ag.removed {
                 continue;
             }
-            let mut expect = [0u16; 5];
+            let mut expect = [0u16; Channel::COUNT];
             for &ix in ag.offers.iter().chain(&ag.held) {
                 let i = self
                     .ix(ix)
@@ -2264,7 +2264,7 @@ impl Engine {
                     ag.name, ag.load, expect
                 ));
             }
-            for c in 0..5 {
+            for c in 0..Channel::COUNT {
                 if ag.load[c] > ag.capacity[c] && ag.capacity[c] > 0 {
                     return Err(format!("agent {} over capacity on channel {c}", ag.name));
                 }
@@ -2284,14 +2284,14 @@ impl Engine {
             if self.ready_mask(ag) != ag.ready_mask {
                 return Err(format!("agent {} stale ready mask", ag.name));
             }
-            for c in 0..5 {
+            for c in 0..Channel::COUNT {
                 if self.ready[c].get(a) != (ag.ready_mask & (1 << c) != 0) {
                     return Err(format!("agent {} ready bit mismatch", ag.name));
                 }
             }
         }
         // Idle lists are ordered by last activity and hold exactly the ready agents.
-        for c in 0..5 {
+        for c in 0..Channel::COUNT {
             let mut cur = self.idle_head[c];
             let mut last = 0;
             let mut n = 0;

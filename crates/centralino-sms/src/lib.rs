@@ -428,10 +428,3 @@ pub async fn start(
 pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
-
-pub(crate) fn encoding_name(e: centralino_gsm::Encoding) -> &'static str {
-    match e {
-        centralino_gsm::Encoding::Gsm7 => "gsm7",
-        centralino_gsm::Encoding::Ucs2 => "ucs2",
-    }
-}

@@ -26,7 +26,7 @@ use crate::entities::{conversation, message, outbound, part};
 use crate::rest::Rest;
 use crate::smpp::{SendError, Smpp};
 use crate::status::{MessageStatus, advance, status_event};
-use crate::{Ctx, SERVICE, encoding_name, now_ms};
+use crate::{Ctx, SERVICE, now_ms};
 
 /// Longest message body accepted (characters), before the segment limit.
 const MAX_BODY_CHARS: usize = 10_000;
@@ -90,7 +90,7 @@ pub(crate) async fn queue(
         provider_id: Set(None),
         status: Set(MessageStatus::Queued.as_str().into()),
         segments: Set(segments),
-        encoding: Set(encoding_name(encoded.encoding).into()),
+        encoding: Set(encoded.encoding.name().into()),
         created_at: Set(now),
     })
     .exec_without_returning(txn)
@@ -130,7 +130,7 @@ pub(crate) async fn queue(
         ("sms.segments".to_owned(), segments.to_string()),
         (
             "sms.encoding".to_owned(),
-            encoding_name(encoded.encoding).to_owned(),
+            encoded.encoding.name().to_owned(),
         ),
         ("sms.kind".to_owned(), o.kind.to_owned()),
     ]);

@@ -464,6 +464,8 @@ impl Service {
                 };
                 let history = centralino_history::start(config, db, bus, max, shutdown).await?;
                 server.add(history.api);
+                server.add(history.conversations);
+                server.add(history.tasks);
                 Hosted {
                     name: "history",
                     task: history.task,

@@ -63,6 +63,15 @@ impl Writer {
                 .erase(&txn, &customer, actor, &reason, now)
                 .await
                 .map(|a| (a, vec![customer.clone()])),
+            // A task's answer names no customer (erasing theirs keeps it).
+            Change::CreateTask(input) => self
+                .create_task(&txn, actor, input, now)
+                .await
+                .map(|a| (a, Vec::new())),
+            Change::CloseTask { task, outcome } => self
+                .close_task(&txn, &task, &outcome, now)
+                .await
+                .map(|a| (a, Vec::new())),
         };
         let (answer, about) = match result {
             Ok(a) => a,

@@ -35,6 +35,9 @@ use crate::read;
 use crate::{HistoryConfig, SERVICE, json_map, now_ms, parse_map};
 
 mod changes;
+mod outbound;
+
+pub(crate) use outbound::{DUE_AT, SendInput, TaskInput, outbound_wire, task_wire};
 
 /// A change an API caller asks for.
 #[derive(Debug)]
@@ -53,6 +56,11 @@ pub(crate) enum Change {
     Erase {
         customer: String,
         reason: String,
+    },
+    CreateTask(TaskInput),
+    CloseTask {
+        task: String,
+        outcome: String,
     },
 }
 
@@ -77,6 +85,7 @@ pub(crate) enum Changed {
     Unmerge(v1::UnmergeResult),
     Consent(v1::ConsentRecord),
     Erase(v1::EraseResult),
+    Task(v1::Task),
 }
 
 impl Changed {
@@ -87,6 +96,7 @@ impl Changed {
             Changed::Unmerge(_) => "unmerge",
             Changed::Consent(_) => "consent",
             Changed::Erase(_) => "erase",
+            Changed::Task(_) => "task",
         }
     }
 
@@ -97,6 +107,7 @@ impl Changed {
             Changed::Unmerge(m) => m.encode_to_vec(),
             Changed::Consent(m) => m.encode_to_vec(),
             Changed::Erase(m) => m.encode_to_vec(),
+            Changed::Task(m) => m.encode_to_vec(),
         }
     }
 
@@ -107,6 +118,7 @@ impl Changed {
             "unmerge" => Changed::Unmerge(v1::UnmergeResult::decode(bytes).ok()?),
             "consent" => Changed::Consent(v1::ConsentRecord::decode(bytes).ok()?),
             "erase" => Changed::Erase(v1::EraseResult::decode(bytes).ok()?),
+            "task" => Changed::Task(v1::Task::decode(bytes).ok()?),
             _ => return None,
         })
     }
@@ -119,6 +131,7 @@ fn method_of(change: &Change) -> &'static str {
         Change::Unmerge { .. } => "unmerge",
         Change::Consent(_) => "consent",
         Change::Erase { .. } => "erase",
+        Change::CreateTask(_) | Change::CloseTask { .. } => "task",
     }
 }
 
@@ -133,6 +146,11 @@ pub(crate) enum Command {
         request_id: String,
         change: Change,
         reply: oneshot::Sender<Result<Changed, ApiError>>,
+    },
+    /// A message to queue: idempotent by its own id, not a request id.
+    Send {
+        input: SendInput,
+        reply: oneshot::Sender<Result<v1::OutboundMessage, ApiError>>,
     },
 }
 
@@ -225,6 +243,9 @@ pub(crate) struct Writer {
     /// Every write transaction checks this instance still leads.
     fence: centralino_store::leader::Fence,
     relay: Arc<Notify>,
+    /// Bumped after each batch that changed a message's row, so watchers of
+    /// a message read it again.
+    messages: tokio::sync::watch::Sender<u64>,
 }
 
 impl Writer {
@@ -234,6 +255,7 @@ impl Writer {
         db: DatabaseConnection,
         fence: centralino_store::leader::Fence,
         relay: Arc<Notify>,
+        messages: tokio::sync::watch::Sender<u64>,
     ) -> Self {
         Self {
             cfg,
@@ -241,6 +263,7 @@ impl Writer {
             db,
             fence,
             relay,
+            messages,
         }
     }
 
@@ -277,6 +300,7 @@ impl Writer {
         let mut events = Vec::new();
         let mut dones = Vec::new();
         let mut changes = Vec::new();
+        let mut sends = Vec::new();
         for cmd in batch {
             match cmd {
                 Command::Ingest {
@@ -293,8 +317,12 @@ impl Writer {
                     change,
                     reply,
                 } => changes.push((actor, request_id, change, reply)),
+                Command::Send { input, reply } => sends.push((input, reply)),
             }
         }
+        let touched_messages = events
+            .iter()
+            .any(|(_, e)| matches!(e, Event::Message { .. } | Event::MessageStatus { .. }));
         if !events.is_empty() {
             match self.ingest(&events).await {
                 Ok(()) => {
@@ -326,6 +354,14 @@ impl Writer {
                 }
             }
             self.relay.notify_one();
+        }
+        if touched_messages {
+            self.messages.send_modify(|v| *v = v.wrapping_add(1));
+        }
+        for (input, reply) in sends {
+            let r = self.send(input).await;
+            self.relay.notify_one();
+            let _ = reply.send(r);
         }
         for (actor, request_id, change, reply) in changes {
             let r = self.change(&actor, &request_id, change).await;

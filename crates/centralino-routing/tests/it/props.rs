@@ -18,7 +18,7 @@ enum Op {
     Agent {
         n: u8,
         skills: [u8; 3],
-        caps: [u8; 5],
+        caps: [u8; 6],
     },
     Presence {
         n: u8,
@@ -48,7 +48,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        1 => (0u8..8, any::<[u8; 3]>(), any::<[u8; 5]>()).prop_map(|(n, skills, caps)| Op::Agent { n, skills, caps }),
+        1 => (0u8..8, any::<[u8; 3]>(), any::<[u8; 6]>()).prop_map(|(n, skills, caps)| Op::Agent { n, skills, caps }),
         2 => (0u8..8, 0u8..6).prop_map(|(n, p)| Op::Presence { n, p }),
         6 => (0u8..4, any::<u8>(), 0u8..101, proptest::option::of(0u8..8)).prop_map(|(q, c, prio, preferred)| Op::Enqueue { q, c, prio, preferred }),
         4 => any::<u16>().prop_map(Op::Accept),

@@ -107,7 +107,7 @@ fn capacity_per_channel_is_never_exceeded_and_a_call_is_exclusive() {
     let mut h = H::new();
     h.queue(queue("mixed", &[Channel::Voice, Channel::Email], &[]));
     let mut a = agent("anna", &[]);
-    a.capacity = ChannelMap([1, 2, 0, 0, 0]);
+    a.capacity = ChannelMap([1, 2, 0, 0, 0, 0]);
     h.agent(a);
     let e1 = h.enqueue("mixed", Channel::Email);
     let e2 = h.enqueue("mixed", Channel::Email);
@@ -127,7 +127,7 @@ fn capacity_per_channel_is_never_exceeded_and_a_call_is_exclusive() {
     h.complete("anna", call, Some(0));
     assert_eq!(h.offered_to(e3).as_deref(), Some("anna"));
     let view = h.e.agent("anna").expect("agent");
-    assert_eq!(view.load, [0, 2, 0, 0, 0]);
+    assert_eq!(view.load, [0, 2, 0, 0, 0, 0]);
 }
 
 #[test]

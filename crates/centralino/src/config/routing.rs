@@ -60,7 +60,7 @@ pub struct SkillSection {
 #[serde(default, deny_unknown_fields)]
 pub struct QueueSection {
     pub name: String,
-    /// voice, email, sms, desk, chat.
+    /// voice, email, sms, desk, chat, task.
     pub channels: Vec<String>,
     pub skills: BTreeMap<String, u32>,
     /// Added to every interaction's priority in this queue.
@@ -118,7 +118,8 @@ fn wire_channel(key: &str, name: &str, errors: &mut Vec<String>) -> i32 {
         Ok(c) => v1::Channel::from(c) as i32,
         Err(_) => {
             errors.push(format!(
-                "{key}: unknown channel {name:?} (voice, email, sms, desk, chat)"
+                "{key}: unknown channel {name:?} ({})",
+                centralino_domain::Channel::NAMES
             ));
             0
         }

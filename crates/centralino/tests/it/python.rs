@@ -191,3 +191,120 @@ async fn python_client_over_tls() {
     run_python_client_with(config, Some(&cert)).await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// What a Python integrator does to answer customers and create work, in
+/// the embedded mode: replies to an email (Dovecot in, aiosmtpd out) and to
+/// an SMS (the SMSC simulator both ways), and a task an agent session is
+/// offered; then what reached the peers is checked here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_answers_email_and_sms_and_creates_tasks() {
+    use centralino_test_support::mail::{Dovecot, PASSWORD, Smsc, SmtpSink};
+    const SUPPORT: &str = "support@example.test";
+    let dovecot = Dovecot::start(&[SUPPORT]);
+    let smtp = SmtpSink::start();
+    let smsc = Smsc::start();
+    let dir = std::env::temp_dir().join(centralino_test_support::unique("centralino-conv-"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("centralino.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {data:?}\n[grpc]\nlisten = \"127.0.0.1:0\"\n\
+             [email]\npoll_interval_secs = 1\n\
+             [email.smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\nsecurity = \"plain\"\n\
+             [[email.mailboxes]]\nname = \"support\"\naddress = \"{SUPPORT}\"\nqueue = \"support\"\n\
+             host = \"127.0.0.1\"\nport = {imap}\nsecurity = \"plain\"\nuser = \"{SUPPORT}\"\npassword = \"{PASSWORD}\"\n\
+             [sms]\nnumbers = [{{ number = \"4321\", queue = \"support\" }}]\n\
+             [sms.smpp]\nhost = \"127.0.0.1\"\nport = {smpp}\nsystem_id = \"centralino\"\npassword = \"secret\"\n\
+             [[routing.queues]]\nname = \"support\"\nchannels = [\"email\", \"sms\", \"task\"]\n\
+             [[routing.agents]]\nname = \"py-agent\"\n",
+            data = dir.display().to_string(),
+            smtp = smtp.port(),
+            imap = dovecot.port(),
+            smpp = smsc.port(),
+        ),
+    )
+    .expect("config file");
+    let config = Config::load(Some(&file), []).expect("config loads");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = centralino::up(&config, async {
+        let _ = stopped.await;
+    })
+    .await
+    .expect("up starts");
+    crate::email::append(
+        dovecot.port(),
+        SUPPORT,
+        "From: Lucia Bianchi <lucia@example.test>\r\nTo: support@example.test\r\n\
+         Subject: Contratto\r\nMessage-ID: <conv-1@example.test>\r\n\r\nVorrei disdire.\r\n",
+    )
+    .await;
+    centralino_test_support::eventually(
+        std::time::Duration::from_secs(30),
+        "the SMS adapter bound to the SMSC",
+        || async {
+            smsc.mobile_originated("393331234567", "4321", "Il pacco non è arrivato")
+                .then_some(())
+        },
+    )
+    .await;
+
+    let dir_py = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python");
+    let mut cmd = Command::new("python3");
+    cmd.arg(dir_py.join("conversation_client.py"))
+        .arg("--addr")
+        .arg(running.grpc_addr.to_string())
+        .args(["--email", "lucia@example.test", "--phone", "+393331234567"])
+        .args(["--queue", "support", "--mode", "embedded"]);
+    for (flag, token) in tokens(&config) {
+        if flag == "--integrator-token" || flag == "--agent-token" {
+            cmd.arg(flag).arg(token);
+        }
+    }
+    run_script(cmd, "embedded: ").await;
+
+    // The email reply reached the SMTP server, threaded into the conversation.
+    let replies: Vec<String> = smtp
+        .messages()
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .filter(|m| m.contains("abbiamo ricevuto"))
+        .collect();
+    assert_eq!(replies.len(), 1, "one reply reached aiosmtpd: {replies:?}");
+    let reply = &replies[0];
+    assert!(reply.contains("Subject: Re: Contratto"), "{reply}");
+    assert!(
+        reply.contains("In-Reply-To: <conv-1@example.test>"),
+        "{reply}"
+    );
+    assert!(reply.contains("lucia@example.test"), "{reply}");
+    // The SMS reply reached the SMSC in two UCS-2 parts (and the notification in one).
+    let submitted = smsc.submitted();
+    let parts: serde_json::Value = serde_json::from_str(&submitted).expect("SMSC JSON");
+    let parts = parts.as_array().expect("a list");
+    let to_customer: Vec<&serde_json::Value> = parts
+        .iter()
+        .filter(|p| {
+            p["destination"]
+                .as_str()
+                .is_some_and(|d| d.ends_with("393331234567"))
+        })
+        .collect();
+    assert_eq!(
+        to_customer
+            .iter()
+            .filter(|p| p["data_coding"].as_u64() == Some(8))
+            .count(),
+        2,
+        "the reply in two UCS-2 segments: {submitted}"
+    );
+    assert!(
+        to_customer
+            .iter()
+            .any(|p| p["text"].as_str().is_some_and(|t| t.contains("123456"))),
+        "the notification: {submitted}"
+    );
+    let _ = stop.send(());
+    running.task.await.expect("join").expect("clean shutdown");
+    let _ = std::fs::remove_dir_all(dir);
+}
