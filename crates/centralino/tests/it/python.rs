@@ -198,6 +198,32 @@ async fn python_client_over_tls() {
 /// offered; then what reached the peers is checked here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_client_answers_email_and_sms_and_creates_tasks() {
+    answer_and_create_tasks("embedded", String::new()).await;
+}
+
+/// The same against RabbitMQ and PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_client_answers_and_creates_tasks_on_rabbitmq_and_postgres() {
+    let db = centralino_test_support::TestDatabase::postgres().await;
+    let url = centralino_test_support::amqp_url();
+    let prefix = centralino_test_support::bus_prefix("t");
+    let platform = format!(
+        "[bus]\nurl = {url:?}\nprefix = {prefix:?}\n[store]\nurl = {db:?}\n[auth]\nsecret = {secret:?}\n",
+        db = db.url,
+        secret = "s".repeat(40),
+    );
+    answer_and_create_tasks("rabbitmq+postgres", platform).await;
+    let consumers = [
+        &["routing", "email", "sms"],
+        centralino_history::CONSUMERS.as_slice(),
+    ]
+    .concat();
+    let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(&prefix, &consumers);
+    centralino_test_support::delete_rabbitmq_objects(&url, &queues, &exchanges).await;
+    db.drop_db().await;
+}
+
+async fn answer_and_create_tasks(mode: &str, platform: String) {
     use centralino_test_support::mail::{Dovecot, PASSWORD, Smsc, SmtpSink};
     const SUPPORT: &str = "support@example.test";
     let dovecot = Dovecot::start(&[SUPPORT]);
@@ -209,7 +235,7 @@ async fn python_client_answers_email_and_sms_and_creates_tasks() {
     std::fs::write(
         &file,
         format!(
-            "data_dir = {data:?}\n[grpc]\nlisten = \"127.0.0.1:0\"\n\
+            "data_dir = {data:?}\n{platform}[grpc]\nlisten = \"127.0.0.1:0\"\n\
              [email]\npoll_interval_secs = 1\n\
              [email.smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\nsecurity = \"plain\"\n\
              [[email.mailboxes]]\nname = \"support\"\naddress = \"{SUPPORT}\"\nqueue = \"support\"\n\
@@ -255,13 +281,13 @@ async fn python_client_answers_email_and_sms_and_creates_tasks() {
         .arg("--addr")
         .arg(running.grpc_addr.to_string())
         .args(["--email", "lucia@example.test", "--phone", "+393331234567"])
-        .args(["--queue", "support", "--mode", "embedded"]);
+        .args(["--queue", "support", "--mode", mode]);
     for (flag, token) in tokens(&config) {
         if flag == "--integrator-token" || flag == "--agent-token" {
             cmd.arg(flag).arg(token);
         }
     }
-    run_script(cmd, "embedded: ").await;
+    run_script(cmd, &format!("{mode}: ")).await;
 
     // The email reply reached the SMTP server, threaded into the conversation.
     let replies: Vec<String> = smtp
