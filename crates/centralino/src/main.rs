@@ -630,10 +630,11 @@ async fn demo_traffic(
     }
     .map_err(|e| RunError::Io(format!("server task: {e}")))?;
     println!(
-        "demo over: {} customers arrived ({} walk-ins, {} texts; {} refused), {} offers, {} completed",
+        "demo over: {} customers arrived ({} walk-ins, {} texts, {} tasks; {} refused), {} offers, {} completed",
         counts.created.load(Ordering::Relaxed),
         counts.walk_ins.load(Ordering::Relaxed),
         counts.texts.load(Ordering::Relaxed),
+        counts.tasks.load(Ordering::Relaxed),
         counts.refused.load(Ordering::Relaxed),
         counts.offered.load(Ordering::Relaxed),
         counts.completed.load(Ordering::Relaxed),

@@ -1,7 +1,8 @@
 //! `centralino demo`: traffic on a running contact center, so a newcomer
 //! sees queues fill and drain. Customers arrive through the adapters' own
 //! inbound paths (walk-ins through the kiosk API, SMS through the
-//! provider's signed webhook); simulated agents log in over `AgentService`
+//! provider's signed webhook) and as an integrator's tasks
+//! (`InteractionService.CreateTask`); simulated agents log in over `AgentService`
 //! (the same stream a desktop uses), accept what they are offered, handle it
 //! for a random time and complete it. Voice and email are not generated yet:
 //! a SIP caller and a mailbox of our own are still to come.
@@ -22,9 +23,10 @@ use crate::{Config, RunError};
 pub struct Counts {
     /// Customers who arrived (the adapter accepted them).
     pub created: AtomicU64,
-    /// Of those, walk-ins and texts.
+    /// Of those, walk-ins, texts and tasks.
     pub walk_ins: AtomicU64,
     pub texts: AtomicU64,
+    pub tasks: AtomicU64,
     /// Arrivals the adapter refused or that did not reach it.
     pub refused: AtomicU64,
     pub offered: AtomicU64,
@@ -100,6 +102,14 @@ pub async fn run(
         .timeout(Duration::from_secs(10))
         .build()
         .map_err(|e| RunError::Io(format!("demo: HTTP client: {e}")))?;
+    let integrator = key.mint("demo-integrator", Role::Integrator, now, 86_400)?;
+    // Tasks go to the first queue that takes them.
+    let task_queue = config
+        .routing
+        .queues
+        .iter()
+        .find(|q| q.channels.iter().any(|c| c == "task"))
+        .map(|q| q.name.clone());
     let mut dice = Dice::new(seed());
     let pause = Duration::from_millis(60_000 / u64::from(per_minute.max(1)));
     let mut stop_arrivals = stop.clone();
@@ -108,7 +118,12 @@ pub async fn run(
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     loop {
         n += 1;
-        let (arrived, kind) = match dice.between(0, 1) {
+        // In turn, so a short run sees every channel.
+        let (arrived, kind) = match n % 3 {
+            2 => (
+                task(targets.grpc, &integrator, task_queue.as_deref(), &mut dice).await,
+                &counts.tasks,
+            ),
             0 => (
                 walk_in(config, targets.desk, &http, kiosk.as_deref(), &mut dice).await,
                 &counts.walk_ins,
@@ -223,6 +238,61 @@ async fn text(
         .send()
         .await;
     Some(accepted("sms webhook", response))
+}
+
+/// An integrator's task (a callback request from the website); `None`
+/// when no queue takes tasks.
+async fn task(grpc: SocketAddr, token: &str, queue: Option<&str>, dice: &mut Dice) -> Option<bool> {
+    let queue = queue?;
+    let created = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{grpc}"))
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut client = v1::interaction_service_client::InteractionServiceClient::new(channel);
+        let (title, description) = [
+            (
+                "Richiamare il cliente",
+                "Ha chiesto di essere richiamato dal sito.",
+            ),
+            (
+                "Call back about an invoice",
+                "Asked through the website's contact form.",
+            ),
+            (
+                "Verificare un reclamo",
+                "Reclamo aperto nel CRM, da verificare.",
+            ),
+        ][usize::try_from(dice.between(0, 2)).unwrap_or(0)];
+        let mut request = tonic::Request::new(v1::CreateTaskRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            title: title.into(),
+            description: description.into(),
+            identifiers: vec![v1::CustomerIdentifier {
+                kind: v1::customer_identifier::Kind::Phone as i32,
+                value: format!("+39347{:07}", dice.between(0, 9_999_999)),
+            }],
+            queue: queue.to_owned(),
+            priority: 20,
+            ..Default::default()
+        });
+        let bearer = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| "the token is not a header value".to_owned())?;
+        request.metadata_mut().insert("authorization", bearer);
+        client
+            .create_task(request)
+            .await
+            .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+    };
+    match created.await {
+        Ok(_) => Some(true),
+        Err(e) => {
+            tracing::warn!(error = %e, "demo: a task was not created");
+            Some(false)
+        }
+    }
 }
 
 /// One simulated agent: logs in, becomes available, accepts every offer,
