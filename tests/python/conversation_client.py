@@ -172,17 +172,45 @@ def main():
     sent = send(integrator, message_id=sms_id, interaction_id=sms_conv.id, channel=SMS, body=body)
     check("sms: queued with its encoding", sent.status == "queued" and sent.segments == 2, str(sent))
     again = send(integrator, message_id=sms_id, interaction_id=sms_conv.id, channel=SMS, body=body)
-    check("sms: the same message id sends nothing more", again.message_id == sms_id, str(again))
+    check("sms: the same message again answers its state, sending nothing more",
+          again.message_id == sms_id and again.segments == 2, str(again))
     final, seen = watch_until(sms_id, ("sent", "delivered", "failed"))
     check("sms: WatchMessage streams it to sent", final is not None and final.status in ("sent", "delivered"),
           f"{seen} {final}")
 
-    # --- The email reply: threaded by the adapter ----------------------------
+    # --- The email reply, by the agent who accepted it ------------------------
+    session = AgentSession(routing, routing_grpc, channel, agent)
+    session.wait_for("agent: the session's snapshot", lambda u: u.HasField("snapshot"))
+    session.send(set_presence=routing.SetPresence(presence=routing.AGENT_PRESENCE_AVAILABLE))
+    session.wait_for("agent: offered the email conversation",
+                     lambda u: u.HasField("offer") and u.offer.interaction_id == email_conv.id)
+    session.send(accept=routing.OfferAnswer(interaction_id=email_conv.id))
+    session.wait_for("agent: the email conversation assigned",
+                     lambda u: u.HasField("assigned") and u.assigned.interaction_id == email_conv.id)
     email_id = str(uuid.uuid4())
-    sent = send(integrator, message_id=email_id, interaction_id=email_conv.id, channel=EMAIL,
-                body="Gentile Lucia, abbiamo ricevuto la sua richiesta di disdetta.")
+    reply = dict(message_id=email_id, interaction_id=email_conv.id, channel=EMAIL,
+                 body="Gentile Lucia, abbiamo ricevuto la sua richiesta di disdetta.")
+
+    def agent_reply():
+        # History hears of the assignment from routing's event, a moment later.
+        try:
+            return send(agent, **reply)
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.PERMISSION_DENIED:
+                raise
+            return None
+    sent = eventually("email: the agent answers the conversation assigned to them", agent_reply)
     check("email: queued with the conversation's subject", sent.status == "queued"
           and sent.subject == "Re: Contratto", str(sent))
+    again = send(agent, **reply)
+    check("email: the same message again answers its state", again.message_id == email_id, str(again))
+    got, detail = code_of(lambda: send(integrator, **reply))
+    check("email: the id of another sender's message is ALREADY_EXISTS",
+          got == grpc.StatusCode.ALREADY_EXISTS, f"{got} {detail}")
+    got, detail = code_of(lambda: send(agent, message_id=str(uuid.uuid4()), interaction_id=email_conv.id,
+                                       channel=EMAIL, body="Offerta!", purpose="transactional"))
+    check("email: an agent's message with a purpose is refused (it would pass an opt-out)",
+          got == grpc.StatusCode.PERMISSION_DENIED, f"{got} {detail}")
     final, seen = watch_until(email_id, ("sent", "failed"))
     check("email: WatchMessage streams it to sent", final is not None and final.status == "sent", f"{seen} {final}")
     got = conv.GetMessage(conversation.GetMessageRequest(message_id=email_id), metadata=agent, timeout=5)
@@ -202,11 +230,14 @@ def main():
     check("consent: a transactional notification goes, opening its own interaction",
           notice.status == "queued" and notice.interaction_id and notice.interaction_id != sms_conv.id
           and notice.recipient == args.phone, str(notice))
+    final, seen = watch_until(notice.message_id, ("sent", "delivered", "failed"))
+    check("notification: sent", final is not None and final.status in ("sent", "delivered"), f"{seen} {final}")
+    got, detail = code_of(lambda: send(integrator, message_id=str(uuid.uuid4()),
+                                       interaction_id=notice.interaction_id, channel=SMS, body="Salve"))
+    check("notification: not a conversation to reply in", got == grpc.StatusCode.FAILED_PRECONDITION,
+          f"{got} {detail}")
 
     # --- A task, offered to an agent session ---------------------------------
-    session = AgentSession(routing, routing_grpc, channel, agent)
-    session.wait_for("task: the agent's snapshot", lambda u: u.HasField("snapshot"))
-    session.send(set_presence=routing.SetPresence(presence=routing.AGENT_PRESENCE_AVAILABLE))
     create = conversation.CreateTaskRequest(
         request_id=str(uuid.uuid4()), title="Richiamare per la disdetta",
         description="La cliente chiede di essere richiamata dopo le 17.", queue=args.queue, priority=80,

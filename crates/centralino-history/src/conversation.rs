@@ -129,6 +129,12 @@ fn send_input(
         token_name("message.purpose", &command.purpose)?;
     }
     let agent = claims.role == Role::Agent;
+    if agent && !command.purpose.is_empty() {
+        // A purpose (even `transactional`) would pass an opt-out: agents reply.
+        return Err(ApiError::PermissionDenied(
+            "agents send replies (no purpose); notifications are sent by integrators".into(),
+        ));
+    }
     let recipient = if command.recipient.is_empty() {
         command.interaction_id = uuid_of(&command.interaction_id, "message.interaction_id")
             .map_err(|_| {
@@ -270,12 +276,13 @@ impl ConversationService for ConversationApi {
                         return;
                     }
                 };
-                if now != last {
-                    if tx.send(Ok(outbound_wire(&now))).await.is_err() {
-                        return;
-                    }
-                    last = now;
+                // What the caller sees changed (not the row's other columns).
+                if outbound_wire(&now) != outbound_wire(&last)
+                    && tx.send(Ok(outbound_wire(&now))).await.is_err()
+                {
+                    return;
                 }
+                last = now;
             }
         });
         Ok(Response::new(Box::pin(
@@ -295,13 +302,14 @@ fn task_input(cfg: &HistoryConfig, req: v1::CreateTaskRequest) -> Result<TaskInp
         return Err(ApiError::invalid("title", "must be one line"));
     }
     bounded("description", &req.description, MAX_DESCRIPTION)?;
-    if req.queue.is_empty() {
+    let queue = req.queue.trim().to_owned();
+    if queue.is_empty() {
         return Err(ApiError::invalid(
             "queue",
             "is required (the routing queue that works it)",
         ));
     }
-    bounded("queue", &req.queue, 64)?;
+    bounded("queue", &queue, 64)?;
     if req.priority > 100 {
         return Err(ApiError::invalid("priority", "must be 0 to 100"));
     }
@@ -347,7 +355,8 @@ fn task_input(cfg: &HistoryConfig, req: v1::CreateTaskRequest) -> Result<TaskInp
         }
         Some(t) => {
             let ms = ms_of(t);
-            if chrono::DateTime::from_timestamp_millis(ms).is_none() || ms <= 0 {
+            // Up to the end of year 9999, as RFC 3339 can write it.
+            if !(1..253_402_300_800_000).contains(&ms) {
                 return Err(ApiError::invalid("due_at", "is out of range"));
             }
             Some(ms)
@@ -358,7 +367,7 @@ fn task_input(cfg: &HistoryConfig, req: v1::CreateTaskRequest) -> Result<TaskInp
         title,
         description: req.description,
         identifiers,
-        queue: req.queue,
+        queue,
         priority: req.priority,
         attributes: req.attributes.into_iter().collect(),
         due_at,

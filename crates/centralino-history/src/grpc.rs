@@ -137,6 +137,12 @@ pub(crate) async fn consent_input(
 ) -> Result<(String, ConsentInput), ApiError> {
     let rid = request_id(&req.request_id)?;
     let channel = channel_arg(req.channel, "channel")?;
+    if channel == "task" {
+        return Err(ApiError::invalid(
+            "channel",
+            "tasks reach no one: consent is for a channel that contacts the customer",
+        ));
+    }
     token_name("purpose", &req.purpose)?;
     token_name("source", &req.source)?;
     bounded("note", &req.note, MAX_TEXT)?;

@@ -40,6 +40,7 @@ mod outbound;
 mod prompts;
 mod record;
 mod sip;
+pub mod softphone;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};

@@ -274,6 +274,8 @@ pub struct Leg {
     pub stats: LegStats,
     out: Vec<u8>,
     payload: Vec<u8>,
+    /// The RTP timestamp the key being pressed started at.
+    key_start: u32,
 }
 
 impl Leg {
@@ -294,6 +296,7 @@ impl Leg {
             stats: LegStats::default(),
             out: Vec::with_capacity(12 + FRAME),
             payload: Vec::with_capacity(FRAME),
+            key_start: 0,
         }
     }
 
@@ -364,6 +367,50 @@ impl Leg {
         if self.socket.send_to(&self.out, self.remote).await.is_ok() {
             self.stats.sent += 1;
         }
+    }
+
+    /// Sends packet `n` (from 0, one every 20 ms) of a 100 ms key press
+    /// (RFC 4733): five packets of growing duration, the last one three
+    /// times with the end bit. Returns whether the press is over (at once
+    /// when the party takes no key events or `key` is not one).
+    pub async fn send_key_packet(&mut self, key: char, n: u8) -> bool {
+        const PACKETS: u8 = 5;
+        const END_REPEATS: u8 = 3;
+        let (Some(payload_type), Some(event)) = (
+            self.telephone_event,
+            centralino_telephony::dtmf::event_of(key),
+        ) else {
+            return true;
+        };
+        if n == 0 {
+            self.key_start = self.sender.timestamp();
+        }
+        let step = n.min(PACKETS - 1);
+        let samples = u16::try_from(FRAME).unwrap_or(160);
+        let duration = u16::from(step + 1) * samples;
+        let header = self
+            .sender
+            .event_header(payload_type, n == 0, self.key_start);
+        let mut payload = Vec::with_capacity(4);
+        TelephoneEvent {
+            event,
+            end: n + 1 >= PACKETS,
+            volume: 10,
+            duration,
+        }
+        .write(&mut payload);
+        self.out.clear();
+        rtp::write(&header, &payload, &mut self.out);
+        if !(self.remote.ip().is_unspecified() || self.remote.port() == 0)
+            && self.socket.send_to(&self.out, self.remote).await.is_ok()
+        {
+            self.stats.sent += 1;
+        }
+        let over = n + 1 >= PACKETS + END_REPEATS - 1;
+        if over {
+            self.sender.skip(u32::from(duration));
+        }
+        over
     }
 
     /// Interprets a datagram from `from`. Packets from another address than

@@ -19,9 +19,9 @@ use crate::Shared;
 use crate::call::{self, Incoming};
 
 pub(crate) struct Endpoint {
-    endpoint: rsipstack::transaction::endpoint::Endpoint,
-    incoming: TransactionReceiver,
-    cancel: CancellationToken,
+    pub endpoint: rsipstack::transaction::endpoint::Endpoint,
+    pub incoming: TransactionReceiver,
+    pub cancel: CancellationToken,
     pub addr: SocketAddr,
     pub dialogs: Arc<DialogLayer>,
     pub contact: rsipstack::sip::Uri,

@@ -12,8 +12,29 @@ use clap::Parser as _;
 /// Exit code for invalid configuration or usage (EX_USAGE / EX_CONFIG style).
 const EXIT_CONFIG: u8 = 64;
 
+/// How to run another command on the same configuration: `centralino`, or
+/// `centralino --config FILE` when the file was given on the command line
+/// (the startup lines print it in what to try).
+static SELF_COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn self_command() -> &'static str {
+    SELF_COMMAND.get().map_or("centralino", String::as_str)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(path) = &cli.config {
+        let path = path.display().to_string();
+        let quoted = if path
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c))
+        {
+            path
+        } else {
+            format!("'{}'", path.replace('\'', "'\\''"))
+        };
+        let _ = SELF_COMMAND.set(format!("centralino --config {quoted}"));
+    }
     let file = cli
         .config
         .clone()
@@ -217,7 +238,10 @@ fn print_startup(
              (held work is then routed)"
         );
     }
-    println!("  tokens  centralino token --role admin --subject you");
+    println!(
+        "  tokens  {} token --role admin --subject you",
+        self_command()
+    );
     let tries = things_to_try(config, services, running);
     for (i, line) in tries.iter().enumerate() {
         println!("  {:<7} {line}", if i == 0 { "try" } else { "" });
@@ -267,18 +291,37 @@ fn things_to_try(
             .collect();
         if let Some(first) = agents.first() {
             lines.push(format!(
-                "agent token: centralino token --role agent --subject {first} (agents: {})",
+                "agent token: {} token --role agent --subject {first} (agents: {})",
+                self_command(),
                 agents.join(", ")
             ));
         }
-        lines.push("queues and agents now: centralino status".to_owned());
+        lines.push(format!("queues and agents now: {} status", self_command()));
         if !config.routing.queues.is_empty() {
-            lines.push(
-                "queues: grpcurl -plaintext -H \"authorization: Bearer $(centralino token --role \
-                 supervisor --subject you)\" 127.0.0.1:50051 centralino.v1.RoutingAdminService/ListQueues"
-                    .replace("127.0.0.1:50051", &running.grpc_addr.to_string()),
-            );
+            lines.push(format!(
+                "queues: grpcurl -plaintext -H \"authorization: Bearer $({} token --role \
+                 supervisor --subject you)\" {} centralino.v1.RoutingAdminService/ListQueues",
+                self_command(),
+                running.grpc_addr
+            ));
         }
+    }
+    if let (true, Some(queue)) = (
+        services.contains(&centralino::Service::History),
+        config
+            .routing
+            .queues
+            .iter()
+            .find(|q| q.channels.iter().any(|c| c == "task")),
+    ) {
+        lines.push(format!(
+            "a task: grpcurl -plaintext -H \"authorization: Bearer $({} token --role integrator \
+             --subject crm)\" -d '{{\"request_id\":\"try-1\",\"title\":\"Call back\",\"queue\":\"{}\"}}' \
+             {} centralino.v1.InteractionService/CreateTask",
+            self_command(),
+            queue.name,
+            running.grpc_addr
+        ));
     }
     lines
 }
@@ -567,6 +610,7 @@ async fn demo_traffic(
             grpc: running.grpc_addr,
             desk: running.desk_http,
             sms_webhook: running.sms_webhook,
+            voice_sip: running.voice_sip,
         };
         let stop = stop_rx.clone();
         async move { centralino::traffic::run(&config, targets, per_minute, counts, stop).await }
@@ -630,11 +674,12 @@ async fn demo_traffic(
     }
     .map_err(|e| RunError::Io(format!("server task: {e}")))?;
     println!(
-        "demo over: {} customers arrived ({} walk-ins, {} texts, {} tasks; {} refused), {} offers, {} completed",
+        "demo over: {} customers arrived ({} walk-ins, {} texts, {} tasks, {} calls; {} refused), {} offers, {} completed",
         counts.created.load(Ordering::Relaxed),
         counts.walk_ins.load(Ordering::Relaxed),
         counts.texts.load(Ordering::Relaxed),
         counts.tasks.load(Ordering::Relaxed),
+        counts.calls.load(Ordering::Relaxed),
         counts.refused.load(Ordering::Relaxed),
         counts.offered.load(Ordering::Relaxed),
         counts.completed.load(Ordering::Relaxed),

@@ -1,11 +1,13 @@
 //! `centralino demo`: traffic on a running contact center, so a newcomer
 //! sees queues fill and drain. Customers arrive through the adapters' own
 //! inbound paths (walk-ins through the kiosk API, SMS through the
-//! provider's signed webhook) and as an integrator's tasks
-//! (`InteractionService.CreateTask`); simulated agents log in over `AgentService`
+//! provider's signed webhook, callers through the IVR with a SIP phone of
+//! our own) and as an integrator's tasks (`InteractionService.CreateTask`);
+//! the agents' phones (their `[voice.agents]` addresses on this machine)
+//! answer the calls routing gives them; simulated agents log in over `AgentService`
 //! (the same stream a desktop uses), accept what they are offered, handle it
-//! for a random time and complete it. Voice and email are not generated yet:
-//! a SIP caller and a mailbox of our own are still to come.
+//! for a random time and complete it. Email is not generated: the demo has
+//! no mailbox.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use std::time::Duration;
 use centralino_auth::Role;
 use centralino_proto::v1;
 use tokio::sync::{mpsc, watch};
+
+use centralino_voice::softphone::{Softphone, TalkTime};
 
 use crate::{Config, RunError};
 
@@ -27,6 +31,7 @@ pub struct Counts {
     pub walk_ins: AtomicU64,
     pub texts: AtomicU64,
     pub tasks: AtomicU64,
+    pub calls: AtomicU64,
     /// Arrivals the adapter refused or that did not reach it.
     pub refused: AtomicU64,
     pub offered: AtomicU64,
@@ -38,6 +43,109 @@ pub struct Targets {
     pub grpc: SocketAddr,
     pub desk: Option<SocketAddr>,
     pub sms_webhook: Option<SocketAddr>,
+    pub voice_sip: Option<SocketAddr>,
+}
+
+/// The demo's SIP phones: the callers' and the agents'.
+struct Phones {
+    caller: Softphone,
+    agents: Vec<Softphone>,
+    /// The number callers dial, at the adapter's address.
+    target: String,
+}
+
+/// A caller's phone and a phone per agent whose `[voice.agents]` address is
+/// on this machine; `None` without voice.
+async fn phones(config: &Config, voice: Option<SocketAddr>) -> Option<Phones> {
+    let voice = voice?;
+    let number = &config.voice.numbers.first()?.number;
+    let host = if voice.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        voice.ip()
+    };
+    let target = format!("sip:{number}@{}", SocketAddr::new(host, voice.port()));
+    let caller = match Softphone::start(SocketAddr::new(host, 0), None).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("demo: no SIP phone for the callers ({e}); no calls");
+            return None;
+        }
+    };
+    let mut agents = Vec::new();
+    for (agent, uri) in &config.voice.agents {
+        let Some(addr) = local_sip_address(uri) else {
+            continue;
+        };
+        // Each call talks 5–20 s, then the agent hangs up.
+        let talk: TalkTime = Arc::new(|| {
+            let r = uuid::Uuid::new_v4().as_u128();
+            Duration::from_secs(5 + u64::try_from(r % 16).unwrap_or(0))
+        });
+        match Softphone::start(addr, Some(talk)).await {
+            Ok(p) => agents.push(p),
+            Err(e) => eprintln!(
+                "demo: {agent}'s phone cannot listen on {addr} ({e}); their calls go unanswered"
+            ),
+        }
+    }
+    Some(Phones {
+        caller,
+        agents,
+        target,
+    })
+}
+
+/// The address of a `sip:user@ip:port` URI on this machine, if it is one.
+fn local_sip_address(uri: &str) -> Option<SocketAddr> {
+    let rest = uri.strip_prefix("sip:")?;
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    let host = host.split(';').next()?;
+    let addr: SocketAddr = host.parse().ok()?;
+    addr.ip().is_loopback().then_some(addr)
+}
+
+/// A caller dials the IVR and, once it answers, stays on the line in the
+/// background (pressing 1 or 3, waiting, talking to the agent, at most two
+/// minutes); `None` without phones.
+async fn call(
+    phones: Option<&Phones>,
+    calls: &mut tokio::task::JoinSet<()>,
+    dice: &mut Dice,
+    stop: &watch::Receiver<bool>,
+) -> Option<bool> {
+    let phones = phones?;
+    let from = format!("+39347{:07}", dice.between(0, 9_999_999));
+    match phones
+        .caller
+        .dial(&phones.target, &from, Duration::from_secs(10))
+        .await
+    {
+        Ok(active) => {
+            let key = if dice.between(0, 1) == 0 { "1" } else { "3" };
+            let mut stop = stop.clone();
+            calls.spawn(async move {
+                // At the end of the demo the caller hangs up (while the
+                // services still run, so every leg ends cleanly).
+                let leave = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                let _ = active
+                    .stay_until(
+                        key,
+                        Duration::from_millis(1_500),
+                        Duration::from_secs(120),
+                        leave,
+                    )
+                    .await;
+            });
+            Some(true)
+        }
+        Err(end) => {
+            tracing::warn!(?end, "demo: the IVR did not answer a call");
+            Some(false)
+        }
+    }
 }
 
 /// A small deterministic generator (xorshift), so the demo needs no
@@ -110,6 +218,8 @@ pub async fn run(
         .iter()
         .find(|q| q.channels.iter().any(|c| c == "task"))
         .map(|q| q.name.clone());
+    let phones = phones(config, targets.voice_sip).await;
+    let mut calls = tokio::task::JoinSet::new();
     let mut dice = Dice::new(seed());
     let pause = Duration::from_millis(60_000 / u64::from(per_minute.max(1)));
     let mut stop_arrivals = stop.clone();
@@ -119,7 +229,11 @@ pub async fn run(
     loop {
         n += 1;
         // In turn, so a short run sees every channel.
-        let (arrived, kind) = match n % 3 {
+        let (arrived, kind) = match n % 4 {
+            3 => (
+                call(phones.as_ref(), &mut calls, &mut dice, &stop).await,
+                &counts.calls,
+            ),
             2 => (
                 task(targets.grpc, &integrator, task_queue.as_deref(), &mut dice).await,
                 &counts.tasks,
@@ -148,6 +262,13 @@ pub async fn run(
     }
     for t in tasks {
         let _ = t.await;
+    }
+    while calls.join_next().await.is_some() {}
+    if let Some(phones) = phones {
+        phones.caller.stop().await;
+        for p in phones.agents {
+            p.stop().await;
+        }
     }
     Ok(())
 }

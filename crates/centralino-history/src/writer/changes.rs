@@ -81,7 +81,9 @@ impl Writer {
         let stored = request::ActiveModel {
             actor: Set(actor.to_owned()),
             request_id: Set(request_id.to_owned()),
-            method: Set(answer.method().to_owned()),
+            // The change's method, which a retry is compared with (a task's
+            // answer is the same kind for a creation and a closing).
+            method: Set(method.to_owned()),
             response: Set(answer.encode()),
             at: Set(now),
             customers: Set(Some(about.join(" "))),

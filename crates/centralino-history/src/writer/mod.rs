@@ -89,17 +89,6 @@ pub(crate) enum Changed {
 }
 
 impl Changed {
-    fn method(&self) -> &'static str {
-        match self {
-            Changed::Customer(_) => "customer",
-            Changed::Merge(_) => "merge",
-            Changed::Unmerge(_) => "unmerge",
-            Changed::Consent(_) => "consent",
-            Changed::Erase(_) => "erase",
-            Changed::Task(_) => "task",
-        }
-    }
-
     fn encode(&self) -> Vec<u8> {
         match self {
             Changed::Customer(m) => m.encode_to_vec(),
@@ -118,7 +107,7 @@ impl Changed {
             "unmerge" => Changed::Unmerge(v1::UnmergeResult::decode(bytes).ok()?),
             "consent" => Changed::Consent(v1::ConsentRecord::decode(bytes).ok()?),
             "erase" => Changed::Erase(v1::EraseResult::decode(bytes).ok()?),
-            "task" => Changed::Task(v1::Task::decode(bytes).ok()?),
+            "create_task" | "close_task" => Changed::Task(v1::Task::decode(bytes).ok()?),
             _ => return None,
         })
     }
@@ -131,7 +120,8 @@ fn method_of(change: &Change) -> &'static str {
         Change::Unmerge { .. } => "unmerge",
         Change::Consent(_) => "consent",
         Change::Erase { .. } => "erase",
-        Change::CreateTask(_) | Change::CloseTask { .. } => "task",
+        Change::CreateTask(_) => "create_task",
+        Change::CloseTask { .. } => "close_task",
     }
 }
 

@@ -37,7 +37,7 @@ pub(crate) struct TaskInput {
 pub(crate) const DUE_AT: &str = "due_at";
 
 /// Who may be sent what, from the customer's consent ledger on the channel
-/// (`(purpose, revoked, at)` per record, any order): a `transactional`
+/// (`(purpose, revoked, at)` per record, oldest first): a `transactional`
 /// message always; a reply (no purpose) unless everything was revoked after
 /// the customer last wrote; another purpose unless it or everything was
 /// revoked. The latest record of a purpose is the one that counts.
@@ -52,8 +52,7 @@ pub(crate) fn consent_refusal(
     let latest = |p: &str| {
         ledger
             .iter()
-            .filter(|(q, _, _)| q == p)
-            .max_by_key(|(_, _, at)| *at)
+            .rfind(|(q, _, _)| q == p)
             .filter(|(_, revoked, _)| *revoked)
             .map(|(_, _, at)| *at)
     };
@@ -132,14 +131,8 @@ pub(crate) fn task_wire(row: &interaction::Model) -> v1::Task {
     }
 }
 
-fn reply_subject(conversation: &str) -> String {
-    let lower = conversation.to_lowercase();
-    if lower.starts_with("re:") {
-        conversation.to_owned()
-    } else {
-        format!("Re: {conversation}")
-    }
-}
+/// The outcome of a notification's own interaction.
+const NOTIFICATION: &str = "notification";
 
 impl Writer {
     /// Queues a message (or, `validate_only`, says what would be queued).
@@ -173,7 +166,14 @@ impl Writer {
             .one(txn)
             .await?
         {
-            if m.direction != "outbound" || m.channel != channel {
+            // The same message again (a retry): its state. Anything else
+            // under this id is another message.
+            let same = m.direction == "outbound"
+                && m.channel == channel
+                && m.sender == command.agent_id
+                && m.body == command.body
+                && (input.recipient.is_some() || m.interaction_id == command.interaction_id);
+            if !same {
                 return Err(ApiError::AlreadyExists(format!(
                     "message_id: {} is the id of another message",
                     m.id
@@ -205,16 +205,32 @@ impl Writer {
                     )
                     .into());
                 }
-                if let Some(agent) = &input.agent_only
-                    && row.agent != *agent
-                {
-                    return Err(ApiError::PermissionDenied(
-                        "an agent answers only the conversations routing assigned to them".into(),
+                if row.outcome == NOTIFICATION {
+                    return Err(ApiError::FailedPrecondition(
+                        "interaction_id: a notification is not a conversation (send another \
+                         notification)"
+                            .into(),
                     )
                     .into());
                 }
+                // An agent answers what they hold now: not what waits for
+                // someone else, went to another agent, or is done.
+                if let Some(agent) = &input.agent_only
+                    && !(row.agent == *agent && row.status == "assigned")
+                {
+                    return Err(ApiError::PermissionDenied(format!(
+                        "an agent answers only the conversations routing has assigned to them \
+                         (this one is {})",
+                        if row.agent == *agent {
+                            row.status.as_str()
+                        } else {
+                            "not theirs"
+                        }
+                    ))
+                    .into());
+                }
                 if channel == "email" && command.subject.is_empty() {
-                    command.subject = reply_subject(&row.subject);
+                    command.subject = centralino_mime::reply_subject(&row.subject);
                 }
                 let last_inbound = message::Entity::find()
                     .filter(message::Column::InteractionId.eq(row.id.clone()))
@@ -230,8 +246,9 @@ impl Writer {
                     .one(txn)
                     .await?
                     .map(|i| i.customer_id);
-                if owner.is_none() && !command.purpose.eq("transactional") {
-                    // An erased customer's opt-out outlives them.
+                if command.purpose != "transactional" {
+                    // An erased customer's opt-out outlives them (and binds
+                    // whoever holds the number now).
                     let hashes =
                         suppression_hashes(&self.suppression, to.kind().as_str(), to.value());
                     let suppressed = suppression::Entity::find()
@@ -251,13 +268,32 @@ impl Writer {
                     }
                 }
                 command.interaction_id = new_id();
+                if !input.validate_only {
+                    // The notification's own interaction: outbound, ended
+                    // once sent; the adapter's message joins it.
+                    let mut row = ingest::blank(&command.interaction_id, channel, now);
+                    row.customer_id = owner.clone();
+                    row.resolved_by = owner.as_ref().map(|_| key_text(to)).unwrap_or_default();
+                    row.direction = "outbound".into();
+                    row.known = 1;
+                    row.status = "ended".into();
+                    row.status_at = now;
+                    row.ended_at = Some(now);
+                    row.outcome = NOTIFICATION.into();
+                    interaction::Entity::insert(row.into_active_model().reset_all())
+                        .exec_without_returning(txn)
+                        .await?;
+                }
                 (owner, None, to.value().to_owned())
             }
         };
         if let Some(customer) = &customer {
+            // In the ledger's order (time, then id): the last of a purpose counts.
             let ledger: Vec<(String, bool, i64)> = consent::Entity::find()
                 .filter(consent::Column::CustomerId.eq(customer.clone()))
                 .filter(consent::Column::Channel.eq(channel))
+                .order_by_asc(consent::Column::At)
+                .order_by_asc(consent::Column::Id)
                 .all(txn)
                 .await?
                 .into_iter()
@@ -342,19 +378,24 @@ impl Writer {
             .await?;
         let identifiers: Vec<v1::CustomerIdentifier> =
             input.identifiers.iter().map(Into::into).collect();
+        let wire = v1::Interaction {
+            id: id.clone(),
+            channel: v1::Channel::Task as i32,
+            direction: v1::Direction::Inbound as i32,
+            identifiers: identifiers.clone(),
+            queue_hint: input.queue,
+            priority: input.priority,
+            conversation_id: String::new(),
+            subject: input.title.clone(),
+            created_at: Some(crate::ts(now)),
+            attributes: attributes.into_iter().collect(),
+        };
+        // What routing and this service's own ingest will require of it:
+        // refused now, rather than dead-lettered after an answer of success.
+        centralino_proto::interaction_from_proto(&wire, &self.cfg.rules)
+            .map_err(|e| ApiError::invalid("task", e.to_string()))?;
         let created = v1::InteractionCreated {
-            interaction: Some(v1::Interaction {
-                id: id.clone(),
-                channel: v1::Channel::Task as i32,
-                direction: v1::Direction::Inbound as i32,
-                identifiers: identifiers.clone(),
-                queue_hint: input.queue,
-                priority: input.priority,
-                conversation_id: String::new(),
-                subject: input.title.clone(),
-                created_at: Some(crate::ts(now)),
-                attributes: attributes.into_iter().collect(),
-            }),
+            interaction: Some(wire),
         };
         use centralino_bus::keys::{Interaction as What, interaction as key};
         let mut events = vec![(
@@ -480,7 +521,7 @@ mod tests {
         assert!(consent_refusal(&[rec("all", true, 1)], "notifications", Some(9)).is_some());
         assert_eq!(
             consent_refusal(
-                &[rec("marketing", false, 5), rec("marketing", true, 1)],
+                &[rec("marketing", true, 1), rec("marketing", false, 5)],
                 "marketing",
                 None
             ),

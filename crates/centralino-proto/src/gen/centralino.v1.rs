@@ -270,7 +270,7 @@ pub struct OutboundMessage {
     pub error: ::prost::alloc::string::String,
     #[prost(message, optional, tag = "6")]
     pub status_at: ::core::option::Option<::prost_types::Timestamp>,
-    /// SMS: `gsm-7` or `ucs-2`, and how many segments the body takes.
+    /// SMS: `gsm7` or `ucs2`, and how many segments the body takes.
     #[prost(string, tag = "7")]
     pub encoding: ::prost::alloc::string::String,
     #[prost(uint32, tag = "8")]

@@ -537,3 +537,79 @@ async fn a_reinvite_mid_call_is_answered_and_the_call_goes_on() {
     assert_eq!(env.wait_ended(&id).await.outcome, "closed");
     env.stop().await;
 }
+
+/// The demo's own SIP phone: as a caller its RFC 4733 key reaches the IVR
+/// (1: sales) and it stays on the line; as the agent's phone it answers the
+/// assigned call, audio flows both ways, and its hang-up ends the caller's
+/// leg too.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_softphone_calls_through_the_ivr_and_answers_as_the_agents_phone() {
+    use centralino_voice::softphone::{CallEnd, Softphone};
+    let port = centralino_test_support::mail::free_port();
+    let agent_addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let talk: centralino_voice::softphone::TalkTime =
+        std::sync::Arc::new(|| Duration::from_secs(3));
+    let agent_phone = Softphone::start(agent_addr, Some(talk))
+        .await
+        .expect("the agent's phone listens");
+    let env = with_agent("carla", format!("sip:carla@{agent_addr}")).await;
+    let caller = Softphone::start(([127, 0, 0, 1], 0).into(), None)
+        .await
+        .expect("the caller's phone");
+    let active = caller
+        .dial(
+            &format!("sip:{NUMBER}@{}", env.sip),
+            CALLER,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("the IVR answers");
+    let stay = tokio::spawn(active.stay("1", Duration::from_millis(800), Duration::from_secs(60)));
+    let created = env.wait_created(1).await;
+    assert_eq!(
+        created[0].queue_hint, "sales",
+        "{:?}",
+        created[0].attributes
+    );
+    assert_eq!(
+        created[0].attributes.get("ivr.keys").map(String::as_str),
+        Some("1"),
+        "one key press, counted once"
+    );
+    let id = created[0].id.clone();
+    env.routing(Kind::Assigned, &id, "carla").await;
+    let end = tokio::time::timeout(WAIT, stay)
+        .await
+        .expect("the call ends once the agent's phone hangs up")
+        .expect("join");
+    assert!(
+        matches!(
+            end,
+            CallEnd::Answered {
+                by_far_end: true,
+                ..
+            }
+        ),
+        "the far end hung up: {end:?}"
+    );
+    let ended = env.wait_ended(&id).await;
+    assert_eq!(ended.outcome, "answered");
+    assert!(
+        count(&ended, "rtp.agent.received") > 50,
+        "{:?}",
+        ended.attributes
+    );
+    assert!(
+        count(&ended, "rtp.agent.sent") > 50,
+        "{:?}",
+        ended.attributes
+    );
+    assert!(
+        count(&ended, "rtp.caller.received") > 50,
+        "{:?}",
+        ended.attributes
+    );
+    caller.stop().await;
+    agent_phone.stop().await;
+    env.stop().await;
+}

@@ -278,12 +278,22 @@ fn centralino_demo_generates_traffic_that_agents_are_offered() {
         .split(|c: char| !c.is_ascii_digit())
         .filter_map(|n| n.parse().ok())
         .collect();
-    let [arrived, walk_ins, texts, tasks, refused, offers, _completed] = numbers[..] else {
-        panic!("arrived, walk-ins, texts, tasks, refused, offers, completed in {totals:?}");
+    let [
+        arrived,
+        walk_ins,
+        texts,
+        tasks,
+        calls,
+        refused,
+        offers,
+        _completed,
+    ] = numbers[..]
+    else {
+        panic!("arrived, walk-ins, texts, tasks, calls, refused, offers, completed in {totals:?}");
     };
     assert!(arrived >= 5, "{totals}");
     assert!(
-        walk_ins >= 1 && texts >= 1 && tasks >= 1,
+        walk_ins >= 1 && texts >= 1 && tasks >= 1 && calls >= 1,
         "every channel: {totals}"
     );
     assert_eq!(refused, 0, "{totals}");
