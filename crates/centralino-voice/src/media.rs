@@ -408,7 +408,8 @@ impl Leg {
         }
         let over = n + 1 >= PACKETS + END_REPEATS - 1;
         if over {
-            self.sender.skip(u32::from(duration));
+            // The press took this many 20 ms frames of the stream's time.
+            self.sender.skip(u32::from(n + 1) * u32::from(samples));
         }
         over
     }

@@ -43,10 +43,15 @@ pub struct Softphone {
 }
 
 impl Softphone {
-    /// Binds `listen` (UDP and TCP). With `answer`, it answers every call
-    /// after a short ring and hangs up after the time drawn; without, it
-    /// refuses calls (486).
+    /// Binds `listen` (UDP and TCP; a specific address, which its SDP and
+    /// Contact announce). With `answer`, it answers every call after a short
+    /// ring and hangs up after the time drawn; without, it refuses calls (486).
     pub async fn start(listen: SocketAddr, answer: Option<TalkTime>) -> Result<Self, String> {
+        if listen.ip().is_unspecified() {
+            return Err(format!(
+                "{listen}: a softphone listens on a specific address (it announces it)"
+            ));
+        }
         let endpoint = Endpoint::bind(listen, None).await?;
         let rtp = Arc::new(RtpPorts::new(listen.ip(), listen.ip(), None));
         let (stop, stopped) = watch::channel(false);
@@ -110,6 +115,11 @@ impl Softphone {
             .dialogs
             .do_invite_async(option, state_tx)
             .map_err(|e| failed(e.to_string()))?;
+        // However the call ends, its dialog leaves the layer.
+        let forget = Forget {
+            dialogs: self.dialogs.clone(),
+            id: dialog.id(),
+        };
         let response = match tokio::time::timeout(ring_for, answer).await {
             Ok(Ok(Ok((_, Some(resp))))) => resp,
             Ok(_) => return Err(CallEnd::NotAnswered(0)),
@@ -138,10 +148,13 @@ impl Softphone {
             states,
             leg,
             answered: Instant::now(),
+            _forget: forget,
         })
     }
 
-    /// Hangs up every call and closes the endpoint.
+    /// Hangs up the calls it answered and closes the endpoint. Calls it
+    /// placed end first ([`ActiveCall::stay_until`] hangs up when asked):
+    /// once closed, it can no longer say goodbye.
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -154,6 +167,19 @@ pub struct ActiveCall {
     states: DialogStateReceiver,
     leg: Leg,
     answered: Instant,
+    _forget: Forget,
+}
+
+/// Removes a placed call's dialog from the layer when dropped.
+struct Forget {
+    dialogs: Arc<DialogLayer>,
+    id: rsipstack::dialog::DialogId,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        self.dialogs.remove_dialog(&self.id);
+    }
 }
 
 impl ActiveCall {
@@ -215,9 +241,13 @@ async fn talk(
             () = tokio::time::sleep_until(until) => return false,
             state = states.recv() => match state {
                 None | Some(DialogState::Terminated(..)) => return true,
+                // A re-INVITE or UPDATE (hold, a new address) gets our
+                // answer and the leg follows it.
+                Some(DialogState::Updated(_, req, handle)) => {
+                    crate::bridge::answer_update(leg, &req, handle).await;
+                }
                 Some(DialogState::Info(_, _, handle))
                 | Some(DialogState::Options(_, _, handle))
-                | Some(DialogState::Updated(_, _, handle))
                 | Some(DialogState::Notify(_, _, handle)) => {
                     let _ = handle.reply(StatusCode::OK).await;
                 }

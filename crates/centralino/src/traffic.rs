@@ -105,30 +105,35 @@ fn local_sip_address(uri: &str) -> Option<SocketAddr> {
     addr.ip().is_loopback().then_some(addr)
 }
 
-/// A caller dials the IVR and, once it answers, stays on the line in the
-/// background (pressing 1 or 3, waiting, talking to the agent, at most two
-/// minutes); `None` without phones.
-async fn call(
-    phones: Option<&Phones>,
+/// A caller dials the IVR and, once it answers, stays on the line (pressing
+/// 1 or 3, waiting, talking to the agent, at most two minutes), all in the
+/// background: counted when the IVR answers (or refused when it does not).
+/// `None` without phones.
+fn call(
+    phones: Option<&Arc<Phones>>,
     calls: &mut tokio::task::JoinSet<()>,
     dice: &mut Dice,
+    counts: &Arc<Counts>,
     stop: &watch::Receiver<bool>,
 ) -> Option<bool> {
-    let phones = phones?;
+    let phones = phones?.clone();
     let from = format!("+39347{:07}", dice.between(0, 9_999_999));
-    match phones
-        .caller
-        .dial(&phones.target, &from, Duration::from_secs(10))
-        .await
-    {
-        Ok(active) => {
-            let key = if dice.between(0, 1) == 0 { "1" } else { "3" };
-            let mut stop = stop.clone();
-            calls.spawn(async move {
+    let key = if dice.between(0, 1) == 0 { "1" } else { "3" };
+    let counts = counts.clone();
+    let (mut dialling, mut leaving) = (stop.clone(), stop.clone());
+    calls.spawn(async move {
+        let dialled = tokio::select! {
+            r = phones.caller.dial(&phones.target, &from, Duration::from_secs(10)) => r,
+            _ = dialling.wait_for(|s| *s) => return,
+        };
+        match dialled {
+            Ok(active) => {
+                counts.created.fetch_add(1, Ordering::Relaxed);
+                counts.calls.fetch_add(1, Ordering::Relaxed);
                 // At the end of the demo the caller hangs up (while the
                 // services still run, so every leg ends cleanly).
                 let leave = async move {
-                    let _ = stop.wait_for(|s| *s).await;
+                    let _ = leaving.wait_for(|s| *s).await;
                 };
                 let _ = active
                     .stay_until(
@@ -138,14 +143,14 @@ async fn call(
                         leave,
                     )
                     .await;
-            });
-            Some(true)
+            }
+            Err(end) => {
+                counts.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(?end, "demo: the IVR did not answer a call");
+            }
         }
-        Err(end) => {
-            tracing::warn!(?end, "demo: the IVR did not answer a call");
-            Some(false)
-        }
-    }
+    });
+    None
 }
 
 /// A small deterministic generator (xorshift), so the demo needs no
@@ -218,7 +223,7 @@ pub async fn run(
         .iter()
         .find(|q| q.channels.iter().any(|c| c == "task"))
         .map(|q| q.name.clone());
-    let phones = phones(config, targets.voice_sip).await;
+    let phones = phones(config, targets.voice_sip).await.map(Arc::new);
     let mut calls = tokio::task::JoinSet::new();
     let mut dice = Dice::new(seed());
     let pause = Duration::from_millis(60_000 / u64::from(per_minute.max(1)));
@@ -231,7 +236,7 @@ pub async fn run(
         // In turn, so a short run sees every channel.
         let (arrived, kind) = match n % 4 {
             3 => (
-                call(phones.as_ref(), &mut calls, &mut dice, &stop).await,
+                call(phones.as_ref(), &mut calls, &mut dice, &counts, &stop),
                 &counts.calls,
             ),
             2 => (
@@ -264,7 +269,7 @@ pub async fn run(
         let _ = t.await;
     }
     while calls.join_next().await.is_some() {}
-    if let Some(phones) = phones {
+    if let Some(phones) = phones.and_then(|p| Arc::try_unwrap(p).ok()) {
         phones.caller.stop().await;
         for p in phones.agents {
             p.stop().await;

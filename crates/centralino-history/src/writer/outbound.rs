@@ -168,11 +168,15 @@ impl Writer {
         {
             // The same message again (a retry): its state. Anything else
             // under this id is another message.
+            // (Compared on what the adapter's record of it keeps: the
+            // sender becomes our number or mailbox once it is sent.)
             let same = m.direction == "outbound"
                 && m.channel == channel
-                && m.sender == command.agent_id
                 && m.body == command.body
-                && (input.recipient.is_some() || m.interaction_id == command.interaction_id);
+                && match &input.recipient {
+                    Some(to) => m.recipient == to.value(),
+                    None => m.interaction_id == command.interaction_id,
+                };
             if !same {
                 return Err(ApiError::AlreadyExists(format!(
                     "message_id: {} is the id of another message",
@@ -183,6 +187,7 @@ impl Writer {
             return Ok((outbound_wire(&m), false));
         }
         let now = now_ms();
+        let mut suppressed_at: Option<i64> = None;
         let (customer, last_inbound, recipient) = match &input.recipient {
             None => {
                 let row = interaction::Entity::find_by_id(command.interaction_id.clone())
@@ -214,20 +219,25 @@ impl Writer {
                     .into());
                 }
                 // An agent answers what they hold now: not what waits for
-                // someone else, went to another agent, or is done.
-                if let Some(agent) = &input.agent_only
-                    && !(row.agent == *agent && row.status == "assigned")
-                {
-                    return Err(ApiError::PermissionDenied(format!(
-                        "an agent answers only the conversations routing has assigned to them \
-                         (this one is {})",
-                        if row.agent == *agent {
-                            row.status.as_str()
-                        } else {
-                            "not theirs"
-                        }
-                    ))
-                    .into());
+                // someone else, went to another agent, or is done. Judged
+                // by routing's latest step (all on routing's clock).
+                if let Some(agent) = &input.agent_only {
+                    let latest = step::Entity::find()
+                        .filter(step::Column::InteractionId.eq(row.id.clone()))
+                        .order_by_desc(step::Column::At)
+                        .one(txn)
+                        .await?;
+                    let holds = latest
+                        .as_ref()
+                        .is_some_and(|s| s.kind == "assigned" && s.agent == *agent);
+                    if !holds {
+                        return Err(ApiError::PermissionDenied(format!(
+                            "an agent answers only the conversations routing has assigned to \
+                             them (this one is {})",
+                            latest.map_or_else(|| "not assigned".to_owned(), |s| s.kind)
+                        ))
+                        .into());
+                    }
                 }
                 if channel == "email" && command.subject.is_empty() {
                     command.subject = centralino_mime::reply_subject(&row.subject);
@@ -247,25 +257,22 @@ impl Writer {
                     .await?
                     .map(|i| i.customer_id);
                 if command.purpose != "transactional" {
-                    // An erased customer's opt-out outlives them (and binds
-                    // whoever holds the number now).
+                    // An erased customer's opt-out outlives them: it binds
+                    // whoever holds the number now, until they consent again.
                     let hashes =
                         suppression_hashes(&self.suppression, to.kind().as_str(), to.value());
-                    let suppressed = suppression::Entity::find()
+                    suppressed_at = suppression::Entity::find()
                         .filter(suppression::Column::IdentifierHash.is_in(hashes))
                         .filter(suppression::Column::Channel.eq(channel))
                         .filter(
                             suppression::Column::Purpose
                                 .is_in(["all".to_owned(), command.purpose.clone()]),
                         )
-                        .one(txn)
-                        .await?;
-                    if suppressed.is_some() {
-                        return Err(ApiError::FailedPrecondition(
-                            "recipient: the number opted out".into(),
-                        )
-                        .into());
-                    }
+                        .all(txn)
+                        .await?
+                        .into_iter()
+                        .map(|s| s.at)
+                        .max();
                 }
                 command.interaction_id = new_id();
                 if !input.validate_only {
@@ -287,9 +294,10 @@ impl Writer {
                 (owner, None, to.value().to_owned())
             }
         };
+        let mut ledger: Vec<(String, bool, i64)> = Vec::new();
         if let Some(customer) = &customer {
             // In the ledger's order (time, then id): the last of a purpose counts.
-            let ledger: Vec<(String, bool, i64)> = consent::Entity::find()
+            ledger = consent::Entity::find()
                 .filter(consent::Column::CustomerId.eq(customer.clone()))
                 .filter(consent::Column::Channel.eq(channel))
                 .order_by_asc(consent::Column::At)
@@ -301,6 +309,17 @@ impl Writer {
                 .collect();
             if let Some(why) = consent_refusal(&ledger, &command.purpose, last_inbound) {
                 return Err(ApiError::FailedPrecondition(format!("consent: {why}")).into());
+            }
+        }
+        if let Some(at) = suppressed_at {
+            let granted_since = ledger.iter().any(|(purpose, revoked, when)| {
+                !revoked && *when > at && (purpose == "all" || *purpose == command.purpose)
+            });
+            if !granted_since {
+                return Err(ApiError::FailedPrecondition(
+                    "consent: the number opted out (kept after its customer was erased)".into(),
+                )
+                .into());
             }
         }
         let mut attributes = std::collections::BTreeMap::new();
