@@ -177,6 +177,11 @@ pub struct RemoteArgs {
     /// key of a Centralino running here.
     #[arg(long, global = true, env = "CENTRALINO_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// For an `https://` address: the PEM certificate (or its CA) to trust.
+    /// Default: this machine's grpc.tls_cert, the certificate a Centralino
+    /// running here presents.
+    #[arg(long, global = true, env = "CENTRALINO_CA")]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]

@@ -556,14 +556,29 @@ async fn connect_remote(
             format!("http://{at}")
         }
     };
-    if addr.starts_with("https://") || (defaulted && !config.grpc.tls_cert.is_empty()) {
-        return Err(RunError::Io(
-            "these commands do not speak TLS yet: run them where a plain-text listener is \
-             reachable (--addr http://…)"
-                .into(),
-        ));
-    }
-    centralino::operator::Remote::connect(&addr, token).await
+    // A server here with TLS is asked over TLS, trusting its own certificate.
+    let tls = addr.starts_with("https://") || (defaulted && !config.grpc.tls_cert.is_empty());
+    let (addr, ca) = if tls {
+        let ca = args
+            .ca
+            .or_else(|| {
+                (!config.grpc.tls_cert.is_empty())
+                    .then(|| std::path::PathBuf::from(&config.grpc.tls_cert))
+            })
+            .ok_or_else(|| {
+                RunError::Io(
+                    "an https address needs the certificate to trust: --ca FILE (the server's \
+                     certificate or its CA, PEM)"
+                        .into(),
+                )
+            })?;
+        let pem =
+            std::fs::read(&ca).map_err(|e| RunError::Io(format!("--ca {}: {e}", ca.display())))?;
+        (addr.replacen("http://", "https://", 1), Some(pem))
+    } else {
+        (addr, None)
+    };
+    centralino::operator::Remote::connect(&addr, token, ca).await
 }
 
 async fn list(config: &Config, args: RemoteArgs, what: Definitions) -> Result<ExitCode, RunError> {
@@ -625,6 +640,7 @@ async fn demo_traffic(
                 .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
             86_400,
         )?,
+        None,
     )
     .await?;
     let started = tokio::time::Instant::now();

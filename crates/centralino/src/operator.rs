@@ -15,15 +15,31 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Connects to `addr` (`http://host:port` or `https://…`).
-    pub async fn connect(addr: &str, token: String) -> Result<Self, RunError> {
-        let endpoint = tonic::transport::Endpoint::from_shared(addr.to_owned())
+    /// Connects to `addr` (`http://host:port`, or `https://…` trusting the
+    /// PEM certificate `ca`).
+    pub async fn connect(addr: &str, token: String, ca: Option<Vec<u8>>) -> Result<Self, RunError> {
+        let mut endpoint = tonic::transport::Endpoint::from_shared(addr.to_owned())
             .map_err(|e| RunError::Io(format!("--addr {addr}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(5))
             .timeout(std::time::Duration::from_secs(30));
+        if let Some(pem) = ca {
+            let tls = tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            endpoint = endpoint
+                .tls_config(tls)
+                .map_err(|e| RunError::Io(format!("--ca: {e}")))?;
+        }
         let channel = endpoint.connect().await.map_err(|e| {
+            // The transport's own words are in its sources (a refused
+            // connection, a certificate that does not match).
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(inner) = source {
+                why = format!("{why}: {inner}");
+                source = inner.source();
+            }
             RunError::Io(format!(
-                "cannot reach Centralino at {addr} ({e}); is it running? (--addr)"
+                "cannot reach Centralino at {addr} ({why}); is it running? (--addr)"
             ))
         })?;
         Ok(Self { channel, token })
@@ -47,6 +63,14 @@ fn refused(what: &str, s: &tonic::Status) -> RunError {
         }
         tonic::Code::PermissionDenied => " (this needs a supervisor or admin token)",
         tonic::Code::Unimplemented => " (that process does not run the service)",
+        // The connection failed under the call: among other causes, a TLS
+        // listener asked in plain text (which fails in one of these ways).
+        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled => {
+            " (is it running, and does it speak TLS? then an https:// address, with --ca if needed)"
+        }
+        _ if s.message().contains("h2 protocol error") => {
+            " (is it running, and does it speak TLS? then an https:// address, with --ca if needed)"
+        }
         _ => "",
     };
     RunError::Io(format!("{what}: {}{hint}", s.message()))

@@ -387,3 +387,71 @@ fn the_demo_runs_only_on_the_embedded_store_and_bus() {
     assert!(String::from_utf8_lossy(&printed.stdout).contains("# The built-in demo"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The operator's commands speak TLS to a deployment that does: by default
+/// trusting this machine's grpc.tls_cert, or a certificate given with --ca.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_commands_reach_a_tls_server() {
+    let dir = temp();
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert, key) = crate::python::self_signed(&dir);
+    let port = centralino_test_support::mail::free_port();
+    let file = dir.join("tls.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {data:?}\n[grpc]\nlisten = \"127.0.0.1:{port}\"\ntls_cert = {cert:?}\ntls_key = {key:?}\n",
+            data = dir.display().to_string(),
+            cert = cert.display().to_string(),
+            key = key.display().to_string(),
+        ),
+    )
+    .expect("config file");
+    let config = centralino::Config::load(Some(&file), []).expect("config loads");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = centralino::up(&config, async {
+        let _ = stopped.await;
+    })
+    .await
+    .expect("up starts");
+    let run = |args: Vec<String>| {
+        let mut cmd = centralino(&dir);
+        cmd.arg("--config").arg(&file).args(args);
+        async move {
+            let out = tokio::task::spawn_blocking(move || cmd.output())
+                .await
+                .expect("join")
+                .expect("run");
+            (
+                out.status.success(),
+                String::from_utf8_lossy(&out.stdout).into_owned(),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            )
+        }
+    };
+    let (ok, status, err) = run(vec!["status".into()]).await;
+    assert!(ok, "status over TLS by default: {err}");
+    assert!(status.contains("agent(s)"), "{status}");
+    let https = format!("https://localhost:{port}");
+    let (ok, _, err) = run(vec![
+        "queues".into(),
+        "list".into(),
+        "--addr".into(),
+        https.clone(),
+        "--ca".into(),
+        cert.display().to_string(),
+    ])
+    .await;
+    assert!(ok, "an https address with --ca: {err}");
+    let (ok, _, err) = run(vec![
+        "status".into(),
+        "--addr".into(),
+        format!("http://127.0.0.1:{port}"),
+    ])
+    .await;
+    assert!(!ok, "plain text to a TLS listener fails");
+    assert!(err.contains("https://"), "says what to do: {err}");
+    let _ = stop.send(());
+    running.task.await.expect("join").expect("clean shutdown");
+    let _ = std::fs::remove_dir_all(dir);
+}

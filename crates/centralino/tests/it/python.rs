@@ -155,6 +155,17 @@ async fn python_client_against_rabbitmq_and_postgres() {
 async fn python_client_over_tls() {
     let dir = std::env::temp_dir().join(centralino_test_support::unique("centralino-tls-"));
     std::fs::create_dir_all(&dir).expect("dir");
+    let (cert, key) = self_signed(&dir);
+    let mut config = base_config(&dir);
+    config.grpc.tls_cert = cert.display().to_string();
+    config.grpc.tls_key = key.display().to_string();
+    run_python_client_with(config, Some(&cert)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A self-signed certificate for localhost and 127.0.0.1 in `dir` (its
+/// certificate and key files).
+pub fn self_signed(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let status = Command::new("openssl")
         .args([
@@ -173,6 +184,9 @@ async fn python_client_over_tls() {
             "/CN=localhost",
             "-addext",
             "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            // A server certificate, not a CA (rustls refuses a CA as the peer).
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
         ])
         .arg("-keyout")
         .arg(&key)
@@ -185,11 +199,7 @@ async fn python_client_over_tls() {
         "{}",
         String::from_utf8_lossy(&status.stderr)
     );
-    let mut config = base_config(&dir);
-    config.grpc.tls_cert = cert.display().to_string();
-    config.grpc.tls_key = key.display().to_string();
-    run_python_client_with(config, Some(&cert)).await;
-    let _ = std::fs::remove_dir_all(dir);
+    (cert, key)
 }
 
 /// What a Python integrator does to answer customers and create work, in
