@@ -298,7 +298,8 @@ pub struct CreateTaskRequest {
     pub identifiers: ::prost::alloc::vec::Vec<CustomerIdentifier>,
     /// The routing queue that works it (required); the queue must take the
     /// `task` channel. Routing decides: a queue it does not know sends the task
-    /// to its default queue, or to its dead letters when it has none.
+    /// to its default queue, or holds it in its dead letters (replayed once the
+    /// queue is defined).
     #[prost(string, tag = "5")]
     pub queue: ::prost::alloc::string::String,
     /// 0 (lowest) to 100 (highest).
