@@ -148,6 +148,11 @@ pub fn command_refused() -> Key {
     Key::event(crate::COMMAND_REFUSED.to_owned())
 }
 
+/// How the reason of an `interaction.task.abandoned` starts when the task's
+/// creator closed it (the outcome follows): routing then counts it closed,
+/// not abandoned.
+pub const TASK_CLOSED: &str = "closed: ";
+
 /// `<channel>.send`: a message for an adapter to send.
 pub fn send(channel: v1::Channel) -> Key {
     Key::command(format!("{}.send", channel_name(channel as i32)))

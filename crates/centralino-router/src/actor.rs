@@ -76,7 +76,12 @@ pub(crate) enum Ingest {
         interaction: Box<v1::Interaction>,
         occurred_at: Millis,
     },
-    Abandoned(InteractionId),
+    /// The customer left; or, with `closed` (an outcome), the work's
+    /// creator withdrew it (a task closed).
+    Abandoned {
+        id: InteractionId,
+        closed: Option<String>,
+    },
     /// An adapter could not connect the customer to the assigned agent.
     NotReached {
         interaction: InteractionId,
@@ -909,8 +914,12 @@ impl Actor {
                 }
                 Handled::Done
             }
-            Ingest::Abandoned(id) => {
-                match self.engine.cancel(id, now) {
+            Ingest::Abandoned { id, closed } => {
+                let left = match &closed {
+                    Some(outcome) => self.engine.withdraw(id, outcome, now),
+                    None => self.engine.cancel(id, now),
+                };
+                match left {
                     Ok(_) => {}
                     Err(EngineError::UnknownInteraction(_)) => {
                         tracing::debug!(interaction = %id, "abandon for an interaction routing does not hold");

@@ -57,7 +57,12 @@ fn parse(d: &Delivery) -> Result<Ingest, String> {
         let abandoned: v1::InteractionAbandoned = env.decode().map_err(|e| e.to_string())?;
         let id = InteractionId::parse_field(&abandoned.interaction_id, "interaction_id")
             .map_err(|e| e.to_string())?;
-        Ok(Ingest::Abandoned(id))
+        // A task its creator closed is withdrawn, not abandoned.
+        let closed = (abandoned.channel == v1::Channel::Task as i32)
+            .then(|| abandoned.reason.strip_prefix(keys::TASK_CLOSED))
+            .flatten()
+            .map(|o| o.chars().take(64).collect());
+        Ok(Ingest::Abandoned { id, closed })
     } else if env.event_type == v1::AgentNotReached::TYPE_NAME {
         let n: v1::AgentNotReached = env.decode().map_err(|e| e.to_string())?;
         let interaction = InteractionId::parse_field(&n.interaction_id, "interaction_id")

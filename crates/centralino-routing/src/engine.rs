@@ -1393,6 +1393,26 @@ impl Engine {
     /// or offered (an abandon), `false` when an agent held it (the agent keeps it
     /// until completing it).
     pub fn cancel(&mut self, interaction: InteractionId, now: Millis) -> Result<bool, EngineError> {
+        self.leave(interaction, None, now)
+    }
+
+    /// Work its creator closed (a task done elsewhere): as [`Engine::cancel`],
+    /// but counted and reported as closed with `outcome`, not as an abandon.
+    pub fn withdraw(
+        &mut self,
+        interaction: InteractionId,
+        outcome: &str,
+        now: Millis,
+    ) -> Result<bool, EngineError> {
+        self.leave(interaction, Some(Arc::from(outcome)), now)
+    }
+
+    fn leave(
+        &mut self,
+        interaction: InteractionId,
+        closed: Option<Arc<str>>,
+        now: Millis,
+    ) -> Result<bool, EngineError> {
         let now = self.clock(now);
         let ix = *self
             .ix_of
@@ -1428,12 +1448,25 @@ impl Engine {
         let waited = now.saturating_sub(arrived);
         self.mark_figures(qi);
         let q = &mut self.queues[qi as usize];
-        q.counters.abandoned += 1;
-        self.events.push(Event::Abandoned {
-            interaction,
-            queue: q.name.clone(),
-            waited_ms: waited,
-        });
+        match closed {
+            Some(outcome) => {
+                q.counters.closed += 1;
+                self.events.push(Event::Closed {
+                    interaction,
+                    queue: q.name.clone(),
+                    outcome,
+                    waited_ms: waited,
+                });
+            }
+            None => {
+                q.counters.abandoned += 1;
+                self.events.push(Event::Abandoned {
+                    interaction,
+                    queue: q.name.clone(),
+                    waited_ms: waited,
+                });
+            }
+        }
         if let Status::Offered(a, _) = status {
             self.dispatch_agent(a);
         }

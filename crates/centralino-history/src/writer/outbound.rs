@@ -475,7 +475,7 @@ impl Writer {
         let withdrawn = v1::InteractionAbandoned {
             interaction_id: task.to_owned(),
             channel: v1::Channel::Task as i32,
-            reason: format!("closed: {outcome}"),
+            reason: format!("{}{outcome}", centralino_bus::keys::TASK_CLOSED),
         };
         let ended = v1::InteractionEnded {
             interaction_id: task.to_owned(),

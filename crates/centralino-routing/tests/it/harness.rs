@@ -26,7 +26,7 @@ impl H {
         }
     }
 
-    fn collect(&mut self) {
+    pub fn collect(&mut self) {
         let events: Vec<Event> = self.e.drain_events().collect();
         self.log.extend(events);
         self.e.check_invariants().expect("engine invariants");

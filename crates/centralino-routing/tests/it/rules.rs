@@ -497,6 +497,32 @@ fn cancel_abandons_waiting_or_offered_and_notifies_the_holder_otherwise() {
 }
 
 #[test]
+fn withdrawn_work_counts_as_closed_not_abandoned() {
+    let mut h = H::new();
+    h.queue(queue("q", &[Channel::Task], &[]));
+    h.agent(agent("a", &[]));
+    let offered = h.enqueue("q", Channel::Task);
+    let waiting = h.enqueue("q", Channel::Task);
+    h.advance(2_000);
+    assert!(h.e.withdraw(waiting, "done", h.now).expect("withdraw"));
+    assert!(h.e.withdraw(offered, "duplicate", h.now).expect("withdraw"));
+    h.collect();
+    assert!(h.log.iter().any(|e| matches!(
+        e,
+        Event::Closed { interaction, outcome, waited_ms: 2_000, .. }
+            if *interaction == waiting && &**outcome == "done"
+    )));
+    assert!(
+        !h.log.iter().any(|e| matches!(e, Event::Abandoned { .. })),
+        "{:?}",
+        h.log
+    );
+    let stats = h.e.queue_stats("q", h.now).expect("stats");
+    assert_eq!(stats.abandoned, 0);
+    assert_eq!(stats.closed, 2);
+}
+
+#[test]
 fn positions_and_estimated_waits_follow_handle_times_and_staffing() {
     let mut h = H::new();
     h.queue(queue("q", &[Channel::Voice], &[]));
