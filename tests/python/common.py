@@ -5,6 +5,7 @@ import importlib
 import pathlib
 import sys
 import tempfile
+import time
 
 import grpc
 from grpc_tools import protoc
@@ -49,3 +50,14 @@ def code_of(call):
 
 def bearer(token):
     return (("authorization", f"Bearer {token}"),)
+
+
+def eventually(what, fn, timeout=20.0):
+    """Polls `fn` until it returns something truthy (returned), or fails the check."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(0.1)
+    check(what, False, f"not within {timeout} s")

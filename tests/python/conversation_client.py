@@ -19,17 +19,7 @@ import time
 import uuid
 
 import grpc
-from common import PASSED, bearer, build, check, code_of
-
-
-def eventually(what, fn, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = fn()
-        if got:
-            return got
-        time.sleep(0.1)
-    check(what, False, f"not within {timeout} s")
+from common import PASSED, bearer, build, check, code_of, eventually
 
 
 class AgentSession:

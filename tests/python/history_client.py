@@ -17,18 +17,8 @@ import time
 import uuid
 
 import grpc
-from common import PASSED, bearer, build, check, code_of
+from common import PASSED, bearer, build, check, code_of, eventually
 from google.protobuf.timestamp_pb2 import Timestamp
-
-
-def eventually(what, fn, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = fn()
-        if got:
-            return got
-        time.sleep(0.1)
-    check(what, False, f"not within {timeout} s")
 
 
 def publish(args, pb, routing_key, payload):

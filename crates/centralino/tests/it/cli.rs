@@ -408,12 +408,7 @@ async fn operator_commands_reach_a_tls_server() {
     )
     .expect("config file");
     let config = centralino::Config::load(Some(&file), []).expect("config loads");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = centralino::up(&config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .expect("up starts");
+    let (running, stop) = crate::start_up(&config).await;
     let run = |args: Vec<String>| {
         let mut cmd = centralino(&dir);
         cmd.arg("--config").arg(&file).args(args);

@@ -138,12 +138,7 @@ async fn every_event_of_every_adapter_passes_routing_and_history_without_a_dead_
     )
     .expect("config file");
     let config = centralino::Config::load(Some(&file), []).expect("config loads");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = centralino::up(&config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .expect("up starts");
+    let (running, stop) = crate::start_up(&config).await;
     let bus = running.bus.clone();
 
     // A tap on both exchanges: which kinds went by.

@@ -32,12 +32,7 @@ async fn up_runs_the_desk_a_counter_calls_a_kiosk_ticket_and_history_records_it(
     )
     .expect("config file");
     let config = centralino::Config::load(Some(&file), []).expect("config loads");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = centralino::up(&config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .expect("up starts");
+    let (running, stop) = crate::start_up(&config).await;
     let http = running.desk_http.expect("the desk runs");
     assert!(
         running

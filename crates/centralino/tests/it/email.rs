@@ -32,12 +32,7 @@ async fn up_imports_a_mailbox_into_history() {
     )
     .expect("config file");
     let config = centralino::Config::load(Some(&file), []).expect("config loads");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = centralino::up(&config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .expect("up starts");
+    let (running, stop) = crate::start_up(&config).await;
 
     append(
         dovecot.port(),

@@ -14,3 +14,16 @@ mod python;
 mod sms;
 mod split_brain;
 mod voice;
+
+/// `up` with `config`, until the returned sender is used (or dropped).
+pub async fn start_up(
+    config: &centralino::Config,
+) -> (centralino::Running, tokio::sync::oneshot::Sender<()>) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = centralino::up(config, async {
+        let _ = stopped.await;
+    })
+    .await
+    .expect("up starts");
+    (running, stop)
+}

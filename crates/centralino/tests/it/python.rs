@@ -36,12 +36,7 @@ async fn run_python_client(config: Config) {
 }
 
 async fn run_python_client_with(config: Config, tls_ca: Option<&Path>) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = centralino::up(&config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .expect("up starts");
+    let (running, stop) = crate::start_up(&config).await;
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python");
     let addr = running.grpc_addr.to_string();
     let mut cmd = Command::new("python3");
@@ -109,6 +104,17 @@ async fn run_script(mut cmd: Command, summary: &str) {
     );
 }
 
+/// Deletes the queues and exchanges `up` declared under `prefix`.
+async fn delete_bus_objects(url: &str, prefix: &str) {
+    let consumers = [
+        &["routing", "email", "sms"],
+        centralino_history::CONSUMERS.as_slice(),
+    ]
+    .concat();
+    let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(prefix, &consumers);
+    centralino_test_support::delete_rabbitmq_objects(url, &queues, &exchanges).await;
+}
+
 fn base_config(data_dir: &Path) -> Config {
     let mut config = Config {
         data_dir: data_dir.to_path_buf(),
@@ -140,13 +146,7 @@ async fn python_client_against_rabbitmq_and_postgres() {
     let prefix = config.bus.prefix.clone();
     let url = config.bus.url.clone();
     run_python_client(config).await;
-    let consumers = [
-        &["routing", "email", "sms"],
-        centralino_history::CONSUMERS.as_slice(),
-    ]
-    .concat();
-    let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(&prefix, &consumers);
-    centralino_test_support::delete_rabbitmq_objects(&url, &queues, &exchanges).await;
+    delete_bus_objects(&url, &prefix).await;
     db.drop_db().await;
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -223,13 +223,7 @@ async fn python_client_answers_and_creates_tasks_on_rabbitmq_and_postgres() {
         secret = "s".repeat(40),
     );
     answer_and_create_tasks("rabbitmq+postgres", platform).await;
-    let consumers = [
-        &["routing", "email", "sms"],
-        centralino_history::CONSUMERS.as_slice(),
-    ]
-    .concat();
-    let (queues, exchanges) = centralino_test_support::rabbitmq_shared_objects(&prefix, &consumers);
-    centralino_test_support::delete_rabbitmq_objects(&url, &queues, &exchanges).await;
+    delete_bus_objects(&url, &prefix).await;
     db.drop_db().await;
 }
 
@@ -262,12 +256,7 @@ async fn answer_and_create_tasks(mode: &str, platform: String) {
     )
     .expect("config file");
     let config = Config::load(Some(&file), []).expect("config loads");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = centralino::up(&config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .expect("up starts");
+    let (running, stop) = crate::start_up(&config).await;
     crate::email::append(
         dovecot.port(),
         SUPPORT,

@@ -28,12 +28,7 @@ async fn up_takes_sms_into_history_and_stop_into_the_ledger() {
     )
     .expect("config file");
     let config = centralino::Config::load(Some(&file), []).expect("config loads");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = centralino::up(&config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .expect("up starts");
+    let (running, stop) = crate::start_up(&config).await;
     eventually(Duration::from_secs(30), "the adapter bound", || async {
         smsc.mobile_originated("393331234567", "4321", "Il pacco non è arrivato")
             .then_some(())

@@ -315,12 +315,7 @@ async fn up_answers_a_call_and_history_records_it() {
     )
     .expect("config file");
     let config = centralino::Config::load(Some(&file), []).expect("config loads");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = centralino::up(&config, async {
-        let _ = stopped.await;
-    })
-    .await
-    .expect("up starts");
+    let (running, stop) = crate::start_up(&config).await;
     let sip = running.voice_sip.expect("the voice adapter runs");
     assert!(sip.ip().is_loopback() && sip.port() != 0, "{sip}");
 
