@@ -73,6 +73,34 @@ fn require_reachable(url: &str, default_port: u16, what: &str, how: &str) {
     );
 }
 
+/// Stops the RabbitMQ application (`rabbitmqctl stop_app`) and starts it
+/// again when dropped, so a failing test never leaves the broker down.
+pub struct BrokerDown;
+
+impl BrokerDown {
+    pub fn stop() -> Self {
+        let ok = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "stop_app"])
+            .status()
+            .expect("rabbitmqctl runs (Debian package rabbitmq-server)");
+        assert!(ok.success(), "rabbitmqctl stop_app failed");
+        BrokerDown
+    }
+
+    /// Starts the broker again now.
+    pub fn start(self) {
+        drop(self);
+    }
+}
+
+impl Drop for BrokerDown {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "start_app"])
+            .status();
+    }
+}
+
 /// Runs `pg_ctlcluster <action>` (`stop`, `start`, `restart`) on the local
 /// Debian PostgreSQL cluster the tests use; whether it succeeded (it panics
 /// naming what is missing when there is no such cluster).

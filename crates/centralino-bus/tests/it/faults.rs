@@ -106,33 +106,6 @@ async fn connection_closed_by_broker_is_survived() {
     t.cleanup().await;
 }
 
-/// Restarts the RabbitMQ application (stop_app / start_app) when the guard drops,
-/// so a failing test never leaves the broker down.
-struct BrokerRestart;
-
-impl BrokerRestart {
-    fn stop() -> Self {
-        let ok = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "stop_app"])
-            .status()
-            .expect("rabbitmqctl is needed for the broker restart test");
-        assert!(ok.success(), "rabbitmqctl stop_app failed");
-        BrokerRestart
-    }
-
-    fn start(self) {
-        drop(self);
-    }
-}
-
-impl Drop for BrokerRestart {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "start_app"])
-            .status();
-    }
-}
-
 /// RabbitMQ restarts with 10,000 confirmed messages waiting and a publisher still
 /// publishing: after the restart publisher and consumer reconnect by themselves
 /// within 10 s, and all 12,000 messages arrive (duplicates allowed, losses not).
@@ -198,7 +171,7 @@ async fn broker_restart_with_ten_thousand_in_flight_loses_nothing() {
                 }
             }));
             let restart = tokio::task::spawn_blocking(|| {
-                let broker = BrokerRestart::stop();
+                let broker = centralino_test_support::BrokerDown::stop();
                 std::thread::sleep(Duration::from_secs(2));
                 broker.start();
             });

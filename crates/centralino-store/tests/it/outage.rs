@@ -13,29 +13,6 @@ use centralino_bus::{AmqpBus, AmqpConfig, Bus, ConsumerSpec, Exchange, Topology}
 use centralino_proto::v1::InteractionCreated;
 use centralino_store::{CoreMigrator, outbox};
 
-/// Starts the RabbitMQ application again when dropped, so a failing test
-/// never leaves the broker down.
-struct BrokerDown;
-
-impl BrokerDown {
-    fn stop() -> Self {
-        let ok = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "stop_app"])
-            .status()
-            .expect("rabbitmqctl is needed for the broker outage test");
-        assert!(ok.success(), "rabbitmqctl stop_app failed");
-        BrokerDown
-    }
-}
-
-impl Drop for BrokerDown {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .args(["-q", "start_app"])
-            .status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "stops RabbitMQ; cargo xtask test runs it in its own phase"]
 async fn outbox_rows_held_through_a_long_broker_outage_go_out_within_10_s_of_its_return() {
@@ -61,7 +38,7 @@ async fn outbox_rows_held_through_a_long_broker_outage_go_out_within_10_s_of_its
         let _ = stopped.await;
     }));
 
-    let down = tokio::task::spawn_blocking(BrokerDown::stop)
+    let down = tokio::task::spawn_blocking(centralino_test_support::BrokerDown::stop)
         .await
         .expect("stop the broker");
     let event = centralino_bus::new_envelope(

@@ -283,3 +283,175 @@ async fn an_email_reply_sent_during_a_30_s_database_outage_is_sent_once_after_it
     db.drop_db().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A reply sent over `ConversationService` while RabbitMQ is down is queued
+/// (its row and its command commit together in history's outbox) and reaches
+/// the SMSC once, after the broker is back; a retry during the outage sends
+/// nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "stops RabbitMQ; cargo xtask test runs it in its own phase"]
+async fn an_sms_reply_sent_while_the_broker_is_down_goes_once_when_it_returns() {
+    use centralino_proto::v1;
+    use centralino_proto::v1::conversation_service_client::ConversationServiceClient;
+    use centralino_proto::v1::history_service_client::HistoryServiceClient;
+    use centralino_test_support::eventually;
+    use centralino_test_support::mail::Smsc;
+    const REPLY: &str = "Risposta scritta mentre il broker era giù";
+    let db = TestDatabase::postgres().await;
+    let prefix = centralino_test_support::bus_prefix("ot");
+    let smsc = Smsc::start();
+    let dir = std::env::temp_dir().join(centralino_test_support::unique("centralino-outage-"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("centralino.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {data:?}\n[grpc]\nlisten = \"127.0.0.1:0\"\n\
+             [store]\nurl = {url:?}\n[bus]\nurl = {amqp:?}\nprefix = {prefix:?}\n\
+             [auth]\nsecret = {secret:?}\n\
+             [sms]\nnumbers = [{{ number = \"4321\", queue = \"support\" }}]\n\
+             [sms.smpp]\nhost = \"127.0.0.1\"\nport = {smpp}\nsystem_id = \"centralino\"\npassword = \"secret\"\n\
+             [[routing.queues]]\nname = \"support\"\nchannels = [\"sms\"]\n",
+            data = dir.display().to_string(),
+            url = db.url,
+            amqp = centralino_test_support::amqp_url(),
+            secret = "o".repeat(40),
+            smpp = smsc.port(),
+        ),
+    )
+    .expect("config file");
+    let config = centralino::Config::load(Some(&file), []).expect("config loads");
+    let (running, stop) = crate::start_up(&config).await;
+    eventually(Duration::from_secs(30), "the SMS adapter bound", || async {
+        smsc.mobile_originated("393331234567", "4321", "Dov'è il mio pacco?")
+            .then_some(())
+    })
+    .await;
+    let token = centralino::token_key(&config)
+        .expect("key")
+        .mint(
+            "outage-integrator",
+            centralino_auth::Role::Integrator,
+            chrono::Utc::now().timestamp(),
+            600,
+        )
+        .expect("token");
+    fn bearer<T>(token: &str, msg: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(msg);
+        r.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        r
+    }
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.grpc_addr))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let history = HistoryServiceClient::new(channel.clone());
+    let conversation = eventually(Duration::from_secs(30), "the SMS in history", || {
+        let mut history = history.clone();
+        let token = token.clone();
+        let found = bearer(
+            &token,
+            v1::FindCustomersRequest {
+                identifier: Some(v1::CustomerIdentifier {
+                    kind: v1::customer_identifier::Kind::Phone as i32,
+                    value: "+393331234567".into(),
+                }),
+                ..Default::default()
+            },
+        );
+        async move {
+            let customer = history
+                .find_customers(found)
+                .await
+                .ok()?
+                .into_inner()
+                .customers
+                .pop()?;
+            let timeline = bearer(
+                &token,
+                v1::ListTimelineRequest {
+                    customer_id: customer.id,
+                    ..Default::default()
+                },
+            );
+            history
+                .list_timeline(timeline)
+                .await
+                .ok()?
+                .into_inner()
+                .interactions
+                .pop()
+                .map(|i| i.id)
+        }
+    })
+    .await;
+    let down = tokio::task::spawn_blocking(centralino_test_support::BrokerDown::stop)
+        .await
+        .expect("stop RabbitMQ");
+    let mut conv = ConversationServiceClient::new(channel);
+    let message_id = uuid::Uuid::now_v7().to_string();
+    let send = || v1::SendMessageRequest {
+        message: Some(v1::SendMessage {
+            message_id: message_id.clone(),
+            interaction_id: conversation.clone(),
+            channel: v1::Channel::Sms as i32,
+            body: REPLY.into(),
+            ..Default::default()
+        }),
+        validate_only: false,
+    };
+    let queued = conv
+        .send_message(bearer(&token, send()))
+        .await
+        .expect("queued while the broker is down")
+        .into_inner();
+    assert_eq!(queued.status, "queued");
+    let again = conv
+        .send_message(bearer(&token, send()))
+        .await
+        .expect("a retry answers")
+        .into_inner();
+    assert_eq!(again.message_id, message_id);
+    // The outage lasts a while (what is measured is what happens after it).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        !smsc.submitted().contains("giù"),
+        "nothing can go while the broker is down"
+    );
+    tokio::task::spawn_blocking(move || down.start())
+        .await
+        .expect("start RabbitMQ");
+    let returned = Instant::now();
+    eventually(Duration::from_secs(60), "the reply at the SMSC", || async {
+        smsc.submitted().contains("giù").then_some(())
+    })
+    .await;
+    let took = returned.elapsed();
+    let sent = eventually(Duration::from_secs(30), "the reply's status sent", || {
+        let mut conv = conv.clone();
+        let get = bearer(
+            &token,
+            v1::GetMessageRequest {
+                message_id: message_id.clone(),
+            },
+        );
+        async move {
+            let m = conv.get_message(get).await.ok()?.into_inner();
+            (m.status == "sent" || m.status == "delivered").then_some(m)
+        }
+    })
+    .await;
+    assert_eq!(sent.message_id, message_id);
+    let copies = smsc.submitted().matches("giù").count();
+    assert_eq!(copies, 1, "sent once: {}", smsc.submitted());
+    println!("the reply reached the SMSC {took:?} after the broker returned");
+    let _ = stop.send(());
+    let _ = running.task.await;
+    crate::python::delete_bus_objects(&centralino_test_support::amqp_url(), &prefix).await;
+    db.drop_db().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

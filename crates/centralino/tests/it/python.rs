@@ -105,7 +105,7 @@ async fn run_script(mut cmd: Command, summary: &str) {
 }
 
 /// Deletes the queues and exchanges `up` declared under `prefix`.
-async fn delete_bus_objects(url: &str, prefix: &str) {
+pub async fn delete_bus_objects(url: &str, prefix: &str) {
     let consumers = [
         &["routing", "email", "sms"],
         centralino_history::CONSUMERS.as_slice(),
