@@ -47,6 +47,8 @@ struct Bridge {
     dialog: InviteDialog,
     states: DialogStateReceiver,
     leg: Leg,
+    /// The agent's dialog leaves the layer when the bridge ends.
+    _forget: dial::ForgetDialog,
 }
 
 /// How the caller got to us.
@@ -682,6 +684,7 @@ impl Call {
             dialog: dialing.dialog,
             states: dialing.states,
             leg: dialing.leg,
+            _forget: dialing.forget,
         }));
         true
     }

@@ -19,6 +19,40 @@ pub(crate) struct Dialing {
     pub answer: tokio::task::JoinHandle<InviteAsyncResult>,
     /// Its remote address is known once the far end answers.
     pub leg: Leg,
+    /// Takes the dialog out of the layer when the call is over (carried on
+    /// into the bridge when it is answered).
+    pub forget: ForgetDialog,
+}
+
+/// Removes a dialog we placed from the dialog layer when dropped: the layer
+/// keeps every dialog it created until told (server dialogs are removed by
+/// the SIP loop when their call task ends).
+pub(crate) struct ForgetDialog {
+    dialogs: std::sync::Arc<rsipstack::dialog::dialog_layer::DialogLayer>,
+    /// The id it was created under (no remote tag yet) and the dialog,
+    /// whose id gains the far end's tag once it answers: both are keys.
+    early: rsipstack::dialog::DialogId,
+    dialog: InviteDialog,
+}
+
+impl ForgetDialog {
+    pub(crate) fn new(
+        dialogs: std::sync::Arc<rsipstack::dialog::dialog_layer::DialogLayer>,
+        dialog: &InviteDialog,
+    ) -> Self {
+        Self {
+            dialogs,
+            early: dialog.id(),
+            dialog: dialog.clone(),
+        }
+    }
+}
+
+impl Drop for ForgetDialog {
+    fn drop(&mut self) {
+        self.dialogs.remove_dialog(&self.early);
+        self.dialogs.remove_dialog(&self.dialog.id());
+    }
 }
 
 /// Why a call did not connect, as `routing.agent_not_reached` and the CDR
@@ -62,6 +96,7 @@ pub(crate) async fn start(
             "unreachable"
         })?;
     Ok(Dialing {
+        forget: ForgetDialog::new(shared.dialogs.clone(), &dialog),
         dialog,
         states,
         answer,

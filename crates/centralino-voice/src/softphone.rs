@@ -17,6 +17,7 @@ use rsipstack::sip::{Header, Method, StatusCode};
 use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::dial::ForgetDialog;
 use crate::media::{CODECS, FRAME, Leg, RtpPorts};
 use crate::sip::Endpoint;
 
@@ -74,6 +75,11 @@ impl Softphone {
         self.addr
     }
 
+    /// Dialogs the phone still keeps (0 once its calls are over).
+    pub fn open_dialogs(&self) -> usize {
+        self.dialogs.len()
+    }
+
     /// Calls `target` as `from_user`; answers once the far end has
     /// answered with usable audio, or says why it did not within `ring_for`.
     pub async fn dial(
@@ -116,10 +122,7 @@ impl Softphone {
             .do_invite_async(option, state_tx)
             .map_err(|e| failed(e.to_string()))?;
         // However the call ends, its dialog leaves the layer.
-        let forget = Forget {
-            dialogs: self.dialogs.clone(),
-            id: dialog.id(),
-        };
+        let forget = ForgetDialog::new(self.dialogs.clone(), &dialog);
         let response = match tokio::time::timeout(ring_for, answer).await {
             Ok(Ok(Ok((_, Some(resp))))) => resp,
             Ok(_) => return Err(CallEnd::NotAnswered(0)),
@@ -167,19 +170,7 @@ pub struct ActiveCall {
     states: DialogStateReceiver,
     leg: Leg,
     answered: Instant,
-    _forget: Forget,
-}
-
-/// Removes a placed call's dialog from the layer when dropped.
-struct Forget {
-    dialogs: Arc<DialogLayer>,
-    id: rsipstack::dialog::DialogId,
-}
-
-impl Drop for Forget {
-    fn drop(&mut self) {
-        self.dialogs.remove_dialog(&self.id);
-    }
+    _forget: ForgetDialog,
 }
 
 impl ActiveCall {

@@ -609,6 +609,11 @@ async fn the_softphone_calls_through_the_ivr_and_answers_as_the_agents_phone() {
         "{:?}",
         ended.attributes
     );
+    // Neither phone keeps the call's dialog once it is over.
+    eventually(WAIT, "both phones forgot the call", || async {
+        (caller.open_dialogs() == 0 && agent_phone.open_dialogs() == 0).then_some(())
+    })
+    .await;
     caller.stop().await;
     agent_phone.stop().await;
     env.stop().await;
