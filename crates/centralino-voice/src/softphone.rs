@@ -89,7 +89,9 @@ impl Softphone {
         ring_for: Duration,
     ) -> Result<ActiveCall, CallEnd> {
         let failed = |e: String| {
-            tracing::warn!(error = %e, "softphone: the call was not placed");
+            // The detail may quote the URIs (numbers): only at debug.
+            tracing::warn!("softphone: the call was not placed");
+            tracing::debug!(error = %e, "softphone: why the call was not placed");
             CallEnd::NotAnswered(0)
         };
         let callee = rsipstack::sip::Uri::try_from(target).map_err(|e| failed(e.to_string()))?;

@@ -222,19 +222,34 @@ impl Writer {
                 // someone else, went to another agent, or is done. Judged
                 // by routing's latest step (all on routing's clock).
                 if let Some(agent) = &input.agent_only {
-                    let latest = step::Entity::find()
+                    use sea_orm::QuerySelect as _;
+                    let recent = step::Entity::find()
                         .filter(step::Column::InteractionId.eq(row.id.clone()))
                         .order_by_desc(step::Column::At)
-                        .one(txn)
+                        .limit(8)
+                        .all(txn)
                         .await?;
-                    let holds = latest
-                        .as_ref()
-                        .is_some_and(|s| s.kind == "assigned" && s.agent == *agent);
+                    // Steps of the same millisecond: an ending or a move
+                    // wins over the assignment, the assignment over its offer.
+                    let latest: Vec<&step::Model> = recent
+                        .iter()
+                        .filter(|s| Some(s.at) == recent.first().map(|f| f.at))
+                        .collect();
+                    let gone = latest.iter().any(|s| {
+                        matches!(
+                            s.kind.as_str(),
+                            "completed" | "requeued" | "overflowed" | "closed" | "abandoned"
+                        )
+                    });
+                    let holds = !gone
+                        && latest
+                            .iter()
+                            .any(|s| s.kind == "assigned" && s.agent == *agent);
                     if !holds {
                         return Err(ApiError::PermissionDenied(format!(
                             "an agent answers only the conversations routing has assigned to \
                              them (this one is {})",
-                            latest.map_or_else(|| "not assigned".to_owned(), |s| s.kind)
+                            latest.first().map_or("not assigned", |s| s.kind.as_str())
                         ))
                         .into());
                     }
