@@ -117,8 +117,8 @@ fn channel_name(raw: i32) -> &'static str {
     centralino_proto::channel_from_i32(raw).map_or("?", |c| c.as_str())
 }
 
-/// The queue and agent tables of `centralino status`.
-pub async fn status(remote: &Remote) -> Result<String, RunError> {
+/// The queues' board now (`None` when the server sent none).
+async fn board(remote: &Remote) -> Result<Option<v1::QueueBoard>, RunError> {
     let mut sup =
         v1::supervisor_service_client::SupervisorServiceClient::new(remote.channel.clone());
     let mut stream = sup
@@ -129,31 +129,22 @@ pub async fn status(remote: &Remote) -> Result<String, RunError> {
         .await
         .map_err(|s| refused("queues", &s))?
         .into_inner();
-    let board = match stream.message().await {
-        Ok(Some(b)) => b,
-        Err(s) => return Err(refused("queues", &s)),
-        Ok(None) => return Err(RunError::Io("queues: the server sent nothing".into())),
-    };
+    stream.message().await.map_err(|s| refused("queues", &s))
+}
+
+/// The queue and agent tables of `centralino status`.
+pub async fn status(remote: &Remote) -> Result<String, RunError> {
+    let board = board(remote)
+        .await?
+        .ok_or_else(|| RunError::Io("queues: the server sent nothing".into()))?;
     Ok(render_board(&board))
 }
 
 /// How many interactions wait, over every queue.
 pub async fn waiting(remote: &Remote) -> Result<u64, RunError> {
-    let mut sup =
-        v1::supervisor_service_client::SupervisorServiceClient::new(remote.channel.clone());
-    let mut stream = sup
-        .watch_queues(remote.request(v1::WatchQueuesRequest {
-            queues: Vec::new(),
-            interval_ms: 0,
-        })?)
-        .await
-        .map_err(|s| refused("queues", &s))?
-        .into_inner();
-    match stream.message().await {
-        Ok(Some(b)) => Ok(b.queues.iter().map(|q| q.waiting).sum()),
-        Ok(None) => Ok(0),
-        Err(s) => Err(refused("queues", &s)),
-    }
+    Ok(board(remote)
+        .await?
+        .map_or(0, |b| b.queues.iter().map(|q| q.waiting).sum()))
 }
 
 fn render_board(board: &v1::QueueBoard) -> String {
