@@ -3,9 +3,11 @@
 //! - `test`: checks (and where it can, starts) RabbitMQ and PostgreSQL, installs
 //!   what the suite needs and the machine lacks (Dovecot, SIPp, baresip and
 //!   Chromium with apt-get when root, else it stops with the command to run;
-//!   the npm and Python packages), then runs the whole suite with cargo-nextest
-//!   (or `cargo test` when nextest is absent).
-//! - `ci`: what `.ci/run` runs: `test`'s set-up, fmt and clippy, the suite.
+//!   the npm and Python packages), builds the web application (`web/dist`,
+//!   which the binary embeds) and runs its unit tests, then runs the whole
+//!   suite with cargo-nextest (or `cargo test` when nextest is absent).
+//! - `ci`: what `.ci/run` runs: `test`'s set-up, the web build (failing when
+//!   it differs from the committed bundle), fmt and clippy, the suite.
 //! - `setup`: `test`'s set-up alone.
 //! - `codegen`: regenerates `crates/centralino-proto/src/gen` from `proto/`.
 //! - `lint`: `cargo fmt --check` and clippy with warnings denied.
@@ -263,24 +265,63 @@ fn ensure_peers() -> Result<(), String> {
     }
     // The packages' own services (Dovecot's) are not used: the tests start
     // private instances on free ports.
-    // Installed again when the lockfile changed since (npm keeps its copy
-    // in node_modules/.package-lock.json).
-    let node = std::path::Path::new("tests/node/node_modules");
+    npm_ci(
+        "tests/node",
+        &["smpp", "playwright-core"],
+        "the test peers' npm packages (tests/node: smpp, playwright-core)",
+    )?;
+    npm_ci(
+        "web",
+        &["vite", "@bufbuild/buf"],
+        "the web application's build packages (web: vite, buf, preact, connect-web)",
+    )
+}
+
+/// `npm ci` in `dir` unless its packages are installed from the current
+/// lockfile (npm keeps its copy in node_modules/.package-lock.json).
+fn npm_ci(dir: &str, must_have: &[&str], what: &str) -> Result<(), String> {
+    let root = std::path::Path::new(dir);
+    let node = root.join("node_modules");
     let modified = |p: &std::path::Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let stale = match (
-        modified(std::path::Path::new("tests/node/package-lock.json")),
+        modified(&root.join("package-lock.json")),
         modified(&node.join(".package-lock.json")),
     ) {
         (Some(lock), Some(installed)) => lock > installed,
         _ => true,
     };
-    if stale || !node.join("smpp").exists() || !node.join("playwright-core").exists() {
-        eprintln!(
-            "xtask: installing the test peers' npm packages (tests/node: smpp, playwright-core)"
-        );
+    if stale || must_have.iter().any(|p| !node.join(p).exists()) {
+        eprintln!("xtask: installing {what}");
         run(Command::new("npm")
             .args(["ci", "--no-audit", "--no-fund", "--silent"])
-            .current_dir("tests/node"))?;
+            .current_dir(root))?;
+    }
+    Ok(())
+}
+
+/// Builds the web application (`web/dist`, embedded in the binary, and the
+/// TypeScript generated from the protos) from its lockfile and runs its
+/// unit tests. With `check`, fails when the build differs from what is
+/// committed (CI: the bundle cannot drift from its source).
+fn web(check: bool) -> Result<(), String> {
+    eprintln!("xtask: building the web application (web/dist)");
+    run(Command::new("npm")
+        .args(["run", "--silent", "build"])
+        .current_dir("web"))?;
+    run(Command::new("npm")
+        .args(["test", "--silent"])
+        .current_dir("web"))?;
+    if check {
+        let out = Command::new("git")
+            .args(["status", "--porcelain", "--", "web/dist", "web/src/gen"])
+            .output()
+            .map_err(|e| format!("git status: {e}"))?;
+        let changed = String::from_utf8_lossy(&out.stdout);
+        if !changed.trim().is_empty() {
+            return Err(format!(
+                "the committed web bundle differs from a fresh build (run `npm run build` in                  web/ and commit web/dist and web/src/gen):\n{changed}"
+            ));
+        }
     }
     Ok(())
 }
@@ -391,6 +432,7 @@ fn has_nextest() -> bool {
 
 fn test(extra: &[String]) -> Result<(), String> {
     prepare()?;
+    web(false)?;
     suite(extra)
 }
 
@@ -399,6 +441,7 @@ fn test(extra: &[String]) -> Result<(), String> {
 /// command cannot drift apart.
 fn ci() -> Result<(), String> {
     prepare()?;
+    web(true)?;
     lint()?;
     suite(&[])
 }

@@ -58,11 +58,40 @@ impl Policy {
     }
 }
 
+/// The cookie a browser session travels in.
+pub const SESSION_COOKIE: &str = "centralino_session";
+
+/// Looks up a browser session (the value of [`SESSION_COOKIE`]): its claims
+/// while it is live, an [`AuthError`] once it ended, was revoked or its user
+/// was disabled. Implemented over the store by the web layer.
+pub trait SessionResolver: Send + Sync + 'static {
+    fn resolve<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Claims, AuthError>>;
+}
+
+/// The session a request was authenticated by (in the request extensions
+/// beside its [`Claims`]), so logging out can end it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieSession(pub String);
+
 /// Wraps a service with token and role checks.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AuthLayer {
     key: Arc<TokenKey>,
     policy: Arc<Policy>,
+    sessions: Option<Arc<dyn SessionResolver>>,
+    /// Origins (`scheme://host:port`) a browser may call from besides the
+    /// server's own.
+    origins: Arc<Vec<String>>,
+}
+
+impl std::fmt::Debug for AuthLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("policy", &self.policy)
+            .field("sessions", &self.sessions.is_some())
+            .field("origins", &self.origins)
+            .finish()
+    }
 }
 
 impl AuthLayer {
@@ -70,7 +99,21 @@ impl AuthLayer {
         Self {
             key: Arc::new(key),
             policy: Arc::new(policy),
+            sessions: None,
+            origins: Arc::new(Vec::new()),
         }
+    }
+
+    /// Also accepts browser sessions (the [`SESSION_COOKIE`]), from this
+    /// server's own origin or one of `origins`.
+    pub fn with_sessions(
+        mut self,
+        sessions: Arc<dyn SessionResolver>,
+        origins: Vec<String>,
+    ) -> Self {
+        self.sessions = Some(sessions);
+        self.origins = Arc::new(origins);
+        self
     }
 
     /// Decides a request from its path and `authorization` header value.
@@ -85,16 +128,119 @@ impl AuthLayer {
         }
         let claims = verify_bearer(&self.key, authorization)
             .map_err(|e| tonic::Status::unauthenticated(e.to_string()))?;
-        if let Access::Roles(roles) = access
-            && !roles.contains(&claims.role)
-        {
-            return Err(tonic::Status::permission_denied(format!(
-                "role {} may not call {path}",
-                claims.role
-            )));
-        }
-        Ok(Some(claims))
+        allow(&access, path, claims).map(Some)
     }
+
+    /// Decides a request that may come from a browser: an `Origin`, when
+    /// sent, must name this server (`authority`) or a configured origin; a
+    /// bearer token wins over a session cookie; a cookie is accepted only
+    /// with an `Origin` (browsers always send one on a POST).
+    async fn decide(&self, request: BrowserRequest<'_>) -> Result<Decision, tonic::Status> {
+        if let Some(origin) = request.origin
+            && !self.origin_allowed(origin, request.authority)
+        {
+            return Err(tonic::Status::permission_denied(
+                "cross-origin request refused: open the application from this server's address",
+            ));
+        }
+        let access = self.policy.access(request.path);
+        if request.authorization.is_some() || request.cookie.is_none() {
+            return self
+                .check(request.path, request.authorization)
+                .map(|claims| Decision {
+                    claims,
+                    session: None,
+                });
+        }
+        let (Some(token), Some(sessions)) = (request.cookie, self.sessions.as_ref()) else {
+            return self.check(request.path, None).map(|claims| Decision {
+                claims,
+                session: None,
+            });
+        };
+        if request.origin.is_none() {
+            return Err(tonic::Status::permission_denied(
+                "a session cookie is accepted only with an Origin header",
+            ));
+        }
+        let session = CookieSession(token.to_owned());
+        if access == Access::Public {
+            return Ok(Decision {
+                claims: None,
+                session: Some(session),
+            });
+        }
+        let claims = sessions.resolve(token).await.map_err(|e| match e {
+            // A database blip must not log everyone out.
+            AuthError::SessionUnavailable => tonic::Status::unavailable(e.to_string()),
+            e => tonic::Status::unauthenticated(e.to_string()),
+        })?;
+        Ok(Decision {
+            claims: Some(allow(&access, request.path, claims)?),
+            session: Some(session),
+        })
+    }
+
+    fn origin_allowed(&self, origin: &str, authority: Option<&str>) -> bool {
+        if self.origins.iter().any(|o| o.eq_ignore_ascii_case(origin)) {
+            return true;
+        }
+        let host = origin
+            .strip_prefix("https://")
+            .or_else(|| origin.strip_prefix("http://"));
+        matches!((host, authority), (Some(h), Some(a)) if !h.is_empty() && h.eq_ignore_ascii_case(a))
+    }
+}
+
+fn allow(access: &Access, path: &str, claims: Claims) -> Result<Claims, tonic::Status> {
+    if let Access::Roles(roles) = access
+        && !roles.contains(&claims.role)
+    {
+        return Err(tonic::Status::permission_denied(format!(
+            "role {} may not call {path}",
+            claims.role
+        )));
+    }
+    Ok(claims)
+}
+
+/// What a request carries that decides it.
+struct BrowserRequest<'a> {
+    path: &'a str,
+    authorization: Option<&'a str>,
+    cookie: Option<&'a str>,
+    origin: Option<&'a str>,
+    authority: Option<&'a str>,
+}
+
+struct Decision {
+    claims: Option<Claims>,
+    session: Option<CookieSession>,
+}
+
+/// Whether `path` names a gRPC method (`/package.Service/Method`): only
+/// those are checked. Anything else (the browser application's files) is
+/// public, and never reaches a gRPC service, whose names all have a dot.
+pub fn is_grpc_path(path: &str) -> bool {
+    let mut parts = path.trim_start_matches('/').splitn(2, '/');
+    matches!(
+        (parts.next(), parts.next()),
+        (Some(service), Some(method)) if service.contains('.') && !method.is_empty()
+    )
+}
+
+/// The value of cookie `name` among the request's `cookie` headers (HTTP/2
+/// may split cookies over several).
+pub fn cookie<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
 }
 
 /// The verified claims of an `authorization` header value (`Bearer <token>`),
@@ -130,7 +276,8 @@ pub struct AuthService<S> {
     layer: AuthLayer,
 }
 
-type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+/// A boxed future, as the layer and [`SessionResolver`] return.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 impl<S, B, RB> tower::Service<http::Request<B>> for AuthService<S>
 where
@@ -141,29 +288,56 @@ where
 {
     type Response = http::Response<RB>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let auth = req
-            .headers()
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        match self.layer.check(req.uri().path(), auth) {
-            Ok(claims) => {
-                if let Some(c) = claims {
-                    req.extensions_mut().insert(c);
-                }
-                // Take the service that was driven to readiness, leave a fresh clone.
-                let clone = self.inner.clone();
-                let mut inner = std::mem::replace(&mut self.inner, clone);
-                Box::pin(async move { inner.call(req).await })
-            }
-            Err(status) => Box::pin(async move { Ok(status.into_http()) }),
+        // Take the service that was driven to readiness, leave a fresh clone.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if !is_grpc_path(req.uri().path()) {
+            return Box::pin(async move { inner.call(req).await });
         }
+        let layer = self.layer.clone();
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        let headers = req.headers();
+        let text = |name: http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        let path = req.uri().path().to_owned();
+        let authorization = owned(text(http::header::AUTHORIZATION));
+        let session = owned(cookie(headers, SESSION_COOKIE));
+        let origin = owned(text(http::header::ORIGIN));
+        let authority = owned(
+            req.uri()
+                .authority()
+                .map(http::uri::Authority::as_str)
+                .or_else(|| text(http::header::HOST)),
+        );
+        Box::pin(async move {
+            let decided = layer
+                .decide(BrowserRequest {
+                    path: &path,
+                    authorization: authorization.as_deref(),
+                    cookie: session.as_deref(),
+                    origin: origin.as_deref(),
+                    authority: authority.as_deref(),
+                })
+                .await;
+            match decided {
+                Ok(decision) => {
+                    if let Some(c) = decision.claims {
+                        req.extensions_mut().insert(c);
+                    }
+                    if let Some(s) = decision.session {
+                        req.extensions_mut().insert(s);
+                    }
+                    inner.call(req).await
+                }
+                Err(status) => Ok(status.into_http()),
+            }
+        })
     }
 }
 

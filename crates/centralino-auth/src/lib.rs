@@ -10,5 +10,8 @@
 mod layer;
 mod token;
 
-pub use layer::{Access, AuthLayer, AuthService, Policy, verify_bearer};
+pub use layer::{
+    Access, AuthLayer, AuthService, BoxFuture, CookieSession, Policy, SESSION_COOKIE,
+    SessionResolver, cookie, is_grpc_path, verify_bearer,
+};
 pub use token::{AuthError, Claims, MIN_SECRET_LEN, Role, TokenKey};

@@ -95,6 +95,10 @@ pub enum AuthError {
     WeakSecret,
     #[error("subject must be 1 to 128 characters without control characters")]
     BadSubject,
+    #[error("session ended: log in again")]
+    SessionEnded,
+    #[error("sessions cannot be checked now (the database is away); retry")]
+    SessionUnavailable,
 }
 
 /// A signing and verification key.

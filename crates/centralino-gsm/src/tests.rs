@@ -162,3 +162,26 @@ proptest! {
         let _ = decode_ucs2(&bytes);
     }
 }
+
+/// The table the browser's SMS composer is tested against too
+/// (`web/test/sms.test.mjs`): the count an agent sees is the count sent.
+#[test]
+fn the_shared_segment_table_matches() {
+    let table: serde_json::Value =
+        serde_json::from_str(include_str!("../tests/segments.json")).expect("segments.json");
+    let cases = table.as_array().expect("an array of cases");
+    assert!(cases.len() >= 25, "the table keeps its cases");
+    for c in cases {
+        let text = c["text"].as_str().expect("text");
+        let e = encode(text);
+        assert_eq!(
+            (e.encoding.name(), e.units as u64, e.segment_count() as u64),
+            (
+                c["encoding"].as_str().expect("encoding"),
+                c["units"].as_u64().expect("units"),
+                c["segments"].as_u64().expect("segments")
+            ),
+            "{text:?}"
+        );
+    }
+}

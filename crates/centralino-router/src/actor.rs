@@ -129,10 +129,14 @@ pub(crate) enum Command {
     Connect {
         agent: String,
         session: u64,
-        updates: mpsc::Sender<v1::AgentUpdate>,
+        updates: mpsc::Sender<Numbered>,
         /// Set to `true` to end the session's stream (replaced, or too slow).
         kick: tokio::sync::watch::Sender<bool>,
-        reply: oneshot::Sender<Result<v1::AgentSnapshot, ApiError>>,
+        /// The epoch and seq of the last update the desktop applied, to
+        /// resume after instead of starting from a snapshot.
+        resume: Option<(String, u64)>,
+        /// The feed's epoch, once the opening updates are in `updates`.
+        reply: oneshot::Sender<Result<String, ApiError>>,
     },
     Disconnect {
         agent: String,
@@ -206,19 +210,91 @@ enum Pending {
         oneshot::Sender<Result<AdminReply, ApiError>>,
         Result<AdminReply, ApiError>,
     ),
-    /// A desktop's snapshot: answered only once the batch is committed, so it
-    /// never shows state that a failed commit takes back.
+    /// A desktop's opening (a snapshot, or what it missed): sent only once
+    /// the batch is committed, so it never shows state that a failed commit
+    /// takes back, and before the batch's own updates.
     Connect {
-        reply: oneshot::Sender<Result<v1::AgentSnapshot, ApiError>>,
+        reply: oneshot::Sender<Result<String, ApiError>>,
         snapshot: Result<v1::AgentSnapshot, ApiError>,
+        resume: Option<(String, u64)>,
         agent: String,
         session: u64,
     },
 }
 
+/// An update for an agent with its place in the agent's feed (0 for what
+/// is not in the feed: a session's own request results).
+#[derive(Debug, Clone)]
+pub(crate) struct Numbered {
+    pub(crate) seq: u64,
+    pub(crate) update: v1::AgentUpdate,
+}
+
+/// Most recent updates kept per agent for a desktop that resumes, by count
+/// and by encoded size (offers carry whole emails).
+pub(crate) const FEED_KEPT: usize = 256;
+const FEED_KEPT_BYTES: usize = 4 * 1024 * 1024;
+
+/// What an agent was sent, numbered, so a desktop that lost its stream
+/// resumes after the last update it applied (if it is still kept) instead of
+/// reloading a snapshot. Numbering restarts with the actor (a new epoch).
+#[derive(Default)]
+struct Feed {
+    seq: u64,
+    /// Updates after `floor`, oldest first.
+    kept: VecDeque<Numbered>,
+    kept_bytes: usize,
+    /// The seq below which updates were let go: a resume needs `after_seq >= floor`.
+    floor: u64,
+}
+
+impl Feed {
+    fn push(&mut self, update: v1::AgentUpdate) -> Numbered {
+        self.seq += 1;
+        let n = Numbered {
+            seq: self.seq,
+            update,
+        };
+        self.kept_bytes += n.update.encoded_len();
+        self.kept.push_back(n.clone());
+        while self.kept.len() > FEED_KEPT
+            || (self.kept_bytes > FEED_KEPT_BYTES && self.kept.len() > 1)
+        {
+            if let Some(old) = self.kept.pop_front() {
+                self.kept_bytes -= old.update.encoded_len();
+                self.floor = old.seq;
+            }
+        }
+        n
+    }
+
+    /// A snapshot takes a seq of its own (not kept: a resume after it
+    /// replays what follows).
+    fn snapshot(&mut self, snapshot: v1::AgentSnapshot) -> Numbered {
+        self.seq += 1;
+        Numbered {
+            seq: self.seq,
+            update: v1::AgentUpdate {
+                update: Some(v1::agent_update::Update::Snapshot(snapshot)),
+            },
+        }
+    }
+
+    /// What follows `after`, if everything after it is still kept.
+    fn after(&self, after: u64) -> Option<Vec<Numbered>> {
+        (after >= self.floor && after <= self.seq).then(|| {
+            self.kept
+                .iter()
+                .filter(|n| n.seq > after)
+                .cloned()
+                .collect()
+        })
+    }
+}
+
 struct Session {
     id: u64,
-    updates: mpsc::Sender<v1::AgentUpdate>,
+    updates: mpsc::Sender<Numbered>,
     kick: tokio::sync::watch::Sender<bool>,
 }
 
@@ -257,6 +333,10 @@ pub(crate) struct Actor {
     agents: BTreeMap<String, v1::AgentDefinition>,
     payloads: HashMap<InteractionId, v1::Interaction>,
     sessions: HashMap<String, Session>,
+    /// Each agent's numbered updates, for desktops that resume.
+    feeds: HashMap<String, Feed>,
+    /// Names this actor's numbering (random per start).
+    epoch: String,
     /// Agents whose session dropped, with the time they go offline.
     gone: HashMap<String, Millis>,
     /// Recent answers per agent, by request id, so a repeated request is not applied twice.
@@ -308,6 +388,8 @@ impl Actor {
             agents: BTreeMap::new(),
             payloads: HashMap::new(),
             sessions: HashMap::new(),
+            feeds: HashMap::new(),
+            epoch: uuid::Uuid::new_v4().simple().to_string(),
             gone: HashMap::new(),
             answered: HashMap::new(),
             notes: HashMap::new(),
@@ -583,9 +665,15 @@ impl Actor {
                             let _ = tx.send(r);
                         }
                         Pending::Connect {
-                            reply, snapshot, ..
+                            reply,
+                            snapshot,
+                            resume,
+                            agent,
+                            session,
                         } => {
-                            let _ = reply.send(snapshot);
+                            let opened = snapshot
+                                .and_then(|snapshot| self.open(&agent, session, snapshot, resume));
+                            let _ = reply.send(opened);
                         }
                     }
                 }
@@ -777,12 +865,14 @@ impl Actor {
                     session,
                     updates,
                     kick,
+                    resume,
                     reply,
                 } => {
                     let snapshot = self.connect(&agent, session, updates, kick);
                     pending.push(Pending::Connect {
                         reply,
                         snapshot,
+                        resume,
                         agent,
                         session,
                     });
@@ -989,11 +1079,43 @@ impl Actor {
         }
     }
 
+    /// Puts a new session's opening in its stream, after the commit and
+    /// before the batch's updates: what it missed since `resume` when the
+    /// feed still holds it, else the snapshot. Answers the feed's epoch.
+    fn open(
+        &mut self,
+        agent: &str,
+        session: u64,
+        snapshot: v1::AgentSnapshot,
+        resume: Option<(String, u64)>,
+    ) -> Result<String, ApiError> {
+        let Some(s) = self.sessions.get(agent).filter(|s| s.id == session) else {
+            return Err(ApiError::Unavailable(
+                "agent session (replaced by a newer one)".into(),
+            ));
+        };
+        let feed = self.feeds.entry(agent.to_owned()).or_default();
+        let missed = resume
+            .filter(|(epoch, _)| *epoch == self.epoch)
+            .and_then(|(_, after)| feed.after(after));
+        let opening = match missed {
+            Some(missed) => missed,
+            None => vec![feed.snapshot(snapshot)],
+        };
+        for n in opening {
+            // The channel is new and holds a feed's worth.
+            if s.updates.try_send(n).is_err() {
+                return Err(ApiError::Unavailable("agent session".into()));
+            }
+        }
+        Ok(self.epoch.clone())
+    }
+
     fn connect(
         &mut self,
         agent: &str,
         session: u64,
-        updates: mpsc::Sender<v1::AgentUpdate>,
+        updates: mpsc::Sender<Numbered>,
         kick: tokio::sync::watch::Sender<bool>,
     ) -> Result<v1::AgentSnapshot, ApiError> {
         let view = self.engine.agent(agent).ok_or_else(|| {
@@ -1828,10 +1950,13 @@ impl Actor {
     /// up loses its session (it reconnects and gets a snapshot).
     fn deliver(&mut self, outgoing: Vec<(String, v1::AgentUpdate)>) {
         for (agent, update) in outgoing {
+            // Numbered whether or not a desktop is connected: one that
+            // reconnects within the grace resumes and sees it.
+            let numbered = self.feeds.entry(agent.clone()).or_default().push(update);
             let Some(s) = self.sessions.get(&agent) else {
                 continue;
             };
-            if s.updates.try_send(update).is_err() {
+            if s.updates.try_send(numbered).is_err() {
                 tracing::warn!(agent = %agent, "agent desktop is not keeping up; closing its session");
                 self.sessions.remove(&agent);
                 self.gone
@@ -1902,7 +2027,7 @@ impl Actor {
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait as _, QueryFilter as _};
 
-fn ts(ms: Millis) -> prost_types::Timestamp {
+pub(crate) fn ts(ms: Millis) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: (ms / 1000) as i64,
         nanos: ((ms % 1000) * 1_000_000) as i32,

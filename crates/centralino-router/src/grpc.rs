@@ -20,7 +20,9 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::actor::{AdminOp, AdminReply, Command};
+use centralino_proto::v1::agent_desk_service_server::{AgentDeskService, AgentDeskServiceServer};
+
+use crate::actor::{AdminOp, AdminReply, Command, FEED_KEPT, Numbered, now_ms, ts};
 
 pub type AgentServer = AgentServiceServer<AgentApi>;
 pub type SupervisorServer = SupervisorServiceServer<SupervisorApi>;
@@ -93,15 +95,13 @@ pub struct AgentApi {
 
 type UpdateStream = Pin<Box<dyn Stream<Item = Result<v1::AgentUpdate, Status>> + Send>>;
 
-fn bad_request(request_id: &str, field: &str, message: &str) -> v1::AgentUpdate {
-    v1::AgentUpdate {
-        update: Some(v1::agent_update::Update::Result(v1::RequestResult {
-            request_id: request_id.chars().take(MAX_REQUEST_ID).collect(),
-            ok: false,
-            code: tonic::Code::InvalidArgument as i32,
-            message: format!("{field}: {message}"),
-            field: field.to_owned(),
-        })),
+fn bad_request(request_id: &str, field: &str, message: &str) -> v1::RequestResult {
+    v1::RequestResult {
+        request_id: request_id.chars().take(MAX_REQUEST_ID).collect(),
+        ok: false,
+        code: tonic::Code::InvalidArgument as i32,
+        message: format!("{field}: {message}"),
+        field: field.to_owned(),
     }
 }
 
@@ -115,15 +115,17 @@ impl AgentService for AgentApi {
     ) -> Result<Response<Self::SessionStream>, Status> {
         let agent = subject(&request)?;
         let session = self.sessions.fetch_add(1, Ordering::Relaxed);
-        let (updates, rx) = mpsc::channel(SESSION_BUFFER);
+        let (updates, rx) = mpsc::channel(SESSION_BUFFER + FEED_KEPT);
         let (kick, kicked) = tokio::sync::watch::channel(false);
         let a = agent.clone();
         let u = updates.clone();
-        let snapshot = ask(&self.tx, move |reply| Command::Connect {
+        // The actor puts the snapshot in the stream before any update.
+        ask(&self.tx, move |reply| Command::Connect {
             agent: a,
             session,
             updates: u,
             kick,
+            resume: None,
             reply,
         })
         .await?;
@@ -138,12 +140,6 @@ impl AgentService for AgentApi {
                 }
             }
         };
-        updates
-            .send(v1::AgentUpdate {
-                update: Some(v1::agent_update::Update::Snapshot(snapshot)),
-            })
-            .await
-            .map_err(|_| Status::cancelled("session closed"))?;
         tracing::info!(agent = %agent, session, "agent session opened");
         let mut inbound = request.into_inner();
         let tx = self.tx.clone();
@@ -163,27 +159,14 @@ impl AgentService for AgentApi {
                     () = &mut stopped => None,
                 };
                 let Some(Ok(req)) = next else { break };
-                let answer = if req.request_id.is_empty() || req.request_id.len() > MAX_REQUEST_ID {
-                    bad_request(&req.request_id, "request_id", "1 to 64 characters")
-                } else if let Some(action) = req.action {
-                    let (reply, result) = oneshot::channel();
-                    let cmd = Command::Agent {
-                        agent: agent.clone(),
-                        request_id: req.request_id.clone(),
-                        action,
-                        reply,
-                    };
-                    if tx.send(cmd).await.is_err() {
-                        break;
-                    }
-                    match result.await {
-                        Ok(r) => v1::AgentUpdate {
-                            update: Some(v1::agent_update::Update::Result(r)),
-                        },
-                        Err(_) => break,
-                    }
-                } else {
-                    bad_request(&req.request_id, "action", "is required")
+                let Some(result) = act(&tx, &agent, req).await else {
+                    break;
+                };
+                let answer = Numbered {
+                    seq: 0,
+                    update: v1::AgentUpdate {
+                        update: Some(v1::agent_update::Update::Result(result)),
+                    },
                 };
                 if updates.send(answer).await.is_err() {
                     break;
@@ -197,8 +180,156 @@ impl AgentService for AgentApi {
                 .await;
             tracing::info!(agent = %agent, session, "agent session closed");
         });
-        let stream = futures::StreamExt::take_until(ReceiverStream::new(rx).map(Ok), ended);
+        let stream = futures::StreamExt::take_until(
+            ReceiverStream::new(rx).map(|n: Numbered| Ok(n.update)),
+            ended,
+        );
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// One agent request, checked and applied: its result, or `None` when
+/// routing is gone (stopping).
+async fn act(
+    tx: &mpsc::Sender<Command>,
+    agent: &str,
+    req: v1::AgentRequest,
+) -> Option<v1::RequestResult> {
+    if req.request_id.is_empty() || req.request_id.len() > MAX_REQUEST_ID {
+        return Some(bad_request(
+            &req.request_id,
+            "request_id",
+            "1 to 64 characters",
+        ));
+    }
+    let Some(action) = req.action else {
+        return Some(bad_request(&req.request_id, "action", "is required"));
+    };
+    let (reply, result) = oneshot::channel();
+    let cmd = Command::Agent {
+        agent: agent.to_owned(),
+        request_id: req.request_id,
+        action,
+        reply,
+    };
+    tx.send(cmd).await.ok()?;
+    result.await.ok()
+}
+
+/// How often a browser desktop's stream carries a heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+pub(crate) fn desk_server(
+    tx: mpsc::Sender<Command>,
+    sessions: Arc<AtomicU64>,
+    stop: Stop,
+    max: usize,
+) -> DeskServer {
+    AgentDeskServiceServer::new(AgentDeskApi { tx, sessions, stop })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max)
+}
+
+pub type DeskServer = AgentDeskServiceServer<AgentDeskApi>;
+
+/// The agent session for browsers (gRPC-web has no client streams): one
+/// server stream of numbered events, and unary commands. Same actor, same
+/// session and lease as [`AgentApi`].
+pub struct AgentDeskApi {
+    tx: mpsc::Sender<Command>,
+    sessions: Arc<AtomicU64>,
+    stop: Stop,
+}
+
+type DeskStream = Pin<Box<dyn Stream<Item = Result<v1::DeskEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl AgentDeskService for AgentDeskApi {
+    type EventsStream = DeskStream;
+
+    async fn events(
+        &self,
+        request: Request<v1::DeskEventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        let agent = subject(&request)?;
+        let req = request.into_inner();
+        if req.epoch.len() > 64 {
+            return Err(ApiError::invalid("epoch", "at most 64 characters").into());
+        }
+        let resume = (!req.epoch.is_empty()).then_some((req.epoch, req.after_seq));
+        let session = self.sessions.fetch_add(1, Ordering::Relaxed);
+        let (updates, mut rx) = mpsc::channel(SESSION_BUFFER + FEED_KEPT);
+        let (kick, kicked) = tokio::sync::watch::channel(false);
+        let a = agent.clone();
+        let epoch = ask(&self.tx, move |reply| Command::Connect {
+            agent: a,
+            session,
+            updates,
+            kick,
+            resume,
+            reply,
+        })
+        .await?;
+        tracing::info!(agent = %agent, session, "browser desktop connected");
+        let (out, events) = mpsc::channel::<Result<v1::DeskEvent, Status>>(SESSION_BUFFER);
+        let tx = self.tx.clone();
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            let mut last = 0;
+            let mut heartbeat =
+                tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+            let ended = async move {
+                tokio::select! {
+                    () = stop.wait() => {}
+                    () = Stop(kicked).wait() => {}
+                }
+            };
+            tokio::pin!(ended);
+            loop {
+                let event = tokio::select! {
+                    n = rx.recv() => match n {
+                        Some(n) => {
+                            last = n.seq;
+                            v1::desk_event::Event::Update(n.update)
+                        }
+                        None => break,
+                    },
+                    _ = heartbeat.tick() => v1::desk_event::Event::Heartbeat(v1::DeskHeartbeat {
+                        at: Some(ts(now_ms())),
+                    }),
+                    () = out.closed() => break,
+                    () = &mut ended => break,
+                };
+                let event = v1::DeskEvent {
+                    epoch: epoch.clone(),
+                    seq: last,
+                    event: Some(event),
+                };
+                if out.send(Ok(event)).await.is_err() {
+                    break;
+                }
+            }
+            // The lease: without a stream the agent goes offline after the grace.
+            let _ = tx
+                .send(Command::Disconnect {
+                    agent: agent.clone(),
+                    session,
+                })
+                .await;
+            tracing::info!(agent = %agent, session, "browser desktop disconnected");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(events))))
+    }
+
+    async fn act(
+        &self,
+        request: Request<v1::AgentRequest>,
+    ) -> Result<Response<v1::RequestResult>, Status> {
+        let agent = subject(&request)?;
+        act(&self.tx, &agent, request.into_inner())
+            .await
+            .map(Response::new)
+            .ok_or_else(|| ApiError::Unavailable("routing".into()).into())
     }
 }
 

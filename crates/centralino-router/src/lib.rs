@@ -58,8 +58,9 @@ impl From<sea_orm::DbErr> for RouterError {
 }
 
 /// gRPC service names this crate serves.
-pub const GRPC_SERVICES: [&str; 3] = [
+pub const GRPC_SERVICES: [&str; 4] = [
     "centralino.v1.AgentService",
+    "centralino.v1.AgentDeskService",
     "centralino.v1.SupervisorService",
     "centralino.v1.RoutingAdminService",
 ];
@@ -71,6 +72,10 @@ pub fn policy(policy: &mut Policy) {
     policy
         .set(
             "/centralino.v1.AgentService/Session",
+            Access::Roles(vec![Role::Agent]),
+        )
+        .set(
+            "/centralino.v1.AgentDeskService/",
             Access::Roles(vec![Role::Agent]),
         )
         .set("/centralino.v1.SupervisorService/", sup())
@@ -101,6 +106,8 @@ pub async fn defined_queues(
 /// A started routing service: its gRPC services (add them to a server) and its tasks.
 pub struct Router {
     pub agent: grpc::AgentServer,
+    /// The same agent session for browsers (a server stream and unary calls).
+    pub desk: grpc::DeskServer,
     pub supervisor: grpc::SupervisorServer,
     pub admin: grpc::AdminServer,
     /// Ends when the service has stopped (after `shutdown`, or on losing leadership).
@@ -150,6 +157,12 @@ pub async fn start(
     let sessions = Arc::new(AtomicU64::new(1));
     let router = Router {
         agent: grpc::agent_server(
+            tx.clone(),
+            sessions.clone(),
+            grpc::Stop(stop_rx.clone()),
+            max_message_bytes,
+        ),
+        desk: grpc::desk_server(
             tx.clone(),
             sessions,
             grpc::Stop(stop_rx.clone()),

@@ -20,6 +20,9 @@ pub enum ApiError {
     PermissionDenied(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// Too many requests (a login throttle, a lockout); says when to retry.
+    #[error("{0}")]
+    ResourceExhausted(String),
     /// A dependency (broker, database) is down; the caller may retry.
     #[error("{0} is unavailable, retry later")]
     Unavailable(String),
@@ -45,6 +48,7 @@ impl ApiError {
             ApiError::FailedPrecondition(_) => (tonic::Code::FailedPrecondition, 409),
             ApiError::PermissionDenied(_) => (tonic::Code::PermissionDenied, 403),
             ApiError::Unauthenticated(_) => (tonic::Code::Unauthenticated, 401),
+            ApiError::ResourceExhausted(_) => (tonic::Code::ResourceExhausted, 429),
             ApiError::Unavailable(_) => (tonic::Code::Unavailable, 503),
             ApiError::Internal(_) => (tonic::Code::Internal, 500),
         }
@@ -60,6 +64,7 @@ impl ApiError {
             tonic::Code::FailedPrecondition => "FAILED_PRECONDITION",
             tonic::Code::PermissionDenied => "PERMISSION_DENIED",
             tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+            tonic::Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
             tonic::Code::Unavailable => "UNAVAILABLE",
             _ => "INTERNAL",
         }
@@ -149,6 +154,11 @@ mod tests {
                 ApiError::Unauthenticated("x".into()),
                 tonic::Code::Unauthenticated,
                 401,
+            ),
+            (
+                ApiError::ResourceExhausted("x".into()),
+                tonic::Code::ResourceExhausted,
+                429,
             ),
             (
                 ApiError::Unavailable("x".into()),

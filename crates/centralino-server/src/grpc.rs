@@ -1,4 +1,6 @@
-//! Serving gRPC: listener, auth layer, health, reflection, limits, TLS.
+//! Serving gRPC: listener, auth layer, health, reflection, limits, TLS;
+//! gRPC-web for browsers on the same port, and a fallback for everything
+//! that is not a gRPC method (the browser application's files).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -47,6 +49,7 @@ pub struct GrpcServer {
     auth: AuthLayer,
     routes: RoutesBuilder,
     names: Vec<&'static str>,
+    fallback: Option<axum::Router>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,7 @@ impl GrpcServer {
             auth,
             routes: RoutesBuilder::default(),
             names: Vec::new(),
+            fallback: None,
         }
     }
 
@@ -76,7 +80,16 @@ impl GrpcServer {
         &self.settings
     }
 
-    /// Adds a generated service (already configured with its message-size limits).
+    /// Answers every request that no service takes (plain HTTP: the browser
+    /// application). Without one, such requests get gRPC `UNIMPLEMENTED`.
+    pub fn fallback(&mut self, router: axum::Router) -> &mut Self {
+        self.fallback = Some(router);
+        self
+    }
+
+    /// Adds a generated service (already configured with its message-size
+    /// limits), reachable by gRPC and by gRPC-web (browsers): native HTTP/2
+    /// gRPC passes through the gRPC-web translation untouched.
     pub fn add<S>(&mut self, service: S) -> &mut Self
     where
         S: tower_service::Service<
@@ -91,7 +104,10 @@ impl GrpcServer {
         S::Future: Send + 'static,
     {
         self.names.push(S::NAME);
-        self.routes.add_service(service);
+        self.routes.add_service(tower_layer::Layer::layer(
+            &tonic_web::GrpcWebLayer::new(),
+            service,
+        ));
         self
     }
 
@@ -146,7 +162,10 @@ impl GrpcServer {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
 
-        let mut builder = Server::builder().timeout(self.settings.request_timeout);
+        // HTTP/1.1 too: browsers speak gRPC-web over it when there is no TLS.
+        let mut builder = Server::builder()
+            .accept_http1(true)
+            .timeout(self.settings.request_timeout);
         if let Some(tls) = &self.settings.tls {
             let cert = std::fs::read(&tls.cert)
                 .map_err(|e| ServeError::Tls(format!("{}: {e}", tls.cert.display())))?;
@@ -169,7 +188,12 @@ impl GrpcServer {
                 })
             },
         );
-        let router = builder.layer(self.auth).add_routes(routes.routes());
+        let mut routes = routes.routes();
+        if let Some(fallback) = self.fallback {
+            routes =
+                tonic::service::Routes::from(routes.into_axum_router().fallback_service(fallback));
+        }
+        let router = builder.layer(self.auth).add_routes(routes);
         let fut = async move {
             router
                 .serve_with_incoming_shutdown(incoming, shutdown)

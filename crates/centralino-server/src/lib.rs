@@ -12,4 +12,4 @@ mod ops;
 
 pub use error::ApiError;
 pub use grpc::{GrpcServer, GrpcSettings, ServeError, TlsFiles, claims};
-pub use ops::{OpsApi, ProcessInfo, ops_policy};
+pub use ops::{OpsApi, ProcessInfo, ops_policy, role_to_proto};

@@ -60,7 +60,8 @@ impl OpsApi {
     }
 }
 
-fn role_to_proto(role: Role) -> centralino_proto::v1::Role {
+/// A role as the API spells it.
+pub fn role_to_proto(role: Role) -> centralino_proto::v1::Role {
     use centralino_proto::v1::Role as P;
     match role {
         Role::Agent => P::Agent,

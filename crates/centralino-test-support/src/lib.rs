@@ -101,6 +101,33 @@ impl Drop for BrokerDown {
     }
 }
 
+/// A free TCP port on 127.0.0.1 below the kernel's ephemeral range, for a
+/// server that a test stops and starts again at the same address. A port of
+/// the ephemeral range (what binding port 0 gives) can, while its server is
+/// down, become the source port of some outgoing connection, or of a client
+/// that connects to `127.0.0.1:p` from `p` and so to itself (a client
+/// retrying the address in a loop does, sooner or later): the server then
+/// cannot bind it again.
+pub fn stable_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (from, to) = (10_000u16, low.max(10_100));
+    for _ in 0..500 {
+        let r = u16::from_le_bytes(
+            uuid::Uuid::new_v4().as_bytes()[..2]
+                .try_into()
+                .unwrap_or([0, 0]),
+        );
+        let port = from + r % (to - from);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {from} and {to} on 127.0.0.1");
+}
+
 /// Runs `pg_ctlcluster <action>` (`stop`, `start`, `restart`) on the local
 /// Debian PostgreSQL cluster the tests use; whether it succeeded (it panics
 /// naming what is missing when there is no such cluster).

@@ -150,6 +150,13 @@ pub enum Command {
         #[arg(long, default_value = "")]
         service: String,
     },
+    /// People who log in to the browser application (agent desktop,
+    /// wallboard, admin), kept in the store. Passwords are read from
+    /// standard input (one line), never from the command line.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Mint a bearer token for development and integration tests.
     Token {
         /// agent, supervisor, integrator or admin.
@@ -182,6 +189,33 @@ pub struct RemoteArgs {
     /// running here presents.
     #[arg(long, global = true, env = "CENTRALINO_CA")]
     pub ca: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum UserAction {
+    /// Add a user: `echo 'their password' | centralino user add anna --role agent`.
+    /// An agent's user name is their routing agent's name.
+    Add {
+        /// 1 to 64 of a-z 0-9 . _ -
+        name: String,
+        /// agent, supervisor, integrator or admin.
+        #[arg(long, short)]
+        role: String,
+        /// The name shown in the application (default: the user name).
+        #[arg(long, default_value = "")]
+        display_name: String,
+        /// it or en.
+        #[arg(long, default_value = "it")]
+        language: String,
+    },
+    /// Set a user's password (from standard input) and end their sessions.
+    Passwd { name: String },
+    /// Disable a user: their sessions end at once and they cannot log in.
+    Disable { name: String },
+    /// Enable a user again (also lifts a lockout after bad passwords).
+    Enable { name: String },
+    /// List the users.
+    List,
 }
 
 #[derive(Debug, Clone, Copy, Subcommand)]

@@ -224,6 +224,8 @@ pub async fn migrate_all(
 ) -> Result<Vec<String>, RunError> {
     let mut applied =
         centralino_store::migrate::<centralino_store::CoreMigrator>(db, &mut progress).await?;
+    applied
+        .extend(centralino_store::migrate::<centralino_web::WebMigrator>(db, &mut progress).await?);
     for service in Service::ALL {
         applied.extend(service.migrate(db, &mut progress).await?);
     }
@@ -449,6 +451,7 @@ impl Service {
                 };
                 let router = centralino_router::start(config, db, bus, max, shutdown).await?;
                 server.add(router.agent);
+                server.add(router.desk);
                 server.add(router.supervisor);
                 server.add(router.admin);
                 Hosted {
@@ -732,7 +735,22 @@ async fn serve_on(
     centralino_desk::policy(&mut policy);
     let settings = config.grpc_settings();
     let max = settings.max_message_bytes;
-    let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
+    centralino_web::policy(&mut policy);
+    let web = centralino_web::WebApi::new(
+        db.clone(),
+        centralino_web::WebSettings {
+            tls: settings.tls.is_some(),
+        },
+    );
+    let auth = AuthLayer::new(key, policy).with_sessions(
+        Arc::new(web.sessions()),
+        config.grpc.browser_origins.clone(),
+    );
+    let mut server = GrpcServer::new(settings, auth);
+    server
+        .add(web.session_server(max))
+        .add(web.user_admin_server(max))
+        .fallback(centralino_web::assets::router());
     let mut services = vec!["centralino.v1.OpsService".to_owned()];
     let mut listeners = Listeners::default();
     let mut tasks = Vec::new();

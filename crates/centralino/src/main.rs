@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use centralino::cli::{Cli, Command, DeadLetterAction, RemoteArgs, parse_ttl};
+use centralino::cli::{Cli, Command, DeadLetterAction, RemoteArgs, UserAction, parse_ttl};
 use centralino::operator::Definitions;
 use centralino::{Config, RunError};
 use clap::Parser as _;
@@ -414,6 +414,7 @@ async fn run(command: Command, config: Config, demo: bool) -> Result<ExitCode, R
             Ok(ExitCode::SUCCESS)
         }
         Command::Check => check(&config).await,
+        Command::User { action } => user_command(&config, action).await,
         Command::Demo { .. } if !demo => Err(RunError::Io(
             "demo generates traffic only on the built-in demo: run it without --config, on the \
              embedded store and bus (no CENTRALINO_STORE__URL or CENTRALINO_BUS__URL)"
@@ -915,4 +916,85 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// `centralino user …`: the browser application's users, in the store.
+async fn user_command(config: &Config, action: UserAction) -> Result<ExitCode, RunError> {
+    use centralino_web::{NewUser, UserRecord, Users};
+    let db = centralino::connect_store(config).await?;
+    centralino::migrate_all(&db, |name| eprintln!("migrate: applying {name}")).await?;
+    let users = Users::new(db);
+    let fail = |e: centralino_web::UserError| RunError::Io(format!("user: {e}"));
+    let show = |u: &UserRecord| {
+        let state = match (u.enabled, u.locked_until) {
+            (false, _) => "disabled".to_owned(),
+            (true, Some(t)) if t > chrono::Utc::now().timestamp_millis() => "locked".to_owned(),
+            _ => "enabled".to_owned(),
+        };
+        format!(
+            "{:<24} {:<11} {:<8} {:<3} {}",
+            u.name, u.role, state, u.language, u.display_name
+        )
+    };
+    match action {
+        UserAction::Add {
+            name,
+            role,
+            display_name,
+            language,
+        } => {
+            let role = role
+                .parse::<centralino_auth::Role>()
+                .map_err(|e| RunError::Io(format!("user: --role: {e}")))?;
+            let password = read_password()?;
+            let u = users
+                .create(NewUser {
+                    name,
+                    display_name,
+                    role,
+                    password,
+                    language,
+                })
+                .await
+                .map_err(fail)?;
+            println!("user added: {}", show(&u));
+        }
+        UserAction::Passwd { name } => {
+            let password = read_password()?;
+            let u = users.set_password(&name, &password).await.map_err(fail)?;
+            println!("password set, sessions ended: {}", show(&u));
+        }
+        UserAction::Disable { name } => {
+            let u = users.set_enabled(&name, false).await.map_err(fail)?;
+            println!("user disabled, sessions ended: {}", show(&u));
+        }
+        UserAction::Enable { name } => {
+            let u = users.set_enabled(&name, true).await.map_err(fail)?;
+            println!("user enabled: {}", show(&u));
+        }
+        UserAction::List => {
+            let all = users.list().await.map_err(fail)?;
+            if all.is_empty() {
+                println!("no users yet: echo 'a password' | centralino user add NAME --role agent");
+            }
+            for u in &all {
+                println!("{}", show(u));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of standard input (the password), without its line end.
+fn read_password() -> Result<String, RunError> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    if std::io::stdin().is_terminal() {
+        eprint!("password (at least 10 characters; it is shown as you type): ");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| RunError::Io(format!("reading the password: {e}")))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }

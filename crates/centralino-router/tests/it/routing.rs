@@ -1369,3 +1369,158 @@ async fn definitions_from_the_file_are_applied_owned_and_follow_the_file() {
     router.stop().await;
     env.cleanup().await;
 }
+
+/// The browser desktop's stream: numbered events; a desktop that lost its
+/// stream resumes after the last event it applied and gets exactly what it
+/// missed (no snapshot, nothing twice); a stale epoch gets a snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_desktop_resumes_after_the_last_event_it_applied() {
+    use centralino_proto::v1::agent_desk_service_client::AgentDeskServiceClient;
+    use centralino_proto::v1::desk_event::Event;
+
+    let env = Env::new().await;
+    let router = RouterProcess::start(&env, config(60_000)).await;
+    configure(
+        router.addr,
+        &env.token("root", Role::Admin),
+        &[],
+        vec![queue("mail", &[v1::Channel::Email], vec![])],
+        vec![agent("anna", vec![], &[(v1::Channel::Email, 3)])],
+    )
+    .await;
+    let token = env.token("anna", Role::Agent);
+    let mut desk = AgentDeskServiceClient::new(channel(router.addr).await);
+    let open = |epoch: &str, after_seq: u64| {
+        authed(
+            v1::DeskEventsRequest {
+                epoch: epoch.into(),
+                after_seq,
+            },
+            &token,
+        )
+    };
+    let mut events = desk.events(open("", 0)).await.expect("events").into_inner();
+    let first = events.message().await.expect("read").expect("an event");
+    assert!(
+        matches!(&first.event, Some(Event::Update(u)) if matches!(u.update, Some(Update::Snapshot(_)))),
+        "a first connect starts with a snapshot: {first:?}"
+    );
+    let epoch = first.epoch.clone();
+    assert_eq!(first.seq, 1);
+
+    let available = v1::AgentRequest {
+        request_id: "go-1".into(),
+        action: Some(Action::SetPresence(v1::SetPresence {
+            presence: v1::AgentPresence::Available as i32,
+            reason: String::new(),
+        })),
+    };
+    let r = desk
+        .act(authed(available.clone(), &token))
+        .await
+        .expect("act")
+        .into_inner();
+    assert!(r.ok, "{r:?}");
+    let again = desk
+        .act(authed(available, &token))
+        .await
+        .expect("act")
+        .into_inner();
+    assert_eq!(again, r, "a repeated request id answers the first result");
+    let bad = desk
+        .act(authed(
+            v1::AgentRequest {
+                request_id: String::new(),
+                action: None,
+            },
+            &token,
+        ))
+        .await
+        .expect("act")
+        .into_inner();
+    assert!(!bad.ok && bad.field == "request_id", "{bad:?}");
+
+    // Read until the first email's offer, keeping the last seq applied.
+    let a = env.publish("mail", v1::Channel::Email).await;
+    let mut last = first.seq;
+    loop {
+        let e = tokio::time::timeout(WAIT, events.message())
+            .await
+            .expect("the offer in time")
+            .expect("read")
+            .expect("an event");
+        assert_eq!(e.epoch, epoch);
+        assert!(e.seq > last, "seqs only grow: {} after {last}", e.seq);
+        last = e.seq;
+        if matches!(&e.event, Some(Event::Update(v1::AgentUpdate { update: Some(Update::Offer(o)) })) if o.interaction_id == a)
+        {
+            break;
+        }
+    }
+
+    // The stream drops; a second email is offered meanwhile (within the grace).
+    drop(events);
+    let b = env.publish("mail", v1::Channel::Email).await;
+    eventually(WAIT, "the second email offered to anna", || async {
+        env.events_of(&b)
+            .contains(&(Kind::Offered, "anna".into()))
+            .then_some(())
+    })
+    .await;
+
+    let mut resumed = desk
+        .events(open(&epoch, last))
+        .await
+        .expect("resume")
+        .into_inner();
+    // Exactly what followed the last applied event (the first offer's status
+    // change, then the missed offer), numbered on from it, the first offer
+    // not again.
+    let mut expect = last + 1;
+    loop {
+        let e = tokio::time::timeout(WAIT, resumed.message())
+            .await
+            .expect("in time")
+            .expect("read")
+            .expect("an event");
+        assert_eq!(e.seq, expect, "numbered on from the last applied: {e:?}");
+        expect += 1;
+        match &e.event {
+            Some(Event::Update(v1::AgentUpdate {
+                update: Some(Update::Offer(o)),
+            })) => {
+                assert_eq!(o.interaction_id, b, "the missed offer, not the first again");
+                break;
+            }
+            Some(Event::Update(v1::AgentUpdate {
+                update: Some(Update::Status(_)),
+            })) => {}
+            other => panic!("expected what was missed, got {other:?}"),
+        }
+    }
+    drop(resumed);
+
+    // An epoch this router never issued: a snapshot with both offers.
+    let mut fresh = desk
+        .events(open("0123456789abcdef", last))
+        .await
+        .expect("fresh")
+        .into_inner();
+    let e = fresh.message().await.expect("read").expect("an event");
+    match &e.event {
+        Some(Event::Update(v1::AgentUpdate {
+            update: Some(Update::Snapshot(s)),
+        })) => {
+            let mut offered: Vec<&str> =
+                s.offers.iter().map(|o| o.interaction_id.as_str()).collect();
+            offered.sort_unstable();
+            let mut want = vec![a.as_str(), b.as_str()];
+            want.sort_unstable();
+            assert_eq!(offered, want);
+        }
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+    drop(fresh);
+    router.stop().await;
+    env.cleanup().await;
+}

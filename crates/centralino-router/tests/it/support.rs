@@ -232,6 +232,7 @@ impl RouterProcess {
             };
             let mut server = GrpcServer::new(settings, AuthLayer::new(key, policy));
             server.add(router.agent);
+            server.add(router.desk);
             server.add(router.supervisor);
             server.add(router.admin);
             let (addr, serve) = server.bind(signal()).await.expect("bind");

@@ -201,6 +201,16 @@ impl Config {
         if self.grpc.request_timeout_secs == 0 {
             errors.push("grpc.request_timeout_secs: must be at least 1".to_owned());
         }
+        for origin in &self.grpc.browser_origins {
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            if !rest.is_some_and(|r| !r.is_empty() && !r.contains('/')) {
+                errors.push(format!(
+                    "grpc.browser_origins: {origin:?} is not an origin like https://desk.example.com"
+                ));
+            }
+        }
         if self.grpc.tls_cert.is_empty() != self.grpc.tls_key.is_empty() {
             errors.push("grpc.tls_cert and grpc.tls_key: set both or neither".to_owned());
         }

@@ -68,6 +68,9 @@ pub struct GrpcConfig {
     /// PEM certificate and key; both set turns TLS on.
     pub tls_cert: String,
     pub tls_key: String,
+    /// Origins (`https://desk.example.com`) a browser may call from besides
+    /// the address it reached this server at (a proxy's public name).
+    pub browser_origins: Vec<String>,
 }
 
 impl Default for GrpcConfig {
@@ -78,6 +81,7 @@ impl Default for GrpcConfig {
             request_timeout_secs: 30,
             tls_cert: String::new(),
             tls_key: String::new(),
+            browser_origins: Vec::new(),
         }
     }
 }

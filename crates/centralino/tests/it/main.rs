@@ -14,6 +14,7 @@ mod python;
 mod sms;
 mod split_brain;
 mod voice;
+mod web;
 
 /// `up` with `config`, until the returned sender is used (or dropped).
 pub async fn start_up(

@@ -37,6 +37,7 @@ const AGENTS: usize = 3;
 /// 100 ms after every exit, until the test ends.
 struct Supervised {
     grpc: SocketAddr,
+    log: PathBuf,
     pid: Arc<AtomicU32>,
     exits: Arc<AtomicUsize>,
     stopping: Arc<AtomicBool>,
@@ -50,6 +51,7 @@ impl Supervised {
         let stopping = Arc::new(AtomicBool::new(false));
         let (p, e, s) = (pid.clone(), exits.clone(), stopping.clone());
         let name = name.to_owned();
+        let log_path = log.clone();
         let thread = std::thread::spawn(move || {
             while !s.load(Ordering::SeqCst) {
                 let out = std::fs::OpenOptions::new()
@@ -87,6 +89,7 @@ impl Supervised {
         });
         Self {
             grpc,
+            log: log_path,
             pid,
             exits,
             stopping,
@@ -140,9 +143,12 @@ impl Drop for PostgresRestarts {
     }
 }
 
+/// Each instance's gRPC address, below the ephemeral range: the agents'
+/// clients retry the standby's address all along, and one of them
+/// connecting to itself there (or any outgoing connection taking it as its
+/// source port) would keep the standby from listening once it leads.
 fn free_port() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    l.local_addr().expect("its address")
+    SocketAddr::from(([127, 0, 0, 1], centralino_test_support::stable_port()))
 }
 
 fn write_config(dir: &Path, db: &str, prefix: &str, grpc: SocketAddr) -> PathBuf {
@@ -180,20 +186,32 @@ fn write_config(dir: &Path, db: &str, prefix: &str, grpc: SocketAddr) -> PathBuf
     file
 }
 
-/// Waits until exactly one of the two serves (the leader), and returns it.
+/// Waits until exactly one of the two serves (the leader), and returns it;
+/// on a timeout, fails with the end of both instances' logs.
 async fn leader(instances: &[&Supervised; 2], limit: Duration, what: &str) -> usize {
-    let a = instances[0].grpc;
-    let b = instances[1].grpc;
-    eventually(limit, what, || async move {
-        let la = TcpStream::connect_timeout(&a, Duration::from_millis(200)).is_ok();
-        let lb = TcpStream::connect_timeout(&b, Duration::from_millis(200)).is_ok();
+    let deadline = Instant::now() + limit;
+    loop {
+        let la = instances[0].leads();
+        let lb = instances[1].leads();
         match (la, lb) {
-            (true, false) => Some(0),
-            (false, true) => Some(1),
-            _ => None,
+            (true, false) => return 0,
+            (false, true) => return 1,
+            _ if Instant::now() >= deadline => {
+                let tail = |s: &Supervised| {
+                    let text = std::fs::read_to_string(&s.log).unwrap_or_default();
+                    let lines: Vec<&str> = text.lines().collect();
+                    lines[lines.len().saturating_sub(40)..].join("\n")
+                };
+                panic!(
+                    "timed out after {limit:?} waiting for {what} (instance 0 serving: {la}, \
+                     instance 1 serving: {lb})\n--- instance 0 ---\n{}\n--- instance 1 ---\n{}",
+                    tail(instances[0]),
+                    tail(instances[1])
+                );
+            }
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
-    })
-    .await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
