@@ -267,8 +267,8 @@ fn ensure_peers() -> Result<(), String> {
     // private instances on free ports.
     npm_ci(
         "tests/node",
-        &["smpp", "playwright-core"],
-        "the test peers' npm packages (tests/node: smpp, playwright-core)",
+        &["smpp", "playwright-core", "axe-core"],
+        "the test peers' npm packages (tests/node: smpp, playwright-core, axe-core)",
     )?;
     npm_ci(
         "web",

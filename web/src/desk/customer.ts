@@ -46,7 +46,13 @@ export function useCustomer(interaction: Interaction | undefined) {
     let live = true;
     setView(empty);
     (async () => {
-      const customer = await findCustomer(interaction);
+      // History may not have recorded a brand-new customer yet when the
+      // offer arrives: look again for a few seconds before saying so.
+      let customer = await findCustomer(interaction);
+      for (let attempt = 0; !customer && live && interaction.identifiers.length > 0 && attempt < 10; attempt++) {
+        await new Promise((ok) => setTimeout(ok, 1000));
+        customer = await findCustomer(interaction);
+      }
       if (!customer) return { ...empty, loading: false };
       const customerId = customer.id;
       // Consent and suggestions are extras: their failure leaves the timeline.

@@ -13,7 +13,8 @@ import { keepStreaming, type Connection } from '../stream';
 import { reasonText } from '../desk/presence';
 import { Sparkline, WINDOW_MS, type Sample } from './sparkline';
 
-const INTERVAL_MS = 1000;
+/** Boards twice a second, so a change is on the wall within a second. */
+const INTERVAL_MS = 500;
 /** Keep one sample per this many ms (an hour is then 360 points). */
 const SAMPLE_EVERY_MS = 10_000;
 /** Abandon rate above which a queue warns, and is bad. */

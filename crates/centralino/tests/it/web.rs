@@ -5,6 +5,7 @@
 use std::io::{Read as _, Write as _};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use centralino_auth::{Role, TokenKey};
 use centralino_proto::v1;
@@ -409,6 +410,199 @@ async fn browser_sessions_are_cookies_from_this_origin_that_end_and_lock_out() {
     assert_eq!(status, 200);
     assert_eq!(header(&headers, "grpc-status"), Some("16"), "{headers:?}");
 
+    let _ = stop.send(());
+    let _ = running.task.await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `tests/node/desktop.js` in headless Chromium, one command at a time.
+struct Browser {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    answers: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+}
+
+impl Browser {
+    fn start(server: SocketAddr) -> Self {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
+        assert!(
+            root.join("node_modules/playwright-core").exists()
+                && root.join("node_modules/axe-core").exists(),
+            "tests/node's packages are missing: run `cargo xtask setup` (npm ci in tests/node)"
+        );
+        assert!(
+            std::path::Path::new("/usr/bin/chromium").exists(),
+            "Chromium is missing: run `cargo xtask setup` (apt-get install chromium)"
+        );
+        let mut child = Command::new("node")
+            .arg(root.join("desktop.js"))
+            .arg(server.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node runs (Debian package nodejs)");
+        let stdin = child.stdin.take().expect("stdin");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut answers = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+        let ready = answers.next().and_then(Result::ok).unwrap_or_default();
+        assert_eq!(ready, "READY", "the browser did not start");
+        Self {
+            child,
+            stdin,
+            answers,
+        }
+    }
+
+    /// Sends one command; its answer after `OK `.
+    fn ask(&mut self, command: &str) -> String {
+        writeln!(self.stdin, "{command}").expect("send the command");
+        let line = tokio::task::block_in_place(|| self.answers.next())
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        match line.strip_prefix("OK ") {
+            Some(answer) => answer.to_owned(),
+            None => panic!("the browser failed `{command}` (its reason is above): {line:?}"),
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn desktop_config(dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(dir).expect("dir");
+    let file = dir.join("centralino.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {data:?}\n[grpc]\nlisten = \"127.0.0.1:0\"\n[auth]\nsecret = {SECRET:?}\n\
+             [routing]\noffer_timeout_ms = \"task=90000\"\n\
+             [[routing.skills]]\nname = \"backoffice\"\n\
+             [[routing.queues]]\nname = \"support\"\nchannels = [\"task\"]\n\
+             [[routing.queues]]\nname = \"backoffice\"\nchannels = [\"task\"]\nskills = {{ backoffice = 1 }}\n\
+             [[routing.agents]]\nname = \"anna\"\ndisplay_name = \"Anna Rossi\"\ncapacity = {{ task = 3 }}\n",
+            data = dir.display().to_string(),
+        ),
+    )
+    .expect("config file");
+    file
+}
+
+/// The desktop, the wallboard and the refusals in a real browser: an agent
+/// logs in, goes available, is offered a task (countdown, ring, title
+/// badge), accepts, reads the timeline, completes with a disposition; a
+/// supervisor's wallboard shows a new waiting task within a second; an
+/// agent on the admin screen is refused; the browser's network is cut for
+/// 30 s while a task is offered, and after it the offer is on screen, no
+/// event applied twice. Each screen passes an axe-core scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desktop_and_wallboard_work_in_chromium_through_a_network_cut() {
+    use centralino_proto::v1::interaction_service_client::InteractionServiceClient;
+
+    let dir = std::env::temp_dir().join(centralino_test_support::unique("centralino-desktop-"));
+    let file = desktop_config(&dir);
+    user(
+        &file,
+        &[
+            "add",
+            "anna",
+            "--role",
+            "agent",
+            "--display-name",
+            "Anna Rossi",
+        ],
+        &format!("{PASSWORD}\n"),
+    );
+    user(
+        &file,
+        &["add", "sara", "--role", "supervisor"],
+        &format!("{PASSWORD}\n"),
+    );
+    user(
+        &file,
+        &["add", "root", "--role", "admin"],
+        &format!("{PASSWORD}\n"),
+    );
+    let config = centralino::Config::load(Some(&file), []).expect("config loads");
+    let (running, stop) = crate::start_up(&config).await;
+    let addr = running.grpc_addr;
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let key = TokenKey::new(SECRET.as_bytes().to_vec()).expect("key");
+    let integrator = key
+        .mint("crm", Role::Integrator, chrono::Utc::now().timestamp(), 600)
+        .expect("token");
+    let mut tasks = InteractionServiceClient::new(channel);
+    let mut create = async |queue: &str, title: &str| -> String {
+        let mut request = tonic::Request::new(v1::CreateTaskRequest {
+            request_id: uuid::Uuid::new_v4().to_string(),
+            title: title.into(),
+            queue: queue.into(),
+            identifiers: vec![v1::CustomerIdentifier {
+                kind: v1::customer_identifier::Kind::Phone as i32,
+                value: "+393471234567".into(),
+            }],
+            ..Default::default()
+        });
+        request.metadata_mut().insert(
+            "authorization",
+            format!("Bearer {integrator}").parse().expect("header"),
+        );
+        tasks
+            .create_task(request)
+            .await
+            .expect("task created")
+            .into_inner()
+            .task_id
+    };
+
+    let mut browser = Browser::start(addr);
+    browser.ask("open");
+    browser.ask("axe login");
+    browser.ask(&format!("login anna {PASSWORD}"));
+    browser.ask("axe desktop");
+    let first = create("support", "Call back about the invoice").await;
+    let shown_ms = browser.ask(&format!("offer {first}"));
+    eprintln!("desktop: the first task's offer on screen {shown_ms} ms after it was created");
+
+    let refusal = browser.ask("refused");
+    assert!(
+        refusal.starts_with("7 ") && refusal.contains("role agent may not"),
+        "the admin API refuses an agent's session with PERMISSION_DENIED: {refusal}"
+    );
+
+    browser.ask(&format!("wall sara {PASSWORD}"));
+    browser.ask("axe wallboard");
+    create("backoffice", "Check the contract").await;
+    let changed_ms: u64 = browser.ask("waiting backoffice 1").parse().expect("ms");
+    eprintln!("wallboard: waiting count changed {changed_ms} ms after the task was created");
+    assert!(
+        changed_ms <= 1_000,
+        "the wallboard changes within a second: {changed_ms} ms"
+    );
+
+    browser.ask(&format!("admin root {PASSWORD}"));
+    browser.ask("axe admin");
+
+    // The network goes for 30 s while a task is offered.
+    browser.ask("show desk");
+    browser.ask("cut");
+    let during = create("support", "Arrived while the network was down").await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    browser.ask("restore");
+    let applied = browser.ask(&format!("seen {during}"));
+    eprintln!("after the cut: the offer is on screen, {applied} events each applied once");
+
+    drop(browser);
     let _ = stop.send(());
     let _ = running.task.await;
     let _ = std::fs::remove_dir_all(dir);

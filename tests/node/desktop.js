@@ -1,0 +1,293 @@
+// Drives Centralino's browser application in headless Chromium (Debian's,
+// through playwright-core), as an agent and a supervisor would, through a
+// TCP proxy that can cut the browser's network.
+//
+//   node desktop.js <server host:port>
+//
+// A line protocol with the Rust test that runs it: commands on stdin, one
+// answer line each on stdout (`OK …`), failures on stderr with exit 1.
+//   login <user> <password…>  log the agent in (page 1), enable sound, go available
+//   offer <id>                 wait for the offer; check countdown and ring; accept,
+//                              read the timeline, complete with a disposition
+//                              → OK <ms from the command to the offer in the DOM>
+//   open                       show the login screen (page 1)
+//   admin <user> <password…>   log an admin in on a page of their own, on /admin
+//   wall <user> <password…>   log a supervisor in on a second page, on /wall
+//   waiting <queue> <n>        wait until the wallboard shows n waiting → OK <ms>
+//   cut                        stop everything between the browser and the server
+//   restore                    let it flow again
+//   seen <id>                  wait for the offer (after a cut) → OK, then check
+//                              that no event was applied twice → OK <events applied>
+//   refused                    the agent opens /admin (sent back to /desk); the
+//                              admin API answers its session → OK <grpc-status> <message>
+//   axe <name>                 axe-core scan of the page now shown; screenshot
+//                              into $CENTRALINO_SCREENSHOTS (if set) as <name>.png
+//   quit
+"use strict";
+const fs = require("fs");
+const net = require("net");
+const path = require("path");
+const readline = require("readline");
+const { chromium } = require("playwright-core");
+
+const [target] = process.argv.slice(2);
+if (!target) {
+  console.error("usage: node desktop.js <server host:port>");
+  process.exit(2);
+}
+const [targetHost, targetPort] = [target.slice(0, target.lastIndexOf(":")), Number(target.slice(target.lastIndexOf(":") + 1))];
+const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
+const shots = process.env.CENTRALINO_SCREENSHOTS || "";
+const WAIT = 20000;
+
+// The proxy: the browser talks to it; `cut` stops both directions (nothing
+// flows, nothing is closed: TCP windows fill, as on a dead network) and
+// holds new connections until `restore`.
+let cut = false;
+const held = [];
+const pairs = new Set();
+function pipe(client) {
+  const upstream = net.connect(targetPort, targetHost);
+  const pair = { client, upstream };
+  pairs.add(pair);
+  client.pipe(upstream);
+  upstream.pipe(client);
+  const end = () => {
+    pairs.delete(pair);
+    client.destroy();
+    upstream.destroy();
+  };
+  client.on("error", end);
+  upstream.on("error", end);
+  client.on("close", end);
+  upstream.on("close", end);
+}
+const proxy = net.createServer((client) => {
+  if (cut) {
+    client.pause();
+    held.push(client);
+  } else {
+    pipe(client);
+  }
+});
+
+function setCut(on) {
+  cut = on;
+  for (const { client, upstream } of pairs) {
+    if (on) {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+    } else {
+      client.pipe(upstream);
+      upstream.pipe(client);
+      client.resume();
+      upstream.resume();
+    }
+  }
+  if (!on) {
+    for (const c of held.splice(0)) {
+      c.resume();
+      pipe(c);
+    }
+  }
+}
+
+function fail(why) {
+  console.error(why);
+  process.exit(1);
+}
+
+(async () => {
+  await new Promise((ok) => proxy.listen(0, "127.0.0.1", ok));
+  const base = `http://127.0.0.1:${proxy.address().port}`;
+  const browser = await chromium.launch({
+    executablePath,
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"],
+  });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, locale: "it-IT" });
+  const consoleErrors = [];
+  const consoleLines = [];
+  const allPages = [];
+  const watch = (page) => {
+    allPages.push(page);
+    page.on("pageerror", (e) => consoleErrors.push(`page error: ${e.message}`));
+    page.on("console", (m) => consoleLines.push(`console ${m.type()}: ${m.text()}`));
+  };
+  const agent = await context.newPage();
+  watch(agent);
+  let wall = null;
+  let current = agent;
+
+  const login = async (page, user, password) => {
+    await page.goto(`${base}/`);
+    await page.fill('[data-testid="login-user"]', user);
+    await page.fill('[data-testid="login-password"]', password);
+    await page.click('[data-testid="login-submit"]');
+  };
+
+  // axe-core (WCAG 2.1 A and AA) on the page as shown: fails on a serious or
+  // critical violation; a screenshot into $CENTRALINO_SCREENSHOTS if set.
+  const scan = async (page, name) => {
+    await page.evaluate(fs.readFileSync(require.resolve("axe-core/axe.min.js"), "utf8"));
+    const result = await page.evaluate(() =>
+      // eslint-disable-next-line no-undef
+      axe.run(document, { runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] } }),
+    );
+    const bad = result.violations.filter((v) => v.impact === "serious" || v.impact === "critical");
+    if (bad.length) {
+      fail(`axe on ${name}: ${bad.map((v) => `${v.id} (${v.impact}): ${v.nodes.length} node(s)`).join("; ")}`);
+    }
+    if (shots) {
+      fs.mkdirSync(shots, { recursive: true });
+      await page.screenshot({ path: path.join(shots, `${name}.png`) });
+    }
+    return String(result.violations.length);
+  };
+
+  const commands = {
+    async login(user, ...password) {
+      await login(agent, user, password.join(" "));
+      await agent.waitForURL(/\/desk$/, { timeout: WAIT });
+      await agent.waitForSelector('[data-testid="connection"][data-state="connected"]', { timeout: WAIT });
+      await agent.click('[data-testid="enable-sound"]');
+      await agent.click('[data-testid="presence-available"]');
+      await agent.waitForSelector('[data-testid="status"][data-status="idle"]', { timeout: WAIT });
+      current = agent;
+      return "available";
+    },
+    async offer(id) {
+      const asked = Date.now();
+      const row = `[data-testid="offer"][data-interaction="${id}"]`;
+      await agent.waitForSelector(row, { timeout: WAIT });
+      const shownAfter = Date.now() - asked;
+      const countdown = await agent.textContent(`${row} [data-testid="countdown"]`);
+      if (!countdown || !/\d/.test(countdown)) fail(`no countdown on the offer: ${countdown}`);
+      const ringing = await agent.evaluate(() => window.__centralinoRinging === true);
+      if (!ringing) fail("the offer does not ring");
+      const title = await agent.title();
+      if (!/^\(\d+\)/.test(title)) fail(`no badge in the tab title: ${title}`);
+      await scan(agent, "desktop-offer");
+      await agent.click(`${row} [data-testid="accept"]`);
+      const heldRow = `[data-testid="held"][data-interaction="${id}"]`;
+      await agent.waitForSelector(heldRow, { timeout: WAIT });
+      await agent.click(`${heldRow} [data-testid="select"]`);
+      await agent.waitForSelector('[data-testid="timeline"]', { timeout: WAIT });
+      await scan(agent, "desktop-work");
+      await agent.selectOption('[data-testid="disposition"]', "resolved");
+      await agent.click('[data-testid="complete"]');
+      await agent.waitForSelector(heldRow, { state: "detached", timeout: WAIT });
+      return String(shownAfter);
+    },
+    async wall(user, ...password) {
+      // The supervisor's own browser (its own cookies).
+      const own = await browser.newContext({ viewport: { width: 1280, height: 860 }, locale: "it-IT" });
+      wall = await own.newPage();
+      watch(wall);
+      await login(wall, user, password.join(" "));
+      await wall.waitForURL(/\/wall$/, { timeout: WAIT });
+      await wall.waitForSelector('[data-testid="queue-row"]', { timeout: WAIT });
+      current = wall;
+      return "wall";
+    },
+    async waiting(queue, n) {
+      if (!wall) fail("no wallboard open");
+      const asked = Date.now();
+      await wall.waitForFunction(
+        ([q, want]) => {
+          const cell = document.querySelector(`[data-testid="queue-row"][data-queue="${q}"] [data-testid="waiting"]`);
+          return cell && cell.textContent.trim() === want;
+        },
+        [queue, n],
+        { timeout: WAIT },
+      );
+      return String(Date.now() - asked);
+    },
+    async open() {
+      await agent.goto(`${base}/`);
+      await agent.waitForSelector('[data-testid="login-user"]', { timeout: WAIT });
+      current = agent;
+      return "login";
+    },
+    async admin(user, ...password) {
+      const own = await browser.newContext({ viewport: { width: 1280, height: 860 }, locale: "it-IT" });
+      const page = await own.newPage();
+      watch(page);
+      await login(page, user, password.join(" "));
+      await page.waitForURL((u) => !u.pathname.endsWith("/login") && u.pathname !== "/", { timeout: WAIT });
+      await page.goto(`${base}/admin`);
+      await page.waitForSelector('[data-testid="user-row"]', { timeout: WAIT });
+      current = page;
+      return "admin";
+    },
+    async cut() {
+      setCut(true);
+      return "cut";
+    },
+    async restore() {
+      setCut(false);
+      return "restored";
+    },
+    async seen(id) {
+      const row = `[data-testid="offer"][data-interaction="${id}"]`;
+      await agent.waitForSelector(row, { timeout: 60000 });
+      const rows = await agent.$$(row);
+      if (rows.length !== 1) fail(`the offer is shown ${rows.length} times`);
+      const applied = await agent.evaluate(() => [...(window.__centralinoApplied || new Map()).values()]);
+      if (applied.some((n) => n !== 1)) fail(`an event was applied twice: ${JSON.stringify(applied)}`);
+      return String(applied.length);
+    },
+    async refused() {
+      // The application sends an agent away from the admin screen…
+      await agent.goto(`${base}/admin`);
+      await agent.waitForURL(/\/desk$/, { timeout: WAIT });
+      // …and the server refuses the admin API to the agent's session
+      // (a gRPC-web call as the app makes it: cookie and Origin by the browser).
+      const answer = await agent.evaluate(async () => {
+        const r = await fetch("/centralino.v1.UserAdminService/ListUsers", {
+          method: "POST",
+          headers: { "content-type": "application/grpc-web+proto", "x-grpc-web": "1" },
+          body: new Uint8Array([0, 0, 0, 0, 0]),
+        });
+        return `${r.headers.get("grpc-status")} ${decodeURIComponent(r.headers.get("grpc-message") || "")}`;
+      });
+      await agent.waitForSelector('[data-testid="connection"][data-state="connected"]', { timeout: WAIT });
+      return answer;
+    },
+    async axe(name) {
+      return scan(current, name);
+    },
+    async show(which) {
+      current = which === "wall" ? wall : agent;
+      await current.bringToFront();
+      return which;
+    },
+  };
+
+  console.log("READY");
+  const lines = readline.createInterface({ input: process.stdin });
+  for await (const line of lines) {
+    const [cmd, ...args] = line.trim().split(/\s+/);
+    if (!cmd) continue;
+    if (cmd === "quit") break;
+    const run = commands[cmd];
+    if (!run) fail(`unknown command: ${cmd}`);
+    try {
+      const answer = await run(...args);
+      console.log(`OK ${answer}`);
+    } catch (e) {
+      const pages = [];
+      for (const p of allPages) {
+        const alert = await p.textContent('[data-testid="alert"]').catch(() => "");
+        pages.push(`page ${p.url()}: alert ${JSON.stringify((alert || "").trim())}`);
+      }
+      fail(`${cmd} ${args.join(" ")}: ${e.message}\n${pages.join("\n")}\n${consoleLines.slice(-20).join("\n")}`);
+    }
+  }
+  if (consoleErrors.length) fail(consoleErrors.join("\n"));
+  await browser.close();
+  proxy.close();
+  process.exit(0);
+})().catch((e) => fail(e.stack || e.message));
