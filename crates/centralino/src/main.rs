@@ -17,6 +17,12 @@ const EXIT_CONFIG: u8 = 64;
 /// (the startup lines print it in what to try).
 static SELF_COMMAND: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
+/// Whether this is the built-in demo (its users are created and printed).
+static DEMO: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// The password of the demo's users (the demo listens on loopback only).
+const DEMO_PASSWORD: &str = "centralino-demo";
+
 fn self_command() -> &'static str {
     SELF_COMMAND.get().map_or("centralino", String::as_str)
 }
@@ -77,6 +83,7 @@ fn main() -> ExitCode {
                 _ => true,
             }
         });
+    let _ = DEMO.set(demo);
     let loaded = if demo {
         Config::load_demo(env)
     } else {
@@ -239,6 +246,27 @@ fn print_startup(
         );
     }
     println!(
+        "  web     {scheme}://{}/  (agent desktop, wallboard, admin)",
+        running.grpc_addr
+    );
+    if DEMO.get().copied().unwrap_or(false) {
+        println!(
+            "          log in as {} (agents), giulia (supervisor) or admin; password {DEMO_PASSWORD}",
+            config
+                .routing
+                .agents
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    } else {
+        println!(
+            "          users: echo 'a password' | {} user add NAME --role agent|supervisor|admin",
+            self_command()
+        );
+    }
+    println!(
         "  tokens  {} token --role admin --subject you",
         self_command()
     );
@@ -334,6 +362,7 @@ async fn run(command: Command, config: Config, demo: bool) -> Result<ExitCode, R
                     "no configuration file: running the built-in demo contact center \
                      (`centralino config --demo` prints it; --config FILE replaces it)"
                 );
+                demo_users(&config).await?;
             }
             serve_and_wait(
                 &config,
@@ -597,6 +626,7 @@ async fn demo_traffic(
 ) -> Result<ExitCode, RunError> {
     use std::sync::atomic::Ordering;
     let _guard = telemetry(config, "centralino-demo");
+    demo_users(config).await?;
     // Arrivals and agents stop first (agents finish what they hold), then
     // the services: nothing is left assigned and nothing arrives at an
     // adapter that is stopping.
@@ -997,4 +1027,39 @@ fn read_password() -> Result<String, RunError> {
         .read_line(&mut line)
         .map_err(|e| RunError::Io(format!("reading the password: {e}")))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// The demo's users, created once: its agents, a supervisor and an admin,
+/// all with [`DEMO_PASSWORD`].
+async fn demo_users(config: &Config) -> Result<(), RunError> {
+    use centralino_auth::Role;
+    use centralino_web::{NewUser, UserError, Users};
+    let db = centralino::connect_store(config).await?;
+    centralino::migrate_all(&db, |_| {}).await?;
+    let users = Users::new(db.clone());
+    let mut wanted: Vec<(String, String, Role)> = config
+        .routing
+        .agents
+        .iter()
+        .map(|a| (a.name.clone(), a.display_name.clone(), Role::Agent))
+        .collect();
+    wanted.push(("giulia".into(), "Giulia Ferri".into(), Role::Supervisor));
+    wanted.push(("admin".into(), "Admin".into(), Role::Admin));
+    for (name, display_name, role) in wanted {
+        let created = users
+            .create(NewUser {
+                name,
+                display_name,
+                role,
+                password: DEMO_PASSWORD.into(),
+                language: "it".into(),
+            })
+            .await;
+        match created {
+            Ok(_) | Err(UserError::Exists(_)) => {}
+            Err(e) => return Err(RunError::Io(format!("demo users: {e}"))),
+        }
+    }
+    let _ = db.close().await;
+    Ok(())
 }

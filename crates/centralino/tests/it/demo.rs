@@ -135,6 +135,26 @@ async fn the_demo_answers_a_call_and_a_ticket_and_shows_both_waiting() {
         .expect("token");
     let token = String::from_utf8_lossy(&token.stdout).trim().to_owned();
     let addr: std::net::SocketAddr = grpc.parse().expect("grpc address");
+    // The browser application, with the demo's users printed and created.
+    assert!(
+        text.contains(&format!("web     http://{addr}/"))
+            && text.contains("giulia (supervisor)")
+            && text.contains("password centralino-demo"),
+        "{text}"
+    );
+    let mut login = tonic::Request::new(v1::LoginRequest {
+        user: "giulia".into(),
+        password: "centralino-demo".into(),
+    });
+    login
+        .metadata_mut()
+        .insert("origin", format!("http://{addr}").parse().expect("header"));
+    let giulia = v1::web_session_service_client::WebSessionServiceClient::new(channel(addr).await)
+        .login(login)
+        .await
+        .expect("the demo's supervisor logs in")
+        .into_inner();
+    assert_eq!(giulia.role(), v1::Role::Supervisor);
     let sup = v1::supervisor_service_client::SupervisorServiceClient::new(channel(addr).await);
     for (queue, ch) in [
         ("support", v1::Channel::Voice),
