@@ -12,12 +12,18 @@
 //                              → OK <ms from the command to the offer in the DOM>
 //   open                       show the login screen (page 1)
 //   admin <user> <password…>   log an admin in on a page of their own, on /admin
+//   reply <id> <text…>         accept the offer, open it, reply with the text,
+//                              complete → OK <SMS segments shown, or ->
 //   wall <user> <password…>   log a supervisor in on a second page, on /wall
 //   waiting <queue> <n>        wait until the wallboard shows n waiting → OK <ms>
-//   cut                        stop everything between the browser and the server
-//   restore                    let it flow again
-//   seen <id>                  wait for the offer (after a cut) → OK, then check
-//                              that no event was applied twice → OK <events applied>
+//   supervise <agent>          the supervisor sets the agent not ready from the
+//                              wallboard; both screens show it → OK <ms>
+//   cut                        drop the browser's connections, refuse new ones
+//   restore                    let it connect again
+//   counts                     → OK <snapshots received> <streams opened>
+//   seen <id>                  wait for the offer (after a cut), shown once; no
+//                              event received twice → OK <events applied>
+//                              <snapshots received> <streams opened>
 //   refused                    the agent opens /admin (sent back to /desk); the
 //                              admin API answers its session → OK <grpc-status> <message>
 //   axe <name>                 axe-core scan of the page now shown; screenshot
@@ -40,11 +46,10 @@ const executablePath = process.env.CHROMIUM || "/usr/bin/chromium";
 const shots = process.env.CENTRALINO_SCREENSHOTS || "";
 const WAIT = 20000;
 
-// The proxy: the browser talks to it; `cut` stops both directions (nothing
-// flows, nothing is closed: TCP windows fill, as on a dead network) and
-// holds new connections until `restore`.
+// The proxy: the browser talks to it. `cut` drops every connection and
+// refuses new ones (the browser's requests fail, as on a lost network; the
+// server sees the desk's stream end) until `restore`.
 let cut = false;
-const held = [];
 const pairs = new Set();
 function pipe(client) {
   const upstream = net.connect(targetPort, targetHost);
@@ -64,8 +69,7 @@ function pipe(client) {
 }
 const proxy = net.createServer((client) => {
   if (cut) {
-    client.pause();
-    held.push(client);
+    client.destroy();
   } else {
     pipe(client);
   }
@@ -73,23 +77,10 @@ const proxy = net.createServer((client) => {
 
 function setCut(on) {
   cut = on;
-  for (const { client, upstream } of pairs) {
-    if (on) {
-      client.unpipe(upstream);
-      upstream.unpipe(client);
-      client.pause();
-      upstream.pause();
-    } else {
-      client.pipe(upstream);
-      upstream.pipe(client);
-      client.resume();
-      upstream.resume();
-    }
-  }
-  if (!on) {
-    for (const c of held.splice(0)) {
-      c.resume();
-      pipe(c);
+  if (on) {
+    for (const { client, upstream } of [...pairs]) {
+      client.destroy();
+      upstream.destroy();
     }
   }
 }
@@ -181,6 +172,34 @@ function fail(why) {
       await agent.waitForSelector(heldRow, { state: "detached", timeout: WAIT });
       return String(shownAfter);
     },
+    async reply(id, ...words) {
+      const row = `[data-testid="offer"][data-interaction="${id}"]`;
+      await agent.waitForSelector(row, { timeout: WAIT });
+      await agent.click(`${row} [data-testid="accept"]`);
+      const heldRow = `[data-testid="held"][data-interaction="${id}"]`;
+      await agent.waitForSelector(heldRow, { timeout: WAIT });
+      await agent.click(`${heldRow} [data-testid="select"]`);
+      await agent.waitForSelector('[data-testid="timeline-item"]', { timeout: WAIT });
+      await agent.fill('[data-testid="reply-body"]', words.join(" "));
+      const counter = await agent.$('[data-testid="sms-segments"]');
+      const segments = counter ? await counter.getAttribute("data-segments") : "-";
+      await scan(agent, counter ? "desktop-sms" : "desktop-email");
+      await agent.click('[data-testid="reply-send"]');
+      // Sent: the composer empties; refused: the alert says why.
+      await agent.waitForFunction(
+        () =>
+          document.querySelector('[data-testid="reply-body"]').value === "" ||
+          document.querySelector('[data-testid="alert"]').textContent.trim() !== "",
+        null,
+        { timeout: WAIT },
+      );
+      const refused = (await agent.textContent('[data-testid="alert"]')).trim();
+      if (refused) fail(`the reply was refused: ${refused}`);
+      await agent.selectOption('[data-testid="disposition"]', "resolved");
+      await agent.click('[data-testid="complete"]');
+      await agent.waitForSelector(heldRow, { state: "detached", timeout: WAIT });
+      return segments;
+    },
     async wall(user, ...password) {
       // The supervisor's own browser (its own cookies).
       const own = await browser.newContext({ viewport: { width: 1280, height: 860 }, locale: "it-IT" });
@@ -222,6 +241,16 @@ function fail(why) {
       current = page;
       return "admin";
     },
+    async supervise(name) {
+      if (!wall) fail("no wallboard open");
+      const asked = Date.now();
+      await wall.click(`[data-testid="agent-row"][data-agent="${name}"] [data-testid="agent-not-ready"]`);
+      await agent.waitForSelector('[data-testid="status"][data-status="not-ready"]', { timeout: WAIT });
+      await wall.waitForSelector(`[data-testid="agent-row"][data-agent="${name}"][data-status="not-ready"]`, {
+        timeout: WAIT,
+      });
+      return String(Date.now() - asked);
+    },
     async cut() {
       setCut(true);
       return "cut";
@@ -235,9 +264,18 @@ function fail(why) {
       await agent.waitForSelector(row, { timeout: 60000 });
       const rows = await agent.$$(row);
       if (rows.length !== 1) fail(`the offer is shown ${rows.length} times`);
-      const applied = await agent.evaluate(() => [...(window.__centralinoApplied || new Map()).values()]);
-      if (applied.some((n) => n !== 1)) fail(`an event was applied twice: ${JSON.stringify(applied)}`);
-      return String(applied.length);
+      const state = await agent.evaluate(() => ({
+        received: [...window.__centralinoReceived.entries()].filter(([, n]) => n !== 1),
+        applied: window.__centralinoApplied.size,
+        snapshots: window.__centralinoSnapshots,
+        connects: window.__centralinoConnects,
+      }));
+      if (state.received.length) fail(`events received twice: ${JSON.stringify(state.received)}`);
+      return `${state.applied} ${state.snapshots} ${state.connects}`;
+    },
+    async counts() {
+      const state = await agent.evaluate(() => `${window.__centralinoSnapshots} ${window.__centralinoConnects}`);
+      return state;
     },
     async refused() {
       // The application sends an agent away from the admin screen…

@@ -10,7 +10,7 @@ import { showError } from './alert';
 /** Refusals that retrying will not cure: shown, while retrying goes on. */
 const lasting = [Code.PermissionDenied, Code.Unimplemented, Code.InvalidArgument, Code.FailedPrecondition, Code.NotFound];
 
-export type Connection = 'connecting' | 'connected' | 'reconnecting' | 'offline';
+export type Connection = 'connecting' | 'connected' | 'reconnecting' | 'offline' | 'elsewhere';
 
 export interface StreamOptions<T> {
   /** Opens the stream (called again on each reconnect); `onOpen` when its headers arrive. */
@@ -21,14 +21,27 @@ export interface StreamOptions<T> {
   /** On coming back to the page, reconnect if nothing arrived for this long. */
   staleMs: number;
   state: Signal<Connection>;
+  /**
+   * A refusal that means another window took over (the desk: ABORTED): the
+   * stream waits, state `elsewhere`, until `resume` is called (a click),
+   * instead of taking the work back by itself.
+   */
+  pauseOn?: Code;
+}
+
+export interface StreamControl {
+  stop(): void;
+  /** Reconnects a stream paused on `pauseOn`. */
+  resume(): void;
 }
 
 const FIRST_DELAY = 500;
 const MAX_DELAY = 10_000;
 
-/** Starts the stream; returns the function that stops it. */
-export function keepStreaming<T>(o: StreamOptions<T>): () => void {
+/** Starts the stream. */
+export function keepStreaming<T>(o: StreamOptions<T>): StreamControl {
   let stopped = false;
+  let unpause: (() => void) | null = null;
   let controller: AbortController | null = null;
   let wake: (() => void) | null = null;
   let immediate = false;
@@ -69,6 +82,11 @@ export function keepStreaming<T>(o: StreamOptions<T>): () => void {
         if (!stopped && isCode(e, Code.Unauthenticated)) {
           stopped = true;
           reportSessionEnded();
+        } else if (!stopped && o.pauseOn !== undefined && isCode(e, o.pauseOn)) {
+          o.state.value = 'elsewhere';
+          await new Promise<void>((resolve) => (unpause = resolve));
+          unpause = null;
+          immediate = true;
         } else if (!stopped && lasting.some((code) => isCode(e, code))) {
           showError(e);
         }
@@ -81,7 +99,8 @@ export function keepStreaming<T>(o: StreamOptions<T>): () => void {
       if (immediate) {
         immediate = false;
       } else {
-        await sleep(delay);
+        // Jitter that only shortens, so desks do not all come back at once.
+        await sleep(delay * (0.5 + Math.random() / 2));
         delay = Math.min(delay * 2, MAX_DELAY);
       }
     }
@@ -89,7 +108,7 @@ export function keepStreaming<T>(o: StreamOptions<T>): () => void {
 
   /** Reconnects now if waiting, or if `force` or the stream went quiet. */
   function check(force: boolean): void {
-    if (stopped) return;
+    if (stopped || unpause) return;
     if (wake) {
       wake();
     } else if (controller && (force || Date.now() - lastAt > o.staleMs)) {
@@ -114,13 +133,15 @@ export function keepStreaming<T>(o: StreamOptions<T>): () => void {
   o.state.value = 'connecting';
   void loop();
 
-  return () => {
+  const stop = () => {
     stopped = true;
     controller?.abort();
     wake?.();
+    unpause?.();
     document.removeEventListener('visibilitychange', onVisible);
     removeEventListener('online', onOnline);
     removeEventListener('offline', onOffline);
     removeEventListener('pageshow', onPageShow);
   };
+  return { stop, resume: () => unpause?.() };
 }

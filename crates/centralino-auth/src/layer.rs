@@ -58,8 +58,12 @@ impl Policy {
     }
 }
 
-/// The cookie a browser session travels in.
+/// The cookie a browser session travels in over plain HTTP on loopback.
 pub const SESSION_COOKIE: &str = "centralino_session";
+/// The cookie a browser session travels in over HTTPS: the `__Host-` prefix
+/// makes the browser refuse it unless `Secure`, host-only and `Path=/`, so a
+/// sibling subdomain cannot plant one.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-centralino_session";
 
 /// Looks up a browser session (the value of [`SESSION_COOKIE`]): its claims
 /// while it is live, an [`AuthError`] once it ended, was revoked or its user
@@ -69,9 +73,35 @@ pub trait SessionResolver: Send + Sync + 'static {
 }
 
 /// The session a request was authenticated by (in the request extensions
-/// beside its [`Claims`]), so logging out can end it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CookieSession(pub String);
+/// beside its [`Claims`]): logging out ends it, and a long stream asks now
+/// and then whether it still lives.
+#[derive(Clone)]
+pub struct CookieSession {
+    token: String,
+    sessions: Arc<dyn SessionResolver>,
+}
+
+impl std::fmt::Debug for CookieSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CookieSession(..)")
+    }
+}
+
+impl CookieSession {
+    /// The cookie's token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Whether the session has ended (logged out, revoked, expired, its user
+    /// disabled); `false` while it lives or cannot be checked now.
+    pub async fn ended(&self) -> bool {
+        matches!(
+            self.sessions.resolve(&self.token).await,
+            Err(e) if e != AuthError::SessionUnavailable
+        )
+    }
+}
 
 /// Wraps a service with token and role checks.
 #[derive(Clone)]
@@ -163,7 +193,10 @@ impl AuthLayer {
                 "a session cookie is accepted only with an Origin header",
             ));
         }
-        let session = CookieSession(token.to_owned());
+        let session = CookieSession {
+            token: token.to_owned(),
+            sessions: sessions.clone(),
+        };
         if access == Access::Public {
             return Ok(Decision {
                 claims: None,
@@ -307,7 +340,9 @@ where
         let text = |name: http::header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
         let path = req.uri().path().to_owned();
         let authorization = owned(text(http::header::AUTHORIZATION));
-        let session = owned(cookie(headers, SESSION_COOKIE));
+        let session = owned(
+            cookie(headers, SECURE_SESSION_COOKIE).or_else(|| cookie(headers, SESSION_COOKIE)),
+        );
         let origin = owned(text(http::header::ORIGIN));
         let authority = owned(
             req.uri()

@@ -11,7 +11,7 @@ mod layer;
 mod token;
 
 pub use layer::{
-    Access, AuthLayer, AuthService, BoxFuture, CookieSession, Policy, SESSION_COOKIE,
-    SessionResolver, cookie, is_grpc_path, verify_bearer,
+    Access, AuthLayer, AuthService, BoxFuture, CookieSession, Policy, SECURE_SESSION_COOKIE,
+    SESSION_COOKIE, SessionResolver, cookie, is_grpc_path, verify_bearer,
 };
 pub use token::{AuthError, Claims, MIN_SECRET_LEN, Role, TokenKey};

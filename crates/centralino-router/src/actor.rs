@@ -130,8 +130,8 @@ pub(crate) enum Command {
         agent: String,
         session: u64,
         updates: mpsc::Sender<Numbered>,
-        /// Set to `true` to end the session's stream (replaced, or too slow).
-        kick: tokio::sync::watch::Sender<bool>,
+        /// Set to end the session's stream (replaced, or too slow).
+        kick: tokio::sync::watch::Sender<Kick>,
         /// The epoch and seq of the last update the desktop applied, to
         /// resume after instead of starting from a snapshot.
         resume: Option<(String, u64)>,
@@ -280,6 +280,14 @@ impl Feed {
         }
     }
 
+    /// Lets go of what is kept (numbering goes on, so no seq is ever reused
+    /// within the epoch): a desktop that resumes later gets a snapshot.
+    fn forget(&mut self) {
+        self.kept.clear();
+        self.kept_bytes = 0;
+        self.floor = self.seq;
+    }
+
     /// What follows `after`, if everything after it is still kept.
     fn after(&self, after: u64) -> Option<Vec<Numbered>> {
         (after >= self.floor && after <= self.seq).then(|| {
@@ -292,17 +300,34 @@ impl Feed {
     }
 }
 
+/// Why a session's stream ends (what its `kick` carries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kick {
+    Live,
+    /// Dropped (too slow, failed, the service stopping): the desktop reconnects.
+    Ended,
+    /// A newer desktop of the same agent took over: this one should not
+    /// reconnect by itself, or two tabs would take turns forever.
+    Replaced,
+}
+
 struct Session {
     id: u64,
     updates: mpsc::Sender<Numbered>,
-    kick: tokio::sync::watch::Sender<bool>,
+    kick: tokio::sync::watch::Sender<Kick>,
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         // Whatever removes a session ends its stream: the desktop reconnects
         // and gets a fresh snapshot instead of silently missing offers.
-        let _ = self.kick.send(true);
+        self.kick.send_if_modified(|k| {
+            let live = *k == Kick::Live;
+            if live {
+                *k = Kick::Ended;
+            }
+            live
+        });
     }
 }
 
@@ -827,6 +852,10 @@ impl Actor {
             .collect();
         for a in due {
             self.gone.remove(&a);
+            // Resuming is promised within the grace only: what was kept goes.
+            if let Some(feed) = self.feeds.get_mut(&a) {
+                feed.forget();
+            }
             let _ = self.engine.set_presence(&a, Presence::Offline, now);
         }
         while let Some(cmd) = batch.pop_front() {
@@ -1103,8 +1132,13 @@ impl Actor {
             None => vec![feed.snapshot(snapshot)],
         };
         for n in opening {
-            // The channel is new and holds a feed's worth.
+            // The channel is new and holds a feed's worth: it fails only
+            // when its reader left while the batch ran. The session goes and
+            // the grace starts, as on a disconnect.
             if s.updates.try_send(n).is_err() {
+                self.sessions.remove(agent);
+                self.gone
+                    .insert(agent.to_owned(), now_ms() + self.cfg.session_grace_ms);
                 return Err(ApiError::Unavailable("agent session".into()));
             }
         }
@@ -1116,20 +1150,22 @@ impl Actor {
         agent: &str,
         session: u64,
         updates: mpsc::Sender<Numbered>,
-        kick: tokio::sync::watch::Sender<bool>,
+        kick: tokio::sync::watch::Sender<Kick>,
     ) -> Result<v1::AgentSnapshot, ApiError> {
         let view = self.engine.agent(agent).ok_or_else(|| {
             ApiError::NotFound(format!("agent {agent} (ask an admin to create it)"))
         })?;
-        // A new desktop replaces the old one, whose stream ends.
-        self.sessions.insert(
+        // A new desktop replaces the old one, whose stream ends (told why).
+        if let Some(old) = self.sessions.insert(
             agent.to_owned(),
             Session {
                 id: session,
                 updates,
                 kick,
             },
-        );
+        ) {
+            let _ = old.kick.send(Kick::Replaced);
+        }
         self.gone.remove(agent);
         Ok(self.snapshot(&view))
     }
@@ -1636,6 +1672,9 @@ impl Actor {
                 self.stored_presence.remove(&name);
                 self.sessions.remove(&name);
                 self.gone.remove(&name);
+                if let Some(feed) = self.feeds.get_mut(&name) {
+                    feed.forget();
+                }
                 Ok(AdminReply::Deleted)
             }
             AdminOp::ListAgents => Ok(AdminReply::Agents(self.agents.values().cloned().collect())),
@@ -1791,6 +1830,15 @@ impl Actor {
                 handle_ms,
             } => {
                 writes.touched.insert(*interaction);
+                outgoing.push((
+                    agent.to_string(),
+                    v1::AgentUpdate {
+                        update: Some(Update::Released(v1::Released {
+                            interaction_id: interaction.to_string(),
+                            reason: "completed".into(),
+                        })),
+                    },
+                ));
                 let mut ev = event(p, Kind::Completed, *interaction, queue);
                 ev.agent = agent.to_string();
                 ev.handle_ms = *handle_ms;

@@ -13,7 +13,7 @@ use centralino_proto::v1::routing_admin_service_server::{
     RoutingAdminService, RoutingAdminServiceServer,
 };
 use centralino_proto::v1::supervisor_service_server::{SupervisorService, SupervisorServiceServer};
-use centralino_server::ApiError;
+use centralino_server::{ApiError, StreamAuth};
 use futures::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt as _;
@@ -22,7 +22,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use centralino_proto::v1::agent_desk_service_server::{AgentDeskService, AgentDeskServiceServer};
 
-use crate::actor::{AdminOp, AdminReply, Command, FEED_KEPT, Numbered, now_ms, ts};
+use crate::actor::{AdminOp, AdminReply, Command, FEED_KEPT, Kick, Numbered, now_ms, ts};
 
 pub type AgentServer = AgentServiceServer<AgentApi>;
 pub type SupervisorServer = SupervisorServiceServer<SupervisorApi>;
@@ -116,7 +116,7 @@ impl AgentService for AgentApi {
         let agent = subject(&request)?;
         let session = self.sessions.fetch_add(1, Ordering::Relaxed);
         let (updates, rx) = mpsc::channel(SESSION_BUFFER + FEED_KEPT);
-        let (kick, kicked) = tokio::sync::watch::channel(false);
+        let (kick, kicked) = tokio::sync::watch::channel(Kick::Live);
         let a = agent.clone();
         let u = updates.clone();
         // The actor puts the snapshot in the stream before any update.
@@ -136,7 +136,7 @@ impl AgentService for AgentApi {
             async move {
                 tokio::select! {
                     () = stop.wait() => {}
-                    () = Stop(kicked).wait() => {}
+                    _ = kicked_out(kicked) => {}
                 }
             }
         };
@@ -148,7 +148,7 @@ impl AgentService for AgentApi {
             let stopped = async move {
                 tokio::select! {
                     () = stop.wait() => {}
-                    () = Stop(kicked).wait() => {}
+                    _ = kicked_out(kicked) => {}
                 }
             };
             tokio::pin!(stopped);
@@ -216,6 +216,14 @@ async fn act(
     result.await.ok()
 }
 
+/// Resolves when the actor ends a session's stream, with why.
+async fn kicked_out(mut kicked: tokio::sync::watch::Receiver<Kick>) -> Kick {
+    match kicked.wait_for(|k| *k != Kick::Live).await {
+        Ok(k) => *k,
+        Err(_) => Kick::Ended,
+    }
+}
+
 /// How often a browser desktop's stream carries a heartbeat.
 const HEARTBEAT: Duration = Duration::from_secs(15);
 
@@ -252,6 +260,7 @@ impl AgentDeskService for AgentDeskApi {
         request: Request<v1::DeskEventsRequest>,
     ) -> Result<Response<Self::EventsStream>, Status> {
         let agent = subject(&request)?;
+        let auth = StreamAuth::of(&request)?;
         let req = request.into_inner();
         if req.epoch.len() > 64 {
             return Err(ApiError::invalid("epoch", "at most 64 characters").into());
@@ -259,7 +268,7 @@ impl AgentDeskService for AgentDeskApi {
         let resume = (!req.epoch.is_empty()).then_some((req.epoch, req.after_seq));
         let session = self.sessions.fetch_add(1, Ordering::Relaxed);
         let (updates, mut rx) = mpsc::channel(SESSION_BUFFER + FEED_KEPT);
-        let (kick, kicked) = tokio::sync::watch::channel(false);
+        let (kick, kicked) = tokio::sync::watch::channel(Kick::Live);
         let a = agent.clone();
         let epoch = ask(&self.tx, move |reply| Command::Connect {
             agent: a,
@@ -280,8 +289,8 @@ impl AgentDeskService for AgentDeskApi {
                 tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
             let ended = async move {
                 tokio::select! {
-                    () = stop.wait() => {}
-                    () = Stop(kicked).wait() => {}
+                    () = stop.wait() => Kick::Ended,
+                    k = kicked_out(kicked) => k,
                 }
             };
             tokio::pin!(ended);
@@ -294,11 +303,28 @@ impl AgentDeskService for AgentDeskApi {
                         }
                         None => break,
                     },
-                    _ = heartbeat.tick() => v1::desk_event::Event::Heartbeat(v1::DeskHeartbeat {
-                        at: Some(ts(now_ms())),
-                    }),
+                    _ = heartbeat.tick() => {
+                        // Each heartbeat also checks the login still holds.
+                        if let Err(status) = auth.check().await {
+                            let _ = out.send(Err(status)).await;
+                            break;
+                        }
+                        v1::desk_event::Event::Heartbeat(v1::DeskHeartbeat {
+                            at: Some(ts(now_ms())),
+                        })
+                    }
                     () = out.closed() => break,
-                    () = &mut ended => break,
+                    kick = &mut ended => {
+                        if kick == Kick::Replaced {
+                            let _ = out
+                                .send(Err(Status::aborted(
+                                    "the desktop was opened in another tab or device; this one \
+                                     gets no more work until it is used again",
+                                )))
+                                .await;
+                        }
+                        break;
+                    }
                 };
                 let event = v1::DeskEvent {
                     epoch: epoch.clone(),
@@ -348,6 +374,7 @@ impl SupervisorService for SupervisorApi {
         &self,
         request: Request<v1::WatchQueuesRequest>,
     ) -> Result<Response<Self::WatchQueuesStream>, Status> {
+        let auth = StreamAuth::of(&request)?;
         let req = request.into_inner();
         let interval = match req.interval_ms {
             0 => 1_000,
@@ -369,9 +396,18 @@ impl SupervisorService for SupervisorApi {
         let stop = self.stop.clone();
         tokio::spawn(async move {
             let mut board = first;
+            let mut checked = tokio::time::Instant::now();
             loop {
                 if out.send(Ok(board)).await.is_err() {
                     return;
+                }
+                // The login still holds (checked as often as a desktop's heartbeat).
+                if checked.elapsed() >= HEARTBEAT {
+                    checked = tokio::time::Instant::now();
+                    if let Err(status) = auth.check().await {
+                        let _ = out.send(Err(status)).await;
+                        return;
+                    }
                 }
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(u64::from(interval))) => {}
@@ -402,6 +438,38 @@ impl SupervisorService for SupervisorApi {
         Ok(Response::new(
             ask(&self.tx, |reply| Command::Waiting { queue, reply }).await?,
         ))
+    }
+
+    async fn set_agent_presence(
+        &self,
+        request: Request<v1::SetAgentPresenceRequest>,
+    ) -> Result<Response<v1::RequestResult>, Status> {
+        let supervisor = subject(&request)?;
+        let req = request.into_inner();
+        if req.agent.is_empty() || req.agent.len() > 64 {
+            return Err(ApiError::invalid("agent", "1 to 64 characters").into());
+        }
+        if req.request_id.is_empty() || req.request_id.len() > 48 {
+            return Err(ApiError::invalid("request_id", "1 to 48 characters").into());
+        }
+        let Some(presence) = req.presence else {
+            return Err(ApiError::invalid("presence", "is required").into());
+        };
+        tracing::info!(supervisor = %supervisor, agent = %req.agent, presence = presence.presence, "supervisor sets an agent's presence");
+        // Kept apart from the agent's own request ids.
+        let request_id = format!("supervisor:{}", req.request_id);
+        let mut result = act(
+            &self.tx,
+            &req.agent,
+            v1::AgentRequest {
+                request_id,
+                action: Some(v1::agent_request::Action::SetPresence(presence)),
+            },
+        )
+        .await
+        .ok_or_else(|| Status::from(ApiError::Unavailable("routing".into())))?;
+        result.request_id = req.request_id;
+        Ok(Response::new(result))
     }
 }
 

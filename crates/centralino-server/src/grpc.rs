@@ -185,6 +185,7 @@ impl GrpcServer {
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(error = %e, "TCP_NODELAY not set");
                     }
+                    notice_dead_peers(stream);
                 })
             },
         );
@@ -211,4 +212,65 @@ pub fn claims<T>(request: &tonic::Request<T>) -> Result<&centralino_auth::Claims
         .extensions()
         .get::<centralino_auth::Claims>()
         .ok_or_else(|| crate::ApiError::Unauthenticated("missing bearer token".into()))
+}
+
+/// What a long server stream re-checks now and then: the caller's token
+/// expiry and, for a browser, that its session still lives (logout, a new
+/// password or a disabled user end open streams too, not only new calls).
+#[derive(Debug, Clone)]
+pub struct StreamAuth {
+    expires_at: i64,
+    session: Option<centralino_auth::CookieSession>,
+}
+
+impl StreamAuth {
+    /// From the request the stream answers.
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<Self, crate::ApiError> {
+        Ok(Self {
+            expires_at: claims(request)?.exp,
+            session: request
+                .extensions()
+                .get::<centralino_auth::CookieSession>()
+                .cloned(),
+        })
+    }
+
+    /// `UNAUTHENTICATED` once the token expired or the session ended.
+    pub async fn check(&self) -> Result<(), tonic::Status> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        let ended = now >= self.expires_at
+            || match &self.session {
+                Some(s) => s.ended().await,
+                None => false,
+            };
+        if ended {
+            Err(tonic::Status::unauthenticated(
+                "session ended: log in again",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A peer that vanished (a laptop closed, a network gone) is noticed within
+/// about a minute instead of the kernel's default of many: keepalive probes
+/// on an idle connection, and a limit on how long sent data may go
+/// unacknowledged (a stream's heartbeats). Its streams then end, and with a
+/// desk's stream the agent's presence (after the grace).
+fn notice_dead_peers(stream: &tokio::net::TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(Duration::from_secs(30))
+        .with_interval(Duration::from_secs(10))
+        .with_retries(3);
+    if let Err(e) = socket.set_tcp_keepalive(&keepalive) {
+        tracing::debug!(error = %e, "TCP keepalive not set");
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(e) = socket.set_tcp_user_timeout(Some(Duration::from_secs(45))) {
+        tracing::debug!(error = %e, "TCP_USER_TIMEOUT not set");
+    }
 }

@@ -11,5 +11,5 @@ mod grpc;
 mod ops;
 
 pub use error::ApiError;
-pub use grpc::{GrpcServer, GrpcSettings, ServeError, TlsFiles, claims};
+pub use grpc::{GrpcServer, GrpcSettings, ServeError, StreamAuth, TlsFiles, claims};
 pub use ops::{OpsApi, ProcessInfo, ops_policy, role_to_proto};

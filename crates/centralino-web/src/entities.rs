@@ -21,6 +21,8 @@ pub mod user {
         /// Milliseconds since the epoch.
         pub locked_until: Option<i64>,
         pub created_at: i64,
+        /// Sessions opened before it are over (ms since the epoch; 0: never changed).
+        pub password_changed_at: i64,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

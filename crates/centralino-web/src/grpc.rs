@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use centralino_auth::{Access, CookieSession, Policy, Role, SESSION_COOKIE};
+use centralino_auth::{Access, CookieSession, Policy, Role, SECURE_SESSION_COOKIE, SESSION_COOKIE};
 use centralino_proto::v1::user_admin_service_server::{UserAdminService, UserAdminServiceServer};
 use centralino_proto::v1::web_session_service_server::{
     WebSessionService, WebSessionServiceServer,
@@ -36,11 +36,15 @@ pub fn policy(policy: &mut Policy) {
         );
 }
 
-/// How the server is reached, which decides the cookie's `Secure`.
-#[derive(Debug, Clone, Copy, Default)]
+/// How the server is reached, which decides the cookie and whose address a
+/// login is counted under.
+#[derive(Debug, Clone, Default)]
 pub struct WebSettings {
-    /// The gRPC server speaks TLS.
-    pub tls: bool,
+    /// Browsers reach this server over HTTPS: its own TLS, or a proxy's in
+    /// front (an `https://` origin configured). Cookies are then `Secure`.
+    pub https: bool,
+    /// Proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The web layer's gRPC services.
@@ -79,26 +83,31 @@ impl WebApi {
             .max_encoding_message_size(max)
     }
 
-    /// The `Set-Cookie` value for `token` (or clearing it), `Secure` unless
-    /// the connection is plain HTTP on a loopback address; plain HTTP
-    /// elsewhere is refused (a session cookie would travel in clear).
+    /// The `Set-Cookie` value for `token` (or clearing it): over HTTPS the
+    /// `__Host-` cookie, `Secure`; plain HTTP only on a loopback address,
+    /// refused elsewhere (a session cookie would travel in clear).
     fn cookie(
         &self,
         local: Option<SocketAddr>,
         token: &str,
         max_age_s: i64,
     ) -> Result<String, ApiError> {
-        let loopback = local.is_some_and(|a| a.ip().is_loopback());
-        if !self.settings.tls && !loopback {
+        if self.settings.https {
+            return Ok(format!(
+                "{SECURE_SESSION_COOKIE}={token}; Path=/; Max-Age={max_age_s}; HttpOnly; \
+                 SameSite=Strict; Secure"
+            ));
+        }
+        if !local.is_some_and(|a| a.ip().is_loopback()) {
             return Err(ApiError::FailedPrecondition(
-                "logging in from a browser needs TLS ([grpc.tls]) unless the server listens on a \
-                 loopback address"
+                "logging in from a browser needs HTTPS: set [grpc] tls_cert and tls_key, or list \
+                 the https:// origin of the proxy in front in grpc.browser_origins; plain HTTP \
+                 works on a loopback address only"
                     .into(),
             ));
         }
-        let secure = if self.settings.tls { "; Secure" } else { "" };
         Ok(format!(
-            "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age_s}; HttpOnly; SameSite=Strict{secure}"
+            "{SESSION_COOKIE}={token}; Path=/; Max-Age={max_age_s}; HttpOnly; SameSite=Strict"
         ))
     }
 }
@@ -164,11 +173,20 @@ impl WebSessionService for WebApi {
         let local = request.local_addr();
         let now = crate::now_ms();
         if let Some(peer) = request.remote_addr() {
+            let forwarded = request
+                .metadata()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok());
+            let client = crate::throttle::client_address(
+                peer.ip(),
+                forwarded,
+                &self.settings.trusted_proxies,
+            );
             let over = self
                 .throttle
                 .lock()
                 .map_err(|_| ApiError::Internal("login throttle poisoned".into()))?
-                .attempt(peer.ip(), now);
+                .attempt(client, now);
             if let Err(retry_at) = over {
                 let secs = (retry_at - now).div_euclid(1000).max(1);
                 return Err(ApiError::ResourceExhausted(format!(
@@ -179,6 +197,13 @@ impl WebSessionService for WebApi {
         }
         // Refused before any password is checked when the cookie could not be set.
         self.cookie(local, "", 0)?;
+        // A login on a shared workstation ends whoever was logged in there.
+        if let Some(previous) = request.extensions().get::<CookieSession>() {
+            self.sessions
+                .close(previous.token())
+                .await
+                .map_err(|e| ApiError::from(centralino_store::StoreError::from(e)))?;
+        }
         let body = request.into_inner();
         let user = self
             .users
@@ -204,9 +229,9 @@ impl WebSessionService for WebApi {
         &self,
         request: Request<LogoutRequest>,
     ) -> Result<Response<LogoutReply>, Status> {
-        if let Some(CookieSession(token)) = request.extensions().get::<CookieSession>() {
+        if let Some(session) = request.extensions().get::<CookieSession>() {
             self.sessions
-                .close(token)
+                .close(session.token())
                 .await
                 .map_err(|e| ApiError::from(centralino_store::StoreError::from(e)))?;
         }

@@ -10,7 +10,7 @@ pub struct WebMigrator;
 
 impl MigratorTrait for WebMigrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(Initial)]
+        vec![Box::new(Initial), Box::new(PasswordChangedAt)]
     }
 
     fn migration_table_name() -> DynIden {
@@ -66,6 +66,29 @@ impl MigrationTrait for Initial {
                     .table("web_sessions")
                     .if_not_exists()
                     .col("user")
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// When a user's password last changed: sessions opened before it end.
+struct PasswordChangedAt;
+
+impl MigrationName for PasswordChangedAt {
+    fn name(&self) -> &str {
+        "web_0002_password_changed_at"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for PasswordChangedAt {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .alter_table(
+                Table::alter()
+                    .table("web_users")
+                    .add_column(big_integer("password_changed_at").default(0))
                     .to_owned(),
             )
             .await

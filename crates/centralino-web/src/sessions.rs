@@ -96,7 +96,7 @@ impl Sessions {
                 tracing::warn!(error = %e, "session user lookup failed");
                 AuthError::SessionUnavailable
             })?
-            .filter(|u| u.enabled)
+            .filter(|u| u.enabled && found.created_at >= u.password_changed_at)
             .ok_or(AuthError::SessionEnded)?;
         let role = owner
             .role

@@ -56,6 +56,34 @@ impl Attempts {
     }
 }
 
+/// The client's address: the peer's, or, when the peer is a trusted proxy,
+/// the nearest address in `X-Forwarded-For` that is not one (a client can
+/// put anything at the start of the header, not after its own proxy).
+pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer) {
+        return peer;
+    }
+    forwarded_for
+        .into_iter()
+        .flat_map(|h| h.rsplit(','))
+        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+        .find(|a| !trusted.contains(a))
+        .unwrap_or(peer)
+}
+
+/// What attempts are counted under: the address, or an IPv6 address's /64
+/// (one subscriber's whole network).
+fn key(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V6(v6) => {
+            let mut o = v6.octets();
+            o[8..].fill(0);
+            IpAddr::V6(o.into())
+        }
+        v4 => v4,
+    }
+}
+
 /// Attempts per client address, in fixed windows.
 #[derive(Debug, Default)]
 pub struct AddressThrottle {
@@ -71,7 +99,7 @@ impl AddressThrottle {
             self.windows
                 .retain(|_, (start, _)| now - *start < WINDOW_MS);
         }
-        let entry = self.windows.entry(address).or_insert((now, 0));
+        let entry = self.windows.entry(key(address)).or_insert((now, 0));
         if now - entry.0 >= WINDOW_MS {
             *entry = (now, 0);
         }
@@ -101,6 +129,39 @@ mod tests {
         let b = a.failed(100 + LOCK_FOR_MS + 1);
         assert_eq!(b.failures, 1);
         assert_eq!(b.locked(100 + LOCK_FOR_MS + 1), None);
+    }
+
+    #[test]
+    fn the_client_is_found_behind_trusted_proxies_only() {
+        let proxy: IpAddr = [10, 0, 0, 9].into();
+        let client: IpAddr = [203, 0, 113, 7].into();
+        let trusted = [proxy];
+        assert_eq!(
+            client_address(proxy, Some("198.51.100.1, 203.0.113.7"), &trusted),
+            client,
+            "the nearest untrusted hop, not what the client wrote first"
+        );
+        assert_eq!(
+            client_address(client, Some("198.51.100.1"), &trusted),
+            client,
+            "an untrusted peer's header is ignored"
+        );
+        assert_eq!(client_address(proxy, None, &trusted), proxy);
+        assert_eq!(client_address(proxy, Some("garbage"), &trusted), proxy);
+    }
+
+    #[test]
+    fn an_ipv6_network_shares_its_attempts() {
+        let mut t = AddressThrottle::default();
+        for n in 0..PER_ADDRESS {
+            let a: IpAddr = format!("2001:db8::{:x}", n + 1).parse().expect("v6");
+            assert!(t.attempt(a, 5).is_ok());
+        }
+        let other_host: IpAddr = "2001:db8::ffff".parse().expect("v6");
+        assert!(
+            t.attempt(other_host, 5).is_err(),
+            "the /64 is one subscriber"
+        );
     }
 
     #[test]

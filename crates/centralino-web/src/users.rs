@@ -9,6 +9,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use centralino_auth::Role;
 use centralino_server::ApiError;
 use centralino_store::StoreError;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
     QueryOrder,
@@ -214,6 +215,8 @@ pub struct Users {
     db: DatabaseConnection,
     /// Hashes at once (each takes a core and 19 MiB for tens of milliseconds).
     hashing: Arc<Semaphore>,
+    /// Bad logins for names that are no user, kept like a user's (in memory).
+    unknown: Arc<std::sync::Mutex<std::collections::HashMap<String, Attempts>>>,
 }
 
 impl Users {
@@ -221,6 +224,7 @@ impl Users {
         Self {
             db,
             hashing: Arc::new(Semaphore::new(2)),
+            unknown: Arc::default(),
         }
     }
 
@@ -262,6 +266,7 @@ impl Users {
             failed_logins: Set(0),
             locked_until: Set(None),
             created_at: Set(crate::now_ms()),
+            password_changed_at: Set(0),
         };
         match user::Entity::insert(model).exec(&self.db).await {
             Ok(_) => {}
@@ -303,6 +308,9 @@ impl Users {
         let hash = self.hashed(move || hash_password(&password)).await??;
         let mut m: user::ActiveModel = existing.into();
         m.password_hash = Set(hash);
+        // Sessions opened before this instant end, even one whose login
+        // checked the old password while this ran.
+        m.password_changed_at = Set(crate::now_ms());
         m.update(&self.db).await?;
         crate::sessions::revoke_user(&self.db, name).await?;
         tracing::info!(user = %name, "password changed; sessions ended");
@@ -346,6 +354,8 @@ impl Users {
     /// Checks a login at `now`: the user if the password is right; counts a
     /// bad one toward the lockout. A locked user is refused before the
     /// password is looked at (even a right one), so guessing cannot go on.
+    /// The count is changed only if nobody changed it meanwhile (else read
+    /// again), so guesses sent at once each count.
     pub async fn verify(
         &self,
         name: &str,
@@ -353,20 +363,16 @@ impl Users {
         now: i64,
     ) -> Result<UserRecord, UserError> {
         let found = match valid_name(name) {
-            Ok(n) => {
-                user::Entity::find()
-                    .filter(user::Column::Name.eq(n))
-                    .one(&self.db)
-                    .await?
-            }
+            Ok(n) => user::Entity::find_by_id(n.to_owned()).one(&self.db).await?,
             Err(_) => None,
         };
         let Some(found) = found else {
-            // Same cost as a real check, same answer.
+            // Same cost and same answers as for a real user, lock included, so
+            // neither the time nor a lock tells which names exist.
             let password = password.to_owned();
             self.hashed(move || verify_password(&password, decoy_hash()))
                 .await?;
-            return Err(UserError::BadCredentials);
+            return Err(self.unknown_failed(name, now));
         };
         let attempts = Attempts {
             failures: found.failed_logins,
@@ -379,27 +385,68 @@ impl Users {
         let right = self
             .hashed(move || verify_password(&password, &phc))
             .await?;
-        let mut m: user::ActiveModel = found.clone().into();
-        if !right {
-            let after = attempts.failed(now);
-            m.failed_logins = Set(after.failures);
-            m.locked_until = Set(after.locked_until);
-            m.update(&self.db).await?;
+        for _ in 0..16 {
+            let fresh = self.model(&found.name).await?;
+            let attempts = Attempts {
+                failures: fresh.failed_logins,
+                locked_until: fresh.locked_until,
+            };
+            // Locked by guesses that finished while this one was hashed.
+            if let Some(until) = attempts.locked(now) {
+                return Err(UserError::Locked { until });
+            }
+            let after = if right {
+                if !fresh.enabled {
+                    return Err(UserError::Disabled);
+                }
+                Attempts::default()
+            } else {
+                attempts.failed(now)
+            };
+            if after != attempts {
+                let changed = user::Entity::update_many()
+                    .col_expr(user::Column::FailedLogins, Expr::value(after.failures))
+                    .col_expr(user::Column::LockedUntil, Expr::value(after.locked_until))
+                    .filter(user::Column::Name.eq(fresh.name.clone()))
+                    .filter(user::Column::FailedLogins.eq(fresh.failed_logins))
+                    .exec(&self.db)
+                    .await?;
+                if changed.rows_affected == 0 {
+                    continue;
+                }
+            }
+            if right {
+                return record(fresh);
+            }
             if let Some(until) = after.locked(now) {
-                tracing::warn!(user = %found.name, "user locked after too many failed logins");
+                tracing::warn!(user = %fresh.name, "user locked after too many failed logins");
                 return Err(UserError::Locked { until });
             }
             return Err(UserError::BadCredentials);
         }
-        if !found.enabled {
-            return Err(UserError::Disabled);
+        Err(UserError::Store(StoreError::Db(sea_orm::DbErr::Custom(
+            "login attempts kept changing under this one".into(),
+        ))))
+    }
+
+    /// A bad login for a name with no user, counted like a real user's.
+    fn unknown_failed(&self, name: &str, now: i64) -> UserError {
+        let Ok(mut unknown) = self.unknown.lock() else {
+            return UserError::BadCredentials;
+        };
+        if unknown.len() > 10_000 {
+            unknown.retain(|_, a| a.locked(now).is_some());
         }
-        if found.failed_logins != 0 || found.locked_until.is_some() {
-            m.failed_logins = Set(0);
-            m.locked_until = Set(None);
-            m.update(&self.db).await?;
+        let key: String = name.chars().take(64).collect::<String>().to_lowercase();
+        let attempts = unknown.entry(key).or_default();
+        if let Some(until) = attempts.locked(now) {
+            return UserError::Locked { until };
         }
-        record(found)
+        *attempts = attempts.failed(now);
+        match attempts.locked(now) {
+            Some(until) => UserError::Locked { until },
+            None => UserError::BadCredentials,
+        }
     }
 }
 

@@ -739,7 +739,18 @@ async fn serve_on(
     let web = centralino_web::WebApi::new(
         db.clone(),
         centralino_web::WebSettings {
-            tls: settings.tls.is_some(),
+            https: settings.tls.is_some()
+                || config
+                    .grpc
+                    .browser_origins
+                    .iter()
+                    .any(|o| o.starts_with("https://")),
+            trusted_proxies: config
+                .grpc
+                .trusted_proxies
+                .iter()
+                .filter_map(|p| p.parse().ok())
+                .collect(),
         },
     );
     let auth = AuthLayer::new(key, policy).with_sessions(

@@ -3,6 +3,7 @@
 import { signal } from '@preact/signals';
 import { channelName } from '../channel';
 import { ConnectionBadge } from '../connection';
+import { useDeskHere } from './stream';
 import { duration, now } from '../clock';
 import { t } from '../i18n';
 import { soundOn, enableSound, disableSound } from '../ring';
@@ -39,6 +40,7 @@ export function reasonText(r: string): string {
     'after-call': 'rsAfterCall',
     coaching: 'rsCoaching',
     admin: 'rsAdmin',
+    supervisor: 'rsSupervisor',
   };
   const key = known[r];
   return key ? t(key) : r;
@@ -67,7 +69,7 @@ export function Presence() {
   return (
     <section class="card presence" aria-labelledby="presence-title">
       <h2 id="presence-title">{t('presence')}</h2>
-      <ConnectionBadge state={connection.value} />
+      <ConnectionBadge state={connection.value} useHere={() => useDeskHere()} />
       <p class="status-line">
         <span data-testid="status" data-status={s?.status ?? ''}>
           {s ? statusText(s.status) : t('stUnknown')}

@@ -87,6 +87,9 @@ export function apply(update: AgentUpdate): void {
     case 'customerLeft':
       customerLeft.value = new Set([...customerLeft.value, u.value.interactionId]);
       break;
+    case 'released':
+      dropHeld(u.value.interactionId);
+      break;
     case 'result':
     case undefined:
       break;
@@ -94,8 +97,8 @@ export function apply(update: AgentUpdate): void {
 }
 
 /**
- * Drops held work this desk completed or transferred: routing sends no
- * update for it (the next snapshot no longer lists it).
+ * Drops held work: on `released` (completed, from any desktop), and at once
+ * when this desk completes or transfers it.
  */
 export function dropHeld(id: string): void {
   held.value = held.value.filter((a) => a.interactionId !== id);

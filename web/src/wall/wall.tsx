@@ -4,11 +4,12 @@
 // kept by this page: the board carries neither).
 import { useEffect } from 'preact/hooks';
 import { signal } from '@preact/signals';
-import { supervisor } from '../api';
+import { newId, supervisor } from '../api';
+import { showError, showNotice } from '../alert';
 import { ConnectionBadge } from '../connection';
 import { duration, now } from '../clock';
 import { locale, t } from '../i18n';
-import type { AgentStatus, QueueBoard, QueueFigures } from '../gen/centralino/v1/routing_pb';
+import { AgentPresence, type AgentStatus, type QueueBoard, type QueueFigures } from '../gen/centralino/v1/routing_pb';
 import { keepStreaming, type Connection } from '../stream';
 import { reasonText } from '../desk/presence';
 import { Sparkline, WINDOW_MS, type Sample } from './sparkline';
@@ -115,6 +116,21 @@ function QueueRow({ q, clock }: { q: QueueFigures; clock: number }) {
 
 const STATES = ['idle', 'busy', 'wrap-up', 'not-ready', 'offline'] as const;
 
+/** A supervisor sets an agent not ready (reason `supervisor`) or logs them out. */
+async function setPresence(agent: string, presence: AgentPresence): Promise<void> {
+  try {
+    const r = await supervisor.setAgentPresence({
+      requestId: newId(),
+      agent,
+      presence: { presence, reason: presence === AgentPresence.NOT_READY ? 'supervisor' : '' },
+    });
+    if (r.ok) showNotice(t('presenceSetFor', { agent }));
+    else showError(new Error(r.message));
+  } catch (e) {
+    showError(e);
+  }
+}
+
 function stateName(s: string): string {
   const keys = { idle: 'stIdle', busy: 'stBusy', 'wrap-up': 'stWrapUp', 'not-ready': 'stNotReady', offline: 'stOffline' } as const;
   return s in keys ? t(keys[s as keyof typeof keys]) : s;
@@ -143,6 +159,30 @@ function AgentsByState({ agents, clock }: { agents: AgentStatus[]; clock: number
                       <span class="muted" data-testid="agent-time">
                         {duration(clock - (since.get(a.agent)?.at ?? clock))}
                       </span>
+                      {a.presence !== AgentPresence.OFFLINE && (
+                        <span class="agent-actions">
+                          {a.presence !== AgentPresence.NOT_READY && (
+                            <button
+                              type="button"
+                              class="small"
+                              data-testid="agent-not-ready"
+                              aria-label={`${t('setNotReady')}: ${a.agent}`}
+                              onClick={() => void setPresence(a.agent, AgentPresence.NOT_READY)}
+                            >
+                              {t('setNotReady')}
+                            </button>
+                          )}
+                          <button
+                            type="button"
+                            class="small"
+                            data-testid="agent-log-out"
+                            aria-label={`${t('logOut')}: ${a.agent}`}
+                            onClick={() => void setPresence(a.agent, AgentPresence.OFFLINE)}
+                          >
+                            {t('logOut')}
+                          </button>
+                        </span>
+                      )}
                     </li>
                   ))}
                 </ul>
@@ -165,7 +205,7 @@ export function Wall() {
         idleMs: 10_000,
         staleMs: 5_000,
         state: connection,
-      }),
+      }).stop,
     [],
   );
   const b = board.value;

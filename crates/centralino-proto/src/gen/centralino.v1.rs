@@ -5132,7 +5132,7 @@ pub struct TransferInteraction {
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct AgentUpdate {
-    #[prost(oneof = "agent_update::Update", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "agent_update::Update", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     pub update: ::core::option::Option<agent_update::Update>,
 }
 /// Nested message and enum types in `AgentUpdate`.
@@ -5153,7 +5153,19 @@ pub mod agent_update {
         CustomerLeft(super::CustomerLeft),
         #[prost(message, tag = "7")]
         Result(super::RequestResult),
+        #[prost(message, tag = "8")]
+        Released(super::Released),
     }
+}
+/// Work the agent held is no longer theirs (every desktop of theirs drops it,
+/// whichever one completed it).
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct Released {
+    #[prost(string, tag = "1")]
+    pub interaction_id: ::prost::alloc::string::String,
+    /// completed.
+    #[prost(string, tag = "2")]
+    pub reason: ::prost::alloc::string::String,
 }
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct AgentStatus {
@@ -5239,6 +5251,16 @@ pub struct AgentSnapshot {
     pub offers: ::prost::alloc::vec::Vec<Offer>,
     #[prost(message, repeated, tag = "3")]
     pub assigned: ::prost::alloc::vec::Vec<Assignment>,
+}
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SetAgentPresenceRequest {
+    /// 1 to 48 characters, unique per change.
+    #[prost(string, tag = "1")]
+    pub request_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub agent: ::prost::alloc::string::String,
+    #[prost(message, optional, tag = "3")]
+    pub presence: ::core::option::Option<SetPresence>,
 }
 #[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct WatchQueuesRequest {
@@ -5930,6 +5952,36 @@ pub mod supervisor_service_client {
                 );
             self.inner.unary(req, path, codec).await
         }
+        /// Sets an agent's presence for them: a supervisor sets an agent not ready
+        /// (with a reason) or logs them out (offline). The agent's desktop shows it
+        /// at once; offers they had go to others. Repeating a request id answers
+        /// the first result.
+        pub async fn set_agent_presence(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SetAgentPresenceRequest>,
+        ) -> std::result::Result<tonic::Response<super::RequestResult>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = tonic_prost::ProstCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/centralino.v1.SupervisorService/SetAgentPresence",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(
+                    GrpcMethod::new(
+                        "centralino.v1.SupervisorService",
+                        "SetAgentPresence",
+                    ),
+                );
+            self.inner.unary(req, path, codec).await
+        }
     }
 }
 /// Generated server implementations.
@@ -5967,6 +6019,14 @@ pub mod supervisor_service_server {
             tonic::Response<super::ListWaitingResponse>,
             tonic::Status,
         >;
+        /// Sets an agent's presence for them: a supervisor sets an agent not ready
+        /// (with a reason) or logs them out (offline). The agent's desktop shows it
+        /// at once; offers they had go to others. Repeating a request id answers
+        /// the first result.
+        async fn set_agent_presence(
+            &self,
+            request: tonic::Request<super::SetAgentPresenceRequest>,
+        ) -> std::result::Result<tonic::Response<super::RequestResult>, tonic::Status>;
     }
     #[derive(Debug)]
     pub struct SupervisorServiceServer<T> {
@@ -6122,6 +6182,55 @@ pub mod supervisor_service_server {
                     let inner = self.inner.clone();
                     let fut = async move {
                         let method = ListWaitingSvc(inner);
+                        let codec = tonic_prost::ProstCodec::default();
+                        let mut grpc = tonic::server::Grpc::new(codec)
+                            .apply_compression_config(
+                                accept_compression_encodings,
+                                send_compression_encodings,
+                            )
+                            .apply_max_message_size_config(
+                                max_decoding_message_size,
+                                max_encoding_message_size,
+                            );
+                        let res = grpc.unary(method, req).await;
+                        Ok(res)
+                    };
+                    Box::pin(fut)
+                }
+                "/centralino.v1.SupervisorService/SetAgentPresence" => {
+                    #[allow(non_camel_case_types)]
+                    struct SetAgentPresenceSvc<T: SupervisorService>(pub Arc<T>);
+                    impl<
+                        T: SupervisorService,
+                    > tonic::server::UnaryService<super::SetAgentPresenceRequest>
+                    for SetAgentPresenceSvc<T> {
+                        type Response = super::RequestResult;
+                        type Future = BoxFuture<
+                            tonic::Response<Self::Response>,
+                            tonic::Status,
+                        >;
+                        fn call(
+                            &mut self,
+                            request: tonic::Request<super::SetAgentPresenceRequest>,
+                        ) -> Self::Future {
+                            let inner = Arc::clone(&self.0);
+                            let fut = async move {
+                                <T as SupervisorService>::set_agent_presence(
+                                        &inner,
+                                        request,
+                                    )
+                                    .await
+                            };
+                            Box::pin(fut)
+                        }
+                    }
+                    let accept_compression_encodings = self.accept_compression_encodings;
+                    let send_compression_encodings = self.send_compression_encodings;
+                    let max_decoding_message_size = self.max_decoding_message_size;
+                    let max_encoding_message_size = self.max_encoding_message_size;
+                    let inner = self.inner.clone();
+                    let fut = async move {
+                        let method = SetAgentPresenceSvc(inner);
                         let codec = tonic_prost::ProstCodec::default();
                         let mut grpc = tonic::server::Grpc::new(codec)
                             .apply_compression_config(

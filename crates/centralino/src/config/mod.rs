@@ -211,6 +211,13 @@ impl Config {
                 ));
             }
         }
+        for proxy in &self.grpc.trusted_proxies {
+            if proxy.parse::<std::net::IpAddr>().is_err() {
+                errors.push(format!(
+                    "grpc.trusted_proxies: {proxy:?} is not an IP address like 10.0.0.2"
+                ));
+            }
+        }
         if self.grpc.tls_cert.is_empty() != self.grpc.tls_key.is_empty() {
             errors.push("grpc.tls_cert and grpc.tls_key: set both or neither".to_owned());
         }

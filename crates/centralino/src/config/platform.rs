@@ -71,6 +71,9 @@ pub struct GrpcConfig {
     /// Origins (`https://desk.example.com`) a browser may call from besides
     /// the address it reached this server at (a proxy's public name).
     pub browser_origins: Vec<String>,
+    /// Addresses of proxies in front whose `X-Forwarded-For` names the client
+    /// (so logins are throttled per client, not per proxy).
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for GrpcConfig {
@@ -82,6 +85,7 @@ impl Default for GrpcConfig {
             tls_cert: String::new(),
             tls_key: String::new(),
             browser_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

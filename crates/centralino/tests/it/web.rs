@@ -17,6 +17,7 @@ use tonic::transport::Channel;
 
 const SECRET: &str = "web-tests-secret-0123456789abcdef0123";
 const PASSWORD: &str = "correct horse battery";
+const WAIT: Duration = Duration::from_secs(30);
 
 fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).expect("dir");
@@ -24,7 +25,8 @@ fn write_config(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::write(
         &file,
         format!(
-            "data_dir = {data:?}\n[grpc]\nlisten = \"127.0.0.1:0\"\n[auth]\nsecret = {SECRET:?}\n",
+            "data_dir = {data:?}\n[grpc]\nlisten = \"127.0.0.1:0\"\ntrusted_proxies = [\"127.0.0.1\"]\n\
+             [auth]\nsecret = {SECRET:?}\n",
             data = dir.display().to_string(),
         ),
     )
@@ -296,6 +298,99 @@ async fn browser_sessions_are_cookies_from_this_origin_that_end_and_lock_out() {
         .expect_err("disabled");
     assert_eq!(e.code(), Code::Unauthenticated);
 
+    // A new password ends the sessions opened with the old one.
+    let anna_again = web
+        .login(with(login("anna", PASSWORD), &[("origin", &origin)]))
+        .await
+        .expect("anna logs in");
+    let (anna_cookie, _) = session_cookie(&anna_again);
+    users
+        .set_password(with(
+            v1::SetPasswordRequest {
+                name: "anna".into(),
+                password: PASSWORD.into(),
+            },
+            &[("authorization", &bearer)],
+        ))
+        .await
+        .expect("set password");
+    let e = web
+        .me(with(
+            v1::MeRequest {},
+            &[
+                ("origin", origin.as_str()),
+                ("cookie", anna_cookie.as_str()),
+            ],
+        ))
+        .await
+        .expect_err("the old session ended");
+    assert_eq!(e.code(), Code::Unauthenticated);
+
+    // Guesses sent at once each count: twelve together lock the user. They
+    // come through this host as a trusted proxy for another client, whose
+    // own attempts are counted apart.
+    user(
+        &file,
+        &["add", "luca", "--role", "agent"],
+        &format!("{PASSWORD}\n"),
+    );
+    let guesses: Vec<_> = (0..12)
+        .map(|n| {
+            let mut web = web.clone();
+            let origin = origin.clone();
+            tokio::spawn(async move {
+                web.login(with(
+                    v1::LoginRequest {
+                        user: "luca".into(),
+                        password: format!("parallel guess {n}"),
+                    },
+                    &[("origin", &origin), ("x-forwarded-for", "198.51.100.9")],
+                ))
+                .await
+                .expect_err("a bad password")
+                .code()
+            })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for g in guesses {
+        codes.push(g.await.expect("a guess"));
+    }
+    assert!(
+        codes
+            .iter()
+            .all(|c| matches!(c, Code::Unauthenticated | Code::ResourceExhausted)),
+        "{codes:?}"
+    );
+    let listed = users
+        .list_users(with(v1::ListUsersRequest {}, &[("authorization", &bearer)]))
+        .await
+        .expect("list")
+        .into_inner();
+    let luca = listed
+        .users
+        .iter()
+        .find(|u| u.name == "luca")
+        .expect("luca");
+    assert!(
+        luca.locked_until.is_some(),
+        "every parallel guess counted: {luca:?}"
+    );
+
+    // A name that is no user locks the same way (a lock tells nothing).
+    let mut last = Code::Ok;
+    for n in 0..10 {
+        last = web
+            .login(with(
+                login("nobody-here", &format!("guess {n}")),
+                &[("origin", &origin), ("x-forwarded-for", "198.51.100.10")],
+            ))
+            .await
+            .expect_err("no such user")
+            .code();
+    }
+    assert_eq!(last, Code::ResourceExhausted, "unknown names lock too");
+
     // Twenty bad passwords: locked out, with when, even for the right one.
     let mut codes = Vec::new();
     for n in 0..20 {
@@ -482,7 +577,7 @@ fn desktop_config(dir: &std::path::Path) -> std::path::PathBuf {
         &file,
         format!(
             "data_dir = {data:?}\n[grpc]\nlisten = \"127.0.0.1:0\"\n[auth]\nsecret = {SECRET:?}\n\
-             [routing]\noffer_timeout_ms = \"task=90000\"\n\
+             [routing]\noffer_timeout_ms = \"task=90000\"\nsession_grace_ms = 60000\n\
              [[routing.skills]]\nname = \"backoffice\"\n\
              [[routing.queues]]\nname = \"support\"\nchannels = [\"task\"]\n\
              [[routing.queues]]\nname = \"backoffice\"\nchannels = [\"task\"]\nskills = {{ backoffice = 1 }}\n\
@@ -500,7 +595,8 @@ fn desktop_config(dir: &std::path::Path) -> std::path::PathBuf {
 /// supervisor's wallboard shows a new waiting task within a second; an
 /// agent on the admin screen is refused; the browser's network is cut for
 /// 30 s while a task is offered, and after it the offer is on screen, no
-/// event applied twice. Each screen passes an axe-core scan.
+/// event applied twice; the supervisor sets the agent not ready from the
+/// wallboard. Each screen passes an axe-core scan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_desktop_and_wallboard_work_in_chromium_through_a_network_cut() {
     use centralino_proto::v1::interaction_service_client::InteractionServiceClient;
@@ -593,14 +689,180 @@ async fn the_desktop_and_wallboard_work_in_chromium_through_a_network_cut() {
     browser.ask(&format!("admin root {PASSWORD}"));
     browser.ask("axe admin");
 
-    // The network goes for 30 s while a task is offered.
+    // The network goes for 30 s while a task is offered: the desktop
+    // reconnects after it and resumes (no snapshot), nothing received twice.
     browser.ask("show desk");
+    let before: Vec<u64> = browser
+        .ask("counts")
+        .split(' ')
+        .map(|n| n.parse().expect("a count"))
+        .collect();
     browser.ask("cut");
     let during = create("support", "Arrived while the network was down").await;
     tokio::time::sleep(Duration::from_secs(30)).await;
     browser.ask("restore");
-    let applied = browser.ask(&format!("seen {during}"));
-    eprintln!("after the cut: the offer is on screen, {applied} events each applied once");
+    let after: Vec<u64> = browser
+        .ask(&format!("seen {during}"))
+        .split(' ')
+        .map(|n| n.parse().expect("a count"))
+        .collect();
+    eprintln!(
+        "after the cut: the offer is on screen; {} events applied, snapshots {} → {}, streams {} → {}",
+        after[0], before[0], after[1], before[1], after[2]
+    );
+    assert!(
+        after[2] > before[1],
+        "the desktop reconnected after the cut"
+    );
+    assert_eq!(after[1], before[0], "it resumed: no snapshot after the cut");
+
+    // The supervisor sets anna not ready from the wallboard.
+    let ms = browser.ask("supervise anna");
+    eprintln!("supervisor: anna not ready on both screens {ms} ms after the click");
+
+    drop(browser);
+    let _ = stop.send(());
+    let _ = running.task.await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The desktop answers work from real peers: an email delivered through
+/// Dovecot, replied to from the browser, reaches the SMTP server threaded
+/// under the customer's message; an SMS from the SMSC simulator, answered
+/// with a long text, leaves in as many segments as the desktop showed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desktop_answers_an_email_and_an_sms_from_real_peers() {
+    use centralino_test_support::eventually;
+    use centralino_test_support::mail::{Dovecot, PASSWORD as MAILBOX_PASSWORD, Smsc, SmtpSink};
+
+    const SUPPORT: &str = "support@example.test";
+    let dovecot = Dovecot::start(&[SUPPORT]);
+    let smtp = SmtpSink::start();
+    let smsc = Smsc::start();
+    let dir = std::env::temp_dir().join(centralino_test_support::unique("centralino-desktop-"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("centralino.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "data_dir = {data:?}\n[grpc]\nlisten = \"127.0.0.1:0\"\n[auth]\nsecret = {SECRET:?}\n\
+             [email]\npoll_interval_secs = 1\n\
+             [email.smtp]\nhost = \"127.0.0.1\"\nport = {smtp}\nsecurity = \"plain\"\n\
+             [[email.mailboxes]]\nname = \"support\"\naddress = \"{SUPPORT}\"\nqueue = \"support\"\n\
+             host = \"127.0.0.1\"\nport = {imap}\nsecurity = \"plain\"\nuser = \"{SUPPORT}\"\npassword = \"{MAILBOX_PASSWORD}\"\n\
+             [sms]\nnumbers = [{{ number = \"4321\", queue = \"support\" }}]\n\
+             [sms.smpp]\nhost = \"127.0.0.1\"\nport = {smpp}\nsystem_id = \"centralino\"\npassword = \"secret\"\n\
+             [[routing.queues]]\nname = \"support\"\nchannels = [\"email\", \"sms\"]\n\
+             [[routing.agents]]\nname = \"anna\"\ndisplay_name = \"Anna Rossi\"\ncapacity = {{ email = 2, sms = 2 }}\n",
+            data = dir.display().to_string(),
+            smtp = smtp.port(),
+            imap = dovecot.port(),
+            smpp = smsc.port(),
+        ),
+    )
+    .expect("config file");
+    user(
+        &file,
+        &["add", "anna", "--role", "agent"],
+        &format!("{PASSWORD}\n"),
+    );
+    let config = centralino::Config::load(Some(&file), []).expect("config loads");
+    let (running, stop) = crate::start_up(&config).await;
+    let mut browser = Browser::start(running.grpc_addr);
+    browser.ask(&format!("login anna {PASSWORD}"));
+
+    // An email through Dovecot, answered from the desktop.
+    crate::email::append(
+        dovecot.port(),
+        SUPPORT,
+        "From: Lucia Bianchi <lucia@example.test>\r\nTo: support@example.test\r\n\
+         Subject: Contratto\r\nMessage-ID: <desktop-1@example.test>\r\n\r\nVorrei disdire.\r\n",
+    )
+    .await;
+    let (history, authed) = crate::email::history_client(&config, &running).await;
+    let email = crate::email::timeline_when(
+        &history,
+        &authed,
+        v1::CustomerIdentifier {
+            kind: v1::customer_identifier::Kind::Email as i32,
+            value: "lucia@example.test".into(),
+        },
+        "the email in Lucia's timeline",
+        |t| !t.interactions.is_empty(),
+    )
+    .await
+    .interactions[0]
+        .id
+        .clone();
+    let shown = browser.ask(&format!(
+        "reply {email} Gentile Lucia, la disdetta è registrata."
+    ));
+    assert_eq!(shown, "-", "no SMS counter on an email");
+    let sent = eventually(WAIT, "the reply at the SMTP server", || async {
+        smtp.messages()
+            .into_iter()
+            .map(|m| String::from_utf8_lossy(&m).into_owned())
+            .find(|m| m.contains("la disdetta"))
+    })
+    .await;
+    let header = |name: &str| {
+        sent.lines()
+            .find(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+            .map(|l| l[name.len() + 1..].trim().to_owned())
+            .unwrap_or_default()
+    };
+    assert_eq!(header("in-reply-to"), "<desktop-1@example.test>", "{sent}");
+    assert!(
+        header("references").contains("<desktop-1@example.test>"),
+        "{sent}"
+    );
+    assert!(header("subject").starts_with("Re: Contratto"), "{sent}");
+    assert!(header("to").contains("lucia@example.test"), "{sent}");
+
+    // An SMS from the SMSC, answered with two segments' worth of text.
+    eventually(WAIT, "the SMS adapter bound to the SMSC", || async {
+        smsc.mobile_originated("393331234567", "4321", "Il pacco non è arrivato")
+            .then_some(())
+    })
+    .await;
+    let sms = crate::email::timeline_when(
+        &history,
+        &authed,
+        v1::CustomerIdentifier {
+            kind: v1::customer_identifier::Kind::Phone as i32,
+            value: "+393331234567".into(),
+        },
+        "the SMS in the customer's timeline",
+        |t| !t.interactions.is_empty(),
+    )
+    .await
+    .interactions[0]
+        .id
+        .clone();
+    let text = "Gentile cliente, il pacco è in consegna oggi entro le 18. \
+                Per cambiare l'orario risponda a questo messaggio con il nuovo orario \
+                preferito; per parlare con un operatore chiami il numero verde. Grazie!";
+    let shown: usize = browser
+        .ask(&format!("reply {sms} {text}"))
+        .parse()
+        .expect("a segment count");
+    assert_eq!(
+        shown,
+        centralino_gsm::encode(text).segment_count(),
+        "the desktop counts as the SMS adapter cuts"
+    );
+    assert!(shown >= 2, "a long reply: {shown} segment(s)");
+    let parts = eventually(WAIT, "the reply's segments at the SMSC", || async {
+        let parts: Vec<serde_json::Value> =
+            serde_json::from_str::<Vec<serde_json::Value>>(&smsc.submitted())
+                .expect("JSON from the simulator")
+                .into_iter()
+                .filter(|p| p["destination"] == "393331234567")
+                .collect();
+        (parts.len() >= shown).then_some(parts)
+    })
+    .await;
+    assert_eq!(parts.len(), shown, "the SMSC got as many segments as shown");
 
     drop(browser);
     let _ = stop.send(());

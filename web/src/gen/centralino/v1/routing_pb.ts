@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file centralino/v1/routing.proto.
  */
 export const file_centralino_v1_routing: GenFile = /*@__PURE__*/
-  fileDesc("ChtjZW50cmFsaW5vL3YxL3JvdXRpbmcucHJvdG8SDWNlbnRyYWxpbm8udjEi0AQKDFJvdXRpbmdFdmVudBIuCgRraW5kGAEgASgOMiAuY2VudHJhbGluby52MS5Sb3V0aW5nRXZlbnQuS2luZBIWCg5pbnRlcmFjdGlvbl9pZBgCIAEoCRInCgdjaGFubmVsGAMgASgOMhYuY2VudHJhbGluby52MS5DaGFubmVsEg0KBXF1ZXVlGAQgASgJEg0KBWFnZW50GAUgASgJEhAKCHBvc2l0aW9uGAYgASgEEh4KEWVzdGltYXRlZF93YWl0X21zGAcgASgESACIAQESEQoJd2FpdGVkX21zGAggASgEEhEKCWhhbmRsZV9tcxgJIAEoBBIOCgZyZWFzb24YCiABKAkSEwoLZGlzcG9zaXRpb24YCyABKAkSFQoNd3JhcF91cF9ub3RlcxgMIAEoCRIWCg5wcmV2aW91c19xdWV1ZRgNIAEoCRImCgJhdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAixgEKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEg8KC0tJTkRfUVVFVUVEEAESEAoMS0lORF9PRkZFUkVEEAISEQoNS0lORF9BU1NJR05FRBADEhEKDUtJTkRfUkVRVUVVRUQQBBITCg9LSU5EX09WRVJGTE9XRUQQBRIPCgtLSU5EX0NMT1NFRBAGEhIKDktJTkRfQUJBTkRPTkVEEAcSEgoOS0lORF9DT01QTEVURUQQCBIRCg1LSU5EX1BPU0lUSU9OEAlCFAoSX2VzdGltYXRlZF93YWl0X21zIkgKD0FnZW50Tm90UmVhY2hlZBIWCg5pbnRlcmFjdGlvbl9pZBgBIAEoCRINCgVhZ2VudBgCIAEoCRIOCgZyZWFzb24YAyABKAki3QIKDEFnZW50UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEjIKDHNldF9wcmVzZW5jZRgCIAEoCzIaLmNlbnRyYWxpbm8udjEuU2V0UHJlc2VuY2VIABIsCgZhY2NlcHQYAyABKAsyGi5jZW50cmFsaW5vLnYxLk9mZmVyQW5zd2VySAASLAoGcmVqZWN0GAQgASgLMhouY2VudHJhbGluby52MS5PZmZlckFuc3dlckgAEjYKCGNvbXBsZXRlGAUgASgLMiIuY2VudHJhbGluby52MS5Db21wbGV0ZUludGVyYWN0aW9uSAASLwoLZW5kX3dyYXBfdXAYBiABKAsyGC5jZW50cmFsaW5vLnYxLkVuZFdyYXBVcEgAEjYKCHRyYW5zZmVyGAcgASgLMiIuY2VudHJhbGluby52MS5UcmFuc2ZlckludGVyYWN0aW9uSABCCAoGYWN0aW9uIk0KC1NldFByZXNlbmNlEi4KCHByZXNlbmNlGAEgASgOMhwuY2VudHJhbGluby52MS5BZ2VudFByZXNlbmNlEg4KBnJlYXNvbhgCIAEoCSIlCgtPZmZlckFuc3dlchIWCg5pbnRlcmFjdGlvbl9pZBgBIAEoCSKBAQoTQ29tcGxldGVJbnRlcmFjdGlvbhIWCg5pbnRlcmFjdGlvbl9pZBgBIAEoCRITCgtkaXNwb3NpdGlvbhgCIAEoCRIVCg13cmFwX3VwX25vdGVzGAMgASgJEhcKCndyYXBfdXBfbXMYBCABKARIAIgBAUINCgtfd3JhcF91cF9tcyILCglFbmRXcmFwVXAiPAoTVHJhbnNmZXJJbnRlcmFjdGlvbhIWCg5pbnRlcmFjdGlvbl9pZBgBIAEoCRINCgVxdWV1ZRgCIAEoCSLpAgoLQWdlbnRVcGRhdGUSMAoIc25hcHNob3QYASABKAsyHC5jZW50cmFsaW5vLnYxLkFnZW50U25hcHNob3RIABIlCgVvZmZlchgCIAEoCzIULmNlbnRyYWxpbm8udjEuT2ZmZXJIABI0Cg1vZmZlcl9yZXZva2VkGAMgASgLMhsuY2VudHJhbGluby52MS5PZmZlclJldm9rZWRIABItCghhc3NpZ25lZBgEIAEoCzIZLmNlbnRyYWxpbm8udjEuQXNzaWdubWVudEgAEiwKBnN0YXR1cxgFIAEoCzIaLmNlbnRyYWxpbm8udjEuQWdlbnRTdGF0dXNIABI0Cg1jdXN0b21lcl9sZWZ0GAYgASgLMhsuY2VudHJhbGluby52MS5DdXN0b21lckxlZnRIABIuCgZyZXN1bHQYByABKAsyHC5jZW50cmFsaW5vLnYxLlJlcXVlc3RSZXN1bHRIAEIICgZ1cGRhdGUilgEKC0FnZW50U3RhdHVzEg0KBWFnZW50GAEgASgJEi4KCHByZXNlbmNlGAIgASgOMhwuY2VudHJhbGluby52MS5BZ2VudFByZXNlbmNlEg4KBnN0YXR1cxgDIAEoCRIOCgZyZWFzb24YBCABKAkSKAoEbG9hZBgFIAMoCzIaLmNlbnRyYWxpbm8udjEuQ2hhbm5lbExvYWQiVgoLQ2hhbm5lbExvYWQSJwoHY2hhbm5lbBgBIAEoDjIWLmNlbnRyYWxpbm8udjEuQ2hhbm5lbBIMCgR1c2VkGAIgASgNEhAKCGNhcGFjaXR5GAMgASgNIrgBCgVPZmZlchIWCg5pbnRlcmFjdGlvbl9pZBgBIAEoCRINCgVxdWV1ZRgCIAEoCRInCgdjaGFubmVsGAMgASgOMhYuY2VudHJhbGluby52MS5DaGFubmVsEi4KCmV4cGlyZXNfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC2ludGVyYWN0aW9uGAUgASgLMhouY2VudHJhbGluby52MS5JbnRlcmFjdGlvbiI2CgxPZmZlclJldm9rZWQSFgoOaW50ZXJhY3Rpb25faWQYASABKAkSDgoGcmVhc29uGAIgASgJIo0BCgpBc3NpZ25tZW50EhYKDmludGVyYWN0aW9uX2lkGAEgASgJEg0KBXF1ZXVlGAIgASgJEicKB2NoYW5uZWwYAyABKA4yFi5jZW50cmFsaW5vLnYxLkNoYW5uZWwSLwoLaW50ZXJhY3Rpb24YBCABKAsyGi5jZW50cmFsaW5vLnYxLkludGVyYWN0aW9uIiYKDEN1c3RvbWVyTGVmdBIWCg5pbnRlcmFjdGlvbl9pZBgBIAEoCSJdCg1SZXF1ZXN0UmVzdWx0EhIKCnJlcXVlc3RfaWQYASABKAkSCgoCb2sYAiABKAgSDAoEY29kZRgDIAEoBRIPCgdtZXNzYWdlGAQgASgJEg0KBWZpZWxkGAUgASgJIo4BCg1BZ2VudFNuYXBzaG90EioKBnN0YXR1cxgBIAEoCzIaLmNlbnRyYWxpbm8udjEuQWdlbnRTdGF0dXMSJAoGb2ZmZXJzGAIgAygLMhQuY2VudHJhbGluby52MS5PZmZlchIrCghhc3NpZ25lZBgDIAMoCzIZLmNlbnRyYWxpbm8udjEuQXNzaWdubWVudCI5ChJXYXRjaFF1ZXVlc1JlcXVlc3QSDgoGcXVldWVzGAEgAygJEhMKC2ludGVydmFsX21zGAIgASgNIo0BCgpRdWV1ZUJvYXJkEiYKAmF0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIrCgZxdWV1ZXMYAiADKAsyGy5jZW50cmFsaW5vLnYxLlF1ZXVlRmlndXJlcxIqCgZhZ2VudHMYAyADKAsyGi5jZW50cmFsaW5vLnYxLkFnZW50U3RhdHVzIvoDCgxRdWV1ZUZpZ3VyZXMSDQoFcXVldWUYASABKAkSDwoHd2FpdGluZxgCIAEoBBIPCgdvZmZlcmVkGAMgASgEEhcKD2xvbmdlc3Rfd2FpdF9tcxgEIAEoBBIPCgdlbnRlcmVkGAUgASgEEhAKCGFuc3dlcmVkGAYgASgEEhEKCWFiYW5kb25lZBgHIAEoBBIOCgZjbG9zZWQYCCABKAQSEgoKb3ZlcmZsb3dlZBgJIAEoBBIeChFzZXJ2aWNlX2xldmVsX3BjdBgKIAEoAUgAiAEBEiAKGHNlcnZpY2VfbGV2ZWxfdGFyZ2V0X3BjdBgLIAEoARIiChpzZXJ2aWNlX2xldmVsX3RocmVzaG9sZF9tcxgMIAEoBBIdChBhYmFuZG9uX3JhdGVfcGN0GA0gASgBSAGIAQESHgoRYXZlcmFnZV9hbnN3ZXJfbXMYDiABKAFIAogBARIeChFhdmVyYWdlX2hhbmRsZV9tcxgPIAEoAUgDiAEBEioKBmFnZW50cxgQIAEoCzIaLmNlbnRyYWxpbm8udjEuQWdlbnRDb3VudHNCFAoSX3NlcnZpY2VfbGV2ZWxfcGN0QhMKEV9hYmFuZG9uX3JhdGVfcGN0QhQKEl9hdmVyYWdlX2Fuc3dlcl9tc0IUChJfYXZlcmFnZV9oYW5kbGVfbXMiXgoLQWdlbnRDb3VudHMSDAoEaWRsZRgBIAEoDRIMCgRidXN5GAIgASgNEg8KB3dyYXBfdXAYAyABKA0SEQoJbm90X3JlYWR5GAQgASgNEg8KB29mZmxpbmUYBSABKA0iIwoSTGlzdFdhaXRpbmdSZXF1ZXN0Eg0KBXF1ZXVlGAEgASgJIkYKE0xpc3RXYWl0aW5nUmVzcG9uc2USLwoHd2FpdGluZxgBIAMoCzIeLmNlbnRyYWxpbm8udjEuV2FpdGluZ1Bvc2l0aW9uIpoBCg9XYWl0aW5nUG9zaXRpb24SFgoOaW50ZXJhY3Rpb25faWQYASABKAkSJwoHY2hhbm5lbBgCIAEoDjIWLmNlbnRyYWxpbm8udjEuQ2hhbm5lbBIQCghwb3NpdGlvbhgDIAEoBBIeChFlc3RpbWF0ZWRfd2FpdF9tcxgEIAEoBEgAiAEBQhQKEl9lc3RpbWF0ZWRfd2FpdF9tcyIqCgVTa2lsbBIMCgRuYW1lGAEgASgJEhMKC2Rlc2NyaXB0aW9uGAIgASgJIioKClNraWxsTGV2ZWwSDQoFc2tpbGwYASABKAkSDQoFbGV2ZWwYAiABKA0iNQoIU2tpbGxTZXQSKQoGc2tpbGxzGAEgAygLMhkuY2VudHJhbGluby52MS5Ta2lsbExldmVsIoABCgtSb3V0aW5nU3RlcBIQCghhZnRlcl9tcxgBIAEoBBIoCgVyZWxheBgCIAEoCzIXLmNlbnRyYWxpbm8udjEuU2tpbGxTZXRIABIVCgtvdmVyZmxvd190bxgDIAEoCUgAEhQKCmNsb3NlX3dpdGgYBCABKAlIAEIICgZhY3Rpb24i8AIKD1F1ZXVlRGVmaW5pdGlvbhIMCgRuYW1lGAEgASgJEigKCGNoYW5uZWxzGAIgAygOMhYuY2VudHJhbGluby52MS5DaGFubmVsEikKBnNraWxscxgDIAMoCzIZLmNlbnRyYWxpbm8udjEuU2tpbGxMZXZlbBIVCg1iYXNlX3ByaW9yaXR5GAQgASgFEhAKCHN0cmF0ZWd5GAUgASgJEiUKGHNlcnZpY2VfbGV2ZWxfdGFyZ2V0X3BjdBgGIAEoAUgAiAEBEicKGnNlcnZpY2VfbGV2ZWxfdGhyZXNob2xkX21zGAcgASgESAGIAQESKQoFc3RlcHMYCCADKAsyGi5jZW50cmFsaW5vLnYxLlJvdXRpbmdTdGVwEhoKEnByZWZlcnJlZF9hZ2VudF9tcxgJIAEoBEIbChlfc2VydmljZV9sZXZlbF90YXJnZXRfcGN0Qh0KG19zZXJ2aWNlX2xldmVsX3RocmVzaG9sZF9tcyJMCg9DaGFubmVsQ2FwYWNpdHkSJwoHY2hhbm5lbBgBIAEoDjIWLmNlbnRyYWxpbm8udjEuQ2hhbm5lbBIQCghjYXBhY2l0eRgCIAEoDSKSAQoPQWdlbnREZWZpbml0aW9uEgwKBG5hbWUYASABKAkSFAoMZGlzcGxheV9uYW1lGAIgASgJEikKBnNraWxscxgDIAMoCzIZLmNlbnRyYWxpbm8udjEuU2tpbGxMZXZlbBIwCghjYXBhY2l0eRgEIAMoCzIeLmNlbnRyYWxpbm8udjEuQ2hhbm5lbENhcGFjaXR5Ih0KDURlbGV0ZVJlcXVlc3QSDAoEbmFtZRgBIAEoCSIQCg5EZWxldGVSZXNwb25zZSINCgtMaXN0UmVxdWVzdCI6ChJMaXN0U2tpbGxzUmVzcG9uc2USJAoGc2tpbGxzGAEgAygLMhQuY2VudHJhbGluby52MS5Ta2lsbCJEChJMaXN0UXVldWVzUmVzcG9uc2USLgoGcXVldWVzGAEgAygLMh4uY2VudHJhbGluby52MS5RdWV1ZURlZmluaXRpb24iRAoSTGlzdEFnZW50c1Jlc3BvbnNlEi4KBmFnZW50cxgBIAMoCzIeLmNlbnRyYWxpbm8udjEuQWdlbnREZWZpbml0aW9uKocBCg1BZ2VudFByZXNlbmNlEh4KGkFHRU5UX1BSRVNFTkNFX1VOU1BFQ0lGSUVEEAASGgoWQUdFTlRfUFJFU0VOQ0VfT0ZGTElORRABEhwKGEFHRU5UX1BSRVNFTkNFX0FWQUlMQUJMRRACEhwKGEFHRU5UX1BSRVNFTkNFX05PVF9SRUFEWRADMlYKDEFnZW50U2VydmljZRJGCgdTZXNzaW9uEhsuY2VudHJhbGluby52MS5BZ2VudFJlcXVlc3QaGi5jZW50cmFsaW5vLnYxLkFnZW50VXBkYXRlKAEwATK4AQoRU3VwZXJ2aXNvclNlcnZpY2USTQoLV2F0Y2hRdWV1ZXMSIS5jZW50cmFsaW5vLnYxLldhdGNoUXVldWVzUmVxdWVzdBoZLmNlbnRyYWxpbm8udjEuUXVldWVCb2FyZDABElQKC0xpc3RXYWl0aW5nEiEuY2VudHJhbGluby52MS5MaXN0V2FpdGluZ1JlcXVlc3QaIi5jZW50cmFsaW5vLnYxLkxpc3RXYWl0aW5nUmVzcG9uc2UyuQUKE1JvdXRpbmdBZG1pblNlcnZpY2USOQoLVXBzZXJ0U2tpbGwSFC5jZW50cmFsaW5vLnYxLlNraWxsGhQuY2VudHJhbGluby52MS5Ta2lsbBJKCgtEZWxldGVTa2lsbBIcLmNlbnRyYWxpbm8udjEuRGVsZXRlUmVxdWVzdBodLmNlbnRyYWxpbm8udjEuRGVsZXRlUmVzcG9uc2USSwoKTGlzdFNraWxscxIaLmNlbnRyYWxpbm8udjEuTGlzdFJlcXVlc3QaIS5jZW50cmFsaW5vLnYxLkxpc3RTa2lsbHNSZXNwb25zZRJNCgtVcHNlcnRRdWV1ZRIeLmNlbnRyYWxpbm8udjEuUXVldWVEZWZpbml0aW9uGh4uY2VudHJhbGluby52MS5RdWV1ZURlZmluaXRpb24SSgoLRGVsZXRlUXVldWUSHC5jZW50cmFsaW5vLnYxLkRlbGV0ZVJlcXVlc3QaHS5jZW50cmFsaW5vLnYxLkRlbGV0ZVJlc3BvbnNlEksKCkxpc3RRdWV1ZXMSGi5jZW50cmFsaW5vLnYxLkxpc3RSZXF1ZXN0GiEuY2VudHJhbGluby52MS5MaXN0UXVldWVzUmVzcG9uc2USTQoLVXBzZXJ0QWdlbnQSHi5jZW50cmFsaW5vLnYxLkFnZW50RGVmaW5pdGlvbhoeLmNlbnRyYWxpbm8udjEuQWdlbnREZWZpbml0aW9uEkoKC0RlbGV0ZUFnZW50EhwuY2VudHJhbGluby52MS5EZWxldGVSZXF1ZXN0Gh0uY2VudHJhbGluby52MS5EZWxldGVSZXNwb25zZRJLCgpMaXN0QWdlbnRzEhouY2VudHJhbGluby52MS5MaXN0UmVxdWVzdBohLmNlbnRyYWxpbm8udjEuTGlzdEFnZW50c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp, file_centralino_v1_interaction]);
+  fileDesc("ChtjZW50cmFsaW5vL3YxL3JvdXRpbmcucHJvdG8SDWNlbnRyYWxpbm8udjEi0AQKDFJvdXRpbmdFdmVudBIuCgRraW5kGAEgASgOMiAuY2VudHJhbGluby52MS5Sb3V0aW5nRXZlbnQuS2luZBIWCg5pbnRlcmFjdGlvbl9pZBgCIAEoCRInCgdjaGFubmVsGAMgASgOMhYuY2VudHJhbGluby52MS5DaGFubmVsEg0KBXF1ZXVlGAQgASgJEg0KBWFnZW50GAUgASgJEhAKCHBvc2l0aW9uGAYgASgEEh4KEWVzdGltYXRlZF93YWl0X21zGAcgASgESACIAQESEQoJd2FpdGVkX21zGAggASgEEhEKCWhhbmRsZV9tcxgJIAEoBBIOCgZyZWFzb24YCiABKAkSEwoLZGlzcG9zaXRpb24YCyABKAkSFQoNd3JhcF91cF9ub3RlcxgMIAEoCRIWCg5wcmV2aW91c19xdWV1ZRgNIAEoCRImCgJhdBgOIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAixgEKBEtpbmQSFAoQS0lORF9VTlNQRUNJRklFRBAAEg8KC0tJTkRfUVVFVUVEEAESEAoMS0lORF9PRkZFUkVEEAISEQoNS0lORF9BU1NJR05FRBADEhEKDUtJTkRfUkVRVUVVRUQQBBITCg9LSU5EX09WRVJGTE9XRUQQBRIPCgtLSU5EX0NMT1NFRBAGEhIKDktJTkRfQUJBTkRPTkVEEAcSEgoOS0lORF9DT01QTEVURUQQCBIRCg1LSU5EX1BPU0lUSU9OEAlCFAoSX2VzdGltYXRlZF93YWl0X21zIkgKD0FnZW50Tm90UmVhY2hlZBIWCg5pbnRlcmFjdGlvbl9pZBgBIAEoCRINCgVhZ2VudBgCIAEoCRIOCgZyZWFzb24YAyABKAki3QIKDEFnZW50UmVxdWVzdBISCgpyZXF1ZXN0X2lkGAEgASgJEjIKDHNldF9wcmVzZW5jZRgCIAEoCzIaLmNlbnRyYWxpbm8udjEuU2V0UHJlc2VuY2VIABIsCgZhY2NlcHQYAyABKAsyGi5jZW50cmFsaW5vLnYxLk9mZmVyQW5zd2VySAASLAoGcmVqZWN0GAQgASgLMhouY2VudHJhbGluby52MS5PZmZlckFuc3dlckgAEjYKCGNvbXBsZXRlGAUgASgLMiIuY2VudHJhbGluby52MS5Db21wbGV0ZUludGVyYWN0aW9uSAASLwoLZW5kX3dyYXBfdXAYBiABKAsyGC5jZW50cmFsaW5vLnYxLkVuZFdyYXBVcEgAEjYKCHRyYW5zZmVyGAcgASgLMiIuY2VudHJhbGluby52MS5UcmFuc2ZlckludGVyYWN0aW9uSABCCAoGYWN0aW9uIk0KC1NldFByZXNlbmNlEi4KCHByZXNlbmNlGAEgASgOMhwuY2VudHJhbGluby52MS5BZ2VudFByZXNlbmNlEg4KBnJlYXNvbhgCIAEoCSIlCgtPZmZlckFuc3dlchIWCg5pbnRlcmFjdGlvbl9pZBgBIAEoCSKBAQoTQ29tcGxldGVJbnRlcmFjdGlvbhIWCg5pbnRlcmFjdGlvbl9pZBgBIAEoCRITCgtkaXNwb3NpdGlvbhgCIAEoCRIVCg13cmFwX3VwX25vdGVzGAMgASgJEhcKCndyYXBfdXBfbXMYBCABKARIAIgBAUINCgtfd3JhcF91cF9tcyILCglFbmRXcmFwVXAiPAoTVHJhbnNmZXJJbnRlcmFjdGlvbhIWCg5pbnRlcmFjdGlvbl9pZBgBIAEoCRINCgVxdWV1ZRgCIAEoCSKWAwoLQWdlbnRVcGRhdGUSMAoIc25hcHNob3QYASABKAsyHC5jZW50cmFsaW5vLnYxLkFnZW50U25hcHNob3RIABIlCgVvZmZlchgCIAEoCzIULmNlbnRyYWxpbm8udjEuT2ZmZXJIABI0Cg1vZmZlcl9yZXZva2VkGAMgASgLMhsuY2VudHJhbGluby52MS5PZmZlclJldm9rZWRIABItCghhc3NpZ25lZBgEIAEoCzIZLmNlbnRyYWxpbm8udjEuQXNzaWdubWVudEgAEiwKBnN0YXR1cxgFIAEoCzIaLmNlbnRyYWxpbm8udjEuQWdlbnRTdGF0dXNIABI0Cg1jdXN0b21lcl9sZWZ0GAYgASgLMhsuY2VudHJhbGluby52MS5DdXN0b21lckxlZnRIABIuCgZyZXN1bHQYByABKAsyHC5jZW50cmFsaW5vLnYxLlJlcXVlc3RSZXN1bHRIABIrCghyZWxlYXNlZBgIIAEoCzIXLmNlbnRyYWxpbm8udjEuUmVsZWFzZWRIAEIICgZ1cGRhdGUiMgoIUmVsZWFzZWQSFgoOaW50ZXJhY3Rpb25faWQYASABKAkSDgoGcmVhc29uGAIgASgJIpYBCgtBZ2VudFN0YXR1cxINCgVhZ2VudBgBIAEoCRIuCghwcmVzZW5jZRgCIAEoDjIcLmNlbnRyYWxpbm8udjEuQWdlbnRQcmVzZW5jZRIOCgZzdGF0dXMYAyABKAkSDgoGcmVhc29uGAQgASgJEigKBGxvYWQYBSADKAsyGi5jZW50cmFsaW5vLnYxLkNoYW5uZWxMb2FkIlYKC0NoYW5uZWxMb2FkEicKB2NoYW5uZWwYASABKA4yFi5jZW50cmFsaW5vLnYxLkNoYW5uZWwSDAoEdXNlZBgCIAEoDRIQCghjYXBhY2l0eRgDIAEoDSK4AQoFT2ZmZXISFgoOaW50ZXJhY3Rpb25faWQYASABKAkSDQoFcXVldWUYAiABKAkSJwoHY2hhbm5lbBgDIAEoDjIWLmNlbnRyYWxpbm8udjEuQ2hhbm5lbBIuCgpleHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtpbnRlcmFjdGlvbhgFIAEoCzIaLmNlbnRyYWxpbm8udjEuSW50ZXJhY3Rpb24iNgoMT2ZmZXJSZXZva2VkEhYKDmludGVyYWN0aW9uX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCSKNAQoKQXNzaWdubWVudBIWCg5pbnRlcmFjdGlvbl9pZBgBIAEoCRINCgVxdWV1ZRgCIAEoCRInCgdjaGFubmVsGAMgASgOMhYuY2VudHJhbGluby52MS5DaGFubmVsEi8KC2ludGVyYWN0aW9uGAQgASgLMhouY2VudHJhbGluby52MS5JbnRlcmFjdGlvbiImCgxDdXN0b21lckxlZnQSFgoOaW50ZXJhY3Rpb25faWQYASABKAkiXQoNUmVxdWVzdFJlc3VsdBISCgpyZXF1ZXN0X2lkGAEgASgJEgoKAm9rGAIgASgIEgwKBGNvZGUYAyABKAUSDwoHbWVzc2FnZRgEIAEoCRINCgVmaWVsZBgFIAEoCSKOAQoNQWdlbnRTbmFwc2hvdBIqCgZzdGF0dXMYASABKAsyGi5jZW50cmFsaW5vLnYxLkFnZW50U3RhdHVzEiQKBm9mZmVycxgCIAMoCzIULmNlbnRyYWxpbm8udjEuT2ZmZXISKwoIYXNzaWduZWQYAyADKAsyGS5jZW50cmFsaW5vLnYxLkFzc2lnbm1lbnQiagoXU2V0QWdlbnRQcmVzZW5jZVJlcXVlc3QSEgoKcmVxdWVzdF9pZBgBIAEoCRINCgVhZ2VudBgCIAEoCRIsCghwcmVzZW5jZRgDIAEoCzIaLmNlbnRyYWxpbm8udjEuU2V0UHJlc2VuY2UiOQoSV2F0Y2hRdWV1ZXNSZXF1ZXN0Eg4KBnF1ZXVlcxgBIAMoCRITCgtpbnRlcnZhbF9tcxgCIAEoDSKNAQoKUXVldWVCb2FyZBImCgJhdBgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoGcXVldWVzGAIgAygLMhsuY2VudHJhbGluby52MS5RdWV1ZUZpZ3VyZXMSKgoGYWdlbnRzGAMgAygLMhouY2VudHJhbGluby52MS5BZ2VudFN0YXR1cyL6AwoMUXVldWVGaWd1cmVzEg0KBXF1ZXVlGAEgASgJEg8KB3dhaXRpbmcYAiABKAQSDwoHb2ZmZXJlZBgDIAEoBBIXCg9sb25nZXN0X3dhaXRfbXMYBCABKAQSDwoHZW50ZXJlZBgFIAEoBBIQCghhbnN3ZXJlZBgGIAEoBBIRCglhYmFuZG9uZWQYByABKAQSDgoGY2xvc2VkGAggASgEEhIKCm92ZXJmbG93ZWQYCSABKAQSHgoRc2VydmljZV9sZXZlbF9wY3QYCiABKAFIAIgBARIgChhzZXJ2aWNlX2xldmVsX3RhcmdldF9wY3QYCyABKAESIgoac2VydmljZV9sZXZlbF90aHJlc2hvbGRfbXMYDCABKAQSHQoQYWJhbmRvbl9yYXRlX3BjdBgNIAEoAUgBiAEBEh4KEWF2ZXJhZ2VfYW5zd2VyX21zGA4gASgBSAKIAQESHgoRYXZlcmFnZV9oYW5kbGVfbXMYDyABKAFIA4gBARIqCgZhZ2VudHMYECABKAsyGi5jZW50cmFsaW5vLnYxLkFnZW50Q291bnRzQhQKEl9zZXJ2aWNlX2xldmVsX3BjdEITChFfYWJhbmRvbl9yYXRlX3BjdEIUChJfYXZlcmFnZV9hbnN3ZXJfbXNCFAoSX2F2ZXJhZ2VfaGFuZGxlX21zIl4KC0FnZW50Q291bnRzEgwKBGlkbGUYASABKA0SDAoEYnVzeRgCIAEoDRIPCgd3cmFwX3VwGAMgASgNEhEKCW5vdF9yZWFkeRgEIAEoDRIPCgdvZmZsaW5lGAUgASgNIiMKEkxpc3RXYWl0aW5nUmVxdWVzdBINCgVxdWV1ZRgBIAEoCSJGChNMaXN0V2FpdGluZ1Jlc3BvbnNlEi8KB3dhaXRpbmcYASADKAsyHi5jZW50cmFsaW5vLnYxLldhaXRpbmdQb3NpdGlvbiKaAQoPV2FpdGluZ1Bvc2l0aW9uEhYKDmludGVyYWN0aW9uX2lkGAEgASgJEicKB2NoYW5uZWwYAiABKA4yFi5jZW50cmFsaW5vLnYxLkNoYW5uZWwSEAoIcG9zaXRpb24YAyABKAQSHgoRZXN0aW1hdGVkX3dhaXRfbXMYBCABKARIAIgBAUIUChJfZXN0aW1hdGVkX3dhaXRfbXMiKgoFU2tpbGwSDAoEbmFtZRgBIAEoCRITCgtkZXNjcmlwdGlvbhgCIAEoCSIqCgpTa2lsbExldmVsEg0KBXNraWxsGAEgASgJEg0KBWxldmVsGAIgASgNIjUKCFNraWxsU2V0EikKBnNraWxscxgBIAMoCzIZLmNlbnRyYWxpbm8udjEuU2tpbGxMZXZlbCKAAQoLUm91dGluZ1N0ZXASEAoIYWZ0ZXJfbXMYASABKAQSKAoFcmVsYXgYAiABKAsyFy5jZW50cmFsaW5vLnYxLlNraWxsU2V0SAASFQoLb3ZlcmZsb3dfdG8YAyABKAlIABIUCgpjbG9zZV93aXRoGAQgASgJSABCCAoGYWN0aW9uIvACCg9RdWV1ZURlZmluaXRpb24SDAoEbmFtZRgBIAEoCRIoCghjaGFubmVscxgCIAMoDjIWLmNlbnRyYWxpbm8udjEuQ2hhbm5lbBIpCgZza2lsbHMYAyADKAsyGS5jZW50cmFsaW5vLnYxLlNraWxsTGV2ZWwSFQoNYmFzZV9wcmlvcml0eRgEIAEoBRIQCghzdHJhdGVneRgFIAEoCRIlChhzZXJ2aWNlX2xldmVsX3RhcmdldF9wY3QYBiABKAFIAIgBARInChpzZXJ2aWNlX2xldmVsX3RocmVzaG9sZF9tcxgHIAEoBEgBiAEBEikKBXN0ZXBzGAggAygLMhouY2VudHJhbGluby52MS5Sb3V0aW5nU3RlcBIaChJwcmVmZXJyZWRfYWdlbnRfbXMYCSABKARCGwoZX3NlcnZpY2VfbGV2ZWxfdGFyZ2V0X3BjdEIdChtfc2VydmljZV9sZXZlbF90aHJlc2hvbGRfbXMiTAoPQ2hhbm5lbENhcGFjaXR5EicKB2NoYW5uZWwYASABKA4yFi5jZW50cmFsaW5vLnYxLkNoYW5uZWwSEAoIY2FwYWNpdHkYAiABKA0ikgEKD0FnZW50RGVmaW5pdGlvbhIMCgRuYW1lGAEgASgJEhQKDGRpc3BsYXlfbmFtZRgCIAEoCRIpCgZza2lsbHMYAyADKAsyGS5jZW50cmFsaW5vLnYxLlNraWxsTGV2ZWwSMAoIY2FwYWNpdHkYBCADKAsyHi5jZW50cmFsaW5vLnYxLkNoYW5uZWxDYXBhY2l0eSIdCg1EZWxldGVSZXF1ZXN0EgwKBG5hbWUYASABKAkiEAoORGVsZXRlUmVzcG9uc2UiDQoLTGlzdFJlcXVlc3QiOgoSTGlzdFNraWxsc1Jlc3BvbnNlEiQKBnNraWxscxgBIAMoCzIULmNlbnRyYWxpbm8udjEuU2tpbGwiRAoSTGlzdFF1ZXVlc1Jlc3BvbnNlEi4KBnF1ZXVlcxgBIAMoCzIeLmNlbnRyYWxpbm8udjEuUXVldWVEZWZpbml0aW9uIkQKEkxpc3RBZ2VudHNSZXNwb25zZRIuCgZhZ2VudHMYASADKAsyHi5jZW50cmFsaW5vLnYxLkFnZW50RGVmaW5pdGlvbiqHAQoNQWdlbnRQcmVzZW5jZRIeChpBR0VOVF9QUkVTRU5DRV9VTlNQRUNJRklFRBAAEhoKFkFHRU5UX1BSRVNFTkNFX09GRkxJTkUQARIcChhBR0VOVF9QUkVTRU5DRV9BVkFJTEFCTEUQAhIcChhBR0VOVF9QUkVTRU5DRV9OT1RfUkVBRFkQAzJWCgxBZ2VudFNlcnZpY2USRgoHU2Vzc2lvbhIbLmNlbnRyYWxpbm8udjEuQWdlbnRSZXF1ZXN0GhouY2VudHJhbGluby52MS5BZ2VudFVwZGF0ZSgBMAEykgIKEVN1cGVydmlzb3JTZXJ2aWNlEk0KC1dhdGNoUXVldWVzEiEuY2VudHJhbGluby52MS5XYXRjaFF1ZXVlc1JlcXVlc3QaGS5jZW50cmFsaW5vLnYxLlF1ZXVlQm9hcmQwARJUCgtMaXN0V2FpdGluZxIhLmNlbnRyYWxpbm8udjEuTGlzdFdhaXRpbmdSZXF1ZXN0GiIuY2VudHJhbGluby52MS5MaXN0V2FpdGluZ1Jlc3BvbnNlElgKEFNldEFnZW50UHJlc2VuY2USJi5jZW50cmFsaW5vLnYxLlNldEFnZW50UHJlc2VuY2VSZXF1ZXN0GhwuY2VudHJhbGluby52MS5SZXF1ZXN0UmVzdWx0MrkFChNSb3V0aW5nQWRtaW5TZXJ2aWNlEjkKC1Vwc2VydFNraWxsEhQuY2VudHJhbGluby52MS5Ta2lsbBoULmNlbnRyYWxpbm8udjEuU2tpbGwSSgoLRGVsZXRlU2tpbGwSHC5jZW50cmFsaW5vLnYxLkRlbGV0ZVJlcXVlc3QaHS5jZW50cmFsaW5vLnYxLkRlbGV0ZVJlc3BvbnNlEksKCkxpc3RTa2lsbHMSGi5jZW50cmFsaW5vLnYxLkxpc3RSZXF1ZXN0GiEuY2VudHJhbGluby52MS5MaXN0U2tpbGxzUmVzcG9uc2USTQoLVXBzZXJ0UXVldWUSHi5jZW50cmFsaW5vLnYxLlF1ZXVlRGVmaW5pdGlvbhoeLmNlbnRyYWxpbm8udjEuUXVldWVEZWZpbml0aW9uEkoKC0RlbGV0ZVF1ZXVlEhwuY2VudHJhbGluby52MS5EZWxldGVSZXF1ZXN0Gh0uY2VudHJhbGluby52MS5EZWxldGVSZXNwb25zZRJLCgpMaXN0UXVldWVzEhouY2VudHJhbGluby52MS5MaXN0UmVxdWVzdBohLmNlbnRyYWxpbm8udjEuTGlzdFF1ZXVlc1Jlc3BvbnNlEk0KC1Vwc2VydEFnZW50Eh4uY2VudHJhbGluby52MS5BZ2VudERlZmluaXRpb24aHi5jZW50cmFsaW5vLnYxLkFnZW50RGVmaW5pdGlvbhJKCgtEZWxldGVBZ2VudBIcLmNlbnRyYWxpbm8udjEuRGVsZXRlUmVxdWVzdBodLmNlbnRyYWxpbm8udjEuRGVsZXRlUmVzcG9uc2USSwoKTGlzdEFnZW50cxIaLmNlbnRyYWxpbm8udjEuTGlzdFJlcXVlc3QaIS5jZW50cmFsaW5vLnYxLkxpc3RBZ2VudHNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp, file_centralino_v1_interaction]);
 
 /**
  * @generated from message centralino.v1.RoutingEvent
@@ -438,6 +438,12 @@ export type AgentUpdate = Message<"centralino.v1.AgentUpdate"> & {
      */
     value: RequestResult;
     case: "result";
+  } | {
+    /**
+     * @generated from field: centralino.v1.Released released = 8;
+     */
+    value: Released;
+    case: "released";
   } | { case: undefined; value?: undefined };
 };
 
@@ -447,6 +453,33 @@ export type AgentUpdate = Message<"centralino.v1.AgentUpdate"> & {
  */
 export const AgentUpdateSchema: GenMessage<AgentUpdate> = /*@__PURE__*/
   messageDesc(file_centralino_v1_routing, 8);
+
+/**
+ * Work the agent held is no longer theirs (every desktop of theirs drops it,
+ * whichever one completed it).
+ *
+ * @generated from message centralino.v1.Released
+ */
+export type Released = Message<"centralino.v1.Released"> & {
+  /**
+   * @generated from field: string interaction_id = 1;
+   */
+  interactionId: string;
+
+  /**
+   * completed.
+   *
+   * @generated from field: string reason = 2;
+   */
+  reason: string;
+};
+
+/**
+ * Describes the message centralino.v1.Released.
+ * Use `create(ReleasedSchema)` to create a new message.
+ */
+export const ReleasedSchema: GenMessage<Released> = /*@__PURE__*/
+  messageDesc(file_centralino_v1_routing, 9);
 
 /**
  * @generated from message centralino.v1.AgentStatus
@@ -487,7 +520,7 @@ export type AgentStatus = Message<"centralino.v1.AgentStatus"> & {
  * Use `create(AgentStatusSchema)` to create a new message.
  */
 export const AgentStatusSchema: GenMessage<AgentStatus> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 9);
+  messageDesc(file_centralino_v1_routing, 10);
 
 /**
  * @generated from message centralino.v1.ChannelLoad
@@ -514,7 +547,7 @@ export type ChannelLoad = Message<"centralino.v1.ChannelLoad"> & {
  * Use `create(ChannelLoadSchema)` to create a new message.
  */
 export const ChannelLoadSchema: GenMessage<ChannelLoad> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 10);
+  messageDesc(file_centralino_v1_routing, 11);
 
 /**
  * @generated from message centralino.v1.Offer
@@ -551,7 +584,7 @@ export type Offer = Message<"centralino.v1.Offer"> & {
  * Use `create(OfferSchema)` to create a new message.
  */
 export const OfferSchema: GenMessage<Offer> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 11);
+  messageDesc(file_centralino_v1_routing, 12);
 
 /**
  * @generated from message centralino.v1.OfferRevoked
@@ -575,7 +608,7 @@ export type OfferRevoked = Message<"centralino.v1.OfferRevoked"> & {
  * Use `create(OfferRevokedSchema)` to create a new message.
  */
 export const OfferRevokedSchema: GenMessage<OfferRevoked> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 12);
+  messageDesc(file_centralino_v1_routing, 13);
 
 /**
  * @generated from message centralino.v1.Assignment
@@ -607,7 +640,7 @@ export type Assignment = Message<"centralino.v1.Assignment"> & {
  * Use `create(AssignmentSchema)` to create a new message.
  */
 export const AssignmentSchema: GenMessage<Assignment> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 13);
+  messageDesc(file_centralino_v1_routing, 14);
 
 /**
  * @generated from message centralino.v1.CustomerLeft
@@ -624,7 +657,7 @@ export type CustomerLeft = Message<"centralino.v1.CustomerLeft"> & {
  * Use `create(CustomerLeftSchema)` to create a new message.
  */
 export const CustomerLeftSchema: GenMessage<CustomerLeft> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 14);
+  messageDesc(file_centralino_v1_routing, 15);
 
 /**
  * @generated from message centralino.v1.RequestResult
@@ -665,7 +698,7 @@ export type RequestResult = Message<"centralino.v1.RequestResult"> & {
  * Use `create(RequestResultSchema)` to create a new message.
  */
 export const RequestResultSchema: GenMessage<RequestResult> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 15);
+  messageDesc(file_centralino_v1_routing, 16);
 
 /**
  * @generated from message centralino.v1.AgentSnapshot
@@ -692,7 +725,36 @@ export type AgentSnapshot = Message<"centralino.v1.AgentSnapshot"> & {
  * Use `create(AgentSnapshotSchema)` to create a new message.
  */
 export const AgentSnapshotSchema: GenMessage<AgentSnapshot> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 16);
+  messageDesc(file_centralino_v1_routing, 17);
+
+/**
+ * @generated from message centralino.v1.SetAgentPresenceRequest
+ */
+export type SetAgentPresenceRequest = Message<"centralino.v1.SetAgentPresenceRequest"> & {
+  /**
+   * 1 to 48 characters, unique per change.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * @generated from field: string agent = 2;
+   */
+  agent: string;
+
+  /**
+   * @generated from field: centralino.v1.SetPresence presence = 3;
+   */
+  presence?: SetPresence | undefined;
+};
+
+/**
+ * Describes the message centralino.v1.SetAgentPresenceRequest.
+ * Use `create(SetAgentPresenceRequestSchema)` to create a new message.
+ */
+export const SetAgentPresenceRequestSchema: GenMessage<SetAgentPresenceRequest> = /*@__PURE__*/
+  messageDesc(file_centralino_v1_routing, 18);
 
 /**
  * @generated from message centralino.v1.WatchQueuesRequest
@@ -718,7 +780,7 @@ export type WatchQueuesRequest = Message<"centralino.v1.WatchQueuesRequest"> & {
  * Use `create(WatchQueuesRequestSchema)` to create a new message.
  */
 export const WatchQueuesRequestSchema: GenMessage<WatchQueuesRequest> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 17);
+  messageDesc(file_centralino_v1_routing, 19);
 
 /**
  * @generated from message centralino.v1.QueueBoard
@@ -745,7 +807,7 @@ export type QueueBoard = Message<"centralino.v1.QueueBoard"> & {
  * Use `create(QueueBoardSchema)` to create a new message.
  */
 export const QueueBoardSchema: GenMessage<QueueBoard> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 18);
+  messageDesc(file_centralino_v1_routing, 20);
 
 /**
  * @generated from message centralino.v1.QueueFigures
@@ -839,7 +901,7 @@ export type QueueFigures = Message<"centralino.v1.QueueFigures"> & {
  * Use `create(QueueFiguresSchema)` to create a new message.
  */
 export const QueueFiguresSchema: GenMessage<QueueFigures> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 19);
+  messageDesc(file_centralino_v1_routing, 21);
 
 /**
  * @generated from message centralino.v1.AgentCounts
@@ -876,7 +938,7 @@ export type AgentCounts = Message<"centralino.v1.AgentCounts"> & {
  * Use `create(AgentCountsSchema)` to create a new message.
  */
 export const AgentCountsSchema: GenMessage<AgentCounts> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 20);
+  messageDesc(file_centralino_v1_routing, 22);
 
 /**
  * @generated from message centralino.v1.ListWaitingRequest
@@ -893,7 +955,7 @@ export type ListWaitingRequest = Message<"centralino.v1.ListWaitingRequest"> & {
  * Use `create(ListWaitingRequestSchema)` to create a new message.
  */
 export const ListWaitingRequestSchema: GenMessage<ListWaitingRequest> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 21);
+  messageDesc(file_centralino_v1_routing, 23);
 
 /**
  * @generated from message centralino.v1.ListWaitingResponse
@@ -910,7 +972,7 @@ export type ListWaitingResponse = Message<"centralino.v1.ListWaitingResponse"> &
  * Use `create(ListWaitingResponseSchema)` to create a new message.
  */
 export const ListWaitingResponseSchema: GenMessage<ListWaitingResponse> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 22);
+  messageDesc(file_centralino_v1_routing, 24);
 
 /**
  * @generated from message centralino.v1.WaitingPosition
@@ -942,7 +1004,7 @@ export type WaitingPosition = Message<"centralino.v1.WaitingPosition"> & {
  * Use `create(WaitingPositionSchema)` to create a new message.
  */
 export const WaitingPositionSchema: GenMessage<WaitingPosition> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 23);
+  messageDesc(file_centralino_v1_routing, 25);
 
 /**
  * @generated from message centralino.v1.Skill
@@ -964,7 +1026,7 @@ export type Skill = Message<"centralino.v1.Skill"> & {
  * Use `create(SkillSchema)` to create a new message.
  */
 export const SkillSchema: GenMessage<Skill> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 24);
+  messageDesc(file_centralino_v1_routing, 26);
 
 /**
  * @generated from message centralino.v1.SkillLevel
@@ -988,7 +1050,7 @@ export type SkillLevel = Message<"centralino.v1.SkillLevel"> & {
  * Use `create(SkillLevelSchema)` to create a new message.
  */
 export const SkillLevelSchema: GenMessage<SkillLevel> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 25);
+  messageDesc(file_centralino_v1_routing, 27);
 
 /**
  * @generated from message centralino.v1.SkillSet
@@ -1005,7 +1067,7 @@ export type SkillSet = Message<"centralino.v1.SkillSet"> & {
  * Use `create(SkillSetSchema)` to create a new message.
  */
 export const SkillSetSchema: GenMessage<SkillSet> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 26);
+  messageDesc(file_centralino_v1_routing, 28);
 
 /**
  * @generated from message centralino.v1.RoutingStep
@@ -1053,7 +1115,7 @@ export type RoutingStep = Message<"centralino.v1.RoutingStep"> & {
  * Use `create(RoutingStepSchema)` to create a new message.
  */
 export const RoutingStepSchema: GenMessage<RoutingStep> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 27);
+  messageDesc(file_centralino_v1_routing, 29);
 
 /**
  * @generated from message centralino.v1.QueueDefinition
@@ -1116,7 +1178,7 @@ export type QueueDefinition = Message<"centralino.v1.QueueDefinition"> & {
  * Use `create(QueueDefinitionSchema)` to create a new message.
  */
 export const QueueDefinitionSchema: GenMessage<QueueDefinition> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 28);
+  messageDesc(file_centralino_v1_routing, 30);
 
 /**
  * @generated from message centralino.v1.ChannelCapacity
@@ -1138,7 +1200,7 @@ export type ChannelCapacity = Message<"centralino.v1.ChannelCapacity"> & {
  * Use `create(ChannelCapacitySchema)` to create a new message.
  */
 export const ChannelCapacitySchema: GenMessage<ChannelCapacity> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 29);
+  messageDesc(file_centralino_v1_routing, 31);
 
 /**
  * @generated from message centralino.v1.AgentDefinition
@@ -1174,7 +1236,7 @@ export type AgentDefinition = Message<"centralino.v1.AgentDefinition"> & {
  * Use `create(AgentDefinitionSchema)` to create a new message.
  */
 export const AgentDefinitionSchema: GenMessage<AgentDefinition> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 30);
+  messageDesc(file_centralino_v1_routing, 32);
 
 /**
  * @generated from message centralino.v1.DeleteRequest
@@ -1191,7 +1253,7 @@ export type DeleteRequest = Message<"centralino.v1.DeleteRequest"> & {
  * Use `create(DeleteRequestSchema)` to create a new message.
  */
 export const DeleteRequestSchema: GenMessage<DeleteRequest> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 31);
+  messageDesc(file_centralino_v1_routing, 33);
 
 /**
  * @generated from message centralino.v1.DeleteResponse
@@ -1204,7 +1266,7 @@ export type DeleteResponse = Message<"centralino.v1.DeleteResponse"> & {
  * Use `create(DeleteResponseSchema)` to create a new message.
  */
 export const DeleteResponseSchema: GenMessage<DeleteResponse> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 32);
+  messageDesc(file_centralino_v1_routing, 34);
 
 /**
  * @generated from message centralino.v1.ListRequest
@@ -1217,7 +1279,7 @@ export type ListRequest = Message<"centralino.v1.ListRequest"> & {
  * Use `create(ListRequestSchema)` to create a new message.
  */
 export const ListRequestSchema: GenMessage<ListRequest> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 33);
+  messageDesc(file_centralino_v1_routing, 35);
 
 /**
  * @generated from message centralino.v1.ListSkillsResponse
@@ -1234,7 +1296,7 @@ export type ListSkillsResponse = Message<"centralino.v1.ListSkillsResponse"> & {
  * Use `create(ListSkillsResponseSchema)` to create a new message.
  */
 export const ListSkillsResponseSchema: GenMessage<ListSkillsResponse> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 34);
+  messageDesc(file_centralino_v1_routing, 36);
 
 /**
  * @generated from message centralino.v1.ListQueuesResponse
@@ -1251,7 +1313,7 @@ export type ListQueuesResponse = Message<"centralino.v1.ListQueuesResponse"> & {
  * Use `create(ListQueuesResponseSchema)` to create a new message.
  */
 export const ListQueuesResponseSchema: GenMessage<ListQueuesResponse> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 35);
+  messageDesc(file_centralino_v1_routing, 37);
 
 /**
  * @generated from message centralino.v1.ListAgentsResponse
@@ -1268,7 +1330,7 @@ export type ListAgentsResponse = Message<"centralino.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_centralino_v1_routing, 36);
+  messageDesc(file_centralino_v1_routing, 38);
 
 /**
  * Presence an agent chooses.
@@ -1346,6 +1408,19 @@ export const SupervisorService: GenService<{
     methodKind: "unary";
     input: typeof ListWaitingRequestSchema;
     output: typeof ListWaitingResponseSchema;
+  },
+  /**
+   * Sets an agent's presence for them: a supervisor sets an agent not ready
+   * (with a reason) or logs them out (offline). The agent's desktop shows it
+   * at once; offers they had go to others. Repeating a request id answers
+   * the first result.
+   *
+   * @generated from rpc centralino.v1.SupervisorService.SetAgentPresence
+   */
+  setAgentPresence: {
+    methodKind: "unary";
+    input: typeof SetAgentPresenceRequestSchema;
+    output: typeof RequestResultSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_centralino_v1_routing, 1);
