@@ -14,6 +14,11 @@
 //   admin <user> <password…>   log an admin in on a page of their own, on /admin
 //   reply <id> <text…>         accept the offer, open it, reply with the text,
 //                              complete → OK <SMS segments shown, or ->
+//   twotabs                    a second tab of the agent takes the work, the first
+//                              says so; "use here" takes it back
+//   counter <site> <name>      open a desk counter
+//   ticket <id>                accept the desk ticket's offer, recall it, start
+//                              serving, complete → OK <label> <states seen>
 //   wall <user> <password…>   log a supervisor in on a second page, on /wall
 //   waiting <queue> <n>        wait until the wallboard shows n waiting → OK <ms>
 //   supervise <agent>          the supervisor sets the agent not ready from the
@@ -21,6 +26,8 @@
 //   cut                        drop the browser's connections, refuse new ones
 //   restore                    let it connect again
 //   counts                     → OK <snapshots received> <streams opened>
+//   shown <n>                  wait for n offers in the DOM → OK <JSON [{id, at}]>,
+//                              `at` in ms since the epoch (this machine's clock)
 //   seen <id>                  wait for the offer (after a cut), shown once; no
 //                              event received twice → OK <events applied>
 //                              <snapshots received> <streams opened>
@@ -200,6 +207,54 @@ function fail(why) {
       await agent.waitForSelector(heldRow, { state: "detached", timeout: WAIT });
       return segments;
     },
+    async twotabs() {
+      // A second tab of the same agent takes the work; the first says so
+      // and takes it back on "use here" (neither takes it back by itself).
+      const second = await context.newPage();
+      watch(second);
+      await second.goto(`${base}/desk`);
+      await second.waitForSelector('[data-testid="connection"][data-state="connected"]', { timeout: WAIT });
+      await agent.waitForSelector('[data-testid="connection"][data-state="elsewhere"]', { timeout: WAIT });
+      await agent.click('[data-testid="use-here"]');
+      await agent.waitForSelector('[data-testid="connection"][data-state="connected"]', { timeout: WAIT });
+      await second.waitForSelector('[data-testid="connection"][data-state="elsewhere"]', { timeout: WAIT });
+      await second.close();
+      return "ok";
+    },
+    async counter(site, name) {
+      await agent.fill("#counter-site", site);
+      await agent.fill("#counter-name", name);
+      await agent.click('[data-testid="open-counter"]');
+      await agent.waitForSelector('[data-testid="counter-open"]', { timeout: WAIT });
+      return "open";
+    },
+    async ticket(id) {
+      const row = `[data-testid="offer"][data-interaction="${id}"]`;
+      await agent.waitForSelector(row, { timeout: WAIT });
+      await agent.click(`${row} [data-testid="accept"]`);
+      const heldRow = `[data-testid="held"][data-interaction="${id}"]`;
+      await agent.waitForSelector(heldRow, { timeout: WAIT });
+      await agent.click(`${heldRow} [data-testid="select"]`);
+      const label = (await agent.textContent('[data-testid="ticket-label"]', { timeout: WAIT })).trim();
+      await scan(agent, "desktop-desk");
+      const states = [];
+      for (const [button, want] of [
+        ["desk-recall", /called/],
+        ["desk-start", /serving/],
+      ]) {
+        await agent.click(`[data-testid="${button}"]`);
+        await agent.waitForFunction(
+          (re) => new RegExp(re).test(document.querySelector('[data-testid="ticket-state"]')?.textContent || ""),
+          want.source,
+          { timeout: WAIT },
+        );
+        states.push((await agent.textContent('[data-testid="ticket-state"]')).replace(/[·\s]+/g, " ").trim());
+      }
+      await agent.selectOption('[data-testid="disposition"]', "resolved");
+      await agent.click('[data-testid="complete"]');
+      await agent.waitForSelector(heldRow, { state: "detached", timeout: WAIT });
+      return `${label} ${states.join(" / ")}`;
+    },
     async wall(user, ...password) {
       // The supervisor's own browser (its own cookies).
       const own = await browser.newContext({ viewport: { width: 1280, height: 860 }, locale: "it-IT" });
@@ -272,6 +327,13 @@ function fail(why) {
       }));
       if (state.received.length) fail(`events received twice: ${JSON.stringify(state.received)}`);
       return `${state.applied} ${state.snapshots} ${state.connects}`;
+    },
+    async shown(n) {
+      // When each of the first n offers entered the DOM (ms since the epoch).
+      await agent.waitForFunction((want) => window.__centralinoOfferShown.length >= want, Number(n), {
+        timeout: 120000,
+      });
+      return JSON.stringify(await agent.evaluate(() => window.__centralinoOfferShown));
     },
     async counts() {
       const state = await agent.evaluate(() => `${window.__centralinoSnapshots} ${window.__centralinoConnects}`);

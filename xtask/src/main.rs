@@ -530,6 +530,7 @@ const BENCHMARKS: &[(&str, &str, &[&str])] = &[
     ),
     ("centralino-email", "email_bench", &["50", "10"]),
     ("centralino", "email_burst", &["50", "sqlite"]),
+    ("centralino", "desk_latency", &["10", "3"]),
     ("centralino-sms", "sms_bench", &["50"]),
     ("centralino-voice", "voice_bench", &["2", "4", "2", "1"]),
     ("centralino-desk", "desk_bench", &["50", "2", "2"]),

@@ -11,6 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 pub mod agent;
+pub mod browser;
 pub mod isolated;
 pub mod mail;
 pub mod observer;

@@ -12,6 +12,7 @@ use centralino_proto::v1;
 use centralino_proto::v1::routing_admin_service_client::RoutingAdminServiceClient;
 use centralino_proto::v1::user_admin_service_client::UserAdminServiceClient;
 use centralino_proto::v1::web_session_service_client::WebSessionServiceClient;
+use centralino_test_support::browser::Desktop;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -510,66 +511,6 @@ async fn browser_sessions_are_cookies_from_this_origin_that_end_and_lock_out() {
     let _ = std::fs::remove_dir_all(dir);
 }
 
-/// `tests/node/desktop.js` in headless Chromium, one command at a time.
-struct Browser {
-    child: std::process::Child,
-    stdin: std::process::ChildStdin,
-    answers: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
-}
-
-impl Browser {
-    fn start(server: SocketAddr) -> Self {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/node");
-        assert!(
-            root.join("node_modules/playwright-core").exists()
-                && root.join("node_modules/axe-core").exists(),
-            "tests/node's packages are missing: run `cargo xtask setup` (npm ci in tests/node)"
-        );
-        assert!(
-            std::path::Path::new("/usr/bin/chromium").exists(),
-            "Chromium is missing: run `cargo xtask setup` (apt-get install chromium)"
-        );
-        let mut child = Command::new("node")
-            .arg(root.join("desktop.js"))
-            .arg(server.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node runs (Debian package nodejs)");
-        let stdin = child.stdin.take().expect("stdin");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut answers = std::io::BufRead::lines(std::io::BufReader::new(stdout));
-        let ready = answers.next().and_then(Result::ok).unwrap_or_default();
-        assert_eq!(ready, "READY", "the browser did not start");
-        Self {
-            child,
-            stdin,
-            answers,
-        }
-    }
-
-    /// Sends one command; its answer after `OK `.
-    fn ask(&mut self, command: &str) -> String {
-        writeln!(self.stdin, "{command}").expect("send the command");
-        let line = tokio::task::block_in_place(|| self.answers.next())
-            .and_then(Result::ok)
-            .unwrap_or_default();
-        match line.strip_prefix("OK ") {
-            Some(answer) => answer.to_owned(),
-            None => panic!("the browser failed `{command}` (its reason is above): {line:?}"),
-        }
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = writeln!(self.stdin, "quit");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn desktop_config(dir: &std::path::Path) -> std::path::PathBuf {
     std::fs::create_dir_all(dir).expect("dir");
     let file = dir.join("centralino.toml");
@@ -581,7 +522,11 @@ fn desktop_config(dir: &std::path::Path) -> std::path::PathBuf {
              [[routing.skills]]\nname = \"backoffice\"\n\
              [[routing.queues]]\nname = \"support\"\nchannels = [\"task\"]\n\
              [[routing.queues]]\nname = \"backoffice\"\nchannels = [\"task\"]\nskills = {{ backoffice = 1 }}\n\
-             [[routing.agents]]\nname = \"anna\"\ndisplay_name = \"Anna Rossi\"\ncapacity = {{ task = 3 }}\n",
+             [[routing.queues]]\nname = \"desk-a-casa\"\nchannels = [\"desk\"]\n\
+             [[routing.agents]]\nname = \"anna\"\ndisplay_name = \"Anna Rossi\"\ncapacity = {{ task = 3, desk = 1 }}\n\
+             [desk]\nlisten = \"127.0.0.1:0\"\n\
+             [[desk.sites]]\nid = \"casa\"\ntimezone = \"UTC\"\nopens = \"00:00\"\ncloses = \"23:59\"\ncounters = [\"1\"]\n\
+             [[desk.services]]\ncode = \"A\"\nname = \"Payments\"\nqueue = \"desk-a-{{{{site}}}}\"\n",
             data = dir.display().to_string(),
         ),
     )
@@ -596,7 +541,9 @@ fn desktop_config(dir: &std::path::Path) -> std::path::PathBuf {
 /// agent on the admin screen is refused; the browser's network is cut for
 /// 30 s while a task is offered, and after it the offer is on screen, no
 /// event applied twice; the supervisor sets the agent not ready from the
-/// wallboard. Each screen passes an axe-core scan.
+/// wallboard; a walk-in's ticket is recalled and served from the desktop; a
+/// second tab of the agent takes the work until the first is used again.
+/// Each screen passes an axe-core scan.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_desktop_and_wallboard_work_in_chromium_through_a_network_cut() {
     use centralino_proto::v1::interaction_service_client::InteractionServiceClient;
@@ -661,7 +608,7 @@ async fn the_desktop_and_wallboard_work_in_chromium_through_a_network_cut() {
             .task_id
     };
 
-    let mut browser = Browser::start(addr);
+    let mut browser = Desktop::start(addr);
     browser.ask("open");
     browser.ask("axe login");
     browser.ask(&format!("login anna {PASSWORD}"));
@@ -670,11 +617,36 @@ async fn the_desktop_and_wallboard_work_in_chromium_through_a_network_cut() {
     let shown_ms = browser.ask(&format!("offer {first}"));
     eprintln!("desktop: the first task's offer on screen {shown_ms} ms after it was created");
 
+    // A walk-in's ticket: the counter opens, the ticket is offered, recalled,
+    // served and completed from the desktop.
+    browser.ask("counter casa 1");
+    let http = running.desk_http.expect("the desk runs");
+    let kiosk = key
+        .mint("kiosk-casa", Role::Kiosk, chrono::Utc::now().timestamp(), 600)
+        .expect("token");
+    let ticket: centralino_desk::TicketView = reqwest::Client::new()
+        .post(format!("http://{http}/api/sites/casa/tickets"))
+        .header("authorization", format!("Bearer {kiosk}"))
+        .json(&serde_json::json!({ "service": "A" }))
+        .send()
+        .await
+        .expect("the kiosk answers")
+        .json()
+        .await
+        .expect("a ticket");
+    let served = browser.ask(&format!("ticket {}", ticket.id));
+    assert!(
+        served.starts_with(&format!("{} ", ticket.label)) && served.contains("serving"),
+        "the desk ticket handled from the desktop: {served}"
+    );
+
     let refusal = browser.ask("refused");
     assert!(
         refusal.starts_with("7 ") && refusal.contains("role agent may not"),
         "the admin API refuses an agent's session with PERMISSION_DENIED: {refusal}"
     );
+
+    browser.ask("twotabs");
 
     browser.ask(&format!("wall sara {PASSWORD}"));
     browser.ask("axe wallboard");
@@ -768,7 +740,7 @@ async fn the_desktop_answers_an_email_and_an_sms_from_real_peers() {
     );
     let config = centralino::Config::load(Some(&file), []).expect("config loads");
     let (running, stop) = crate::start_up(&config).await;
-    let mut browser = Browser::start(running.grpc_addr);
+    let mut browser = Desktop::start(running.grpc_addr);
     browser.ask(&format!("login anna {PASSWORD}"));
 
     // An email through Dovecot, answered from the desktop.
