@@ -526,7 +526,7 @@ fn desktop_config(dir: &std::path::Path) -> std::path::PathBuf {
              [[routing.agents]]\nname = \"anna\"\ndisplay_name = \"Anna Rossi\"\ncapacity = {{ task = 3, desk = 1 }}\n\
              [desk]\nlisten = \"127.0.0.1:0\"\n\
              [[desk.sites]]\nid = \"casa\"\ntimezone = \"UTC\"\nopens = \"00:00\"\ncloses = \"23:59\"\ncounters = [\"1\"]\n\
-             [[desk.services]]\ncode = \"A\"\nname = \"Payments\"\nqueue = \"desk-a-{{{{site}}}}\"\n",
+             [[desk.services]]\ncode = \"A\"\nname = \"Payments\"\nqueue = \"desk-a-{{site}}\"\n",
             data = dir.display().to_string(),
         ),
     )
@@ -622,7 +622,12 @@ async fn the_desktop_and_wallboard_work_in_chromium_through_a_network_cut() {
     browser.ask("counter casa 1");
     let http = running.desk_http.expect("the desk runs");
     let kiosk = key
-        .mint("kiosk-casa", Role::Kiosk, chrono::Utc::now().timestamp(), 600)
+        .mint(
+            "kiosk-casa",
+            Role::Kiosk,
+            chrono::Utc::now().timestamp(),
+            600,
+        )
         .expect("token");
     let ticket: centralino_desk::TicketView = reqwest::Client::new()
         .post(format!("http://{http}/api/sites/casa/tickets"))
