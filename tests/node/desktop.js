@@ -27,7 +27,7 @@
 //   restore                    let it connect again
 //   counts                     → OK <snapshots received> <streams opened>
 //   shown <n>                  wait for n offers in the DOM → OK <JSON [{id, at}]>,
-//                              `at` in ms since the epoch (this machine's clock)
+//                              `at` from the page's Date.now() (this machine's clock)
 //   seen <id>                  wait for the offer (after a cut), shown once; no
 //                              event received twice → OK <events applied>
 //                              <snapshots received> <streams opened>

@@ -122,7 +122,7 @@ export function keepStreaming<T>(o: StreamOptions<T>): StreamControl {
   };
   const onOnline = () => check(true);
   const onOffline = () => {
-    o.state.value = 'offline';
+    if (!unpause) o.state.value = 'offline';
   };
   const onPageShow = (e: PageTransitionEvent) => check(e.persisted);
 

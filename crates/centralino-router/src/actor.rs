@@ -1131,16 +1131,21 @@ impl Actor {
             Some(missed) => missed,
             None => vec![feed.snapshot(snapshot)],
         };
+        // The channel is new and holds a feed's worth: it fails only when
+        // its reader left while the batch ran (then no disconnect will come).
+        // The session goes and the grace starts, as on a disconnect.
+        let mut gone = s.updates.is_closed();
         for n in opening {
-            // The channel is new and holds a feed's worth: it fails only
-            // when its reader left while the batch ran. The session goes and
-            // the grace starts, as on a disconnect.
-            if s.updates.try_send(n).is_err() {
-                self.sessions.remove(agent);
-                self.gone
-                    .insert(agent.to_owned(), now_ms() + self.cfg.session_grace_ms);
-                return Err(ApiError::Unavailable("agent session".into()));
+            if gone || s.updates.try_send(n).is_err() {
+                gone = true;
+                break;
             }
+        }
+        if gone {
+            self.sessions.remove(agent);
+            self.gone
+                .insert(agent.to_owned(), now_ms() + self.cfg.session_grace_ms);
+            return Err(ApiError::Unavailable("agent session".into()));
         }
         Ok(self.epoch.clone())
     }

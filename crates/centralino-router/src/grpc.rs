@@ -296,6 +296,20 @@ impl AgentDeskService for AgentDeskApi {
             tokio::pin!(ended);
             loop {
                 let event = tokio::select! {
+                    // The actor drops a replaced session's sender as it says
+                    // why: the why must win over the channel's end.
+                    biased;
+                    kick = &mut ended => {
+                        if kick == Kick::Replaced {
+                            let _ = out
+                                .send(Err(Status::aborted(
+                                    "the desktop was opened in another tab or device; this one \
+                                     gets no more work until it is used again",
+                                )))
+                                .await;
+                        }
+                        break;
+                    }
                     n = rx.recv() => match n {
                         Some(n) => {
                             last = n.seq;
@@ -314,17 +328,6 @@ impl AgentDeskService for AgentDeskApi {
                         })
                     }
                     () = out.closed() => break,
-                    kick = &mut ended => {
-                        if kick == Kick::Replaced {
-                            let _ = out
-                                .send(Err(Status::aborted(
-                                    "the desktop was opened in another tab or device; this one \
-                                     gets no more work until it is used again",
-                                )))
-                                .await;
-                        }
-                        break;
-                    }
                 };
                 let event = v1::DeskEvent {
                     epoch: epoch.clone(),
@@ -455,6 +458,18 @@ impl SupervisorService for SupervisorApi {
         let Some(presence) = req.presence else {
             return Err(ApiError::invalid("presence", "is required").into());
         };
+        // Only the agent makes themselves available: a supervisor may stop
+        // their work, not start it.
+        if !matches!(
+            presence.presence(),
+            v1::AgentPresence::NotReady | v1::AgentPresence::Offline
+        ) {
+            return Err(ApiError::invalid(
+                "presence.presence",
+                "a supervisor sets NOT_READY (with a reason) or OFFLINE",
+            )
+            .into());
+        }
         tracing::info!(supervisor = %supervisor, agent = %req.agent, presence = presence.presence, "supervisor sets an agent's presence");
         // Kept apart from the agent's own request ids.
         let request_id = format!("supervisor:{}", req.request_id);

@@ -240,9 +240,13 @@ impl StreamAuth {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+        // A store slow to answer must not hold up the stream: no answer in
+        // time counts as "still live" (checked again at the next heartbeat).
         let ended = now >= self.expires_at
             || match &self.session {
-                Some(s) => s.ended().await,
+                Some(s) => tokio::time::timeout(Duration::from_secs(2), s.ended())
+                    .await
+                    .unwrap_or(false),
                 None => false,
             };
         if ended {

@@ -23,9 +23,10 @@ impl Desktop {
                 && root.join("node_modules/axe-core").exists(),
             "tests/node's packages are missing: run `cargo xtask setup` (npm ci in tests/node)"
         );
+        let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
         assert!(
-            std::path::Path::new("/usr/bin/chromium").exists(),
-            "Chromium is missing: run `cargo xtask setup` (apt-get install chromium)"
+            std::path::Path::new(&chromium).exists(),
+            "Chromium is missing at {chromium}: run `cargo xtask setup` (apt-get install chromium)"
         );
         let mut child = Command::new("node")
             .arg(root.join("desktop.js"))

@@ -40,9 +40,11 @@ pub fn policy(policy: &mut Policy) {
 /// login is counted under.
 #[derive(Debug, Clone, Default)]
 pub struct WebSettings {
-    /// Browsers reach this server over HTTPS: its own TLS, or a proxy's in
-    /// front (an `https://` origin configured). Cookies are then `Secure`.
-    pub https: bool,
+    /// This server speaks TLS: every cookie is `Secure`.
+    pub tls: bool,
+    /// A TLS proxy in front (an `https://` origin configured): a browser
+    /// calling from an `https://` origin gets a `Secure` cookie.
+    pub https_proxy: bool,
     /// Proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<std::net::IpAddr>,
 }
@@ -83,16 +85,21 @@ impl WebApi {
             .max_encoding_message_size(max)
     }
 
-    /// The `Set-Cookie` value for `token` (or clearing it): over HTTPS the
-    /// `__Host-` cookie, `Secure`; plain HTTP only on a loopback address,
-    /// refused elsewhere (a session cookie would travel in clear).
+    /// The `Set-Cookie` value for `token` (or clearing it): over HTTPS (this
+    /// server's TLS, or a browser on an `https://` origin reaching it through
+    /// a configured TLS proxy) the `__Host-` cookie, `Secure`; plain HTTP only
+    /// on a loopback address, refused elsewhere (a session cookie would
+    /// travel in clear).
     fn cookie(
         &self,
         local: Option<SocketAddr>,
+        origin: Option<&str>,
         token: &str,
         max_age_s: i64,
     ) -> Result<String, ApiError> {
-        if self.settings.https {
+        let https = self.settings.tls
+            || (self.settings.https_proxy && origin.is_some_and(|o| o.starts_with("https://")));
+        if https {
             return Ok(format!(
                 "{SECURE_SESSION_COOKIE}={token}; Path=/; Max-Age={max_age_s}; HttpOnly; \
                  SameSite=Strict; Secure"
@@ -173,13 +180,15 @@ impl WebSessionService for WebApi {
         let local = request.local_addr();
         let now = crate::now_ms();
         if let Some(peer) = request.remote_addr() {
-            let forwarded = request
+            let forwarded: Vec<&str> = request
                 .metadata()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok());
+                .get_all("x-forwarded-for")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
             let client = crate::throttle::client_address(
                 peer.ip(),
-                forwarded,
+                &forwarded,
                 &self.settings.trusted_proxies,
             );
             let over = self
@@ -195,15 +204,14 @@ impl WebSessionService for WebApi {
                 .into());
             }
         }
+        let origin = request
+            .metadata()
+            .get("origin")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         // Refused before any password is checked when the cookie could not be set.
-        self.cookie(local, "", 0)?;
-        // A login on a shared workstation ends whoever was logged in there.
-        if let Some(previous) = request.extensions().get::<CookieSession>() {
-            self.sessions
-                .close(previous.token())
-                .await
-                .map_err(|e| ApiError::from(centralino_store::StoreError::from(e)))?;
-        }
+        self.cookie(local, origin.as_deref(), "", 0)?;
+        let previous = request.extensions().get::<CookieSession>().cloned();
         let body = request.into_inner();
         let user = self
             .users
@@ -215,13 +223,21 @@ impl WebSessionService for WebApi {
                 }
                 api(e)
             })?;
+        // A login on a shared workstation ends whoever was logged in there
+        // (only once this one succeeded: a mistyped password ends nothing).
+        if let Some(previous) = previous {
+            self.sessions
+                .close(previous.token())
+                .await
+                .map_err(|e| ApiError::from(centralino_store::StoreError::from(e)))?;
+        }
         let (token, expires_at) = self
             .sessions
             .open(&user.name, now)
             .await
             .map_err(|e| ApiError::from(centralino_store::StoreError::from(e)))?;
         tracing::info!(user = %user.name, "logged in");
-        let cookie = self.cookie(local, &token, SESSION_LIFETIME_MS / 1000)?;
+        let cookie = self.cookie(local, origin.as_deref(), &token, SESSION_LIFETIME_MS / 1000)?;
         set_cookie(Response::new(login_reply(&user, expires_at)), &cookie)
     }
 
@@ -235,7 +251,11 @@ impl WebSessionService for WebApi {
                 .await
                 .map_err(|e| ApiError::from(centralino_store::StoreError::from(e)))?;
         }
-        match self.cookie(request.local_addr(), "", 0) {
+        let origin = request
+            .metadata()
+            .get("origin")
+            .and_then(|v| v.to_str().ok());
+        match self.cookie(request.local_addr(), origin, "", 0) {
             Ok(clear) => set_cookie(Response::new(LogoutReply {}), &clear),
             Err(_) => Ok(Response::new(LogoutReply {})),
         }

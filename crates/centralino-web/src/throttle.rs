@@ -59,22 +59,29 @@ impl Attempts {
 /// The client's address: the peer's, or, when the peer is a trusted proxy,
 /// the nearest address in `X-Forwarded-For` that is not one (a client can
 /// put anything at the start of the header, not after its own proxy).
-pub fn client_address(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
+/// `forwarded_for` holds every `X-Forwarded-For` header in order (a proxy
+/// may add its own header line instead of appending). An entry that is not
+/// an address stops the walk: what lies before it is the client's to write.
+pub fn client_address(peer: IpAddr, forwarded_for: &[&str], trusted: &[IpAddr]) -> IpAddr {
+    let peer = peer.to_canonical();
     if !trusted.contains(&peer) {
         return peer;
     }
-    forwarded_for
-        .into_iter()
-        .flat_map(|h| h.rsplit(','))
-        .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-        .find(|a| !trusted.contains(a))
-        .unwrap_or(peer)
+    let hops = forwarded_for.iter().rev().flat_map(|h| h.rsplit(','));
+    for hop in hops {
+        match hop.trim().parse::<IpAddr>().map(|a| a.to_canonical()) {
+            Ok(a) if trusted.contains(&a) => continue,
+            Ok(a) => return a,
+            Err(_) => break,
+        }
+    }
+    peer
 }
 
 /// What attempts are counted under: the address, or an IPv6 address's /64
 /// (one subscriber's whole network).
 fn key(address: IpAddr) -> IpAddr {
-    match address {
+    match address.to_canonical() {
         IpAddr::V6(v6) => {
             let mut o = v6.octets();
             o[8..].fill(0);
@@ -137,17 +144,32 @@ mod tests {
         let client: IpAddr = [203, 0, 113, 7].into();
         let trusted = [proxy];
         assert_eq!(
-            client_address(proxy, Some("198.51.100.1, 203.0.113.7"), &trusted),
+            client_address(proxy, &["198.51.100.1, 203.0.113.7"], &trusted),
             client,
             "the nearest untrusted hop, not what the client wrote first"
         );
         assert_eq!(
-            client_address(client, Some("198.51.100.1"), &trusted),
+            client_address(proxy, &["198.51.100.1", "203.0.113.7"], &trusted),
+            client,
+            "the proxy's own header line comes last"
+        );
+        assert_eq!(
+            client_address(client, &["198.51.100.1"], &trusted),
             client,
             "an untrusted peer's header is ignored"
         );
-        assert_eq!(client_address(proxy, None, &trusted), proxy);
-        assert_eq!(client_address(proxy, Some("garbage"), &trusted), proxy);
+        assert_eq!(client_address(proxy, &[], &trusted), proxy);
+        assert_eq!(
+            client_address(proxy, &["198.51.100.1, 203.0.113.7:5000"], &trusted),
+            proxy,
+            "an entry that is no address stops the walk before what the client wrote"
+        );
+        let mapped: IpAddr = "::ffff:10.0.0.9".parse().expect("v4-mapped");
+        assert_eq!(
+            client_address(mapped, &["203.0.113.7"], &trusted),
+            client,
+            "an IPv4 client of a dual-stack listener is an IPv4 address"
+        );
     }
 
     #[test]

@@ -368,7 +368,11 @@ impl Users {
         };
         let Some(found) = found else {
             // Same cost and same answers as for a real user, lock included, so
-            // neither the time nor a lock tells which names exist.
+            // neither the time nor a lock tells which names exist: a locked
+            // name is refused before hashing, as a locked user is.
+            if let Some(until) = self.unknown_locked(name, now) {
+                return Err(UserError::Locked { until });
+            }
             let password = password.to_owned();
             self.hashed(move || verify_password(&password, decoy_hash()))
                 .await?;
@@ -387,6 +391,11 @@ impl Users {
             .await?;
         for _ in 0..16 {
             let fresh = self.model(&found.name).await?;
+            // The password changed while this one was checked: it was
+            // checked against the old one, which no longer opens anything.
+            if right && fresh.password_hash != found.password_hash {
+                return Err(UserError::BadCredentials);
+            }
             let attempts = Attempts {
                 failures: fresh.failed_logins,
                 locked_until: fresh.locked_until,
@@ -409,6 +418,10 @@ impl Users {
                     .col_expr(user::Column::LockedUntil, Expr::value(after.locked_until))
                     .filter(user::Column::Name.eq(fresh.name.clone()))
                     .filter(user::Column::FailedLogins.eq(fresh.failed_logins))
+                    .filter(match fresh.locked_until {
+                        Some(t) => user::Column::LockedUntil.eq(t),
+                        None => user::Column::LockedUntil.is_null(),
+                    })
                     .exec(&self.db)
                     .await?;
                 if changed.rows_affected == 0 {
@@ -429,6 +442,16 @@ impl Users {
         ))))
     }
 
+    fn unknown_key(name: &str) -> String {
+        name.chars().take(64).collect::<String>().to_lowercase()
+    }
+
+    /// The end of a lock in force on a name with no user.
+    fn unknown_locked(&self, name: &str, now: i64) -> Option<i64> {
+        let unknown = self.unknown.lock().ok()?;
+        unknown.get(&Self::unknown_key(name))?.locked(now)
+    }
+
     /// A bad login for a name with no user, counted like a real user's.
     fn unknown_failed(&self, name: &str, now: i64) -> UserError {
         let Ok(mut unknown) = self.unknown.lock() else {
@@ -437,8 +460,7 @@ impl Users {
         if unknown.len() > 10_000 {
             unknown.retain(|_, a| a.locked(now).is_some());
         }
-        let key: String = name.chars().take(64).collect::<String>().to_lowercase();
-        let attempts = unknown.entry(key).or_default();
+        let attempts = unknown.entry(Self::unknown_key(name)).or_default();
         if let Some(until) = attempts.locked(now) {
             return UserError::Locked { until };
         }

@@ -274,8 +274,12 @@ async fn main() {
             .expect("token");
         tokio::spawn(native_client(addr, token, seen.clone(), ready_tx.clone()));
     }
+    drop(ready_tx);
     for _ in 0..clients {
-        ready.recv().await.expect("a desktop ready");
+        ready
+            .recv()
+            .await
+            .expect("every desktop ready (one failed: its panic is above)");
     }
     let mut native = Vec::new();
     if clients > 0 {
@@ -315,6 +319,11 @@ async fn main() {
             Some(at - published.get(s["id"].as_str()?)?)
         })
         .collect();
+    // Both ends read this machine's wall clock (the page's `Date.now()`).
+    assert!(
+        dom.iter().all(|ms| *ms >= 0.0),
+        "an offer shown before it was published: the clocks disagree ({dom:?})"
+    );
     drop(browser);
 
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -334,7 +343,7 @@ async fn main() {
     if !native.is_empty() {
         let (n50, n99, nmax) = percentiles(&mut native);
         println!(
-            "  {:<44} {:>6} {:>9.2} {:>9.2} {:>9.2}   ({:.1}x raw at p99)",
+            "  {:<44} {:>6} {:>9.2} {:>9.2} {:>9.2}   ({:.1}× raw at p99)",
             format!("ours: published -> offer at {clients} gRPC desktops"),
             native.len(),
             n50,
@@ -345,7 +354,7 @@ async fn main() {
     }
     let (b50, b99, bmax) = percentiles(&mut dom);
     println!(
-        "  {:<44} {:>6} {:>9.2} {:>9.2} {:>9.2}   ({:.1}x raw at p99)",
+        "  {:<44} {:>6} {:>9.2} {:>9.2} {:>9.2}   ({:.1}× raw at p99)",
         "ours: published -> offer in a browser's DOM",
         dom.len(),
         b50,

@@ -739,12 +739,12 @@ async fn serve_on(
     let web = centralino_web::WebApi::new(
         db.clone(),
         centralino_web::WebSettings {
-            https: settings.tls.is_some()
-                || config
-                    .grpc
-                    .browser_origins
-                    .iter()
-                    .any(|o| o.starts_with("https://")),
+            tls: settings.tls.is_some(),
+            https_proxy: config
+                .grpc
+                .browser_origins
+                .iter()
+                .any(|o| o.starts_with("https://")),
             trusted_proxies: config
                 .grpc
                 .trusted_proxies

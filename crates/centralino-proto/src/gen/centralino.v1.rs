@@ -5953,7 +5953,8 @@ pub mod supervisor_service_client {
             self.inner.unary(req, path, codec).await
         }
         /// Sets an agent's presence for them: a supervisor sets an agent not ready
-        /// (with a reason) or logs them out (offline). The agent's desktop shows it
+        /// (with a reason) or logs them out (offline); available is refused
+        /// (INVALID_ARGUMENT): only the agent makes themselves available. The agent's desktop shows it
         /// at once; offers they had go to others. Repeating a request id answers
         /// the first result.
         pub async fn set_agent_presence(
@@ -6020,7 +6021,8 @@ pub mod supervisor_service_server {
             tonic::Status,
         >;
         /// Sets an agent's presence for them: a supervisor sets an agent not ready
-        /// (with a reason) or logs them out (offline). The agent's desktop shows it
+        /// (with a reason) or logs them out (offline); available is refused
+        /// (INVALID_ARGUMENT): only the agent makes themselves available. The agent's desktop shows it
         /// at once; offers they had go to others. Repeating a request id answers
         /// the first result.
         async fn set_agent_presence(

@@ -392,13 +392,14 @@ async fn browser_sessions_are_cookies_from_this_origin_that_end_and_lock_out() {
     }
     assert_eq!(last, Code::ResourceExhausted, "unknown names lock too");
 
-    // Twenty bad passwords: locked out, with when, even for the right one.
+    // Twenty bad passwords: locked out, with when, even for the right one
+    // (from a client of its own behind this host as a trusted proxy).
     let mut codes = Vec::new();
     for n in 0..20 {
         let e = web
             .login(with(
                 login("anna", &format!("guess number {n}")),
-                &[("origin", &origin)],
+                &[("origin", &origin), ("x-forwarded-for", "198.51.100.11")],
             ))
             .await
             .expect_err("a bad password");

@@ -1411,7 +1411,8 @@ export const SupervisorService: GenService<{
   },
   /**
    * Sets an agent's presence for them: a supervisor sets an agent not ready
-   * (with a reason) or logs them out (offline). The agent's desktop shows it
+   * (with a reason) or logs them out (offline); available is refused
+   * (INVALID_ARGUMENT): only the agent makes themselves available. The agent's desktop shows it
    * at once; offers they had go to others. Repeating a request id answers
    * the first result.
    *
