@@ -214,6 +214,29 @@ impl HistoryApi {
         change(&self.tx, actor, request_id, what).await
     }
 
+    /// An agent may merge two customers only when history suggested it
+    /// (they shared an identifier on one interaction): PERMISSION_DENIED else.
+    async fn suggested(&self, one: &str, other: &str) -> Result<(), ApiError> {
+        use crate::entities::suggestion;
+        use sea_orm::{ColumnTrait, Condition, QueryFilter};
+        let pair = |a: &str, b: &str| {
+            Condition::all()
+                .add(suggestion::Column::CustomerA.eq(a))
+                .add(suggestion::Column::CustomerB.eq(b))
+        };
+        let found = suggestion::Entity::find()
+            .filter(Condition::any().add(pair(one, other)).add(pair(other, one)))
+            .one(&self.db)
+            .await
+            .map_err(read::store)?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(ApiError::PermissionDenied(
+                "an agent may merge only customers that history suggested merging".into(),
+            )),
+        }
+    }
+
     fn identifier(
         &self,
         raw: Option<&v1::CustomerIdentifier>,
@@ -412,9 +435,13 @@ impl HistoryService for HistoryApi {
         request: Request<v1::MergeCustomersRequest>,
     ) -> Result<Response<v1::MergeResult>, Status> {
         let actor = subject(&request)?;
+        let agent = centralino_server::claims(&request)?.role == centralino_auth::Role::Agent;
         let req = request.into_inner();
         let rid = request_id(&req.request_id)?;
         bounded("reason", &req.reason, MAX_TEXT)?;
+        if agent {
+            self.suggested(&req.survivor_id, &req.merged_id).await?;
+        }
         let change = Change::Merge {
             survivor: req.survivor_id,
             merged: req.merged_id,

@@ -203,6 +203,11 @@ pub fn policy(policy: &mut Policy) {
         "/centralino.v1.HistoryService/EraseCustomer",
         Access::Roles(vec![Role::Admin]),
     );
+    // An agent confirms a merge history suggested (checked in the handler).
+    policy.set(
+        "/centralino.v1.HistoryService/MergeCustomers",
+        Access::Roles(vec![Role::Agent, Role::Integrator, Role::Admin]),
+    );
     // Agents answer their conversations (checked against routing's
     // assignment); integrators and admins also send notifications.
     policy.set("/centralino.v1.ConversationService/", read());

@@ -605,6 +605,25 @@ async fn two_known_identifiers_in_one_interaction_suggest_or_merge_per_policy() 
                     .expect("b")
                     .into_inner();
                 assert_eq!(still.id, b.id);
+                // An agent confirms the suggestion, and only a suggested one.
+                let agent = env.token("anna", Role::Agent);
+                let merge = |survivor: &str, merged: &str, rid: &str| v1::MergeCustomersRequest {
+                    request_id: rid.into(),
+                    survivor_id: survivor.into(),
+                    merged_id: merged.into(),
+                    reason: "same person".into(),
+                };
+                let refused = c
+                    .merge_customers(authed(
+                        merge(&a.id, "01a00000-0000-7000-8000-000000000000", "agent-1"),
+                        &agent,
+                    ))
+                    .await
+                    .expect_err("not suggested");
+                assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
+                c.merge_customers(authed(merge(&a.id, &b.id, "agent-2"), &agent))
+                    .await
+                    .expect("the agent merges the suggested pair");
             }
             ConflictPolicy::Merge => {
                 eventually(WAIT, "an automatic merge", || async {
